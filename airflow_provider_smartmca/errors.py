@@ -1,0 +1,154 @@
+"""Every error this provider raises, in one small hierarchy.
+
+Each HTTP error message names the hook method, the HTTP method and path, the status and the
+server's own error text, so an on-call engineer can act on the log line alone. Messages are
+built by :mod:`airflow_provider_smartmca.client.protocol`, which redacts the API key first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+
+class SmartMCAError(AirflowException):
+    """
+    Base class of every SmartMCA error.
+
+    :param message: the full, already redacted, message.
+    :param operation: the hook method or endpoint name, e.g. ``get_execution``.
+    :param method: the HTTP method, when a request was involved.
+    :param path: the URL path, when a request was involved.
+    :param status: the HTTP status, when a response was received.
+    :param server_message: the server's own error text, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        server_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.method = method
+        self.path = path
+        self.status = status
+        self.server_message = server_message
+
+
+class SmartMCAValidationError(SmartMCAError, ValueError):
+    """An argument is invalid; raised before any request is built.
+
+    :param field: the name of the offending argument or field.
+    """
+
+    def __init__(self, field: str, problem: str, *, operation: str | None = None) -> None:
+        where = f"{operation}: " if operation else ""
+        super().__init__(f"{where}invalid {field!r}: {problem}", operation=operation)
+        self.field = field
+
+
+class SmartMCAConfigError(SmartMCAError):
+    """The Airflow connection is unusable (bad base URL, insecure HTTP, bad extra value)."""
+
+
+class SmartMCAAuthError(SmartMCAError):
+    """401: the API key is missing, wrong or revoked. Fix the connection's password."""
+
+
+class SmartMCAScopeError(SmartMCAError):
+    """The key lacks a scope the call needs (checked locally, or a 403 from the server).
+
+    :param scope: the scope the call needs.
+    """
+
+    def __init__(self, message: str, *, scope: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.scope = scope
+
+
+class SmartMCANotFoundError(SmartMCAError):
+    """404: the workflow, execution or application does not exist."""
+
+
+class SmartMCABadRequestError(SmartMCAError):
+    """400/409/422: the server rejected the request; its message says why."""
+
+
+class SmartMCARateLimitError(SmartMCAError):
+    """429: too many requests.
+
+    :param retry_after: seconds the server asked us to wait, already capped, or None.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class SmartMCAServerError(SmartMCAError):
+    """5xx: the server failed. GETs are retried; a POST is never blindly re-sent."""
+
+
+class SmartMCAInvalidResponseError(SmartMCAError):
+    """The response is not what the API promises: not JSON, an HTML page, truncated, missing a field."""
+
+
+class SmartMCAConnectionError(SmartMCAError):
+    """The request did not complete at the network level.
+
+    :param request_sent: False when the server surely never saw the request (connection refused,
+        connect timeout). True when it may have acted on it (read timeout, connection dropped
+        after sending), which makes a POST ambiguous.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.request_sent = request_sent
+
+
+class SmartMCAAmbiguousTriggerError(SmartMCAError):
+    """A trigger POST may or may not have started an execution, and the lookup could not tell.
+
+    :param candidates: the executions the lookup found (summaries), possibly empty.
+    """
+
+    def __init__(self, message: str, *, candidates: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.candidates = candidates
+
+
+class SmartMCAExecutionError(SmartMCAError):
+    """A workflow execution ended failed or cancelled, or the wait for it failed.
+
+    :param execution_id: the execution concerned.
+    :param execution_status: its last known status.
+    """
+
+    def __init__(
+        self, message: str, *, execution_id: str | None = None, execution_status: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.execution_status = execution_status
+
+
+class SmartMCAExecutionTimeoutError(SmartMCAExecutionError):
+    """The wait deadline passed before the execution ended. The execution itself is left running."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a poll that raised ``exc`` should simply be tried again later.
+
+    Used by waits (sensor, trigger): network failures, timeouts, 429 and 5xx are transient;
+    auth, scope, not-found and bad-request errors are final.
+    """
+    return isinstance(
+        exc, (SmartMCAConnectionError, SmartMCARateLimitError, SmartMCAServerError, SmartMCAInvalidResponseError)
+    )
