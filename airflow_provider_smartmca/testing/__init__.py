@@ -1,0 +1,42 @@
+"""Offline SmartMCA API emulator for tests, demos and benchmarks.
+
+Nothing in the provider's runtime code imports this package.
+
+Example::
+
+    from airflow_provider_smartmca.testing import Emulator
+
+    with Emulator() as emu:
+        print(emu.base_url)  # http://127.0.0.1:<port>, no /api/public/v1 suffix
+        emu.add_fault("status", route="get_execution", status=503, count=3)
+"""
+
+from __future__ import annotations
+
+from airflow_provider_smartmca.testing.config import (
+    ApiKey,
+    EmulatorConfig,
+    EmulatorConfigError,
+    EmulatorError,
+    Outcome,
+    WorkflowDef,
+    load_config,
+)
+from airflow_provider_smartmca.testing.faults import FAULT_KINDS, ROUTE_NAMES, Fault
+from airflow_provider_smartmca.testing.runtime import RequestRecord
+from airflow_provider_smartmca.testing.server import Emulator
+
+__all__ = [
+    "FAULT_KINDS",
+    "ROUTE_NAMES",
+    "ApiKey",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorConfigError",
+    "EmulatorError",
+    "Fault",
+    "Outcome",
+    "RequestRecord",
+    "WorkflowDef",
+    "load_config",
+]

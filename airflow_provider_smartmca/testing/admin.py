@@ -1,0 +1,115 @@
+"""Admin HTTP API under ``/_emulator/`` (no auth, loopback clients only).
+
+Lets a test control an emulator running in another process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from airflow_provider_smartmca.testing.faults import parse_fault
+from airflow_provider_smartmca.testing.runtime import EmulatorState
+
+__all__ = ["add_admin_routes"]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+
+
+def _bad(message: str) -> web.Response:
+    return _json({"error": {"code": "validation_error", "message": message}}, status=400)
+
+
+async def _read_obj(request: web.Request) -> dict[str, Any] | None:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
+    """Register the ``/_emulator/*`` routes on ``app``."""
+
+    async def health(request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def add_fault(request: web.Request) -> web.Response:
+        body = await _read_obj(request)
+        if body is None:
+            return _bad("body must be a JSON object")
+        try:
+            fault = parse_fault(body)
+        except (TypeError, ValueError) as exc:
+            return _bad(str(exc))
+        state.faults.add(fault)
+        return _json(fault.to_dict(), status=201)
+
+    async def list_faults(request: web.Request) -> web.Response:
+        return _json({"data": [f.to_dict() for f in state.faults.list()]})
+
+    async def clear_faults(request: web.Request) -> web.Response:
+        return _json({"cleared": state.faults.clear()})
+
+    async def requests_log(request: web.Request) -> web.Response:
+        rows = [r.to_dict() for r in list(state.log)]
+        return _json({"data": rows, "total": len(rows)})
+
+    async def counters(request: web.Request) -> web.Response:
+        rows = [
+            {"method": m, "route": r, "status": s, "count": c}
+            for (m, r, s), c in sorted(state.counters_snapshot().items(), key=lambda kv: str(kv[0]))
+        ]
+        return _json({"data": rows})
+
+    async def executions(request: web.Request) -> web.Response:
+        wt = request.query.get("workflow_type") or None
+        eid = request.query.get("entity_id") or None
+        now = time.time()
+        rows = [
+            ex.view(now, with_nodes=False)
+            for ex in state.store.all()
+            if (wt is None or ex.workflow.id == wt) and (eid is None or ex.entity_id == eid)
+        ]
+        return _json({"data": rows, "created": len(rows)})
+
+    async def revoke(request: web.Request) -> web.Response:
+        body = await _read_obj(request)
+        target = (body or {}).get("key") or (body or {}).get("name")
+        if not isinstance(target, str) or not target:
+            return _bad('body must be {"key": "<secret or key name>"}')
+        if not state.revoke(target):
+            return _json({"error": {"code": "not_found", "message": "No such key"}}, status=404)
+        return _json({"revoked": True})
+
+    async def release(request: web.Request) -> web.Response:
+        return _json({"released": state.release_on_loop()})
+
+    async def held(request: web.Request) -> web.Response:
+        return _json({"held": state.held})
+
+    async def reset(request: web.Request) -> web.Response:
+        state.release_on_loop()
+        state.reset()
+        return _json({"reset": True})
+
+    r = app.router
+    r.add_get("/_emulator/health", health)
+    r.add_post("/_emulator/faults", add_fault)
+    r.add_get("/_emulator/faults", list_faults)
+    r.add_delete("/_emulator/faults", clear_faults)
+    r.add_get("/_emulator/requests", requests_log)
+    r.add_get("/_emulator/counters", counters)
+    r.add_get("/_emulator/executions", executions)
+    r.add_post("/_emulator/keys/revoke", revoke)
+    r.add_post("/_emulator/release", release)
+    r.add_get("/_emulator/held", held)
+    r.add_post("/_emulator/reset", reset)

@@ -1,0 +1,222 @@
+"""Execution store and lazily computed lifecycle.
+
+An execution's status is a pure function of the time elapsed since its clock
+started, so no background task is needed: ``pending`` for ``pending_seconds``,
+then each node runs for ``node_seconds``, then the planned terminal status.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_smartmca.testing.config import EmulatorConfig, WorkflowDef
+
+__all__ = ["EXECUTION_STATUSES", "Execution", "ExecutionStore", "iso_ms"]
+
+EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+
+def iso_ms(ts: float) -> str:
+    """Format a Unix timestamp as ISO-8601 UTC with milliseconds and ``Z``."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class Execution:
+    """One workflow execution and its precomputed plan.
+
+    ``end_node`` is the 0-based index of the node where a failure/cancellation
+    happens (``-1`` for a cancellation before any node); ``final`` is the
+    terminal status.
+    """
+
+    id: str
+    seq: int
+    workflow: WorkflowDef
+    entity_type: str
+    entity_id: str
+    created_at: float  # wall clock; reported as startedAt
+    clock_start: float | None  # wall clock when the lifecycle clock started
+    pending_s: float
+    node_s: float
+    final: str
+    end_node: int
+    error: str | dict[str, Any] | None
+    node_names: list[str]
+
+    def _times(self, now: float) -> tuple[float, float]:
+        start = self.clock_start if self.clock_start is not None else now
+        return start, now - start if self.clock_start is not None else -1.0
+
+    def terminal_time(self) -> float:
+        """Seconds after clock start when the execution reaches its final status."""
+        if self.final == "completed":
+            return self.pending_s + len(self.node_names) * self.node_s
+        return self.pending_s + (self.end_node + 1) * self.node_s
+
+    def view(self, now: float, with_nodes: bool) -> dict[str, Any]:
+        """Render the execution as seen at wall-clock time ``now``."""
+        start, elapsed = self._times(now)
+        n = len(self.node_names)
+        term_t = self.terminal_time()
+        completed_at: str | None = None
+        current: str | None = None
+        if elapsed < self.pending_s:
+            status, ran = "pending", 0  # ran = nodes that have started
+            running_idx = -1
+        elif elapsed >= term_t:
+            status = self.final
+            running_idx = -1
+            ran = n if self.final == "completed" else self.end_node + 1
+            if status != "paused":  # a paused execution is not complete
+                completed_at = iso_ms(start + term_t)
+        else:
+            status = "running"
+            running_idx = min(int((elapsed - self.pending_s) / self.node_s), n - 1) if self.node_s else n - 1
+            ran = running_idx + 1
+            current = self.node_names[running_idx]
+        out: dict[str, Any] = {
+            "executionId": self.id,
+            "workflowId": self.workflow.id,
+            "workflowName": self.workflow.name,
+            "entityType": self.entity_type,
+            "entityId": self.entity_id,
+            "status": status,
+            "startedAt": iso_ms(self.created_at),
+            "completedAt": completed_at,
+            "nodeCount": n,
+            "currentNode": current,
+        }
+        if with_nodes:
+            out["nodes"] = [self._node(i, start, ran, running_idx, status) for i in range(n)]
+        return out
+
+    def _node(self, i: int, start: float, ran: int, running_idx: int, status: str) -> dict[str, Any]:
+        n_start = start + self.pending_s + i * self.node_s
+        node: dict[str, Any] = {
+            "id": f"node_{i + 1}",
+            "name": self.node_names[i],
+            "status": "pending",
+            "startedAt": None,
+            "completedAt": None,
+            "result": None,
+            "error": None,
+        }
+        terminal = status not in ("pending", "running")
+        if i >= ran:
+            if terminal and status != "completed":
+                node["status"] = "skipped"
+            return node
+        node["startedAt"] = iso_ms(n_start)
+        if i == running_idx:
+            node["status"] = "running"
+            return node
+        node["completedAt"] = iso_ms(n_start + self.node_s)
+        if terminal and i == self.end_node and self.final in ("failed", "paused"):
+            node["status"] = "failed"
+            node["error"] = self.error if self.error is not None else f"{self.node_names[i]} failed"
+        elif terminal and i == self.end_node and self.final == "cancelled":
+            node["status"] = "cancelled"
+        else:
+            node["status"] = "completed"
+            node["result"] = {"message": f"{self.node_names[i]} completed", "output": {"step": i + 1}}
+        return node
+
+
+class ExecutionStore:
+    """Thread-safe store of executions (server loop writes, test thread reads).
+
+    :param config: emulator configuration (durations and catalog).
+    """
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._by_id: dict[str, Execution] = {}
+        self._order: list[Execution] = []
+        self._per_workflow: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        """Forget every execution."""
+        with self._lock:
+            self._by_id.clear()
+            self._order.clear()
+            self._per_workflow.clear()
+
+    def create(self, wf: WorkflowDef, entity_type: str, entity_id: str) -> Execution:
+        """Create an execution and plan its outcome deterministically."""
+        now = time.time()
+        with self._lock:
+            self._per_workflow[wf.id] += 1
+            seq = self._per_workflow[wf.id]
+            final, end_node = self._plan(wf, seq)
+            ex = Execution(
+                id=f"exec_{uuid.uuid4().hex[:20]}",
+                seq=seq,
+                workflow=wf,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                created_at=now,
+                clock_start=None if self.config.clock_starts_on_first_get else now,
+                pending_s=wf.pending_seconds
+                if wf.pending_seconds is not None
+                else self.config.pending_seconds,
+                node_s=wf.node_seconds if wf.node_seconds is not None else self.config.node_seconds,
+                final=final,
+                end_node=end_node,
+                error=wf.outcome.error,
+                node_names=wf.node_names(),
+            )
+            self._by_id[ex.id] = ex
+            self._order.append(ex)
+        return ex
+
+    @staticmethod
+    def _plan(wf: WorkflowDef, seq: int) -> tuple[str, int]:
+        o = wf.outcome
+        n = wf.nodeCount
+        fail_status = "paused" if wf.onFailure == "pause" else "failed"
+        if o.fail_probability is not None:
+            # Seeded per (workflow, seed, sequence number) so reruns are reproducible.
+            rng = random.Random(f"{wf.id}:{o.seed}:{seq}")
+            if rng.random() < o.fail_probability:
+                node = o.at_node if o.at_node else rng.randint(1, n)
+                return fail_status, node - 1
+            return "completed", n - 1
+        if o.kind == "fail":
+            return fail_status, (o.at_node or 1) - 1
+        if o.kind == "cancel":
+            return "cancelled", (o.at_node or 0) - 1
+        return "completed", n - 1
+
+    def get(self, execution_id: str, first_get: bool = False) -> Execution | None:
+        """Return an execution; ``first_get`` starts a deferred clock."""
+        ex = self._by_id.get(execution_id)
+        if ex is not None and first_get and ex.clock_start is None:
+            with self._lock:
+                if ex.clock_start is None:
+                    ex.clock_start = time.time()
+        return ex
+
+    def all(self) -> list[Execution]:
+        """Snapshot of all executions in creation order."""
+        with self._lock:
+            return list(self._order)
+
+    def count(self, workflow_type: str | None = None, entity_id: str | None = None) -> int:
+        """Number of executions ever created (since the last reset) matching the filters."""
+        with self._lock:
+            return sum(
+                1
+                for e in self._order
+                if (workflow_type is None or e.workflow.id == workflow_type)
+                and (entity_id is None or e.entity_id == entity_id)
+            )
