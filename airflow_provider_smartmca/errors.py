@@ -150,5 +150,6 @@ def is_transient(exc: BaseException) -> bool:
     auth, scope, not-found and bad-request errors are final.
     """
     return isinstance(
-        exc, (SmartMCAConnectionError, SmartMCARateLimitError, SmartMCAServerError, SmartMCAInvalidResponseError)
+        exc,
+        (SmartMCAConnectionError, SmartMCARateLimitError, SmartMCAServerError, SmartMCAInvalidResponseError),
     )

@@ -33,11 +33,19 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [
-            {"integration-name": "SmartMCA", "python-modules": ["airflow_provider_smartmca.sensors.execution"]}
+            {
+                "integration-name": "SmartMCA",
+                "python-modules": ["airflow_provider_smartmca.sensors.execution"],
+            }
         ],
-        "hooks": [{"integration-name": "SmartMCA", "python-modules": ["airflow_provider_smartmca.hooks.smartmca"]}],
+        "hooks": [
+            {"integration-name": "SmartMCA", "python-modules": ["airflow_provider_smartmca.hooks.smartmca"]}
+        ],
         "triggers": [
-            {"integration-name": "SmartMCA", "python-modules": ["airflow_provider_smartmca.triggers.execution"]}
+            {
+                "integration-name": "SmartMCA",
+                "python-modules": ["airflow_provider_smartmca.triggers.execution"],
+            }
         ],
         "extra-links": ["airflow_provider_smartmca.operators.links.SmartMCAExecutionLink"],
         "connection-types": [

@@ -49,7 +49,7 @@ def _session_key(settings: ClientSettings) -> tuple[Any, ...]:
 def _ssl_option(verify: bool | str) -> ssl.SSLContext | bool:
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
-    return True if verify else False
+    return bool(verify)
 
 
 def open_sessions_count() -> int:
@@ -58,7 +58,9 @@ def open_sessions_count() -> int:
 
 
 @asynccontextmanager
-async def shared_session(settings: ClientSettings, pool_limit: int = DEFAULT_POOL_LIMIT) -> AsyncIterator[AsyncClient]:
+async def shared_session(
+    settings: ClientSettings, pool_limit: int = DEFAULT_POOL_LIMIT
+) -> AsyncIterator[AsyncClient]:
     """
     Borrow the shared session for ``settings`` for the duration of the ``async with`` block.
 

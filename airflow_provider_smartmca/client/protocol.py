@@ -92,16 +92,24 @@ def validate_id(field_name: str, value: Any, operation: str | None = None) -> st
     ``/ \\ .. ? # %``, so that a path segment can never reach another endpoint.
     """
     if not isinstance(value, str):
-        raise SmartMCAValidationError(field_name, f"must be a string, got {type(value).__name__}", operation=operation)
+        raise SmartMCAValidationError(
+            field_name, f"must be a string, got {type(value).__name__}", operation=operation
+        )
     if not value.strip():
         raise SmartMCAValidationError(field_name, "must not be empty or white space", operation=operation)
     if value != value.strip():
-        raise SmartMCAValidationError(field_name, "must not start or end with white space", operation=operation)
+        raise SmartMCAValidationError(
+            field_name, "must not start or end with white space", operation=operation
+        )
     if len(value) > MAX_ID_LENGTH:
-        raise SmartMCAValidationError(field_name, f"is longer than {MAX_ID_LENGTH} characters", operation=operation)
+        raise SmartMCAValidationError(
+            field_name, f"is longer than {MAX_ID_LENGTH} characters", operation=operation
+        )
     for token in _FORBIDDEN_IN_ID:
         if token in value:
-            raise SmartMCAValidationError(field_name, f"must not contain {token!r}: {value!r}", operation=operation)
+            raise SmartMCAValidationError(
+                field_name, f"must not contain {token!r}: {value!r}", operation=operation
+            )
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
         raise SmartMCAValidationError(field_name, "must not contain control characters", operation=operation)
     return value
@@ -121,20 +129,32 @@ def list_executions_query(
     """Validate the ``list_executions`` arguments and return its query parameters."""
     op = "list_executions"
     query: dict[str, str] = {}
-    for name, value in (("workflow_type", workflow_type), ("entity_type", entity_type), ("entity_id", entity_id)):
+    for name, value in (
+        ("workflow_type", workflow_type),
+        ("entity_type", entity_type),
+        ("entity_id", entity_id),
+    ):
         if value is not None:
             query[name] = validate_id(name, value, op)
     if status is not None:
         if status not in EXECUTION_STATUSES:
-            raise SmartMCAValidationError("status", f"must be one of {', '.join(EXECUTION_STATUSES)}; got {status!r}", operation=op)
+            raise SmartMCAValidationError(
+                "status", f"must be one of {', '.join(EXECUTION_STATUSES)}; got {status!r}", operation=op
+            )
         query["status"] = status
     if isinstance(page, bool) or not isinstance(page, int) or page < 1:
         raise SmartMCAValidationError("page", f"must be an integer >= 1, got {page!r}", operation=op)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise SmartMCAValidationError("limit", f"must be an integer from 1 to 100, got {limit!r}", operation=op)
+        raise SmartMCAValidationError(
+            "limit", f"must be an integer from 1 to 100, got {limit!r}", operation=op
+        )
     if sort_order not in SORT_ORDERS:
-        raise SmartMCAValidationError("sort_order", f"must be 'asc' or 'desc', got {sort_order!r}", operation=op)
-    query.update(page=str(page), limit=str(limit), sort_by=validate_id("sort_by", sort_by, op), sort_order=sort_order)
+        raise SmartMCAValidationError(
+            "sort_order", f"must be 'asc' or 'desc', got {sort_order!r}", operation=op
+        )
+    query.update(
+        page=str(page), limit=str(limit), sort_by=validate_id("sort_by", sort_by, op), sort_order=sort_order
+    )
     return query
 
 
@@ -244,7 +264,11 @@ def error_for_status(request: PreparedRequest, raw: RawResponse, settings: Clien
     server = redact(_server_message(raw), settings.api_key)
     where = f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {raw.status}: {server}"
     ctx: dict[str, Any] = dict(
-        operation=endpoint.name, method=endpoint.method, path=request.path, status=raw.status, server_message=server
+        operation=endpoint.name,
+        method=endpoint.method,
+        path=request.path,
+        status=raw.status,
+        server_message=server,
     )
     status = raw.status
     if status == 401:
@@ -286,7 +310,9 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
         raise error_for_status(request, raw, settings)
     endpoint = request.endpoint
     where = f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {raw.status} with"
-    ctx: dict[str, Any] = dict(operation=endpoint.name, method=endpoint.method, path=request.path, status=raw.status)
+    ctx: dict[str, Any] = dict(
+        operation=endpoint.name, method=endpoint.method, path=request.path, status=raw.status
+    )
     if _looks_like_html(raw):
         raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
     try:
@@ -345,9 +371,7 @@ def retry_policy(settings: ClientSettings, endpoint: Endpoint) -> dict[str, Any]
     def _before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "%s; retry %d/%d in %.1f s", exc, state.attempt_number, settings.max_retries, wait
-        )
+        log.warning("%s; retry %d/%d in %.1f s", exc, state.attempt_number, settings.max_retries, wait)
 
     return dict(
         stop=tenacity.stop_after_attempt(settings.max_retries + 1),

@@ -144,7 +144,9 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
-def normalize_base_url(host: str | None, port: int | None = None, *, allow_insecure_http: bool = False) -> str:
+def normalize_base_url(
+    host: str | None, port: int | None = None, *, allow_insecure_http: bool = False
+) -> str:
     """
     Build the base URL from the connection host, with or without a scheme.
 
@@ -200,7 +202,9 @@ def settings_from_connection(
             "the connection has no API key: set its password field (shown as 'API key' in the UI)"
         )
     base_url = normalize_base_url(
-        host, port, allow_insecure_http=_parse_bool("allow_insecure_http", extra.get("allow_insecure_http", False))
+        host,
+        port,
+        allow_insecure_http=_parse_bool("allow_insecure_http", extra.get("allow_insecure_http", False)),
     )
     overrides = {name: extra.get(name) for name in _EXTRA_SETTINGS if extra.get(name) not in (None, "")}
     return ClientSettings(base_url=base_url, api_key=password).with_overrides(**overrides)

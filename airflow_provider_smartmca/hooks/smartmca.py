@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -11,15 +12,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
+from airflow_provider_smartmca.client.executions import Verdict, classify_status, progress
 from airflow_provider_smartmca.client.protocol import list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
     SmartMCAConnectionError,
     SmartMCAError,
+    SmartMCAExecutionTimeoutError,
     SmartMCAInvalidResponseError,
     SmartMCAServerError,
     SmartMCAValidationError,
+    is_transient,
 )
 
 if TYPE_CHECKING:
@@ -228,7 +232,9 @@ class SmartMCAHook(BaseHook):
         :param filters: any ``list_executions`` argument but ``page``.
         """
         if "page" in filters:
-            raise SmartMCAValidationError("page", "iter_executions walks every page itself", operation="iter_executions")
+            raise SmartMCAValidationError(
+                "page", "iter_executions walks every page itself", operation="iter_executions"
+            )
         list_executions_query(limit=limit, **filters)  # validate before the first request is sent
         page = 1
         while True:
@@ -286,7 +292,9 @@ class SmartMCAHook(BaseHook):
         try:
             json.dumps(body)
         except (TypeError, ValueError) as exc:
-            raise SmartMCAValidationError("body", f"is not JSON serializable: {exc}", operation=name) from None
+            raise SmartMCAValidationError(
+                "body", f"is not JSON serializable: {exc}", operation=name
+            ) from None
         lookup = {"entity_type": "application", "entity_id": application_id}
         return self._post_once(name, {"application_id": application_id}, body, lookup)
 
@@ -310,7 +318,9 @@ class SmartMCAHook(BaseHook):
         try:
             return {e["executionId"] for e in self._executions_since(lookup, self._window_start())}
         except SmartMCAError as exc:
-            self.log.info("No pre-trigger snapshot of executions (%s); the time window alone will be used", exc)
+            self.log.info(
+                "No pre-trigger snapshot of executions (%s); the time window alone will be used", exc
+            )
             return None
 
     def _window_start(self, sent_at: datetime | None = None) -> datetime:
@@ -318,7 +328,14 @@ class SmartMCAHook(BaseHook):
 
     def _executions_since(self, lookup: dict[str, str], since: datetime) -> list[dict[str, Any]]:
         found = []
-        for execution in self.iter_executions(**lookup, sort_by="startedAt", sort_order="desc"):
+        executions = self.iter_executions(
+            workflow_type=lookup.get("workflow_type"),
+            entity_type=lookup.get("entity_type"),
+            entity_id=lookup.get("entity_id"),
+            sort_by="startedAt",
+            sort_order="desc",
+        )
+        for execution in executions:
             started = parse_timestamp(execution.get("startedAt"))
             if started is not None and started < since:
                 break  # sorted newest first: the rest is older
@@ -326,7 +343,12 @@ class SmartMCAHook(BaseHook):
         return found
 
     def _recover_post(
-        self, name: str, exc: SmartMCAError, lookup: dict[str, str], sent_at: datetime, before: set[str] | None
+        self,
+        name: str,
+        exc: SmartMCAError,
+        lookup: dict[str, str],
+        sent_at: datetime,
+        before: set[str] | None,
     ) -> dict[str, Any]:
         self.log.warning("%s; looking for the execution it may have started before doing anything else", exc)
         try:
@@ -342,13 +364,63 @@ class SmartMCAHook(BaseHook):
         if len(new) == 1:
             self.log.warning("Found execution %s started by the request; using it", new[0].get("executionId"))
             return {**new[0], "recovered": True}
-        found = ", ".join(f"{c.get('executionId')} ({c.get('status')}, {c.get('startedAt')})" for c in new) or "none"
+        found = (
+            ", ".join(f"{c.get('executionId')} ({c.get('status')}, {c.get('startedAt')})" for c in new)
+            or "none"
+        )
         raise SmartMCAAmbiguousTriggerError(
             f"{exc}. The request may or may not have started an execution; found {len(new)} candidate(s) "
             f"for {lookup} since {sent_at.isoformat()}: {found}. Check SmartMCA before retrying.",
             candidates=new,
             operation=name,
         ) from exc
+
+    # --- waiting ---------------------------------------------------------------------------------
+
+    def wait_for_execution(
+        self, execution_id: str, *, poll_interval: float = 30.0, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """
+        Poll an execution on this worker until it ends, and return it (whatever its end status).
+
+        Transient errors (network, 429, 5xx), once the per-call retries are spent, are logged and
+        polled again: they never fail the wait. Unknown statuses keep waiting, with a warning.
+
+        :param execution_id: the execution to wait for.
+        :param poll_interval: seconds between polls.
+        :param deadline: absolute epoch seconds after which to give up, or None.
+        :raises SmartMCAExecutionTimeoutError: the deadline passed; the execution is left running.
+        """
+        validate_id("execution_id", execution_id, "wait_for_execution")
+        last_seen: tuple[Any, ...] | None = None
+        while True:
+            try:
+                execution = self.get_execution(execution_id)
+            except SmartMCAError as exc:
+                if not is_transient(exc):
+                    raise
+                self.log.warning("Polling %s failed transiently, will poll again: %s", execution_id, exc)
+            else:
+                verdict = classify_status(execution.get("status"))
+                seen = (execution.get("status"), progress(execution))
+                if seen != last_seen:
+                    last_seen = seen
+                    if verdict is Verdict.UNKNOWN:
+                        self.log.warning("Unknown status %r; waiting (never treated as success)", seen[0])
+                    self.log.info("SmartMCA %s", seen[1])
+                if verdict in (Verdict.SUCCESS, Verdict.FAILURE):
+                    return execution
+            if deadline is not None and time.time() + poll_interval > deadline:
+                if time.time() >= deadline:
+                    raise SmartMCAExecutionTimeoutError(
+                        f"Timed out waiting for SmartMCA execution {execution_id} (last seen: "
+                        f"{last_seen[1] if last_seen else 'never read'}). It is left running in SmartMCA.",
+                        execution_id=execution_id,
+                        execution_status=last_seen[0] if last_seen else None,
+                    )
+                time.sleep(max(0.0, deadline - time.time()))
+            else:
+                time.sleep(poll_interval)
 
     # --- connection test -------------------------------------------------------------------------
 

@@ -1,0 +1,37 @@
+# Everything runs from .venv, created from python3 with pinned dependencies.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv lint test demo e2e bench clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/test.in
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e . -r requirements/test.in
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy airflow_provider_smartmca
+
+test: lint
+	$(BIN)/python -m pytest tests -m "not e2e" -q
+
+demo: $(STAMP)
+	$(BIN)/python example_dags/demo.py
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e -m e2e -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/hook_sync_calls.py
+	$(BIN)/python benchmarks/import_cost.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
