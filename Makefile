@@ -24,7 +24,7 @@ test: lint
 	$(BIN)/python -m pytest tests -m "not e2e" -q
 
 demo: $(STAMP)
-	$(BIN)/python example_dags/demo.py
+	$(BIN)/python scripts/demo.py
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e -m e2e -q
