@@ -156,12 +156,13 @@ def test_list_executions_pagination_and_total(api: Api) -> None:
     assert api.get("/workflows/executions").json()["limit"] == 20
 
 
-def test_list_executions_filters(api: Api) -> None:
+def test_list_executions_filters(make_emulator: Any) -> None:
+    api = Api(make_emulator({"durations": {"pending_seconds": 30}}))  # all stay pending
     _seed_executions(api)
     body = api.get("/workflows/executions", params={"workflow_type": "wf_merchant_kyc"}).json()
     assert body["total"] == 3 and {e["workflowId"] for e in body["data"]} == {"wf_merchant_kyc"}
     body = api.get("/workflows/executions", params={"entity_type": "deal", "entity_id": "ent_0"}).json()
-    assert body["total"] == 3
+    assert body["total"] == 4
     assert all(e["entityId"] == "ent_0" and e["entityType"] == "deal" for e in body["data"])
     assert api.get("/workflows/executions", params={"status": "pending"}).json()["total"] == 9
     assert api.get("/workflows/executions", params={"status": "completed"}).json()["total"] == 0
@@ -177,11 +178,24 @@ def test_list_executions_sorting(api: Api) -> None:
     assert [e["workflowId"] for e in by_wf] == sorted(e["workflowId"] for e in by_wf)
     by_status = api.get("/workflows/executions", params={"sort_by": "status"}).json()["data"]
     assert [e["status"] for e in by_status] == sorted((e["status"] for e in by_status), reverse=True)
-    done = api.trigger("wf_app_advance_stage", "application")
-    api.wait_status(done["executionId"], TERMINAL)
-    by_done = api.get("/workflows/executions", params={"sort_by": "completedAt", "sort_order": "asc"}).json()
-    assert by_done["data"][0]["executionId"] == done["executionId"] or by_done["data"][0]["completedAt"]
-    assert by_done["data"][-1]["completedAt"] is None or by_done["total"] == 1
+
+
+def test_sort_by_completed_at_puts_unfinished_last_in_asc(make_emulator: Any) -> None:
+    cfg = {
+        "durations": {"pending_seconds": 30},
+        "workflows": [{"id": "wf_app_advance_stage", "pending_seconds": 0, "node_seconds": 0}],
+    }
+    api = Api(make_emulator(cfg))
+    slow = api.trigger("wf_deal_onboarding", "deal")["executionId"]
+    done = [api.trigger("wf_app_advance_stage", "application", f"a{i}")["executionId"] for i in range(2)]
+    asc = api.get("/workflows/executions", params={"sort_by": "completedAt", "sort_order": "asc"}).json()[
+        "data"
+    ]
+    assert [e["executionId"] for e in asc][-1] == slow
+    assert asc[0]["completedAt"] <= asc[1]["completedAt"]
+    assert {e["executionId"] for e in asc[:2]} == set(done)
+    desc = api.get("/workflows/executions", params={"sort_by": "completedAt"}).json()["data"]
+    assert desc[0]["executionId"] == slow and desc[0]["completedAt"] is None
 
 
 @pytest.mark.parametrize(
