@@ -126,12 +126,19 @@ def _auth(state: EmulatorState, request: web.Request, scope: str) -> tuple[str |
     return key.name, None
 
 
+def _key_label(state: EmulatorState, request: web.Request) -> str | None:
+    """Label of the presented key (for logs of requests that skip auth)."""
+    secret = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    key = state.keys.get(secret)
+    return key.name if key is not None else None
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Faults, auth, error mapping and request logging for the public API."""
     path = request.path
     if path.startswith("/_emulator"):
-        if request.remote not in ("127.0.0.1", "::1", None):
+        if request.remote not in ("127.0.0.1", "::1", "::ffff:127.0.0.1", None):
             return error_response(403, "The emulator admin API only accepts loopback clients")
         return await handler(request)
     state = request.app[STATE_KEY]
@@ -145,6 +152,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             if fault.kind == "latency":
                 await asyncio.sleep(fault.latency)
             else:
+                key_name = _key_label(state, request)
                 pre = _pre_fault(state, fault, request)
                 if pre is not None:
                     status = pre.status
