@@ -1,0 +1,67 @@
+"""Operator tests: one emulator with extra workflows for every outcome of the application actions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_smartmca.testing.server import Emulator
+
+OPERATOR_TEST_CONFIG = {
+    "durations": {"pending_seconds": 0.05, "node_seconds": 0.02},
+    "workflows": [
+        {
+            "id": "wf_app_fail",
+            "name": "Application action that fails",
+            "entityType": "application",
+            "nodes": ["Validate", "Credit Pull", "Notify"],
+            "outcome": {"fail_at_node": 2, "error": {"code": "CREDIT_PULL_FAILED", "message": "bureau down"}},
+        },
+        {
+            "id": "wf_app_cancel",
+            "name": "Application action that is cancelled",
+            "entityType": "application",
+            "nodes": ["Validate", "Manual Review", "Notify"],
+            "outcome": {"cancel_at_node": 2},
+        },
+        {
+            "id": "wf_app_slow",
+            "name": "Application action that never ends in time",
+            "entityType": "application",
+            "nodes": ["Wait"],
+            "pending_seconds": 3600,
+        },
+    ],
+}
+
+# outcome -> (workflow for TriggerWorkflowOperator, entity type, workflow an application action starts)
+OUTCOMES = {
+    "completed": ("wf_deal_onboarding", "deal", None),
+    "failed": ("wf_deal_compliance_fail", "deal", "wf_app_fail"),
+    "cancelled": ("wf_merchant_cancelled", "merchant", "wf_app_cancel"),
+    "timeout": ("wf_deal_paused", "deal", "wf_app_slow"),
+}
+
+
+@pytest.fixture(scope="session")
+def smartmca_emulator_session() -> Iterator[Emulator]:
+    """Overrides the plugin's: the same fast emulator plus the workflows above."""
+    with Emulator(OPERATOR_TEST_CONFIG) as emu:
+        yield emu
+
+
+@pytest.fixture
+def action_outcome(smartmca_emulator: Emulator) -> Iterator[object]:
+    """Make every application action start the workflow of a given outcome (restored afterwards)."""
+    actions = smartmca_emulator.state.config.actions
+    saved = dict(actions)
+
+    def set_outcome(outcome: str) -> None:
+        workflow = OUTCOMES[outcome][2]
+        for action in actions:
+            actions[action] = workflow or saved[action]
+
+    yield set_outcome
+    actions.clear()
+    actions.update(saved)
