@@ -13,7 +13,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import Verdict, classify_status, progress
-from airflow_provider_smartmca.client.protocol import list_executions_query, validate_id
+from airflow_provider_smartmca.client.protocol import build_request, list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
@@ -304,6 +304,9 @@ class SmartMCAHook(BaseHook):
         self, name: str, path_params: dict[str, Any] | None, body: dict[str, Any], lookup: dict[str, str]
     ) -> dict[str, Any]:
         """Send a POST that starts an execution; on an unknown outcome, find it instead of re-sending."""
+        build_request(
+            self.settings, name, path_params=path_params, body=body
+        )  # scope and ids, before any GET
         before = self._recent_execution_ids(lookup)
         sent_at = datetime.now(timezone.utc)
         try:

@@ -1,0 +1,132 @@
+"""Retry and exactly-once POST semantics, with faults injected by the emulator."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from airflow_provider_smartmca.errors import (
+    SmartMCAAmbiguousTriggerError,
+    SmartMCAConnectionError,
+    SmartMCAInvalidResponseError,
+    SmartMCARateLimitError,
+    SmartMCAServerError,
+)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_get_retried_on_5xx(hook, smartmca_emulator, status):
+    smartmca_emulator.add_fault("status", route="get_workflow", status=status, count=2)
+    assert hook.get_workflow("wf_deal_onboarding")["id"] == "wf_deal_onboarding"
+    assert smartmca_emulator.count(route="get_workflow") == 3
+
+
+def test_get_gives_up_after_max_retries(make_hook, smartmca_emulator):
+    hook = make_hook(extra={"max_retries": 2})
+    smartmca_emulator.add_fault("status", route="get_workflow", status=503, count=10)
+    with pytest.raises(SmartMCAServerError, match="503"):
+        hook.get_workflow("wf_deal_onboarding")
+    assert smartmca_emulator.count(route="get_workflow") == 3
+
+
+def test_hook_argument_overrides_connection_extra(make_hook, smartmca_emulator):
+    hook = make_hook(extra={"max_retries": 5}, max_retries=0)
+    smartmca_emulator.add_fault("status", route="get_workflow", status=503, count=1)
+    with pytest.raises(SmartMCAServerError):
+        hook.get_workflow("wf_deal_onboarding")
+    assert smartmca_emulator.count(route="get_workflow") == 1
+
+
+def test_429_honours_retry_after(make_hook, smartmca_emulator):
+    hook = make_hook()
+    smartmca_emulator.add_fault("status", route="get_workflow", status=429, retry_after=1, count=1)
+    import time
+
+    start = time.monotonic()
+    assert hook.get_workflow("wf_deal_onboarding")["id"]
+    assert time.monotonic() - start >= 0.9
+
+
+def test_retry_after_is_capped(make_hook, smartmca_emulator):
+    hook = make_hook(extra={"retry_after_cap": 0.1, "max_retries": 0})
+    smartmca_emulator.add_fault("status", route="get_workflow", status=429, retry_after=3600, count=1)
+    with pytest.raises(SmartMCARateLimitError) as err:
+        hook.get_workflow("wf_deal_onboarding")
+    assert err.value.retry_after == pytest.approx(0.1)
+
+
+def test_get_retried_after_dropped_connection(hook, smartmca_emulator):
+    smartmca_emulator.add_fault("drop_before", route="get_execution", count=1)
+    started = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_drop")
+    assert hook.get_execution(started["executionId"])["executionId"] == started["executionId"]
+
+
+def test_post_retried_on_429(hook, smartmca_emulator):
+    smartmca_emulator.add_fault("status", route="trigger", status=429, retry_after=0, count=2)
+    assert hook.trigger_workflow("wf_deal_onboarding", "deal", "d_429")["executionId"]
+    assert smartmca_emulator.executions_created(entity_id="d_429") == 1
+
+
+def test_post_retried_when_connection_refused(caplog):
+    from airflow_provider_smartmca.client.settings import ClientSettings
+    from airflow_provider_smartmca.client.sync import SyncClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = SyncClient(
+        ClientSettings(
+            base_url=f"http://127.0.0.1:{port}", api_key="k" * 8, max_retries=2, retry_min_wait=0.01
+        )
+    )
+    with pytest.raises(SmartMCAConnectionError) as err:
+        client.call("trigger_workflow", body={"workflowType": "w", "entityType": "deal", "entityId": "d"})
+    assert err.value.request_sent is False
+    assert "did not receive it" in str(err.value)
+    retries = [r.getMessage() for r in caplog.records if "; retry " in r.getMessage()]
+    assert len(retries) == 2 and "retry 2/2" in retries[-1]
+
+
+def test_post_5xx_is_not_resent_but_found(hook, smartmca_emulator):
+    """The 5xx happens after the server acted (an HTML 502 from a proxy): the lookup finds the execution."""
+    smartmca_emulator.add_fault("drop_after", route="trigger", count=1)
+    result = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_amb")
+    assert result["executionId"].startswith("exec_") and result["recovered"] is True
+    assert smartmca_emulator.executions_created(entity_id="d_amb") == 1
+    assert smartmca_emulator.count(route="trigger") == 1
+
+
+def test_post_5xx_before_acting_raises_ambiguous(hook, smartmca_emulator):
+    smartmca_emulator.add_fault("status", route="trigger", status=503, count=1)
+    with pytest.raises(SmartMCAAmbiguousTriggerError) as err:
+        hook.trigger_workflow("wf_deal_onboarding", "deal", "d_503")
+    assert err.value.candidates == []
+    assert "may or may not have started" in str(err.value) and "503" in str(err.value)
+    assert smartmca_emulator.count(route="trigger") == 1
+    assert smartmca_emulator.executions_created(entity_id="d_503") == 0
+
+
+def test_earlier_executions_do_not_count_as_the_lost_one(hook, smartmca_emulator):
+    first = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_twice")
+    smartmca_emulator.add_fault("drop_after", route="trigger", count=1)
+    second = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_twice")
+    assert second["recovered"] is True and second["executionId"] != first["executionId"]
+    assert smartmca_emulator.executions_created(entity_id="d_twice") == 2
+
+
+def test_application_action_lost_response_found(hook, smartmca_emulator):
+    hook.change_application_status("app_9", status="in_review")
+    smartmca_emulator.add_fault("drop_after", route="advance_stage", count=1)
+    found = hook.advance_application_stage("app_9")
+    assert found["recovered"] is True
+    assert len(smartmca_emulator.executions(entity_id="app_9")) == 2
+
+
+@pytest.mark.parametrize("kind", ["malformed_json", "html_error"])
+def test_invalid_get_response(make_hook, smartmca_emulator, kind):
+    hook = make_hook(extra={"max_retries": 0})
+    smartmca_emulator.add_fault(kind, route="get_workflow", count=1)
+    with pytest.raises((SmartMCAInvalidResponseError, SmartMCAServerError)) as err:
+        hook.get_workflow("wf_deal_onboarding")
+    assert "get_workflow: GET /api/public/v1/workflows/wf_deal_onboarding" in str(err.value)

@@ -1,0 +1,92 @@
+"""Airflow discovers the provider: entry point, schema, CLI listing, connection type and form."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import distribution
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_smartmca.get_provider_info import get_provider_info
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def _airflow(*args: str, env: dict[str, str] | None = None) -> str:
+    env = {**os.environ, **(env or {})}
+    env.pop("AIRFLOW_CONN_SMARTMCA_DEFAULT", None)
+    proc = subprocess.run([AIRFLOW, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_entry_point_and_package_name():
+    dist = distribution("airflow-provider-smartmca")
+    [ep] = [e for e in dist.entry_points if e.group == "apache_airflow_provider"]
+    info = ep.load()()
+    assert (
+        info["package-name"] == dist.metadata["Name"].lower().replace("_", "-") == "airflow-provider-smartmca"
+    )
+
+
+def test_provider_info_matches_airflow_schema():
+    import jsonschema
+    from airflow import providers_manager
+
+    schema_path = Path(providers_manager.__file__).with_name("provider_info.schema.json")
+    jsonschema.validate(get_provider_info(), json.loads(schema_path.read_text()))
+
+
+def test_connection_form_metadata():
+    [conn] = get_provider_info()["connection-types"]
+    behaviour = conn["ui-field-behaviour"]
+    assert set(behaviour["hidden-fields"]) == {"login", "schema", "port"}
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
+    assert behaviour["placeholders"]["host"] == "https://api.smartmca.com"
+    assert set(conn["conn-fields"]) == {"scopes", "timeout", "max_retries", "verify_ssl"}
+
+
+def test_providers_manager_builds_the_form():
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    assert "airflow-provider-smartmca" in pm.providers
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hook_info = ProvidersManagerTaskRuntime().hooks["smartmca"]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_provider_smartmca.hooks.smartmca.SmartMCAHook"
+    widgets = {k for k in pm.connection_form_widgets if k.startswith("extra__smartmca__")}
+    assert {"extra__smartmca__scopes", "extra__smartmca__timeout"} <= widgets
+    assert pm.field_behaviours["smartmca"]["relabeling"]["host"] == "Base URL"
+
+
+def test_airflow_providers_list_and_get():
+    listing = _airflow("providers", "list", "--output", "json")
+    names = [p["package_name"] for p in json.loads(listing)]
+    assert "airflow-provider-smartmca" in names
+    got = json.loads(_airflow("providers", "get", "airflow-provider-smartmca", "--output", "json"))
+    assert got == [{"Provider": "airflow-provider-smartmca", "Version": "0.1.0"}]
+
+
+@pytest.mark.timeout(240)
+def test_airflow_connections_add_then_hook_uses_it(smartmca_emulator):
+    conn_id = "smartmca_cli_test"
+    extra = json.dumps({"scopes": "workflows:read workflows:trigger"})
+    _airflow(
+        "connections", "add", conn_id, "--conn-type", "smartmca", "--conn-host", smartmca_emulator.base_url,
+        "--conn-password", "smca_test_trigger", "--conn-extra", extra,
+    )  # fmt: skip
+    try:
+        shown = json.loads(_airflow("connections", "get", conn_id, "--output", "json"))
+        assert shown[0]["conn_type"] == "smartmca"
+        # The CLI resolves the stored connection and runs SmartMCAHook.test_connection() against the emulator.
+        tested = _airflow("connections", "test", conn_id, env={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"})
+        assert "Connection success!" in tested
+        assert smartmca_emulator.count(route="list_workflows") == 1
+    finally:
+        _airflow("connections", "delete", conn_id)
