@@ -26,6 +26,13 @@ OPERATOR_TEST_CONFIG = {
             "outcome": {"cancel_at_node": 2},
         },
         {
+            "id": "wf_deal_slow",
+            "name": "Deal workflow that stays pending for a second",
+            "entityType": "deal",
+            "nodes": ["Validate Deal", "Notify"],
+            "pending_seconds": 1.0,
+        },
+        {
             "id": "wf_app_slow",
             "name": "Application action that never ends in time",
             "entityType": "application",

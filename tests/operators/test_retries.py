@@ -1,0 +1,122 @@
+"""Exactly-once across task retries, run with ``dag.test()``.
+
+``dag.test()`` does retry a failed task (``retries=1``, ``retry_delay=0``): the second try gets a
+new task-instance id but the same ``task_state_store`` scope (dag, run, task, map index), and
+XCom is cleared between tries, as with a real scheduler. A worker's death cannot be reproduced
+in-process (``dag.test()`` runs the task in the test process), so "death" is a test-only subclass
+whose first try raises right after the 202 and the durable record, before any waiting: from the
+next try's point of view that is the same state a dead worker leaves behind.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.operators.helpers import FAILURES
+
+DAG_SOURCE = """
+from datetime import timedelta
+from airflow.sdk import DAG
+from airflow_provider_smartmca.operators import {operator}
+from tests.operators.helpers import record_failure
+
+
+class DiesOnFirstTry({operator}):
+    '''Try 1 starts the execution, then "dies" {when} waiting.'''
+
+    def _wait(self, context, execution_id):
+        if context["ti"].try_number == 1 and "{when}" == "before":
+            raise RuntimeError("worker died after the 202")
+        result = super()._wait(context, execution_id)
+        if context["ti"].try_number == 1 and "{when}" == "after":
+            raise RuntimeError("worker died after the execution ended")
+        return result
+
+
+default_args = {"retries": 1, "retry_delay": timedelta(0), "on_failure_callback": record_failure}
+with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
+    DiesOnFirstTry(task_id="t", poll_interval=0.05, deferrable={deferrable}, on_retry="{on_retry}", {args})
+"""
+
+TRIGGER_ARGS = 'workflow_type="{workflow}", entity_type="deal", entity_id="deal_42"'
+APP_ARGS = 'application_id="app_42", status="approved"'
+
+
+def _source(
+    operator="TriggerWorkflowOperator",
+    when="before",
+    deferrable=False,
+    on_retry="reattach",
+    args=None,
+    workflow="wf_deal_slow",
+):
+    args = args or TRIGGER_ARGS.replace("{workflow}", workflow)
+    return (
+        DAG_SOURCE.replace("{operator}", operator)
+        .replace("{when}", when)
+        .replace("{deferrable}", str(deferrable))
+        .replace("{on_retry}", on_retry)
+        .replace("{args}", args)
+    )
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_retry_after_worker_death_reattaches(deferrable, run_dag, smartmca_connection, smartmca_emulator):
+    result = run_dag(_source(deferrable=deferrable))
+    assert result.state == "success", FAILURES
+    assert smartmca_emulator.executions_created() == 1
+    assert smartmca_emulator.count(route="trigger", method="POST") == 1
+    [execution] = smartmca_emulator.executions()
+    value = result.xcom("t")
+    assert value["executionId"] == execution["executionId"] == result.xcom("t", key="execution_id")
+    assert value["status"] == "completed"
+
+
+def test_application_retry_after_worker_death_sends_the_action_once(
+    run_dag, smartmca_connection, smartmca_emulator
+):
+    result = run_dag(_source(operator="ChangeApplicationStatusOperator", args=APP_ARGS))
+    assert result.state == "success", FAILURES
+    assert smartmca_emulator.count(route="change_status", method="POST") == 1
+    assert smartmca_emulator.executions_created() == 1
+    assert result.xcom("t")["status"] == "completed"
+
+
+def test_retry_after_completion_starts_nothing(run_dag, smartmca_connection, smartmca_emulator):
+    result = run_dag(_source(when="after", workflow="wf_deal_onboarding"))
+    assert result.state == "success", FAILURES
+    assert smartmca_emulator.executions_created() == 1
+    assert result.xcom("t")["status"] == "completed"
+
+
+def test_retry_after_failure_starts_exactly_one_new(run_dag, smartmca_connection, smartmca_emulator):
+    result = run_dag(_source(when="none", workflow="wf_deal_compliance_fail"))
+    assert result.state == "failed"
+    assert smartmca_emulator.executions_created() == 2
+    assert [e["status"] for e in smartmca_emulator.executions()] == ["failed", "failed"]
+    assert "OFAC screening returned a potential match" in FAILURES["t"]
+
+
+def test_retrigger_is_opt_in(run_dag, smartmca_connection, smartmca_emulator):
+    result = run_dag(_source(on_retry="retrigger"))
+    assert result.state == "success", FAILURES
+    assert smartmca_emulator.executions_created() == 2
+
+
+@pytest.mark.parametrize(
+    ("operator", "route", "args"),
+    [
+        ("TriggerWorkflowOperator", "trigger", TRIGGER_ARGS.replace("{workflow}", "wf_deal_onboarding")),
+        ("ChangeApplicationStatusOperator", "change_status", APP_ARGS),
+        ("AssignUnderwriterOperator", "assign_underwriter", 'application_id="app_42", underwriter_id="uw_1"'),
+    ],
+)
+def test_ambiguous_post_still_one_execution(
+    operator, route, args, run_dag, smartmca_connection, smartmca_emulator
+):
+    smartmca_emulator.add_fault("drop_after", route=route, count=1)
+    result = run_dag(_source(operator=operator, when="none", args=args))
+    assert result.state == "success", FAILURES
+    assert smartmca_emulator.count(route=route, method="POST") == 1
+    assert smartmca_emulator.executions_created() == 1
+    assert result.xcom("t")["status"] == "completed"
