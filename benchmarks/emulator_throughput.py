@@ -14,35 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 
 import aiohttp
+from _support import start_emulator as start_server
 
 KEY = "smca_test_full"
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    """Run the CLI on a random port and return (process, base_url)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_smartmca.testing", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("SmartMCA emulator listening on "):
-            return proc, line.rsplit(" ", 1)[1].strip()
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit("emulator did not start")
 
 
 def trigger(api: str) -> str:

@@ -14,7 +14,6 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -216,6 +215,8 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # rare path; keeps DAG-parse imports light
+
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
