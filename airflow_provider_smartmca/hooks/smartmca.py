@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,18 +13,15 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import Verdict, classify_status, progress
-from airflow_provider_smartmca.client.protocol import build_request, list_executions_query, validate_id
+from airflow_provider_smartmca.client.protocol import list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
-    SmartMCAAmbiguousTriggerError,
-    SmartMCAConnectionError,
     SmartMCAError,
     SmartMCAExecutionTimeoutError,
-    SmartMCAInvalidResponseError,
-    SmartMCAServerError,
     SmartMCAValidationError,
     is_transient,
 )
+from airflow_provider_smartmca.hooks.exactly_once import post_once
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.sync import SyncClient
@@ -184,7 +181,7 @@ class SmartMCAHook(BaseHook):
             "entityId": validate_id("entity_id", entity_id, op),
         }
         lookup = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
-        return self._post_once(op, None, body, lookup)
+        return post_once(self, op, None, body, lookup)
 
     @requires_scope("list_executions")
     def list_executions(
@@ -296,45 +293,34 @@ class SmartMCAHook(BaseHook):
                 "body", f"is not JSON serializable: {exc}", operation=name
             ) from None
         lookup = {"entity_type": "application", "entity_id": application_id}
-        return self._post_once(name, {"application_id": application_id}, body, lookup)
+        return post_once(self, name, {"application_id": application_id}, body, lookup)
 
-    # --- exactly-once POST ---------------------------------------------------------------------
+    # --- finding executions ------------------------------------------------------------------
 
-    def _post_once(
-        self, name: str, path_params: dict[str, Any] | None, body: dict[str, Any], lookup: dict[str, str]
-    ) -> dict[str, Any]:
-        """Send a POST that starts an execution; on an unknown outcome, find it instead of re-sending."""
-        build_request(
-            self.settings, name, path_params=path_params, body=body
-        )  # scope and ids, before any GET
-        before = self._recent_execution_ids(lookup)
-        sent_at = datetime.now(timezone.utc)
-        try:
-            return self.client.call(name, path_params=path_params, body=body)
-        except (SmartMCAConnectionError, SmartMCAServerError, SmartMCAInvalidResponseError) as exc:
-            if isinstance(exc, SmartMCAConnectionError) and not exc.request_sent:
-                raise
-            return self._recover_post(name, exc, lookup, sent_at, before)
+    def find_executions_since(
+        self,
+        since: datetime,
+        *,
+        workflow_type: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """
+        Executions matching the filters that started at or after ``since``, newest first.
 
-    def _recent_execution_ids(self, lookup: dict[str, str]) -> set[str] | None:
-        """Ids of the entity's recent executions before a POST, so a later lookup can tell the new one."""
-        try:
-            return {e["executionId"] for e in self._executions_since(lookup, self._window_start())}
-        except SmartMCAError as exc:
-            self.log.info(
-                "No pre-trigger snapshot of executions (%s); the time window alone will be used", exc
-            )
-            return None
+        Pages are walked newest first and the walk stops at the first older execution.
+        An execution without ``startedAt`` (not started yet) counts as recent.
 
-    def _window_start(self, sent_at: datetime | None = None) -> datetime:
-        return (sent_at or datetime.now(timezone.utc)) - timedelta(seconds=self.settings.clock_skew)
-
-    def _executions_since(self, lookup: dict[str, str], since: datetime) -> list[dict[str, Any]]:
+        :param since: an aware datetime.
+        :param workflow_type: filter by workflow definition id.
+        :param entity_type: filter by entity type.
+        :param entity_id: filter by entity id.
+        """
         found = []
         executions = self.iter_executions(
-            workflow_type=lookup.get("workflow_type"),
-            entity_type=lookup.get("entity_type"),
-            entity_id=lookup.get("entity_id"),
+            workflow_type=workflow_type,
+            entity_type=entity_type,
+            entity_id=entity_id,
             sort_by="startedAt",
             sort_order="desc",
         )
@@ -344,39 +330,6 @@ class SmartMCAHook(BaseHook):
                 break  # sorted newest first: the rest is older
             found.append(execution)
         return found
-
-    def _recover_post(
-        self,
-        name: str,
-        exc: SmartMCAError,
-        lookup: dict[str, str],
-        sent_at: datetime,
-        before: set[str] | None,
-    ) -> dict[str, Any]:
-        self.log.warning("%s; looking for the execution it may have started before doing anything else", exc)
-        try:
-            candidates = self._executions_since(lookup, self._window_start(sent_at))
-        except SmartMCAError as lookup_exc:
-            raise SmartMCAAmbiguousTriggerError(
-                f"{exc}. The request may have started an execution, and the lookup failed too ({lookup_exc}). "
-                f"Check the executions of {lookup} before retrying.",
-                candidates=[],
-                operation=name,
-            ) from exc
-        new = [c for c in candidates if before is None or c.get("executionId") not in before]
-        if len(new) == 1:
-            self.log.warning("Found execution %s started by the request; using it", new[0].get("executionId"))
-            return {**new[0], "recovered": True}
-        found = (
-            ", ".join(f"{c.get('executionId')} ({c.get('status')}, {c.get('startedAt')})" for c in new)
-            or "none"
-        )
-        raise SmartMCAAmbiguousTriggerError(
-            f"{exc}. The request may or may not have started an execution; found {len(new)} candidate(s) "
-            f"for {lookup} since {sent_at.isoformat()}: {found}. Check SmartMCA before retrying.",
-            candidates=new,
-            operation=name,
-        ) from exc
 
     # --- waiting ---------------------------------------------------------------------------------
 
