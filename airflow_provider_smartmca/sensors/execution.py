@@ -1,0 +1,158 @@
+"""ExecutionSensor: wait for a SmartMCA execution, in poke, reschedule or deferrable mode.
+
+Every mode reaches the same outcome for the same execution, because the decisions are shared:
+status classification and failure messages come from
+:mod:`airflow_provider_smartmca.client.executions`, transient-error classification from
+:func:`airflow_provider_smartmca.errors.is_transient`, and the XCom value is always the full
+execution dict read by the sync hook.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferralTimeout
+
+from airflow_provider_smartmca.client import executions
+from airflow_provider_smartmca.client.executions import Verdict
+from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAExecutionError, is_transient
+from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# Extra time given to Airflow's own defer timeout beyond the trigger's deadline: the trigger
+# fires the timeout event itself; Airflow's timeout is only a backstop if no triggerer runs.
+_DEFER_TIMEOUT_GRACE = 300.0
+
+
+class ExecutionSensor(BaseSensorOperator):
+    """
+    Wait until a SmartMCA workflow execution ends; return the completed execution.
+
+    * ``completed``: success; the return value (XCom) is the full execution, in every mode.
+    * ``failed`` / ``cancelled``: the task fails, naming the failed nodes and their errors.
+    * ``pending`` / ``running`` and unknown statuses (e.g. ``paused``): keep waiting until
+      ``timeout``, then :class:`~airflow.sdk.exceptions.AirflowSensorTimeout` (skipped with
+      ``soft_fail``). An unknown status is never success.
+    * Transient API errors (network, 429, 5xx) only delay the next check; 401/403/404 fail.
+
+    :param execution_id: the execution to wait for (templated, e.g. from an XCom).
+    :param smartmca_conn_id: the Airflow connection id.
+    :param deferrable: hand the wait to the triggerer; defaults to ``[operators] default_deferrable``.
+    :param poke_interval: seconds between checks, also the trigger's poll interval.
+    :param timeout: seconds before giving up (the sensor's timeout; in deferrable mode an absolute
+        deadline computed on the worker when the task starts).
+    :param mode: ``poke`` or ``reschedule`` when not deferrable.
+    :param soft_fail: skip instead of failing on timeout. An execution that failed, or an API
+        answer of 401/403/404, fails the task in every mode, with or without ``soft_fail``.
+    """
+
+    template_fields: Sequence[str] = ("execution_id",)
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        smartmca_conn_id: str = SmartMCAHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.execution_id = execution_id
+        self.smartmca_conn_id = smartmca_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> SmartMCAHook:
+        """One hook (one pooled HTTP session) per task try."""
+        return SmartMCAHook(self.smartmca_conn_id)
+
+    def _check(self) -> dict[str, Any] | None:
+        """Read the execution once: the completed execution, None to keep waiting, or raise."""
+        try:
+            execution = self.hook.get_execution(self.execution_id)
+        except SmartMCAError as exc:
+            if is_transient(exc):
+                self.log.warning(
+                    "Checking SmartMCA execution %s failed transiently: %s", self.execution_id, exc
+                )
+                return None
+            raise
+        verdict = executions.classify_status(execution.get("status"))
+        self.log.info("SmartMCA %s", executions.progress(execution))
+        if verdict is Verdict.UNKNOWN:
+            self.log.warning("Unknown status %r; waiting (never treated as success)", execution.get("status"))
+        if verdict in (Verdict.SUCCESS, Verdict.FAILURE):
+            return executions.final_result(execution)  # raises SmartMCAExecutionError on failure
+        return None
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One ``get_execution``: done with the execution as XCom, not yet, or raise."""
+        execution = self._check()
+        if execution is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=execution)
+
+    def execute(self, context: Context) -> Any:
+        """Poke/reschedule as usual; deferrable: check once, then defer to :class:`ExecutionTrigger`."""
+        if not self.deferrable:
+            return super().execute(context)
+        # Deadline computed here, on the worker, as an absolute epoch: it survives triggerer
+        # restarts, and matches poke mode where the timeout counts from the task's start.
+        deadline = time.time() + self.timeout
+        execution = self._check()
+        if execution is not None:
+            return execution
+        # Imported here: DAG files import this module, and must not pay for the trigger's deps.
+        from airflow_provider_smartmca.triggers.execution import ExecutionTrigger
+
+        self.defer(
+            trigger=ExecutionTrigger(
+                conn_id=self.smartmca_conn_id,
+                execution_id=self.execution_id,
+                poll_interval=self.poke_interval,
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + _DEFER_TIMEOUT_GRACE),
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        """Turn the trigger's event into the same outcome as poke mode (fail closed)."""
+        event = executions.validate_event(event, self.execution_id)
+        status = event["status"]
+        if status == executions.EVENT_TIMEOUT:
+            self._timed_out(event["message"])
+        if status != executions.EVENT_SUCCESS:
+            raise SmartMCAExecutionError(
+                event["message"],
+                execution_id=self.execution_id,
+                execution_status=(event.get("execution") or {}).get("status"),
+            )
+        # The event carries only a small summary; re-read so the XCom is the same full
+        # execution as in poke mode. final_result re-checks it (fail closed).
+        return executions.final_result(self.hook.get_execution(self.execution_id))
+
+    def _timed_out(self, message: str) -> None:
+        if self.soft_fail:
+            raise AirflowSkipException(message)
+        raise AirflowSensorTimeout(message)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after deferral with poke mode's ``soft_fail`` semantics.
+
+        ``BaseSensorOperator.resume_execution`` skips on *any* error when ``soft_fail`` is set,
+        while poke mode skips only on timeouts; skipping a failed execution would hide it.
+        So only timeouts skip here too.
+        """
+        try:
+            return BaseOperator.resume_execution(self, next_method, next_kwargs, context)
+        except TaskDeferralTimeout as exc:
+            self._timed_out(str(exc) or "Sensor timed out while deferred")

@@ -1,0 +1,238 @@
+"""ExecutionTrigger: waits for a SmartMCA execution inside Airflow's triggerer.
+
+One triggerer process runs every deferred wait of the deployment (about a thousand) on ONE
+event loop, so everything here is async and cheap:
+
+* the connection is resolved once per run, through Airflow's async connection API (the sync
+  ``get_connection`` / ``extra_dejson`` mask secrets with a blocking call to the supervisor and
+  break the triggerer on Airflow 3);
+* every trigger with the same base URL and key shares one aiohttp session with a bounded
+  connector (:func:`~airflow_provider_smartmca.client.aio.shared_session`), instead of one TCP+TLS
+  connection per poll;
+* the first poll and every interval are jittered, so a thousand tasks deferred together do not
+  poll in lockstep.
+
+Status classification, error mapping and event shapes are not decided here: they come from
+:mod:`airflow_provider_smartmca.client.executions`, :mod:`~airflow_provider_smartmca.client.protocol`
+and :mod:`airflow_provider_smartmca.errors`, shared with the sensor's poke mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_smartmca.client import executions, protocol
+from airflow_provider_smartmca.client.executions import Verdict
+from airflow_provider_smartmca.client.settings import settings_from_connection
+from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAValidationError, is_transient
+
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.client.aio import AsyncClient
+    from airflow_provider_smartmca.client.settings import ClientSettings
+
+_OP = "ExecutionTrigger"
+# Poll intervals are stretched or shrunk by up to this fraction, so pollers that started
+# together drift apart instead of hitting the API in bursts.
+JITTER = 0.1
+
+
+def _check_number(name: str, value: Any, *, positive: bool) -> float:
+    """A finite int/float (not bool); clear error naming the argument otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SmartMCAValidationError(name, f"must be a finite number, got {value!r}", operation=_OP)
+    if positive and value <= 0:
+        raise SmartMCAValidationError(name, f"must be greater than 0, got {value!r}", operation=_OP)
+    return float(value)
+
+
+async def _mask_key(secret: str) -> None:
+    """Register the key with the secrets masker without blocking the event loop.
+
+    ``mask_secret`` also tells the supervisor with a *synchronous* send, which can deadlock the
+    triggerer while another async call is in flight; ``amask_secret`` (Airflow 3.3+) uses
+    ``asend``. Older versions fall back to the sync call (there the connection API already masks).
+    """
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # pragma: no cover - Airflow < 3.3
+        from airflow_provider_smartmca.hooks.smartmca import mask_key
+
+        mask_key(secret)
+        return
+    await amask_secret(secret)
+
+
+class ExecutionTrigger(BaseTrigger):
+    """
+    Poll one SmartMCA execution (GET only) until it ends, fails to be readable, or the deadline passes.
+
+    It fires exactly one event, built by :func:`~airflow_provider_smartmca.client.executions.make_event`:
+    ``success`` (completed), ``failure`` (failed/cancelled, with the failed nodes), ``error``
+    (401/403/404, bad connection) or ``timeout`` (deadline). Transient errors (network, timeouts,
+    429, 5xx, malformed bodies) only delay the next poll. It never cancels the execution.
+
+    :param conn_id: the Airflow connection id; resolved in the triggerer, never serialized.
+    :param execution_id: the execution to wait for.
+    :param poll_interval: seconds between polls (> 0), jittered by ±10 %.
+    :param deadline: absolute epoch seconds after which a ``timeout`` event fires, or None.
+        Computed on the worker so a triggerer restart does not restart the clock.
+    """
+
+    def __init__(
+        self,
+        conn_id: str,
+        execution_id: str,
+        poll_interval: float = 30.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        # Validated here, at construction on the worker, so a bad argument fails the task with
+        # a clear message instead of failing later inside the shared triggerer.
+        if not isinstance(conn_id, str) or not conn_id.strip():
+            raise SmartMCAValidationError(
+                "conn_id", f"must be a non-empty string, got {conn_id!r}", operation=_OP
+            )
+        self.conn_id = conn_id
+        self.execution_id = protocol.validate_id("execution_id", execution_id, _OP)
+        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
+        self.deadline = None if deadline is None else _check_number("deadline", deadline, positive=False)
+        # Trigger kwargs are stored as JSON in the metadata DB; fail now on anything else.
+        try:
+            json.dumps(self.serialize()[1], allow_nan=False)
+        except (TypeError, ValueError) as exc:  # pragma: no cover - guarded by the checks above
+            raise SmartMCAValidationError("kwargs", f"must be JSON values: {exc}", operation=_OP) from None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Classpath and kwargs: plain JSON only, no key and nothing derived from it."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "execution_id": self.execution_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    def _event(self, status: str, message: str, execution: dict[str, Any] | None = None) -> TriggerEvent:
+        return TriggerEvent(executions.make_event(status, self.execution_id, message, execution))
+
+    def _timeout_event(self, last: dict[str, Any] | None) -> TriggerEvent:
+        seen = executions.progress(last) if last else "never read"
+        return self._event(
+            executions.EVENT_TIMEOUT,
+            f"Timed out waiting for SmartMCA execution {self.execution_id} (last seen: {seen}). "
+            "It is left running in SmartMCA.",
+            last,
+        )
+
+    async def _settings(self) -> ClientSettings:
+        """Resolve the connection once, through the async API (see the module docstring)."""
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(self.conn_id)
+        if conn.password:
+            await _mask_key(conn.password)
+        extra = await get_async_extra_dejson(conn)
+        return settings_from_connection(host=conn.host, port=conn.port, password=conn.password, extra=extra)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until a final event; one event is yielded, then the generator ends."""
+        # A rebuilt trigger whose deadline already passed (the triggerer was down, or the task
+        # was deferred with no time left) times out at once, before resolving the connection or
+        # sending any request: the deadline is the user's, not the triggerer's.
+        if self.deadline is not None and time.time() >= self.deadline:
+            yield self._timeout_event(None)
+            return
+        try:
+            settings = await self._settings()
+        except Exception as exc:  # connection missing or unusable: not worth retrying
+            yield self._event(
+                executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
+            )
+            return
+        # Imported here so that importing this module (e.g. from a DAG file via the sensor)
+        # never imports aiohttp.
+        from airflow_provider_smartmca.client.aio import shared_session
+
+        # ``async with`` returns the session to the shared pool on every exit: event, error,
+        # or CancelledError (triggerer shutdown, trigger moved). The session is closed by its
+        # last user. CancelledError is never caught here, so it propagates untouched, and
+        # nothing is sent to SmartMCA on the way out: the execution is left alone.
+        async with shared_session(settings) as client:
+            event = await self._poll(client, settings)
+        yield event
+
+    async def cleanup(self) -> None:
+        """Do nothing on purpose.
+
+        ``cleanup()`` also runs when the trigger merely moves to another triggerer or the
+        triggerer restarts; cancelling the SmartMCA execution here would kill healthy work.
+        The shared HTTP session is released by ``run()``'s ``async with``.
+        """
+
+    async def _poll(self, client: AsyncClient, settings: ClientSettings) -> TriggerEvent:
+        last: dict[str, Any] | None = None
+        last_seen: tuple[Any, str] | None = None
+        failures = 0
+        # First poll at a random point of the first interval: the sensor has just checked once
+        # on the worker, and tasks deferred together must not poll together.
+        wait = random.uniform(0, self.poll_interval)
+        while True:
+            if self.deadline is not None:
+                remaining = self.deadline - time.time()
+                if remaining <= 0:
+                    return self._timeout_event(last)
+                wait = min(wait, remaining)
+            await asyncio.sleep(wait)
+            wait = self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER)
+            try:
+                # retry=False: this loop is the retry policy, so one poll never blocks for a
+                # whole tenacity cycle and the deadline stays honoured.
+                execution = await client.call(
+                    "get_execution", path_params={"execution_id": self.execution_id}, retry=False
+                )
+            except SmartMCAError as exc:
+                if not is_transient(exc):
+                    # 401/403/404, bad request, TLS/config errors: final, report them.
+                    return self._event(executions.EVENT_ERROR, str(exc), last)
+                failures += 1
+                # Honours a 429's Retry-After; else exponential backoff with jitter. Never
+                # faster than the normal interval.
+                wait = max(wait, protocol.backoff_seconds(settings, failures, exc))
+                self.log.warning(
+                    "Polling SmartMCA execution %s failed transiently (%d in a row), polling again in %.1f s: %s",
+                    self.execution_id,
+                    failures,
+                    wait,
+                    exc,
+                )
+                continue
+            failures = 0
+            last = execution
+            verdict = executions.classify_status(execution.get("status"))
+            seen = (execution.get("status"), executions.progress(execution))
+            if seen != last_seen:
+                if verdict is Verdict.UNKNOWN and (last_seen is None or last_seen[0] != seen[0]):
+                    self.log.warning(
+                        "SmartMCA execution %s has unknown status %r; waiting until the deadline "
+                        "(never treated as success)",
+                        self.execution_id,
+                        seen[0],
+                    )
+                last_seen = seen
+                self.log.info("SmartMCA %s", seen[1])
+            if verdict is Verdict.SUCCESS:
+                return self._event(
+                    executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", execution
+                )
+            if verdict is Verdict.FAILURE:
+                return self._event(executions.EVENT_FAILURE, executions.failure_message(execution), execution)
