@@ -6,6 +6,8 @@ received (request log, execution counts).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from typing import Any
@@ -155,21 +157,32 @@ def test_2_triggerer_killed_with_20_deferred_tasks(e2e: Stack) -> None:
     assert set(tries.values()) == {1}, tries
 
 
-def test_3_worker_killed_after_the_202_retry_reattaches(e2e: Stack) -> None:
+@pytest.mark.parametrize(
+    "held_route",
+    [
+        # The 202 reached the task (its execution id is recorded), then the process dies while
+        # its first GET of the execution is held: the retry reattaches via the recorded id.
+        "get_execution",
+        # The POST was processed but the process dies before its 202 arrives: nothing is
+        # recorded, the retry must find the execution again (lookup) instead of re-sending.
+        "trigger",
+    ],
+)
+def test_3_worker_killed_after_the_202_retry_reattaches(e2e: Stack, held_route: str) -> None:
     s = e2e
     dag = "smartmca_e2e_worker_kill"
     s.airflow.wait_dags([dag])
-    # The POST is processed (the execution exists) but its 202 is held until released.
-    s.emulator.fault(kind="hold", route="trigger", method="POST", count=1, holdTimeout=120)
+    method = "POST" if held_route == "trigger" else "GET"
+    s.emulator.fault(kind="hold", route=held_route, method=method, count=1, holdTimeout=120)
     (run,) = runs_of(s, [dag])
-    wait_for("POST held", lambda: s.emulator.admin("GET", "held")["held"] >= 1, 180, interval=1)
+    wait_for(
+        f"{method} {held_route} held", lambda: s.emulator.admin("GET", "held")["held"] >= 1, 180, interval=1
+    )
+    assert len(s.emulator.executions()) == 1  # the execution exists server-side
     ti = s.airflow.task_instances(dag, run[1])[0]
     pids = wait_for("task process", lambda: task_process_pids(ti["id"]), 30)
-    s.log(f"kill -9 task process {pids} of {ti['id']}")
+    s.log(f"kill -9 task process {pids} of {ti['id']} (held {method} {held_route})")
     for pid in pids:
-        import os
-        import signal
-
         os.kill(pid, signal.SIGKILL)
     time.sleep(1)
     s.emulator.admin("POST", "release")
@@ -177,13 +190,16 @@ def test_3_worker_killed_after_the_202_retry_reattaches(e2e: Stack) -> None:
     states = s.airflow.wait_runs([run], 300, obs)
     assert_all_success(s, [run], states)
     tis = s.airflow.task_instances(dag, run[1])
-    assert tis[0]["try_number"] >= 2, "the task was not retried"
+    assert tis[0]["try_number"] == 2, "the task was not retried exactly once"
     reqs = s.emulator.requests()
-    assert len(posts(reqs)) == 1, [(r["method"], r["path"]) for r in posts(reqs)]
+    assert len(posts(reqs)) == 1, (
+        f"the retry re-sent the POST: {[(r['time'], r['path']) for r in posts(reqs)]}"
+    )
     execs = s.emulator.executions()
-    assert len(execs) == 1
+    assert len(execs) == 1, execs
     result = assert_result(s, dag, run[1], "wk_00")
     assert result["executionId"] == execs[0]["executionId"]
+    assert s.airflow.xcom_key(dag, run[1], "wk_00", "execution_id") == result["executionId"]
 
 
 def test_4_api_storm_503_and_429(e2e: Stack) -> None:
