@@ -348,6 +348,8 @@ class Airflow:
             AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME="3600",
             AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
             AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(self.home / "logs"),
+            # Only the runs a test triggers: scheduled example DAGs never start runs by themselves.
+            AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
             AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="0.5",
             AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC="2",
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
@@ -361,6 +363,9 @@ class Airflow:
             AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
             AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL="600",
             AIRFLOW_CONN_SMARTMCA_DEFAULT=json.dumps(conn),
+            # Every operator defers unless its DAG says otherwise; the example DAGs poll every 2 s.
+            AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
+            AIRFLOW_VAR_SMARTMCA_POLL_INTERVAL="2",
             PYTHONDONTWRITEBYTECODE="1",
         )
         self.env = env
@@ -451,8 +456,11 @@ class Airflow:
     def import_errors(self) -> list[dict[str, Any]]:
         return list(self.api("GET", "importErrors")["import_errors"])
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        data = self.api("POST", f"dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
+    ) -> str:
+        body = {"logical_date": logical_date, "conf": conf or {}}
+        data = self.api("POST", f"dags/{dag_id}/dagRuns", body)
         return str(data["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:

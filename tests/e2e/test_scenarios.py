@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -46,9 +47,9 @@ def assert_all_success(s: Stack, runs: list[tuple[str, str]], states: dict[tuple
         assert not not_ok, f"{dag_id}: task states {not_ok}"
 
 
-def assert_result(s: Stack, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+def assert_result(s: Stack, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
     """The task's return value is the completed execution, and the emulator knows it."""
-    value = s.airflow.xcom(dag_id, run_id, task_id)
+    value = s.airflow.xcom(dag_id, run_id, task_id, map_index)
     assert isinstance(value, dict), f"{dag_id}.{task_id} XCom return_value: {value!r}"
     assert value.get("status") == "completed", value
     assert value.get("executionId"), value
@@ -92,7 +93,9 @@ def test_1_happy_path_all_example_dags_deferrable(e2e: Stack) -> None:
     dag_ids = [*example_ids, "smartmca_e2e_happy"]
     s.airflow.wait_dags(dag_ids)
     s.log(f"happy path over {dag_ids}")
-    runs = runs_of(s, dag_ids)
+    # Examples get a logical date (the daily one derives its application ids from it).
+    now = datetime.now(timezone.utc).isoformat()
+    runs = [(d, s.airflow.trigger(d, logical_date=now if d in example_ids else None)) for d in dag_ids]
     obs = RunObserver(scan_processes=True)
     states = s.airflow.wait_runs(runs, 420, obs)
     assert_all_success(s, runs, states)
@@ -111,13 +114,13 @@ def test_1_happy_path_all_example_dags_deferrable(e2e: Stack) -> None:
             assert key not in obs.deferred_with_process, f"{key}: a task process existed while deferred"
             window = obs.deferred_window(key)
             assert window is not None
-            result = assert_result(s, dag_id, run_id, ti["task_id"])
+            result = assert_result(s, dag_id, run_id, ti["task_id"], key[3])
             eid = result["executionId"]
             assert eid in known, f"{eid} unknown to the emulator"
             in_window = [r for r in gets_of(reqs, eid) if window[0] <= r["time"] <= window[1]]
             assert in_window, f"{key}: no GET of {eid} while observed deferred {window}"
             # Exactly-once: the execution id pushed to XCom is the one returned.
-            assert s.airflow.xcom_key(dag_id, run_id, ti["task_id"], "execution_id") == eid
+            assert s.airflow.xcom_key(dag_id, run_id, ti["task_id"], "execution_id", key[3]) == eid
     assert ours >= 1
     # One POST per operator task, one execution per POST, nothing failed at the API.
     assert len(posts(reqs)) == ours == len(execs), (len(posts(reqs)), ours, len(execs))

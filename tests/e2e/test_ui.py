@@ -63,27 +63,34 @@ def test_connection_form_in_the_real_ui(e2e: Stack) -> None:
                     page.keyboard.type("SmartMCA")
                     page.get_by_role("option", name="SmartMCA").first.click()
 
-                    # Relabeled standard fields and the provider's own field.
+                    # Standard fields (open by default): relabeled host/password, masked key.
                     expect(dialog.get_by_text("Base URL", exact=True)).to_be_visible()
                     expect(dialog.get_by_text("API key", exact=True)).to_be_visible()
-                    # The extra fields may sit in a collapsed section: open it when needed.
-                    scopes = dialog.get_by_text("Scopes", exact=True)
-                    if not scopes.is_visible():
-                        dialog.get_by_text("Extra Fields", exact=True).first.click()
-                    expect(scopes).to_be_visible()
-                    # The API key is masked.
                     api_key = dialog.locator('input[type="password"]')
                     expect(api_key).to_have_count(1)
+                    expect(api_key).to_be_visible()
                     api_key.fill("smca_live_example")
                     dialog.get_by_placeholder("https://api.smartmca.com").fill("https://api.smartmca.com")
-                    # Hidden standard fields.
+                    # Hidden standard fields: neither their labels nor their inputs.
                     for hidden in ("Login", "Schema", "Port"):
                         assert dialog.get_by_text(hidden, exact=True).count() == 0, f"{hidden} is shown"
-                finally:
+                    for name in ("login", "schema", "port"):
+                        assert dialog.locator(f'input[name="{name}"]:visible').count() == 0, name
                     page.screenshot(path=str(ARTIFACTS / "connection-form.png"), full_page=True)
+                    # The provider's own field, in the (collapsed) extra fields section.
+                    dialog.get_by_text("Extra Fields", exact=True).first.click()
+                    scopes = dialog.get_by_text("Scopes", exact=True)
+                    expect(scopes).to_be_visible()
+                    page.screenshot(path=str(ARTIFACTS / "connection-form-extra.png"), full_page=True)
+                except Exception:
+                    page.screenshot(path=str(ARTIFACTS / "connection-form-failed.png"), full_page=True)
+                    raise
             finally:
                 ctx.close()
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ARTIFACTS / "connection-form.png", SCREENSHOT)
+        shutil.copy(
+            ARTIFACTS / "connection-form-extra.png", SCREENSHOT.with_name("connection-form-extra.png")
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
