@@ -88,9 +88,8 @@ def check_static_id(field: str, value: Any, operation: str) -> None:
         validate_id(field, value, operation)
 
 
-def _seconds(field: str, value: Any, operation: str, *, allow_none: bool) -> float | None:
-    if value is None and allow_none:
-        return None
+def _seconds(field: str, value: Any, operation: str) -> float:
+    """A positive number of seconds (a number or a timedelta), or a clear error naming ``field``."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -155,8 +154,8 @@ class SmartMCAExecutionOperator(BaseOperator):
         self.smartmca_conn_id = smartmca_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = _seconds("poll_interval", poll_interval, self.operation, allow_none=False)
-        self.timeout = _seconds("timeout", timeout, self.operation, allow_none=True)
+        self.poll_interval = _seconds("poll_interval", poll_interval, self.operation)
+        self.timeout = None if timeout is None else _seconds("timeout", timeout, self.operation)
         self.on_retry = on_retry
         self._execution_id: str | None = None
 
@@ -220,15 +219,15 @@ class SmartMCAExecutionOperator(BaseOperator):
                 return self._wait(context, execution_id)
         self.before_start()
         response = self.start_execution(context)
-        execution_id = self._execution_id_of(response)
-        if execution_id is None:
+        new_id = self._execution_id_of(response)
+        if new_id is None:
             self.log.info("The response carries no executionId; nothing to wait for")
             return response
-        self.log.info("Started SmartMCA execution %s", execution_id)
-        self._record(context, execution_id, response)
+        self.log.info("Started SmartMCA execution %s", new_id)
+        self._record(context, new_id, response)
         if not self.wait_for_completion:
             return response
-        return self._wait(context, execution_id)
+        return self._wait(context, new_id)
 
     def _execution_id_of(self, response: Any) -> str | None:
         if not isinstance(response, dict):
@@ -289,7 +288,14 @@ class SmartMCAExecutionOperator(BaseOperator):
             )
             return None
         found = []
-        for execution in self.hook.iter_executions(sort_by="startedAt", sort_order="desc", **filters):
+        executions = self.hook.iter_executions(
+            workflow_type=filters.get("workflow_type"),
+            entity_type=filters.get("entity_type"),
+            entity_id=filters.get("entity_id"),
+            sort_by="startedAt",
+            sort_order="desc",
+        )
+        for execution in executions:
             started = parse_timestamp(execution.get("startedAt"))
             if started is None or started < since:
                 break
