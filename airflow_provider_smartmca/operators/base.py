@@ -42,6 +42,7 @@ from airflow_provider_smartmca.client.executions import (
     validate_event,
 )
 from airflow_provider_smartmca.errors import (
+    SmartMCAAmbiguousTriggerError,
     SmartMCAAuthError,
     SmartMCAConfigError,
     SmartMCAError,
@@ -63,8 +64,11 @@ if TYPE_CHECKING:
 DEFAULT_POLL_INTERVAL = 30.0
 ON_RETRY_CHOICES = ("reattach", "retrigger")
 
-# Errors that a task retry cannot fix: fail at once, without Airflow retries.
+# Errors that a task retry cannot fix, or must not blindly repeat: fail at once, without Airflow
+# retries. An ambiguous trigger is one of them: the POST may have started an execution that the
+# lookup could not identify, and a retry would send it again.
 _FINAL_ERRORS = (
+    SmartMCAAmbiguousTriggerError,
     SmartMCAValidationError,
     SmartMCAScopeError,
     SmartMCAAuthError,

@@ -120,3 +120,50 @@ def test_ambiguous_post_still_one_execution(
     assert smartmca_emulator.count(route=route, method="POST") == 1
     assert smartmca_emulator.executions_created() == 1
     assert result.xcom("t")["status"] == "completed"
+
+
+NO_WAIT_DAG = """
+from airflow.sdk import DAG
+from airflow_provider_smartmca.operators import AdvanceApplicationStageOperator, TriggerWorkflowOperator
+
+with DAG("{dag_id}", schedule=None) as dag:
+    TriggerWorkflowOperator(task_id="trigger", workflow_type="wf_deal_onboarding", entity_type="deal",
+                            entity_id="deal_5", wait_for_completion=False)
+    AdvanceApplicationStageOperator(task_id="advance", application_id="app_5", wait_for_completion=False,
+                                    payload={"note": "from Airflow"})
+"""
+
+
+def test_without_waiting_the_start_response_is_returned(run_dag, smartmca_connection, smartmca_emulator):
+    result = run_dag(NO_WAIT_DAG)
+    assert result.state == "success"
+    trigger, advance = result.xcom("trigger"), result.xcom("advance")
+    assert trigger["executionId"] == result.xcom("trigger", key="execution_id")
+    assert trigger["status"] == "pending"
+    assert advance["applicationId"] == "app_5" and advance["action"] == "advance-stage"
+    assert advance["executionId"] == result.xcom("advance", key="execution_id")
+    assert smartmca_emulator.count(route="get_execution") == 0
+
+
+AMBIGUOUS_DAG = """
+from datetime import timedelta
+from airflow.sdk import DAG
+from airflow_provider_smartmca.operators import TriggerWorkflowOperator
+from tests.operators.helpers import record_failure
+
+with DAG("{dag_id}", schedule=None, default_args={"retries": 2, "retry_delay": timedelta(0),
+                                                  "on_failure_callback": record_failure}) as dag:
+    TriggerWorkflowOperator(task_id="t", workflow_type="wf_deal_onboarding", entity_type="deal",
+                            entity_id="deal_6", poll_interval=0.05)
+"""
+
+
+def test_unresolvable_ambiguous_post_fails_without_retrying(run_dag, smartmca_connection, smartmca_emulator):
+    # The POST is processed, then the connection drops; every lookup fails too: nobody can tell.
+    smartmca_emulator.add_fault("drop_after", route="trigger", count=1)
+    smartmca_emulator.add_fault("status", route="list_executions", status=400, count=None)
+    result = run_dag(AMBIGUOUS_DAG)
+    assert result.task_states == {"t": "failed"}
+    assert smartmca_emulator.count(route="trigger", method="POST") == 1  # never re-sent
+    assert smartmca_emulator.executions_created() == 1
+    assert "Check the executions" in FAILURES["t"] or "Check SmartMCA" in FAILURES["t"]
