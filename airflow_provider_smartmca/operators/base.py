@@ -277,8 +277,6 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def _previous_execution_by_lookup(self, context: Context) -> dict[str, Any] | None:
         """Airflow < 3.3 (no task_state_store): find executions started since the DAG run began."""
-        from airflow_provider_smartmca.hooks.smartmca import parse_timestamp
-
         ti = context["ti"]
         if (getattr(ti, "try_number", 1) or 1) <= 1:
             return None
@@ -291,19 +289,12 @@ class SmartMCAExecutionOperator(BaseOperator):
                 "a new one is started"
             )
             return None
-        found = []
-        executions = self.hook.iter_executions(
+        found = self.hook.find_executions_since(
+            since,
             workflow_type=filters.get("workflow_type"),
             entity_type=filters.get("entity_type"),
             entity_id=filters.get("entity_id"),
-            sort_by="startedAt",
-            sort_order="desc",
         )
-        for execution in executions:
-            started = parse_timestamp(execution.get("startedAt"))
-            if started is None or started < since:
-                break
-            found.append(execution)
         if not found:
             return None
         self.log.info(
