@@ -76,11 +76,13 @@ def test_connection_form_in_the_real_ui(e2e: Stack) -> None:
                         assert dialog.get_by_text(hidden, exact=True).count() == 0, f"{hidden} is shown"
                     for name in ("login", "schema", "port"):
                         assert dialog.locator(f'input[name="{name}"]:visible').count() == 0, name
+                    page.wait_for_timeout(500)
                     page.screenshot(path=str(ARTIFACTS / "connection-form.png"), full_page=True)
                     # The provider's own field, in the (collapsed) extra fields section.
                     dialog.get_by_text("Extra Fields", exact=True).first.click()
                     scopes = dialog.get_by_text("Scopes", exact=True)
                     expect(scopes).to_be_visible()
+                    page.wait_for_timeout(1000)  # let the accordion animation finish
                     page.screenshot(path=str(ARTIFACTS / "connection-form-extra.png"), full_page=True)
                 except Exception:
                     page.screenshot(path=str(ARTIFACTS / "connection-form-failed.png"), full_page=True)
