@@ -35,6 +35,10 @@ def post_once(
     """
     Send a POST that starts an execution; on an unknown outcome, find the execution instead.
 
+    Just before sending, ``hook.post_intent_listener`` (if set) receives the POST's intent, a
+    JSON dict that :func:`executions_started_by` can resolve later: operators store it durably so
+    that a retry after a worker died mid-POST finds the execution instead of sending it again.
+
     :param hook: the hook whose client sends the requests.
     :param name: the endpoint name.
     :param path_params: ids for the path, if any.
@@ -44,41 +48,55 @@ def post_once(
     :raises SmartMCAAmbiguousTriggerError: the outcome is unknown and the lookup could not tell.
     """
     build_request(hook.settings, name, path_params=path_params, body=body)  # scope and ids, before any GET
-    before = _recent_execution_ids(hook, lookup)
-    sent_at = datetime.now(timezone.utc)
+    intent = {
+        "operation": name,
+        "lookup": lookup,
+        "before": _recent_execution_ids(hook, lookup),
+        "sent_at": datetime.now(timezone.utc).isoformat(),
+    }
+    if hook.post_intent_listener is not None:
+        hook.post_intent_listener(intent)
     try:
         return hook.client.call(name, path_params=path_params, body=body)
     except (SmartMCAConnectionError, SmartMCAServerError, SmartMCAInvalidResponseError) as exc:
         if isinstance(exc, SmartMCAConnectionError) and not exc.request_sent:
             raise
-        return _recover(hook, name, exc, lookup, sent_at, before)
+        return _recover(hook, exc, intent)
+
+
+def executions_started_by(hook: SmartMCAHook, intent: dict[str, Any]) -> list[dict[str, Any]]:
+    """
+    The executions that a POST described by ``intent`` may have started: those matching its
+    lookup, started since it was sent (less ``clock_skew``), and not seen just before it.
+
+    :param hook: the hook to list executions with.
+    :param intent: the dict given to ``post_intent_listener``.
+    """
+    sent_at = datetime.fromisoformat(intent["sent_at"])
+    before = set(intent["before"]) if intent.get("before") is not None else None
+    candidates = hook.find_executions_since(_window_start(hook, sent_at), **intent["lookup"])
+    return [c for c in candidates if before is None or c.get("executionId") not in before]
 
 
 def _window_start(hook: SmartMCAHook, at: datetime) -> datetime:
     return at - timedelta(seconds=hook.settings.clock_skew)
 
 
-def _recent_execution_ids(hook: SmartMCAHook, lookup: dict[str, str]) -> set[str] | None:
+def _recent_execution_ids(hook: SmartMCAHook, lookup: dict[str, str]) -> list[str] | None:
     """Ids of the entity's recent executions before the POST; None when they cannot be read."""
     try:
         since = _window_start(hook, datetime.now(timezone.utc))
-        return {e["executionId"] for e in hook.find_executions_since(since, **lookup)}
+        return sorted(e["executionId"] for e in hook.find_executions_since(since, **lookup))
     except SmartMCAError as exc:
         hook.log.info("No pre-trigger snapshot of executions (%s); the time window alone will be used", exc)
         return None
 
 
-def _recover(
-    hook: SmartMCAHook,
-    name: str,
-    exc: SmartMCAError,
-    lookup: dict[str, str],
-    sent_at: datetime,
-    before: set[str] | None,
-) -> dict[str, Any]:
+def _recover(hook: SmartMCAHook, exc: SmartMCAError, intent: dict[str, Any]) -> dict[str, Any]:
     hook.log.warning("%s; looking for the execution it may have started before doing anything else", exc)
+    name, lookup = intent["operation"], intent["lookup"]
     try:
-        candidates = hook.find_executions_since(_window_start(hook, sent_at), **lookup)
+        new = executions_started_by(hook, intent)
     except SmartMCAError as lookup_exc:
         raise SmartMCAAmbiguousTriggerError(
             f"{exc}. The request may have started an execution, and the lookup failed too "
@@ -86,7 +104,6 @@ def _recover(
             candidates=[],
             operation=name,
         ) from exc
-    new = [c for c in candidates if before is None or c.get("executionId") not in before]
     if len(new) == 1:
         hook.log.warning("Found execution %s started by the request; using it", new[0].get("executionId"))
         return {**new[0], "recovered": True}
@@ -95,7 +112,7 @@ def _recover(
     )
     raise SmartMCAAmbiguousTriggerError(
         f"{exc}. The request may or may not have started an execution; found {len(new)} candidate(s) "
-        f"for {lookup} since {sent_at.isoformat()}: {found}. Check SmartMCA before retrying.",
+        f"for {lookup} since {intent['sent_at']}: {found}. Check SmartMCA before retrying.",
         candidates=new,
         operation=name,
     ) from exc

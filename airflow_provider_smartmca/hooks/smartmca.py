@@ -94,6 +94,9 @@ class SmartMCAHook(BaseHook):
     ) -> None:
         super().__init__()
         self.smartmca_conn_id = smartmca_conn_id
+        #: Called with a JSON "intent" just before each POST that starts an execution; see
+        #: :func:`~airflow_provider_smartmca.hooks.exactly_once.post_once`.
+        self.post_intent_listener: Callable[[dict[str, Any]], None] | None = None
         self._overrides: dict[str, Any] = dict(
             timeout=timeout,
             max_retries=max_retries,

@@ -130,6 +130,8 @@ class SmartMCAExecutionOperator(BaseOperator):
     external_id_key: ClassVar[str] = "smartmca_execution_id"
     #: Key of the start response in ``task_state_store`` (returned by a retry when not waiting).
     response_key: ClassVar[str] = "smartmca_start_response"
+    #: Key of the intent of the POST in flight (what to look for if the try dies before its 202).
+    pending_post_key: ClassVar[str] = "smartmca_pending_post"
     #: Name used in error messages.
     operation: ClassVar[str] = "smartmca"
 
@@ -222,6 +224,7 @@ class SmartMCAExecutionOperator(BaseOperator):
                     return final_result(previous)
                 return self._wait(context, execution_id)
         self.before_start()
+        self._remember_posts(context)
         response = self.start_execution(context)
         new_id = self._execution_id_of(response)
         if new_id is None:
@@ -256,6 +259,54 @@ class SmartMCAExecutionOperator(BaseOperator):
             store.set(self.external_id_key, execution_id)
             store.set(self.response_key, response)
 
+    def _remember_posts(self, context: Context) -> None:
+        """Record each POST's intent durably just before it is sent (see ``_execution_of_lost_post``)."""
+        store = context.get("task_state_store")
+        if store is None:
+            return
+
+        def remember(intent: dict[str, Any]) -> None:
+            # A new POST supersedes the previous (failed) execution: forget it first, so a retry
+            # after a death mid-POST looks for the new execution instead of the old one.
+            store.delete(self.external_id_key)
+            store.set(self.pending_post_key, intent)
+
+        self.hook.post_intent_listener = remember
+
+    def _execution_of_lost_post(self, store: Any) -> dict[str, Any] | None:
+        """
+        The execution started by a POST whose try died before its 202 arrived, or None.
+
+        The intent recorded before the POST says what to look for and which executions existed
+        already: exactly one new one is this task's; none means the POST never took effect;
+        more than one cannot be told apart, and the task fails rather than risk a duplicate.
+        """
+        from airflow_provider_smartmca.hooks.exactly_once import executions_started_by
+
+        intent = store.get(self.pending_post_key)
+        if not isinstance(intent, dict):
+            return None
+        found = executions_started_by(self.hook, intent)
+        if not found:
+            self.log.info(
+                "The previous try's POST (sent %s) started no execution; sending it now", intent["sent_at"]
+            )
+            return None
+        if len(found) > 1:
+            raise SmartMCAAmbiguousTriggerError(
+                f"{self.operation}: the previous try died while its POST was in flight, and "
+                f"{len(found)} executions may be its: "
+                f"{', '.join(str(e.get('executionId')) for e in found)}. Check SmartMCA before retrying.",
+                candidates=found,
+                operation=self.operation,
+            )
+        execution_id = str(found[0]["executionId"])
+        self.log.warning(
+            "The previous try died while its POST was in flight; it started execution %s", execution_id
+        )
+        store.set(self.external_id_key, execution_id)
+        return self.hook.get_execution(execution_id)
+
     def _stored_response(self, context: Context) -> dict[str, Any] | None:
         store = context.get("task_state_store")
         value = store.get(self.response_key) if store is not None else None
@@ -267,7 +318,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         if store is not None:
             execution_id = store.get(self.external_id_key)
             if not execution_id:
-                return None
+                return self._execution_of_lost_post(store)
             try:
                 return self.hook.get_execution(str(execution_id))
             except SmartMCANotFoundError:

@@ -167,3 +167,56 @@ def test_unresolvable_ambiguous_post_fails_without_retrying(run_dag, smartmca_co
     assert smartmca_emulator.count(route="trigger", method="POST") == 1  # never re-sent
     assert smartmca_emulator.executions_created() == 1
     assert "Check the executions" in FAILURES["t"] or "Check SmartMCA" in FAILURES["t"]
+
+
+LOST_202_SOURCE = """
+from datetime import timedelta
+from airflow.sdk import DAG
+from airflow_provider_smartmca.operators import {operator}
+from tests.operators.helpers import record_failure
+
+
+class Lost202OnFirstTry({operator}):
+    '''Try 1's POST reaches SmartMCA, but the worker dies before the 202 is read or recorded.'''
+
+    def start_execution(self, context):
+        response = super().start_execution(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("worker died while the 202 was in flight")
+        return response
+
+
+default_args = {"retries": 1, "retry_delay": timedelta(0), "on_failure_callback": record_failure}
+with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
+    Lost202OnFirstTry(task_id="t", poll_interval=0.05, {args})
+"""
+
+
+@pytest.mark.parametrize(
+    ("operator", "args", "route", "posts"),
+    [
+        # The earlier trigger + try 1's; try 2 sends nothing.
+        ("TriggerWorkflowOperator", TRIGGER_ARGS.replace("{workflow}", "wf_deal_onboarding"), "trigger", 2),
+        # The earlier action was advance-stage; only try 1 sent change-status.
+        ("ChangeApplicationStatusOperator", APP_ARGS, "change_status", 1),
+    ],
+)
+def test_retry_after_death_with_the_202_in_flight_finds_the_execution(
+    operator, args, route, posts, run_dag, smartmca_connection, smartmca_emulator
+):
+    from airflow_provider_smartmca.hooks import SmartMCAHook
+
+    # An earlier execution for the same entity must not be mistaken for the lost one.
+    hook = SmartMCAHook()
+    if operator == "TriggerWorkflowOperator":
+        earlier = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_42")
+    else:
+        earlier = hook.advance_application_stage("app_42")
+    source = LOST_202_SOURCE.replace("{operator}", operator).replace("{args}", args)
+    result = run_dag(source)
+    assert result.state == "success", FAILURES
+    assert smartmca_emulator.count(route=route, method="POST") == posts
+    value = result.xcom("t")
+    assert value["status"] == "completed"
+    assert value["executionId"] != earlier["executionId"]
+    assert len(smartmca_emulator.executions()) == 2
