@@ -200,6 +200,30 @@ async def run_triggers(n: int, poll: float, timeout: float) -> tuple[dict[str, f
     return fired, statuses
 
 
+async def run_baseline(n: int, poll: float, base: str, cert: str) -> None:
+    """The floor: bare aiohttp pollers (one shared session, same pool bound), no provider code."""
+    import random
+    import ssl
+
+    import aiohttp
+
+    from airflow_provider_smartmca.triggers.execution import JITTER, POOL_LIMIT
+
+    async def poller(session: aiohttp.ClientSession, i: int) -> None:
+        await asyncio.sleep(random.uniform(0, poll))
+        while True:
+            async with session.get(
+                f"{base}{API}exec_{i:05d}", headers={"Authorization": f"Bearer {KEY}"}
+            ) as r:
+                if json.loads(await r.read())["status"] == "completed":
+                    return
+            await asyncio.sleep(poll * random.uniform(1 - JITTER, 1 + JITTER))
+
+    connector = aiohttp.TCPConnector(limit=POOL_LIMIT, ssl=ssl.create_default_context(cafile=cert))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(poller(session, i) for i in range(n)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -208,6 +232,11 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=1.0, help="poll interval, seconds (default 1)")
     parser.add_argument(
         "--duration", type=float, default=10.0, help="D: seconds from first poll to completion (default 10)"
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="run bare aiohttp pollers instead of ExecutionTriggers (the floor on this machine)",
     )
     parser.add_argument("--profile", help="write a cProfile of the trigger process to this file")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -243,7 +272,15 @@ def main() -> int:
             os.environ["AIRFLOW_CONN_SMARTMCA_DEFAULT"] = json.dumps(
                 {"conn_type": "smartmca", "host": base, "password": KEY, "extra": {"verify_ssl": cert}}
             )
-            import airflow_provider_smartmca.triggers  # noqa: F401  (imports before measuring)
+            # A triggerer is a long-running process: its imports (aiohttp, Airflow's connection
+            # API) are done before our triggers arrive. Do them here, outside the measurement,
+            # for the triggers and the baseline alike.
+            import aiohttp  # noqa: F401
+
+            from airflow_provider_smartmca.client import aio  # noqa: F401
+            from airflow_provider_smartmca.triggers.execution import _resolve
+
+            asyncio.run(_resolve("smartmca_default"))
 
             gc.collect()
             rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -254,7 +291,11 @@ def main() -> int:
                 profiler = cProfile.Profile()
                 profiler.enable()
             cpu0, wall0 = cpu_seconds(), time.monotonic()
-            fired, statuses = asyncio.run(run_triggers(args.n, args.poll, args.duration * 3 + 60))
+            if args.baseline:
+                asyncio.run(run_baseline(args.n, args.poll, base, cert))
+                fired, statuses = {}, {}
+            else:
+                fired, statuses = asyncio.run(run_triggers(args.n, args.poll, args.duration * 3 + 60))
             cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
             if profiler:
                 profiler.disable()
@@ -264,6 +305,13 @@ def main() -> int:
             server.terminate()
             server.wait(10)
 
+    if args.baseline:
+        print(f"baseline (bare aiohttp, Airflow imported): {args.n} pollers, {stats['polls']} polls")
+        print(
+            f"CPU per poll: {cpu * 1000 / max(1, stats['polls']):.3f} ms; TCP connections: {stats['connections']}"
+        )
+        print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        return 0
     completed_at = stats["completed_at"]
     latencies = sorted(max(0.0, fired[i] - completed_at[i]) for i in fired if i in completed_at)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan")

@@ -24,6 +24,7 @@ import json
 import math
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +32,11 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_smartmca.client import executions, protocol
 from airflow_provider_smartmca.client.executions import Verdict
-from airflow_provider_smartmca.client.settings import settings_from_connection
+from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAValidationError, is_transient
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
-    from airflow_provider_smartmca.client.settings import ClientSettings
 
 _OP = "ExecutionTrigger"
 # Poll intervals are stretched or shrunk by up to this fraction, so pollers that started
@@ -73,6 +73,23 @@ async def _mask_key(secret: str) -> None:
         mask_key(secret)
         return
     await amask_secret(secret)
+
+
+async def _resolve(conn_id: str) -> ClientSettings:
+    """The connection's client settings, through the async API (see the module docstring)."""
+    from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+    conn = await get_async_connection(conn_id)
+    if conn.password:
+        await _mask_key(conn.password)
+    extra = await get_async_extra_dejson(conn)
+    return settings_from_connection(host=conn.host, port=conn.port, password=conn.password, extra=extra)
+
+
+# Connection lookups in flight, per event loop and connection id (see ExecutionTrigger._settings).
+_LOOKUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[ClientSettings]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class ExecutionTrigger(BaseTrigger):
@@ -140,14 +157,21 @@ class ExecutionTrigger(BaseTrigger):
         )
 
     async def _settings(self) -> ClientSettings:
-        """Resolve the connection once, through the async API (see the module docstring)."""
-        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+        """Resolve the connection once for this run, sharing a lookup already in flight.
 
-        conn = await get_async_connection(self.conn_id)
-        if conn.password:
-            await _mask_key(conn.password)
-        extra = await get_async_extra_dejson(conn)
-        return settings_from_connection(host=conn.host, port=conn.port, password=conn.password, extra=extra)
+        When the triggerer starts (or restarts) it launches its triggers together; a thousand
+        of them on one connection then share one lookup instead of making a thousand round
+        trips to the supervisor. Nothing is cached: a trigger starting after the lookup ended
+        makes a new one, so a changed key is always picked up.
+        """
+        loop = asyncio.get_running_loop()
+        in_flight = _LOOKUPS.setdefault(loop, {})
+        lookup = in_flight.get(self.conn_id)
+        if lookup is None:
+            lookup = in_flight[self.conn_id] = loop.create_task(_resolve(self.conn_id))
+            lookup.add_done_callback(lambda done: in_flight.pop(self.conn_id, None))
+        # Shielded: a cancelled trigger must not cancel the lookup other triggers wait for.
+        return await asyncio.shield(lookup)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until a final event; one event is yielded, then the generator ends."""
@@ -246,4 +270,4 @@ class ExecutionTrigger(BaseTrigger):
             # Drop this poll's objects before sleeping. Kept alive for a whole interval they
             # would be promoted to the oldest GC generation, and every full collection walks
             # Airflow's ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
-            execution = seen = None
+            del execution, seen
