@@ -297,3 +297,31 @@ def test_bad_input_fails_at_construction_naming_the_argument(kwargs: dict[str, A
     args.update(kwargs)
     with pytest.raises(SmartMCAValidationError, match=repr(argument)):
         ExecutionTrigger(**args)
+
+
+def test_triggers_started_together_share_one_connection_lookup(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow.providers.common.compat.connection as compat
+
+    lookups: list[str] = []
+    original = compat.get_async_connection
+
+    async def counting(conn_id: str, hook: Any = None) -> Any:
+        lookups.append(conn_id)
+        return await original(conn_id)
+
+    monkeypatch.setattr(compat, "get_async_connection", counting)
+    ex = start_execution("wf_deal_onboarding")
+
+    async def main() -> list[dict[str, Any]]:
+        tasks = [asyncio.ensure_future(first_event(trig(ex))) for _ in range(50)]
+        await asyncio.sleep(0)
+        tasks[0].cancel()  # a cancelled trigger must not cancel the lookup the others wait for
+        return await asyncio.gather(*tasks[1:])
+
+    assert {e["status"] for e in asyncio.run(main())} == {"success"}
+    assert lookups == ["smartmca_default"]
+    # A trigger started later makes its own lookup: nothing is cached.
+    assert asyncio.run(first_event(trig(ex)))["status"] == "success"
+    assert len(lookups) == 2
