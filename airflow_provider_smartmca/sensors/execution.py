@@ -65,6 +65,11 @@ class ExecutionSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if deferrable and self.poke_interval <= 0:
+            # Caught here, at DAG parse time, rather than when the task defers.
+            raise ValueError(
+                f"ExecutionSensor: 'poke_interval' must be > 0 when deferrable, got {self.poke_interval}"
+            )
         self.execution_id = execution_id
         self.smartmca_conn_id = smartmca_conn_id
         self.deferrable = deferrable

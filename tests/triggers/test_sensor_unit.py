@@ -1,0 +1,44 @@
+"""ExecutionSensor pieces that need no DAG run: bad input, event handling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+from airflow_provider_smartmca.client.executions import make_event
+from airflow_provider_smartmca.errors import SmartMCAExecutionError, SmartMCAValidationError
+from airflow_provider_smartmca.sensors import ExecutionSensor
+from airflow_provider_smartmca.testing.server import Emulator
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "a/b", "../workflows", "x?y"])
+def test_rendered_execution_id_that_is_empty_or_path_like_fails_naming_it(emu: Emulator, bad: str) -> None:
+    sensor = ExecutionSensor(task_id="wait", execution_id=bad)
+    with pytest.raises(SmartMCAValidationError, match="'execution_id'"):
+        sensor.poke({})  # type: ignore[arg-type]
+    assert not emu.requests  # rejected before any request
+
+
+def test_deferrable_needs_a_positive_poke_interval() -> None:
+    with pytest.raises(ValueError, match="poke_interval"):
+        ExecutionSensor(task_id="wait", execution_id="exec_1", deferrable=True, poke_interval=0)
+
+
+@pytest.mark.parametrize(
+    ("event", "soft_fail", "raises"),
+    [
+        (None, False, SmartMCAExecutionError),
+        ({"status": "bogus", "execution_id": "exec_1", "message": "?"}, False, SmartMCAExecutionError),
+        (make_event("success", "exec_other", "done"), False, SmartMCAExecutionError),
+        (make_event("failure", "exec_1", "node 3 failed"), True, SmartMCAExecutionError),
+        (make_event("error", "exec_1", "HTTP 401"), True, SmartMCAExecutionError),
+        (make_event("timeout", "exec_1", "timed out"), False, AirflowSensorTimeout),
+        (make_event("timeout", "exec_1", "timed out"), True, AirflowSkipException),
+    ],
+)
+def test_execute_complete_fails_closed(event: Any, soft_fail: bool, raises: type[Exception]) -> None:
+    sensor = ExecutionSensor(task_id="wait", execution_id="exec_1", soft_fail=soft_fail)
+    with pytest.raises(raises):
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
