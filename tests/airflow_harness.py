@@ -31,7 +31,9 @@ class DagResult:
         with create_session() as session:
             row = (
                 session.query(XComModel)
-                .filter_by(dag_id=self.dag_id, run_id=self.run_id, task_id=task_id, key=key, map_index=map_index)
+                .filter_by(
+                    dag_id=self.dag_id, run_id=self.run_id, task_id=task_id, key=key, map_index=map_index
+                )
                 .one_or_none()
             )
             return None if row is None else XComModel.deserialize_value(row)

@@ -100,7 +100,12 @@ _SUMMARY_FIELDS = (
 def summary(execution: dict[str, Any]) -> dict[str, Any]:
     """A small JSON summary of an execution, for trigger events (kept small: events live in the DB)."""
     result: dict[str, Any] = {k: execution.get(k) for k in _SUMMARY_FIELDS if k in execution}
-    result["failedNodes"] = failed_nodes(execution)[:20]
+    if "nodes" in execution or "failedNodes" not in execution:
+        result["failedNodes"] = failed_nodes(execution)[:20]
+        result["progress"] = progress(execution)
+    else:  # already a summary: summarising it again changes nothing
+        result["failedNodes"] = execution["failedNodes"]
+        result["progress"] = execution.get("progress")
     return result
 
 

@@ -148,7 +148,7 @@ class ExecutionTrigger(BaseTrigger):
         return TriggerEvent(executions.make_event(status, self.execution_id, message, execution))
 
     def _timeout_event(self, last: dict[str, Any] | None) -> TriggerEvent:
-        seen = executions.progress(last) if last else "never read"
+        seen = last["progress"] if last else "never read"
         return self._event(
             executions.EVENT_TIMEOUT,
             f"Timed out waiting for SmartMCA execution {self.execution_id} (last seen: {seen}). "
@@ -251,7 +251,10 @@ class ExecutionTrigger(BaseTrigger):
             verdict = executions.classify_status(execution.get("status"))
             seen = (execution.get("status"), executions.progress(execution))
             if seen != last_seen:
-                last = execution  # kept for the summary of a later timeout or error event
+                # Only the small summary is kept (for a later timeout or error event): a whole
+                # execution per trigger, replaced every poll, would be promoted to the oldest GC
+                # generation and make full collections of Airflow's import heap frequent.
+                last = executions.summary(execution)
                 if verdict is Verdict.UNKNOWN and (last_seen is None or last_seen[0] != seen[0]):
                     self.log.warning(
                         "SmartMCA execution %s has unknown status %r; waiting until the deadline "
