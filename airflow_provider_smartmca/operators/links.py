@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class SmartMCAExecutionLink(BaseOperatorLink):
 
         try:
             template = SmartMCAHook(conn_id).settings.execution_url_template
-        except Exception:  # a link must never fail the task
+        except AirflowException:  # no or a broken connection: no link, and never a failed task
             return ""
         if not template:
             return ""

@@ -28,6 +28,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from airflow.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_smartmca.client import executions, protocol
@@ -183,7 +184,9 @@ class ExecutionTrigger(BaseTrigger):
             return
         try:
             settings = await self._settings()
-        except Exception as exc:  # connection missing or unusable: not worth retrying
+        except AirflowException as exc:
+            # A missing connection (AirflowNotFoundException) or an unusable one (SmartMCAConfigError):
+            # final, so report it as an event. Anything else is a bug and propagates with its traceback.
             yield self._event(
                 executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
             )
