@@ -13,7 +13,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import Verdict, classify_status, progress
-from airflow_provider_smartmca.client.protocol import list_executions_query, validate_id
+from airflow_provider_smartmca.client.protocol import backoff_seconds, list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAError,
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from airflow_provider_smartmca.client.sync import SyncClient
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+#: Default seconds :meth:`SmartMCAHook.patiently` keeps retrying a read through transient failures.
+DEFAULT_PATIENCE = 600.0
 
 
 def mask_key(secret: str) -> None:
@@ -333,6 +337,36 @@ class SmartMCAHook(BaseHook):
                 break  # sorted newest first: the rest is older
             found.append(execution)
         return found
+
+    # --- riding out an API storm --------------------------------------------------------------
+
+    def patiently(
+        self, read: Callable[..., T], *args: Any, patience: float = DEFAULT_PATIENCE, **kwargs: Any
+    ) -> T:
+        """
+        Call a read-only method, riding out an API storm, for reads a task cannot do without.
+
+        Transient failures (network, 429, 5xx) that outlast the per-call retries are retried with
+        backoff (honouring ``Retry-After``) for up to ``patience`` seconds; other errors raise at once.
+        Never use it for a POST: those are handled by the exactly-once logic instead.
+
+        :param read: the read, e.g. ``hook.get_execution``.
+        :param patience: seconds to keep trying after the first failure.
+        """
+        deadline = time.monotonic() + patience
+        failures = 0
+        while True:
+            try:
+                return read(*args, **kwargs)
+            except SmartMCAError as exc:
+                if not is_transient(exc) or time.monotonic() >= deadline:
+                    raise
+                failures += 1
+                wait = min(
+                    backoff_seconds(self.settings, failures, exc), max(0.0, deadline - time.monotonic())
+                )
+                self.log.warning("%s; the API looks overloaded, reading again in %.1f s", exc, wait)
+                time.sleep(wait)
 
     # --- waiting ---------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCANotFoundError,
     SmartMCAScopeError,
     SmartMCAValidationError,
+    is_transient,
 )
 from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink
 
@@ -286,7 +287,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         intent = store.get(self.pending_post_key)
         if not isinstance(intent, dict):
             return None
-        found = executions_started_by(self.hook, intent)
+        found = self.hook.patiently(executions_started_by, self.hook, intent)
         if not found:
             self.log.info(
                 "The previous try's POST (sent %s) started no execution; sending it now", intent["sent_at"]
@@ -305,7 +306,7 @@ class SmartMCAExecutionOperator(BaseOperator):
             "The previous try died while its POST was in flight; it started execution %s", execution_id
         )
         store.set(self.external_id_key, execution_id)
-        return self.hook.get_execution(execution_id)
+        return self.hook.patiently(self.hook.get_execution, execution_id)
 
     def _stored_response(self, context: Context) -> dict[str, Any] | None:
         store = context.get("task_state_store")
@@ -320,7 +321,7 @@ class SmartMCAExecutionOperator(BaseOperator):
             if not execution_id:
                 return self._execution_of_lost_post(store)
             try:
-                return self.hook.get_execution(str(execution_id))
+                return self.hook.patiently(self.hook.get_execution, str(execution_id))
             except SmartMCANotFoundError:
                 self.log.warning("Recorded execution %s no longer exists; starting a new one", execution_id)
                 return None
@@ -351,7 +352,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         self.log.info(
             "Found %d execution(s) of %s since the DAG run began; using the newest", len(found), filters
         )
-        return self.hook.get_execution(str(found[0]["executionId"]))
+        return self.hook.patiently(self.hook.get_execution, str(found[0]["executionId"]))
 
     def _deadline(self) -> float | None:
         """The absolute end of the wait (epoch seconds), computed once, on the worker."""
@@ -364,13 +365,20 @@ class SmartMCAExecutionOperator(BaseOperator):
                 execution_id, poll_interval=self.poll_interval, deadline=deadline
             )
             return final_result(execution)
-        execution = self.hook.get_execution(execution_id)
-        if classify_status(execution.get("status")) in (Verdict.SUCCESS, Verdict.FAILURE):
-            self.log.info("SmartMCA %s: already ended, not deferring", progress(execution))
-            return final_result(execution)
+        try:
+            execution = self.hook.get_execution(execution_id)
+        except SmartMCAError as exc:
+            if not is_transient(exc):
+                raise
+            # The trigger rides out a storm without holding a worker; no need to check first.
+            self.log.warning("First check of %s failed transiently (%s); deferring anyway", execution_id, exc)
+        else:
+            if classify_status(execution.get("status")) in (Verdict.SUCCESS, Verdict.FAILURE):
+                self.log.info("SmartMCA %s: already ended, not deferring", progress(execution))
+                return final_result(execution)
+            self.log.info("SmartMCA %s; deferring", progress(execution))
         from airflow_provider_smartmca.triggers.execution import ExecutionTrigger
 
-        self.log.info("SmartMCA %s; deferring", progress(execution))
         self.defer(
             trigger=ExecutionTrigger(
                 conn_id=self.smartmca_conn_id,
@@ -397,7 +405,8 @@ class SmartMCAExecutionOperator(BaseOperator):
                 execution_id=execution_id,
             )
         if status in (EVENT_SUCCESS, EVENT_FAILURE):
-            execution = self.hook.get_execution(execution_id)
+            # The result must not be lost to a passing API storm now that the execution ended.
+            execution = self.hook.patiently(self.hook.get_execution, execution_id)
             verdict = classify_status(execution.get("status"))
             expected = Verdict.SUCCESS if status == EVENT_SUCCESS else Verdict.FAILURE
             if verdict is expected:

@@ -54,7 +54,7 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
     @cached_property
     def workflow(self) -> dict[str, Any]:
         """The workflow definition, read once per task."""
-        return self.hook.get_workflow(self.workflow_type)
+        return self.hook.patiently(self.hook.get_workflow, self.workflow_type)
 
     def before_start(self) -> None:
         expected = self.workflow.get("entityType")

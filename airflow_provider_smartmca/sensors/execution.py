@@ -143,7 +143,7 @@ class ExecutionSensor(BaseSensorOperator):
             )
         # The event carries only a small summary; re-read so the XCom is the same full
         # execution as in poke mode. final_result re-checks it (fail closed).
-        return executions.final_result(self.hook.get_execution(self.execution_id))
+        return executions.final_result(self.hook.patiently(self.hook.get_execution, self.execution_id))
 
     def _timed_out(self, message: str) -> None:
         if self.soft_fail:

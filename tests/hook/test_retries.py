@@ -130,3 +130,25 @@ def test_invalid_get_response(make_hook, smartmca_emulator, kind):
     with pytest.raises((SmartMCAInvalidResponseError, SmartMCAServerError)) as err:
         hook.get_workflow("wf_deal_onboarding")
     assert "get_workflow: GET /api/public/v1/workflows/wf_deal_onboarding" in str(err.value)
+
+
+def test_patiently_rides_out_a_storm_that_outlasts_the_retries(make_hook, smartmca_emulator):
+    hook = make_hook(extra={"max_retries": 1})
+    smartmca_emulator.add_fault("status", route="get_workflow", status=503, count=6)
+    with pytest.raises(SmartMCAServerError):
+        hook.get_workflow("wf_deal_onboarding")  # 2 attempts, both 503
+    assert hook.patiently(hook.get_workflow, "wf_deal_onboarding")["id"] == "wf_deal_onboarding"
+    assert smartmca_emulator.count(route="get_workflow") == 7
+
+
+def test_patiently_raises_final_errors_at_once_and_gives_up_after_patience(make_hook, smartmca_emulator):
+    from airflow_provider_smartmca.errors import SmartMCANotFoundError
+
+    hook = make_hook(extra={"max_retries": 0})
+    with pytest.raises(SmartMCANotFoundError):
+        hook.patiently(hook.get_workflow, "wf_missing")
+    assert smartmca_emulator.count(route="get_workflow") == 1
+    smartmca_emulator.add_fault("status", route="get_workflow", status=503, count=1000)
+    with pytest.raises(SmartMCAServerError):
+        hook.patiently(hook.get_workflow, "wf_deal_onboarding", patience=0.3)
+    assert 2 <= smartmca_emulator.count(route="get_workflow", status=503) < 1000

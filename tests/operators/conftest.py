@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +73,20 @@ def action_outcome(smartmca_emulator: Emulator) -> Iterator[object]:
     yield set_outcome
     actions.clear()
     actions.update(saved)
+
+
+@pytest.fixture
+def make_storm_connection(smartmca_emulator: Emulator, monkeypatch: pytest.MonkeyPatch):
+    """A connection with no per-call retries and short backoff: only the patient reads save a task."""
+
+    def make() -> str:
+        conn = {
+            "conn_type": "smartmca",
+            "host": smartmca_emulator.base_url,
+            "password": "smca_test_full",
+            "extra": {"max_retries": 0, "retry_min_wait": 0.01, "retry_max_wait": 0.05},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+        return "smartmca_default"
+
+    return make

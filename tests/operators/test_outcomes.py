@@ -89,3 +89,21 @@ def test_every_operator_both_modes(outcome, run_dag, smartmca_connection, smartm
                         "OFAC screening returned a potential match" if op == "trigger" else "bureau down"
                     )
                     assert expected in FAILURES[sync]
+
+
+def test_api_storm_never_fails_a_task(run_dag, smartmca_emulator, make_storm_connection):
+    """Half of all GETs answer 503 and the per-call retries are off: every task still succeeds, once."""
+    make_storm_connection()
+    for route in ("get_workflow", "get_execution", "list_executions"):
+        smartmca_emulator.add_fault("status", route=route, status=503, probability=0.5, seed=11)
+    FAILURES.clear()
+    result = run_dag(
+        DAG_SOURCE.replace("{workflow}", "wf_deal_onboarding")
+        .replace("{entity_type}", "deal")
+        .replace("{timeout}", "120")
+    )
+    assert result.state == "success", FAILURES
+    assert smartmca_emulator.count(status=503) > 10  # the storm really happened
+    assert smartmca_emulator.executions_created() == 8
+    for op in OPERATORS:
+        assert normalize(result.xcom(f"{op}_sync")) == normalize(result.xcom(f"{op}_deferrable"))
