@@ -179,3 +179,73 @@ def validate_event(event: Any, expected_execution_id: str | None = None) -> dict
     if not isinstance(event.get("message", ""), str):
         raise SmartMCAExecutionError(f"SmartMCA trigger event has a non-string message: {event!r}")
     return event
+
+
+# --- one wait, polled by the worker (hook) or the triggerer (trigger) -------------------------
+
+
+class ExecutionWatch:
+    """
+    What each poll of one execution means, shared by the worker's sync wait and the async trigger,
+    so both log, warn, back off and time out alike; only the sending and the sleeping differ.
+
+    :param execution_id: the execution being watched.
+    :param log: where progress goes (the hook's or the trigger's logger).
+    """
+
+    def __init__(self, execution_id: str, log: Any) -> None:
+        self.execution_id = execution_id
+        self.log = log
+        #: Small summary of the last execution seen (kept small: see ``seen``), or None.
+        self.last: dict[str, Any] | None = None
+        self._last_seen: tuple[Any, str] | None = None
+        self._failures = 0
+
+    def seen(self, execution: dict[str, Any]) -> Verdict:
+        """Record one successful poll; log progress when it changed; return what it means."""
+        self._failures = 0
+        verdict = classify_status(execution.get("status"))
+        seen = (execution.get("status"), progress(execution))
+        if seen != self._last_seen:
+            if verdict is Verdict.UNKNOWN and (self._last_seen is None or self._last_seen[0] != seen[0]):
+                self.log.warning(
+                    "SmartMCA execution %s has unknown status %r; waiting until the deadline "
+                    "(never treated as success)",
+                    self.execution_id,
+                    seen[0],
+                )
+            self._last_seen = seen
+            # Only a summary is kept: a whole execution per wait, replaced every poll, would be
+            # promoted to the oldest GC generation (costly with a thousand waits in a triggerer).
+            self.last = summary(execution)
+            self.log.info("SmartMCA %s", seen[1])
+        return verdict
+
+    def failed(self, exc: BaseException, settings: Any, interval: float) -> float:
+        """Record a transient poll failure; return how long to wait before the next poll."""
+        from airflow_provider_smartmca.client.protocol import backoff_seconds
+
+        self._failures += 1
+        # Honours a 429's Retry-After; else exponential backoff with jitter; never faster than the interval.
+        wait = max(interval, backoff_seconds(settings, self._failures, exc))
+        self.log.warning(
+            "Polling SmartMCA execution %s failed transiently (%d in a row), polling again in %.1f s: %s",
+            self.execution_id,
+            self._failures,
+            wait,
+            exc,
+        )
+        return wait
+
+    def timeout_message(self) -> str:
+        """The message of a wait that hit its deadline."""
+        seen = self._last_seen[1] if self._last_seen else "never read"
+        return (
+            f"Timed out waiting for SmartMCA execution {self.execution_id} (last seen: {seen}). "
+            "It is left running in SmartMCA."
+        )
+
+    @property
+    def last_status(self) -> Any:
+        """The status of the last execution seen, or None."""
+        return self._last_seen[0] if self._last_seen else None

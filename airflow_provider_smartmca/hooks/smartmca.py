@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
-from airflow_provider_smartmca.client.executions import Verdict, classify_status, progress
+from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
 from airflow_provider_smartmca.client.protocol import backoff_seconds, list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
@@ -385,35 +385,25 @@ class SmartMCAHook(BaseHook):
         :raises SmartMCAExecutionTimeoutError: the deadline passed; the execution is left running.
         """
         validate_id("execution_id", execution_id, "wait_for_execution")
-        last_seen: tuple[Any, ...] | None = None
+        watch = ExecutionWatch(execution_id, self.log)
         while True:
+            wait = poll_interval
             try:
                 execution = self.get_execution(execution_id)
             except SmartMCAError as exc:
                 if not is_transient(exc):
                     raise
-                self.log.warning("Polling %s failed transiently, will poll again: %s", execution_id, exc)
+                wait = watch.failed(exc, self.settings, poll_interval)
             else:
-                verdict = classify_status(execution.get("status"))
-                seen = (execution.get("status"), progress(execution))
-                if seen != last_seen:
-                    last_seen = seen
-                    if verdict is Verdict.UNKNOWN:
-                        self.log.warning("Unknown status %r; waiting (never treated as success)", seen[0])
-                    self.log.info("SmartMCA %s", seen[1])
-                if verdict in (Verdict.SUCCESS, Verdict.FAILURE):
+                if watch.seen(execution) in (Verdict.SUCCESS, Verdict.FAILURE):
                     return execution
-            if deadline is not None and time.time() + poll_interval > deadline:
+            if deadline is not None and time.time() + wait > deadline:
                 if time.time() >= deadline:
                     raise SmartMCAExecutionTimeoutError(
-                        f"Timed out waiting for SmartMCA execution {execution_id} (last seen: "
-                        f"{last_seen[1] if last_seen else 'never read'}). It is left running in SmartMCA.",
-                        execution_id=execution_id,
-                        execution_status=last_seen[0] if last_seen else None,
+                        watch.timeout_message(), execution_id=execution_id, execution_status=watch.last_status
                     )
-                time.sleep(max(0.0, deadline - time.time()))
-            else:
-                time.sleep(poll_interval)
+                wait = max(0.0, deadline - time.time())
+            time.sleep(wait)
 
     # --- connection test -------------------------------------------------------------------------
 

@@ -148,14 +148,9 @@ class ExecutionTrigger(BaseTrigger):
     def _event(self, status: str, message: str, execution: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent(executions.make_event(status, self.execution_id, message, execution))
 
-    def _timeout_event(self, last: dict[str, Any] | None) -> TriggerEvent:
-        seen = last["progress"] if last else "never read"
-        return self._event(
-            executions.EVENT_TIMEOUT,
-            f"Timed out waiting for SmartMCA execution {self.execution_id} (last seen: {seen}). "
-            "It is left running in SmartMCA.",
-            last,
-        )
+    def _timeout_event(self) -> TriggerEvent:
+        message = executions.ExecutionWatch(self.execution_id, self.log).timeout_message()
+        return self._event(executions.EVENT_TIMEOUT, message)
 
     async def _settings(self) -> ClientSettings:
         """Resolve the connection once for this run, sharing a lookup already in flight.
@@ -180,7 +175,7 @@ class ExecutionTrigger(BaseTrigger):
         # was deferred with no time left) times out at once, before resolving the connection or
         # sending any request: the deadline is the user's, not the triggerer's.
         if self.deadline is not None and time.time() >= self.deadline:
-            yield self._timeout_event(None)
+            yield self._timeout_event()
             return
         try:
             settings = await self._settings()
@@ -212,9 +207,8 @@ class ExecutionTrigger(BaseTrigger):
         """
 
     async def _poll(self, client: AsyncClient, settings: ClientSettings) -> TriggerEvent:
-        last: dict[str, Any] | None = None
-        last_seen: tuple[Any, str] | None = None
-        failures = 0
+        # Progress logging, unknown-status warnings and backoff are the worker's too (ExecutionWatch).
+        watch = executions.ExecutionWatch(self.execution_id, self.log)
         # The request is the same for every poll: built (validated, headers made) once per run.
         request = protocol.build_request(
             settings, "get_execution", path_params={"execution_id": self.execution_id}
@@ -226,7 +220,7 @@ class ExecutionTrigger(BaseTrigger):
             if self.deadline is not None:
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
-                    return self._timeout_event(last)
+                    return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
                 wait = min(wait, remaining)
             await asyncio.sleep(wait)
             wait = self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER)
@@ -237,36 +231,10 @@ class ExecutionTrigger(BaseTrigger):
             except SmartMCAError as exc:
                 if not is_transient(exc):
                     # 401/403/404, bad request, TLS/config errors: final, report them.
-                    return self._event(executions.EVENT_ERROR, str(exc), last)
-                failures += 1
-                # Honours a 429's Retry-After; else exponential backoff with jitter. Never
-                # faster than the normal interval.
-                wait = max(wait, protocol.backoff_seconds(settings, failures, exc))
-                self.log.warning(
-                    "Polling SmartMCA execution %s failed transiently (%d in a row), polling again in %.1f s: %s",
-                    self.execution_id,
-                    failures,
-                    wait,
-                    exc,
-                )
+                    return self._event(executions.EVENT_ERROR, str(exc), watch.last)
+                wait = watch.failed(exc, settings, wait)
                 continue
-            failures = 0
-            verdict = executions.classify_status(execution.get("status"))
-            seen = (execution.get("status"), executions.progress(execution))
-            if seen != last_seen:
-                # Only the small summary is kept (for a later timeout or error event): a whole
-                # execution per trigger, replaced every poll, would be promoted to the oldest GC
-                # generation and make full collections of Airflow's import heap frequent.
-                last = executions.summary(execution)
-                if verdict is Verdict.UNKNOWN and (last_seen is None or last_seen[0] != seen[0]):
-                    self.log.warning(
-                        "SmartMCA execution %s has unknown status %r; waiting until the deadline "
-                        "(never treated as success)",
-                        self.execution_id,
-                        seen[0],
-                    )
-                last_seen = seen
-                self.log.info("SmartMCA %s", seen[1])
+            verdict = watch.seen(execution)
             if verdict is Verdict.SUCCESS:
                 return self._event(
                     executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", execution
@@ -276,4 +244,4 @@ class ExecutionTrigger(BaseTrigger):
             # Drop this poll's objects before sleeping. Kept alive for a whole interval they
             # would be promoted to the oldest GC generation, and every full collection walks
             # Airflow's ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
-            del execution, seen
+            del execution
