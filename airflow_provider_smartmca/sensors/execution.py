@@ -90,10 +90,8 @@ class ExecutionSensor(BaseSensorOperator):
                 )
                 return None
             raise
-        verdict = executions.classify_status(execution.get("status"))
-        self.log.info("SmartMCA %s", executions.progress(execution))
-        if verdict is Verdict.UNKNOWN:
-            self.log.warning("Unknown status %r; waiting (never treated as success)", execution.get("status"))
+        # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
+        verdict = executions.ExecutionWatch(self.execution_id, self.log).seen(execution)
         if verdict in (Verdict.SUCCESS, Verdict.FAILURE):
             return executions.final_result(execution)  # raises SmartMCAExecutionError on failure
         return None
