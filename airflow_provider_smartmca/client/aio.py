@@ -12,13 +12,12 @@ import asyncio
 import hashlib
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import tenacity
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.settings import ClientSettings
@@ -87,7 +86,9 @@ async def shared_session(
 
 class AsyncClient:
     """
-    Sends SmartMCA requests over a shared aiohttp session, with the same policy as the sync client.
+    Sends SmartMCA requests over a shared aiohttp session. It only moves bytes: the caller builds
+    the request and parses the response with :mod:`~airflow_provider_smartmca.client.protocol`,
+    and its own loop is the retry policy (the trigger polls; it never blocks in a retry cycle).
 
     :param settings: where and how to connect.
     :param session: the session to use; see :func:`shared_session`.
@@ -130,21 +131,3 @@ class AsyncClient:
             raise protocol.connection_error(request, "read timed out", request_sent=True) from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             raise protocol.connection_error(request, "connection dropped", request_sent=True) from None
-
-    async def call(
-        self,
-        name: str,
-        *,
-        path_params: Mapping[str, Any] | None = None,
-        query: Mapping[str, str] | None = None,
-        body: Mapping[str, Any] | None = None,
-        retry: bool = True,
-    ) -> dict[str, Any]:
-        """Build, send (with the shared retry policy) and parse one call; see ``SyncClient.call``."""
-        request = protocol.build_request(self.settings, name, path_params=path_params, query=query, body=body)
-        if not retry:
-            return protocol.parse_response(request, await self.send(request), self.settings)
-        async for attempt in tenacity.AsyncRetrying(**protocol.retry_policy(self.settings, request.endpoint)):
-            with attempt:
-                return protocol.parse_response(request, await self.send(request), self.settings)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

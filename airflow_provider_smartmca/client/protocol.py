@@ -362,7 +362,7 @@ def backoff_seconds(settings: ClientSettings, attempt: int, exc: BaseException |
 
 
 def retry_policy(settings: ClientSettings, endpoint: Endpoint) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``: the same policy for both transports."""
+    """Keyword arguments for ``tenacity.Retrying``: the sync client's retry policy."""
     import tenacity
 
     def _wait(state: tenacity.RetryCallState) -> float:
