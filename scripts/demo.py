@@ -5,7 +5,7 @@ On a fresh clone, with nothing else running, this:
 1. starts the SmartMCA API emulator in this process (random local port);
 2. creates a throwaway AIRFLOW_HOME (set before Airflow is imported) and runs ``airflow db migrate``;
 3. points the ``smartmca_default`` connection at the emulator (``AIRFLOW_CONN_SMARTMCA_DEFAULT``);
-4. copies ``example_dags/example_smartmca_onboard_deal.py`` into the dags folder and runs it
+4. copies ``examples/example_smartmca_onboard_deal.py`` into the dags folder and runs it
    with ``dag.test()``;
 5. prints the execution's outcome and exits non-zero if the DAG run did not succeed.
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "example_dags" / "example_smartmca_onboard_deal.py"
+EXAMPLE = ROOT / "airflow_provider_smartmca" / "examples" / "example_smartmca_onboard_deal.py"
 DAG_ID = "example_smartmca_onboard_deal"
 DEMO_KEY = "smca_test_full"  # a key of the emulator's default catalog, not a real secret
 

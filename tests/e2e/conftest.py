@@ -21,7 +21,7 @@ import pytest
 from tests.e2e.harness import REPO, Airflow, EmulatorProc, Postgres, make_root
 
 ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", REPO / "build" / "e2e-artifacts"))
-EXAMPLE_DAGS = REPO / "example_dags"
+EXAMPLE_DAGS = REPO / "airflow_provider_smartmca" / "examples"
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 # Default catalog plus two e2e workflows long enough to observe (and disturb) a deferred wait.

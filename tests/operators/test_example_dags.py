@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[2] / "airflow_provider_smartmca" / "examples"
 NAMES = [
     "example_smartmca_onboard_deal",
     "example_smartmca_daily_applications",

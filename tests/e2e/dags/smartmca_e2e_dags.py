@@ -1,4 +1,4 @@
-"""Test DAGs of the end-to-end suite (copied next to example_dags/ into the e2e AIRFLOW_HOME).
+"""Test DAGs of the end-to-end suite (copied next to the example DAGs into the e2e AIRFLOW_HOME).
 
 Workflows ``wf_e2e_slow`` / ``wf_e2e_medium`` exist only in the e2e emulator configuration
 (tests/e2e/conftest.py); every task defers (``deferrable=True``).
