@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.sdk import BaseHook
+# Through common-compat: airflow.sdk has no BaseHook before Airflow 3.1.
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict

@@ -28,8 +28,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowFailException
+# Through common-compat: airflow.sdk has no conf, nor AirflowFailException, before Airflow 3.2.
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
 from airflow_provider_smartmca.client.executions import (
     EVENT_FAILURE,

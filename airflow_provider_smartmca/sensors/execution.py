@@ -15,8 +15,20 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferralTimeout
+# Through common-compat: airflow.sdk has no conf before Airflow 3.2, nor these exceptions before 3.2.
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseOperator,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+try:  # the class BaseOperator.resume_execution raises: airflow.sdk's from 3.2, core's before
+    from airflow.sdk.exceptions import TaskDeferralTimeout
+except ImportError:  # pragma: no cover - Airflow < 3.2
+    from airflow.exceptions import TaskDeferralTimeout  # type: ignore[no-redef,attr-defined]
 
 from airflow_provider_smartmca.client import executions
 from airflow_provider_smartmca.client.executions import Verdict
