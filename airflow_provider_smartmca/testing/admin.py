@@ -48,10 +48,26 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
             return _bad("body must be a JSON object")
         try:
             fault = parse_fault(body)
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             return _bad(str(exc))
         state.faults.add(fault)
         return _json(fault.to_dict(), status=201)
+
+    async def get_behaviour(request: web.Request) -> web.Response:
+        return _json(state.behaviour.to_dict())
+
+    async def set_behaviour(request: web.Request) -> web.Response:
+        body = await _read_obj(request)
+        if body is None:
+            return _bad("body must be a JSON object")
+        try:
+            return _json(state.configure(**body).to_dict())
+        except ValueError as exc:
+            return _bad(str(exc))
+
+    async def actions(request: web.Request) -> web.Response:
+        rows = [r.to_dict() for r in state.actions()]
+        return _json({"data": rows, "total": len(rows)})
 
     async def list_faults(request: web.Request) -> web.Response:
         return _json({"data": [f.to_dict() for f in state.faults.list()]})
@@ -108,6 +124,9 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
     r.add_delete("/_emulator/faults", clear_faults)
     r.add_get("/_emulator/requests", requests_log)
     r.add_get("/_emulator/counters", counters)
+    r.add_get("/_emulator/actions", actions)
+    r.add_get("/_emulator/behaviour", get_behaviour)
+    r.add_post("/_emulator/behaviour", set_behaviour)
     r.add_get("/_emulator/executions", executions)
     r.add_post("/_emulator/keys/revoke", revoke)
     r.add_post("/_emulator/release", release)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from airflow_provider_smartmca.testing.admin import add_admin_routes
-from airflow_provider_smartmca.testing.faults import Fault
+from airflow_provider_smartmca.testing.behaviour import Behaviour
+from airflow_provider_smartmca.testing.drift import apply_drift
+from airflow_provider_smartmca.testing.fault_responses import http_date, post_fault, pre_fault
+from airflow_provider_smartmca.testing.faults import POST_KINDS
+from airflow_provider_smartmca.testing.responses import error_response, json_response
 from airflow_provider_smartmca.testing.runtime import EmulatorState, RequestRecord
 from airflow_provider_smartmca.testing.state import EXECUTION_STATUSES
 
@@ -19,6 +23,9 @@ __all__ = ["API_PREFIX", "build_app", "error_response"]
 
 API_PREFIX = "/api/public/v1"
 STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("smartmca_state", EmulatorState)
+# What a handler did, read by the middleware for the request log.
+BODY_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("smartmca_body", dict)
+EXECUTION_KEY: web.RequestKey[str] = web.RequestKey("smartmca_execution_id", str)
 
 READ, TRIGGER, UNDERWRITING = "workflows:read", "workflows:trigger", "underwriting:trigger"
 ROUTE_SCOPES = {
@@ -31,42 +38,8 @@ ROUTE_SCOPES = {
     "advance_stage": TRIGGER,
     "assign_underwriter": UNDERWRITING,
 }
-ERROR_CODES = {
-    400: "validation_error",
-    401: "unauthorized",
-    403: "insufficient_scope",
-    404: "not_found",
-    405: "method_not_allowed",
-    429: "rate_limited",
-    500: "internal_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-}
 SORT_FIELDS = ("startedAt", "completedAt", "status", "workflowId")
-HTML_PAGE = (
-    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
-    "</center><hr><center>nginx</center></body></html>\n"
-)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """Compact JSON response with ``application/json`` content type."""
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
-) -> web.Response:
-    """``{"error": {"code", "message", ...extra}}`` with the code matching ``status``."""
-    err: dict[str, Any] = {"code": ERROR_CODES.get(status, "error"), "message": message}
-    err.update(extra)
-    return json_response({"error": err}, status=status, headers=headers)
 
 
 class ApiError(Exception):
@@ -75,38 +48,6 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.message, self.extra = status, message, extra
-
-
-def _drop(request: web.Request) -> web.Response:
-    # Closing the transport makes the client see a reset/EOF without a response.
-    if request.transport is not None:
-        request.transport.close()
-    raise asyncio.CancelledError()
-
-
-def _pre_fault(state: EmulatorState, fault: Fault, request: web.Request) -> web.Response | None:
-    if fault.kind == "status":
-        status = fault.status or 500
-        headers: dict[str, str] | None = None
-        if status == 429:
-            headers = {
-                "Retry-After": str(fault.retry_after),
-                "X-RateLimit-Limit": str(state.config.rate_limit),
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(int(time.time()) + fault.retry_after),
-            }
-        messages = {
-            429: "Rate limit exceeded, retry later",
-            500: "Internal server error",
-            502: "Bad gateway",
-            503: "Service temporarily unavailable",
-        }
-        return error_response(status, messages.get(status, f"Injected error {status}"), headers=headers)
-    if fault.kind == "html_error":
-        return web.Response(text=HTML_PAGE, status=fault.status or 502, content_type="text/html")
-    if fault.kind == "drop_before":
-        return _drop(request)
-    return None
 
 
 def _auth(state: EmulatorState, request: web.Request, scope: str) -> tuple[str | None, web.Response | None]:
@@ -133,36 +74,51 @@ def _key_label(state: EmulatorState, request: web.Request) -> str | None:
     return key.name if key is not None else None
 
 
+def _unrouted(behaviour: Behaviour, request: web.Request, handler: Handler) -> tuple[str, Handler]:
+    """Route name and handler of a path no route matched (the handler answers 404)."""
+    if behaviour.trailing_slash_list and request.method == "GET":
+        # GET .../workflows/executions/ (an empty id) answered as the list, as many servers do.
+        lists = {"/workflows/": ("list_workflows", list_workflows)}
+        lists["/workflows/executions/"] = ("list_executions", list_executions)
+        found = lists.get(request.path.removeprefix(API_PREFIX))
+        if found is not None:
+            return found
+    return "unknown", handler
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Faults, auth, error mapping and request logging for the public API."""
+    """Faults, auth, drift, error mapping and request logging for the public API."""
     path = request.path
     if path.startswith("/_emulator"):
         if request.remote not in ("127.0.0.1", "::1", "::ffff:127.0.0.1", None):
             return error_response(403, "The emulator admin API only accepts loopback clients")
         return await handler(request)
     state = request.app[STATE_KEY]
-    route = request.match_info.route.name or "unknown"
+    behaviour = state.behaviour
+    route = request.match_info.route.name
+    if route is None:
+        route, handler = _unrouted(behaviour, request, handler)
     method = request.method
+    rid = next(state.request_ids)
     fault = state.faults.take(method, route, path)
     key_name: str | None = None
     status: int | None = None
+    handled = False
     try:
-        if fault is not None:
-            if fault.kind == "latency":
-                await asyncio.sleep(fault.latency)
-            else:
-                key_name = _key_label(state, request)
-                pre = _pre_fault(state, fault, request)
-                if pre is not None:
-                    status = pre.status
-                    return pre
+        if fault is not None and fault.kind not in POST_KINDS:
+            key_name = _key_label(state, request)
+            pre = await pre_fault(state, fault, request)
+            if pre is not None:
+                status = pre.status
+                return pre
         scope = ROUTE_SCOPES.get(route)
         if scope is not None:
             key_name, denied = _auth(state, request, scope)
             if denied is not None:
                 status = denied.status
                 return denied
+        handled = True
         try:
             resp = await handler(request)
         except ApiError as exc:
@@ -174,39 +130,37 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                 resp = error_response(
                     404 if exc.status == 404 else exc.status, f"No route for {method} {path}"
                 )
-        if fault is not None and fault.kind in ("drop_after", "malformed_json", "hold"):
-            resp = await _post_fault(state, fault, request, resp)
+        if behaviour.drift and 200 <= resp.status < 300 and isinstance(resp, web.Response):
+            resp = apply_drift(behaviour.drift, route, resp)
+        if fault is not None and fault.kind in POST_KINDS:
+            resp = await post_fault(state, fault, request, resp)
         status = resp.status
         return resp
     finally:
         query = dict(request.query) if request.query_string else {}
         state.record(
             RequestRecord(
-                time.time(), method, path, route, query, status, key_name, fault.kind if fault else None
+                time.time(),
+                method,
+                path,
+                route,
+                query,
+                status,
+                key_name,
+                fault.kind if fault else None,
+                id=rid,
+                handled=handled,
+                body=request.get(BODY_KEY),
+                execution_id=request.get(EXECUTION_KEY),
             )
         )
 
 
-async def _post_fault(
-    state: EmulatorState, fault: Fault, request: web.Request, resp: web.StreamResponse
-) -> web.StreamResponse:
-    if fault.kind == "drop_after":
-        return _drop(request)
-    if fault.kind == "malformed_json":
-        raw = resp.body if isinstance(resp, web.Response) else None
-        body = bytes(raw) if isinstance(raw, (bytes, bytearray)) else b"{}"
-        truncated = body[: max(1, len(body) // 2)]
-        return web.Response(body=truncated, status=fault.status or 200, content_type="application/json")
-    # hold: the request has been processed; wait for the test to release it.
-    event = state.hold_event()
-    state.held += 1
-    try:
-        await asyncio.wait_for(event.wait(), timeout=fault.hold_timeout)
-    except asyncio.TimeoutError:
-        pass
-    finally:
-        state.held -= 1
-    return resp
+async def _date_header(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp only fills Date when it is missing, so this one (the server's clock) wins.
+    offset = request.app[STATE_KEY].behaviour.clock_offset_seconds
+    if offset:
+        response.headers["Date"] = http_date(time.time() + offset)
 
 
 async def _body(request: web.Request, required: bool) -> dict[str, Any]:
@@ -252,7 +206,7 @@ async def get_workflow(request: web.Request) -> web.Response:
 
 async def trigger(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    body = await _body(request, required=True)
+    body = request[BODY_KEY] = await _body(request, required=True)
     wtype, etype, eid = (_req_str(body, f) for f in ("workflowType", "entityType", "entityId"))
     wf = state.config.workflows.get(wtype)
     if wf is None:
@@ -266,6 +220,7 @@ async def trigger(request: web.Request) -> web.Response:
             field="entityType",
         )
     ex = state.store.create(wf, etype, eid)
+    request[EXECUTION_KEY] = ex.id
     return json_response(
         {
             "executionId": ex.id,
@@ -308,16 +263,23 @@ async def list_executions(request: web.Request) -> web.Response:
     if order not in ("asc", "desc"):
         raise ApiError(400, "sort_order must be asc or desc", field="sort_order")
     wt, et, eid = q.get("workflow_type"), q.get("entity_type"), q.get("entity_id")
-    now = time.time()
+    behaviour, now = state.behaviour, time.time()
     rows = []
     for ex in state.store.all():
         if (wt and ex.workflow.id != wt) or (et and ex.entity_type != et) or (eid and ex.entity_id != eid):
             continue
-        view = ex.view(now, with_nodes=False)
+        view = ex.view(now, with_nodes=False, stamp=behaviour.stamp)
         if status is None or view["status"] == status:
             rows.append(view)
     desc = order == "desc"
-    if sort_by == "completedAt":
+    list_order = behaviour.effective_list_order
+    if list_order == "ignore_asc":
+        pass  # creation (startedAt) order, whatever sort_by and sort_order say
+    elif list_order == "shuffle":
+        # Fixed per (seed, id), so pages stay consistent as long as the rows do.
+        seed = str(behaviour.list_seed)
+        rows.sort(key=lambda r: zlib.crc32(f"{seed}:{r['executionId']}".encode()))
+    elif sort_by == "completedAt":
         # Unfinished executions (null) sort as "latest": last in asc, first in desc.
         rows.sort(key=lambda r: (r["completedAt"] is None, r["completedAt"] or ""), reverse=desc)
     elif sort_by != "startedAt":
@@ -336,14 +298,14 @@ async def get_execution(request: web.Request) -> web.Response:
     ex = state.store.get(eid, first_get=True)
     if ex is None:
         raise ApiError(404, f"Execution {eid} not found")
-    return json_response(ex.view(time.time(), with_nodes=True))
+    return json_response(ex.view(time.time(), with_nodes=True, stamp=state.behaviour.stamp))
 
 
 def _app_action(action: str, body_required: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         state = request.app[STATE_KEY]
         app_id = request.match_info["applicationId"]
-        body = await _body(request, required=body_required)
+        body = request[BODY_KEY] = await _body(request, required=body_required)
         if action == "change-status":
             _req_str(body, "status")
             if body.get("reason") is not None and not isinstance(body["reason"], str):
@@ -355,6 +317,7 @@ def _app_action(action: str, body_required: bool) -> Handler:
         if not wf.isActive:
             raise ApiError(400, f"Workflow {wf.id} is not active")
         ex = state.store.create(wf, wf.entityType, app_id)
+        request[EXECUTION_KEY] = ex.id
         return json_response(
             {
                 "executionId": ex.id,
@@ -373,6 +336,7 @@ def build_app(state: EmulatorState) -> web.Application:
     """Create the aiohttp application bound to ``state``."""
     app = web.Application(middlewares=[api_middleware], client_max_size=1024**2)
     app[STATE_KEY] = state
+    app.on_response_prepare.append(_date_header)
     p = API_PREFIX
     r = app.router
     r.add_get(p + "/workflows", list_workflows, name="list_workflows")

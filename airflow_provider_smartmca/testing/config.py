@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_smartmca.testing.behaviour import BEHAVIOUR_FIELDS, Behaviour, parse_behaviour
 from airflow_provider_smartmca.testing.catalog import DEFAULT_ACTIONS, DEFAULT_KEYS, DEFAULT_WORKFLOWS
+from airflow_provider_smartmca.testing.faults import parse_fault
 
 __all__ = [
     "DEFAULT_KEYS",
@@ -140,6 +142,9 @@ class EmulatorConfig:
     :param actions: application action name -> workflow id.
     :param request_log_size: maximum number of request log entries kept.
     :param rate_limit: value of ``X-RateLimit-Limit`` on injected 429s.
+    :param faults: fault specs (as for :func:`parse_fault`) installed at start and after each reset.
+    :param behaviour: server-wide behaviours at start and after each reset (clock offset,
+        list order, trailing-slash lists, contract drift).
     """
 
     keys: dict[str, ApiKey]
@@ -150,6 +155,8 @@ class EmulatorConfig:
     actions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ACTIONS))
     request_log_size: int = 10000
     rate_limit: int = 100
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    behaviour: Behaviour = field(default_factory=Behaviour)
 
     @classmethod
     def default(cls) -> EmulatorConfig:
@@ -339,6 +346,8 @@ _TOP = {
     "actions",
     "request_log_size",
     "rate_limit",
+    "faults",
+    *BEHAVIOUR_FIELDS,
 }
 
 
@@ -405,4 +414,18 @@ def load_config(source: EmulatorConfig | Mapping[str, Any] | str | Path | None) 
         cfg.request_log_size = c.pos_int(m["request_log_size"], "request_log_size")
     if "rate_limit" in m:
         cfg.rate_limit = c.pos_int(m["rate_limit"], "rate_limit")
+    faults = m.get("faults", [])
+    if not isinstance(faults, list):
+        raise c.fail("faults", "must be a list")
+    for i, spec in enumerate(faults):
+        spec = dict(c.mapping(spec, f"faults[{i}]"))
+        try:
+            parse_fault(spec)
+        except ValueError as exc:
+            raise c.fail(f"faults[{i}]:", str(exc)) from None
+        cfg.faults.append(spec)
+    try:
+        cfg.behaviour = parse_behaviour({k: m[k] for k in BEHAVIOUR_FIELDS if k in m})
+    except ValueError as exc:
+        raise EmulatorConfigError(f"{c.source}: {exc}") from None
     return cfg

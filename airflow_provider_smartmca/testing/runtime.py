@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
-import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_smartmca.testing.behaviour import Behaviour, parse_behaviour
 from airflow_provider_smartmca.testing.config import ApiKey, EmulatorConfig
-from airflow_provider_smartmca.testing.faults import FaultSet
+from airflow_provider_smartmca.testing.faults import FaultSet, parse_fault
 from airflow_provider_smartmca.testing.state import ExecutionStore
 
-__all__ = ["EmulatorState", "RequestRecord"]
+__all__ = ["ACTION_ROUTES", "EmulatorState", "RequestRecord"]
+
+# The POST routes that make the server act (start an execution).
+ACTION_ROUTES = ("trigger", "change_status", "advance_stage", "assign_underwriter")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,10 @@ class RequestRecord:
 
     :param key: label (configured name) of the API key used, ``None`` if none/unknown.
     :param fault: kind of the fault injected into this request, if any.
+    :param id: sequence number of the request (never reused, not even across resets).
+    :param handled: whether the request reached its handler (passed pre-handler faults and auth).
+    :param body: the JSON body the handler parsed (POSTs), else ``None``.
+    :param execution_id: the execution the handler created, else ``None``.
     """
 
     time: float
@@ -32,10 +40,20 @@ class RequestRecord:
     status: int | None  # None when the connection was dropped
     key: str | None
     fault: str | None
+    id: int = 0
+    handled: bool = False
+    body: Any = None
+    execution_id: str | None = None
+
+    @property
+    def acted(self) -> bool:
+        """Whether this was a POST that reached an action handler (trigger or application action)."""
+        return self.handled and self.method == "POST" and self.route in ACTION_ROUTES
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly representation."""
         return {
+            "id": self.id,
             "time": self.time,
             "method": self.method,
             "path": self.path,
@@ -44,6 +62,9 @@ class RequestRecord:
             "status": self.status,
             "key": self.key,
             "fault": self.fault,
+            "handled": self.handled,
+            "body": self.body,
+            "executionId": self.execution_id,
         }
 
 
@@ -59,6 +80,7 @@ class EmulatorState:
         self.revoked: set[str] = set()
         self.store = ExecutionStore(config)
         self.faults = FaultSet()
+        self._install_config_faults()
         # Bounded and append-only so logging stays O(1) on the hot path.
         self.log: deque[RequestRecord] = deque(maxlen=config.request_log_size)
         self.counters: Counter[tuple[str, str, int | None]] = Counter()
@@ -66,6 +88,19 @@ class EmulatorState:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._hold_event: asyncio.Event | None = None
         self.held = 0  # requests currently waiting for release
+        self.stopping = False  # set while the server shuts down: slow streams give up
+        self.request_ids = itertools.count(1)
+        # Replaced whole (never mutated), so a request reads one consistent snapshot.
+        self.behaviour: Behaviour = config.behaviour
+
+    def configure(self, **options: Any) -> Behaviour:
+        """Change behaviours (validated); see :class:`Behaviour` for the names."""
+        self.behaviour = parse_behaviour(options, self.behaviour)
+        return self.behaviour
+
+    def actions(self) -> list[RequestRecord]:
+        """Log entries of the POSTs that reached an action handler, oldest first."""
+        return [r for r in list(self.log) if r.acted]
 
     # -- logging -----------------------------------------------------------
     def record(self, rec: RequestRecord) -> None:
@@ -96,7 +131,7 @@ class EmulatorState:
 
     # -- reset -------------------------------------------------------------
     def reset(self) -> None:
-        """Drop executions, faults, logs and counters; restore revoked keys."""
+        """Drop executions, faults, logs and counters; restore keys and the config's faults and behaviours."""
         self.store.reset()
         self.faults.clear()
         self.log.clear()
@@ -104,6 +139,12 @@ class EmulatorState:
             self.counters.clear()
         self.keys = dict(self.config.keys)
         self.revoked.clear()
+        self.behaviour = self.config.behaviour
+        self._install_config_faults()
+
+    def _install_config_faults(self) -> None:
+        for spec in self.config.faults:
+            self.faults.add(parse_fault(spec))
 
     def revoke(self, key_or_name: str) -> bool:
         """Revoke a key by secret or by configured name; return whether it existed."""
@@ -113,7 +154,3 @@ class EmulatorState:
                 self.revoked.add(secret)
                 found = True
         return found
-
-    def now(self) -> float:
-        """Wall clock (one place to patch if ever needed)."""
-        return time.time()

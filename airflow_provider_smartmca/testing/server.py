@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from airflow_provider_smartmca.testing.app import API_PREFIX, build_app
+from airflow_provider_smartmca.testing.behaviour import Behaviour
 from airflow_provider_smartmca.testing.config import EmulatorConfig, EmulatorError, load_config
 from airflow_provider_smartmca.testing.faults import Fault, parse_fault
 from airflow_provider_smartmca.testing.runtime import EmulatorState, RequestRecord
@@ -86,6 +87,7 @@ class Emulator:
             return self
         ready = threading.Event()
         result: dict[str, BaseException] = {}
+        self.state.stopping = False
 
         def run() -> None:
             loop = asyncio.new_event_loop()
@@ -140,6 +142,7 @@ class Emulator:
             self.port = sockets[0].getsockname()[1]
         ready.set()
         await self._stop.wait()
+        self.state.stopping = True
         self.state.release_on_loop()
         await runner.cleanup()
 
@@ -208,14 +211,41 @@ class Emulator:
             and (entity_id is None or ex.entity_id == entity_id)
         ]
 
+    def actions(self) -> list[RequestRecord]:
+        """The POSTs that reached an action handler (trigger, application actions), oldest first.
+
+        Each is a request log entry: ``id``, ``time``, ``route``, ``path``, ``body``, ``status``
+        (``None`` when dropped), ``fault`` and ``execution_id`` (``None`` when nothing was
+        created). An entry is written when its response ends or its connection drops.
+        """
+        return self.state.actions()
+
+    @property
+    def behaviour(self) -> Behaviour:
+        """The current server-wide behaviours (see :meth:`configure`)."""
+        return self.state.behaviour
+
+    def configure(self, **options: Any) -> Behaviour:
+        """Change server-wide behaviours until the next :meth:`reset` (which restores the config's).
+
+        e.g. ``configure(clock_offset_seconds=-60, list_order="ignore_asc", drift=["action_204"])``.
+
+        :param options: ``clock_offset_seconds``, ``list_order``, ``list_seed``,
+            ``trailing_slash_list``, ``drift`` (see docs/emulator-faults.md).
+        :raises ValueError: naming the field when an option is invalid.
+        """
+        return self.state.configure(**options)
+
     def add_fault(self, kind: str, route: str = "*", **options: Any) -> Fault:
         """Inject a fault, e.g. ``add_fault("status", route="get_execution", status=503, count=3)``.
 
-        :param kind: ``status``, ``latency``, ``drop_before``, ``drop_after``,
-            ``malformed_json``, ``html_error`` or ``hold``.
+        :param kind: ``status``, ``latency``, ``drop_before``, ``html_error``, ``echo``,
+            ``huge_body`` (before the handler); ``drop_after``, ``malformed_json``, ``hold``,
+            ``trickle``, ``status_after``, ``drop_mid_body`` (after it: the server acted).
         :param route: route name, path glob or ``*``.
         :param options: ``method``, ``status``, ``retry_after``, ``latency``, ``count``,
-            ``probability``, ``seed``, ``hold_timeout``.
+            ``probability``, ``seed``, ``hold_timeout``, ``bytes_per_second``, ``size``,
+            ``chunked``, ``echo_in``, ``offset``.
         """
         return self.state.faults.add(parse_fault({"kind": kind, "route": route, **options}))
 
@@ -254,7 +284,7 @@ class Emulator:
         return self.state.release_on_loop()
 
     def reset(self) -> None:
-        """Forget executions, faults, logs, counters and revocations (keeps serving)."""
+        """Forget executions, faults, logs, counters, revocations and :meth:`configure` changes."""
         if self._loop is not None and not self._loop.is_closed() and self.running:
             asyncio.run_coroutine_threadsafe(self._reset(), self._loop).result(5)
         else:

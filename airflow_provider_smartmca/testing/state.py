@@ -12,21 +12,16 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_smartmca.testing.behaviour import iso_ms
 from airflow_provider_smartmca.testing.config import EmulatorConfig, WorkflowDef
 
 __all__ = ["EXECUTION_STATUSES", "Execution", "ExecutionStore", "iso_ms"]
 
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-
-
-def iso_ms(ts: float) -> str:
-    """Format a Unix timestamp as ISO-8601 UTC with milliseconds and ``Z``."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 @dataclass
@@ -62,12 +57,17 @@ class Execution:
             return self.pending_s + len(self.node_names) * self.node_s
         return self.pending_s + (self.end_node + 1) * self.node_s
 
-    def view(self, now: float, with_nodes: bool) -> dict[str, Any]:
-        """Render the execution as seen at wall-clock time ``now``."""
+    def view(
+        self, now: float, with_nodes: bool, stamp: Callable[[float], str | int] = iso_ms
+    ) -> dict[str, Any]:
+        """Render the execution as seen at wall-clock time ``now``.
+
+        :param stamp: renders each timestamp (the server's clock offset and format).
+        """
         start, elapsed = self._times(now)
         n = len(self.node_names)
         term_t = self.terminal_time()
-        completed_at: str | None = None
+        completed_at: str | int | None = None
         current: str | None = None
         if elapsed < self.pending_s:
             status, ran = "pending", 0  # ran = nodes that have started
@@ -77,7 +77,7 @@ class Execution:
             running_idx = -1
             ran = n if self.final == "completed" else self.end_node + 1
             if status != "paused":  # a paused execution is not complete
-                completed_at = iso_ms(start + term_t)
+                completed_at = stamp(start + term_t)
         else:
             status = "running"
             running_idx = min(int((elapsed - self.pending_s) / self.node_s), n - 1) if self.node_s else n - 1
@@ -90,16 +90,24 @@ class Execution:
             "entityType": self.entity_type,
             "entityId": self.entity_id,
             "status": status,
-            "startedAt": iso_ms(self.created_at),
+            "startedAt": stamp(self.created_at),
             "completedAt": completed_at,
             "nodeCount": n,
             "currentNode": current,
         }
         if with_nodes:
-            out["nodes"] = [self._node(i, start, ran, running_idx, status) for i in range(n)]
+            out["nodes"] = [self._node(i, start, ran, running_idx, status, stamp) for i in range(n)]
         return out
 
-    def _node(self, i: int, start: float, ran: int, running_idx: int, status: str) -> dict[str, Any]:
+    def _node(
+        self,
+        i: int,
+        start: float,
+        ran: int,
+        running_idx: int,
+        status: str,
+        stamp: Callable[[float], str | int],
+    ) -> dict[str, Any]:
         n_start = start + self.pending_s + i * self.node_s
         node: dict[str, Any] = {
             "id": f"node_{i + 1}",
@@ -115,11 +123,11 @@ class Execution:
             if terminal and status != "completed":
                 node["status"] = "skipped"
             return node
-        node["startedAt"] = iso_ms(n_start)
+        node["startedAt"] = stamp(n_start)
         if i == running_idx:
             node["status"] = "running"
             return node
-        node["completedAt"] = iso_ms(n_start + self.node_s)
+        node["completedAt"] = stamp(n_start + self.node_s)
         if terminal and i == self.end_node and self.final in ("failed", "paused"):
             node["status"] = "failed"
             node["error"] = self.error if self.error is not None else f"{self.node_names[i]} failed"
