@@ -1,0 +1,154 @@
+"""Emulator-wide behaviours over real HTTP: clock offset, list order, trailing-slash lists, action record."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pytest
+import requests
+from emu_helpers import Api
+
+from airflow_provider_smartmca.testing import Emulator, EmulatorConfigError
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _date(r: requests.Response) -> float:
+    return parsedate_to_datetime(r.headers["Date"]).timestamp()
+
+
+@pytest.mark.parametrize("offset", [-600.0, 3600.0])
+def test_clock_offset_moves_date_header_and_every_timestamp(api: Api, offset: float) -> None:
+    api.emu.configure(clock_offset_seconds=offset)
+    ex = api.trigger("wf_merchant_kyc", "merchant", "m_clock")["executionId"]
+    body = api.wait_status(ex, ("completed",))
+    now = time.time()
+    assert abs(_ts(body["startedAt"]) - (now + offset)) < 5
+    assert abs(_ts(body["completedAt"]) - (now + offset)) < 5
+    assert all(abs(_ts(n["completedAt"]) - (now + offset)) < 5 for n in body["nodes"])
+    listed = api.get("/workflows/executions").json()["data"][0]
+    assert listed["startedAt"] == body["startedAt"]
+    # Every API response carries the server's Date: success, auth error, 404, faults, streams.
+    api.emu.add_fault("status", route="list_workflows", status=429)
+    api.emu.add_fault("trickle", route="get_workflow", bytes_per_second=100_000)
+    responses = [
+        api.get(f"/workflows/executions/{ex}"),
+        api.get("/workflows"),
+        api.get("/workflows", headers={}),
+        api.get("/nope"),
+        api.get("/workflows/wf_merchant_kyc"),
+    ]
+    assert [r.status_code for r in responses] == [200, 429, 401, 404, 200]
+    for r in responses:
+        assert r.headers["Date"].endswith(" GMT")
+        assert abs(_date(r) - (time.time() + offset)) < 5
+    assert int(responses[1].headers["X-RateLimit-Reset"]) > time.time() + offset - 5
+    # The emulator's own record stays on the real clock.
+    assert abs(_ts(api.emu.executions()[0]["startedAt"]) - now) < 5
+
+
+def test_no_offset_keeps_aiohttps_own_date(api: Api) -> None:
+    assert abs(_date(api.get("/workflows")) - time.time()) < 5
+
+
+def _ids(api: Api, order: str, page: int = 1, limit: int = 100) -> list[str]:
+    params: dict[str, Any] = {"sort_order": order, "page": page, "limit": limit}
+    return [x["executionId"] for x in api.get("/workflows/executions", params=params).json()["data"]]
+
+
+def test_list_order_ignore_asc_and_shuffle(api: Api) -> None:
+    created = [api.trigger("wf_merchant_kyc", "merchant", f"m{i}")["executionId"] for i in range(12)]
+    assert _ids(api, "desc") == created[::-1]
+    api.emu.configure(list_order="ignore_asc")
+    assert _ids(api, "desc") == _ids(api, "asc") == created
+    api.emu.configure(list_order="shuffle", list_seed=7)
+    shuffled = _ids(api, "desc")
+    assert sorted(shuffled) == sorted(created) and shuffled not in (created, created[::-1])
+    paged = [x for page in (1, 2, 3) for x in _ids(api, "desc", page, 5)]
+    assert paged == shuffled  # paging stays consistent with the order
+    api.emu.configure(list_seed=8)
+    assert _ids(api, "desc") != shuffled
+    api.emu.configure(list_order="honour", drift=["unsorted_list"])
+    assert api.emu.behaviour.effective_list_order == "shuffle"
+    assert sorted(_ids(api, "asc")) == sorted(created) and _ids(api, "asc") != created
+
+
+def test_trailing_slash_list(api: Api) -> None:
+    api.trigger("wf_merchant_kyc", "merchant", "m_slash")
+    assert api.get("/workflows/executions/").status_code == 404
+    assert api.post("/applications//change-status", json={"status": "x"}).status_code == 404
+    api.emu.configure(trailing_slash_list=True)
+    r = api.get("/workflows/executions/")
+    assert r.status_code == 200 and r.json()["total"] == 1
+    assert api.get("/workflows/").json()["total"] == 9
+    assert api.get("/workflows/executions/", headers={}).status_code == 401  # still authenticated
+    assert api.post("/applications//change-status", json={"status": "x"}).status_code == 404
+    assert [x.route for x in api.emu.requests][-4:-2] == ["list_executions", "list_workflows"]
+
+
+def test_actions_record_what_each_post_did(api: Api) -> None:
+    api.emu.add_fault("status", route="advance_stage", status=503)
+    ex = api.trigger("wf_merchant_kyc", "merchant", "m_act")["executionId"]
+    assert api.post("/applications/app_1/advance-stage").status_code == 503  # never reached the handler
+    assert api.post("/applications/app_1/change-status", json={}).status_code == 400  # reached, refused
+    r = api.post("/applications/app_1/assign-underwriter", json={"underwriterId": "uw_1"})
+    assert r.status_code == 202
+    api.get("/workflows")
+    acts = api.emu.actions()
+    assert [(a.route, a.status, a.execution_id) for a in acts] == [
+        ("trigger", 202, ex),
+        ("change_status", 400, None),
+        ("assign_underwriter", 202, r.json()["executionId"]),
+    ]
+    assert acts[2].body == {"underwriterId": "uw_1"} and acts[0].id < acts[1].id < acts[2].id
+    admin = requests.get(api.emu.base_url + "/_emulator/actions", timeout=5).json()
+    assert admin["total"] == 3
+    assert admin["data"][0]["executionId"] == ex and admin["data"][0]["body"]["entityId"] == "m_act"
+
+
+def test_behaviour_through_admin_api_config_and_reset(make_emulator: Any) -> None:
+    emu = make_emulator({"clock_offset_seconds": -60, "drift": ["action_204"]})
+    url = emu.base_url + "/_emulator/behaviour"
+    assert requests.get(url, timeout=5).json() == {
+        "clock_offset_seconds": -60.0,
+        "list_order": "honour",
+        "list_seed": 0,
+        "trailing_slash_list": False,
+        "drift": ["action_204"],
+    }
+    r = requests.post(url, json={"list_order": "ignore_asc", "trailing_slash_list": True}, timeout=5)
+    assert r.status_code == 200 and r.json()["list_order"] == "ignore_asc"
+    assert r.json()["clock_offset_seconds"] == -60.0  # a partial update
+    r = requests.post(url, json={"list_order": "random"}, timeout=5)
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "list_order must be one of ['honour', 'ignore_asc', 'shuffle']"
+    emu.reset()  # back to the config's behaviours
+    assert emu.behaviour.list_order == "honour" and emu.behaviour.clock_offset_seconds == -60.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"clock_offset_seconds": "60"}, "clock_offset_seconds must be a finite number of seconds"),
+        ({"clock_offset_seconds": float("nan")}, "clock_offset_seconds must be a finite number of seconds"),
+        ({"list_seed": 1.5}, "list_seed must be an integer"),
+        ({"trailing_slash_list": "yes"}, "trailing_slash_list must be true or false"),
+        ({"drift": "action_204"}, "drift must be a list of drift names"),
+        ({"drift": ["action_205"]}, "drift has unknown name(s) ['action_205']"),
+        ({"clock_skew": 1}, "unknown behaviour field(s) ['clock_skew']"),
+    ],
+)
+def test_invalid_behaviour_names_the_field(options: dict[str, Any], message: str) -> None:
+    emu = Emulator()
+    with pytest.raises(ValueError) as exc:
+        emu.configure(**options)
+    assert str(exc.value).startswith(message)
+    if "clock_skew" not in options:
+        with pytest.raises(EmulatorConfigError) as cfg_exc:
+            Emulator(options)
+        assert str(cfg_exc.value).startswith("config: " + message)
