@@ -1,0 +1,118 @@
+"""Contract drift over real HTTP: each name answers in another shape, and the server still acts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+import requests
+from emu_helpers import FULL, Api
+
+TRIGGER_BODY = {"workflowType": "wf_merchant_kyc", "entityType": "merchant", "entityId": "m_d"}
+ACTIONS = [
+    ("/applications/app_d/change-status", {"status": "approved"}),
+    ("/applications/app_d/advance-stage", None),
+    ("/applications/app_d/assign-underwriter", {}),
+]
+
+
+def _trigger(api: Api) -> requests.Response:
+    r = api.post("/workflows/trigger", json=TRIGGER_BODY)
+    assert r.status_code == 202
+    return r
+
+
+def _exec_id(api: Api) -> str:
+    return str(api.emu.executions()[-1]["executionId"])
+
+
+def test_rename_fields(api: Api) -> None:
+    api.emu.configure(drift=["rename_fields"])
+    trig = _trigger(api).json()
+    assert "executionId" not in trig and "status" not in trig
+    assert trig["id"] == _exec_id(api) and trig["state"] == "pending"
+    got = api.get(f"/workflows/executions/{trig['id']}").json()
+    assert got["id"] == trig["id"] and "state" in got and "status" not in got
+    item = api.get("/workflows/executions").json()["data"][0]
+    assert item["id"] == trig["id"] and "state" in item and "executionId" not in item
+
+
+def test_list_envelope(api: Api) -> None:
+    _trigger(api)
+    api.emu.configure(drift=["list_envelope"])
+    body = api.get("/workflows/executions").json()
+    assert set(body) == {"items", "count", "page", "limit"} and body["count"] == 1
+    assert body["items"][0]["executionId"] == _exec_id(api)
+    assert api.get("/workflows").json()["count"] == 9
+
+
+def test_list_items_without_id_and_not_objects(api: Api) -> None:
+    _trigger(api)
+    api.emu.configure(drift=["list_items_without_id"])
+    (item,) = api.get("/workflows/executions").json()["data"]
+    assert "executionId" not in item and item["workflowId"] == "wf_merchant_kyc"
+    api.emu.configure(drift=["list_items_not_objects"])
+    assert api.get("/workflows/executions").json()["data"] == [_exec_id(api)]
+    assert api.get("/workflows").json()["data"][0] == "wf_deal_onboarding"
+
+
+@pytest.mark.parametrize(
+    ("drift", "status", "body"), [("action_204", 204, b""), ("action_no_execution", 200, b'{"ok":true}')]
+)
+def test_application_actions_still_act(api: Api, drift: str, status: int, body: bytes) -> None:
+    api.emu.configure(drift=[drift])
+    for path, payload in ACTIONS:
+        r = api.post(path, json=payload)
+        assert (r.status_code, r.content) == (status, body)
+    assert api.emu.executions_created(entity_id="app_d") == 3
+    assert [a.execution_id is not None for a in api.emu.actions()] == [True] * 3
+    assert api.post("/applications/app_d/change-status", json={}).status_code == 400  # errors unchanged
+    assert _trigger(api).json()["executionId"]  # the trigger keeps its shape
+
+
+def test_unknown_status_pauses_forever(api: Api) -> None:
+    api.emu.configure(drift=["unknown_status"])
+    ex = _trigger(api).json()["executionId"]
+    body = api.wait_status(ex, ("paused",))
+    assert body["status"] == "paused" and body["completedAt"] is None
+    assert api.wait_status(ex, ("completed",), timeout=1)["status"] == "paused"
+    assert api.get("/workflows/executions").json()["data"][0]["status"] == "paused"
+    assert api.emu.executions()[0]["status"] == "completed"  # the emulator's own record is canonical
+
+
+def test_bad_timestamps_are_epoch_milliseconds(api: Api) -> None:
+    api.emu.configure(drift=["bad_timestamps"], clock_offset_seconds=-60)
+    ex = _trigger(api).json()["executionId"]
+    body = api.wait_status(ex, ("completed",))
+    assert isinstance(body["startedAt"], int) and isinstance(body["completedAt"], int)
+    assert all(isinstance(n["startedAt"], int) for n in body["nodes"])
+    real = datetime.fromisoformat(api.emu.executions()[0]["startedAt"].replace("Z", "+00:00")).timestamp()
+    assert abs(body["startedAt"] / 1000 - (real - 60)) < 1  # on the offset server clock
+    params: dict[str, Any] = {"sort_by": "completedAt"}
+    assert isinstance(api.get("/workflows/executions", params=params).json()["data"][0]["startedAt"], int)
+
+
+def test_status_as_list_and_nodes_as_number(api: Api) -> None:
+    api.emu.configure(drift=["status_as_list", "nodes_as_number"])
+    ex = _trigger(api).json()["executionId"]
+    body = api.get(f"/workflows/executions/{ex}").json()
+    assert body["status"] == ["pending"] and body["nodes"] == 5
+    assert api.get("/workflows/executions").json()["data"][0]["status"] == "pending"  # list items unchanged
+
+
+def test_drift_leaves_errors_and_faults_alone(api: Api) -> None:
+    api.emu.configure(drift=["rename_fields", "list_envelope"])
+    r = api.get("/workflows/executions/exec_missing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    api.emu.add_fault("malformed_json", route="get_execution")
+    ex = _trigger(api).json()["id"]
+    assert api.get(f"/workflows/executions/{ex}").text.startswith('{"')
+
+
+def test_drift_through_admin_api(api: Api) -> None:
+    url = api.emu.base_url + "/_emulator/behaviour"
+    assert requests.post(url, json={"drift": ["action_204"]}, timeout=5).json()["drift"] == ["action_204"]
+    r = requests.post(api.emu.api_url + "/applications/a/advance-stage", headers=FULL, timeout=5)
+    assert r.status_code == 204
+    assert requests.post(url, json={"drift": []}, timeout=5).json()["drift"] == []
