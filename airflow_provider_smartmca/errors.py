@@ -100,6 +100,24 @@ class SmartMCAInvalidResponseError(SmartMCAError):
     """The response is not what the API promises: not JSON, an HTML page, truncated, missing a field."""
 
 
+class SmartMCAContractError(SmartMCAInvalidResponseError):
+    """A 2xx whose JSON has the wrong shape: the API differs from what the provider was written against.
+
+    Not transient: a read is retried a few times at most, a wait fails instead of polling on, and a
+    POST answered this way is looked up, never re-sent. See :mod:`airflow_provider_smartmca.client.contract`.
+
+    :param endpoint: the endpoint whose response broke the contract.
+    :param field: the field, as a path such as ``data[3].executionId``.
+    :param present_keys: the keys the object did have (never their values).
+    """
+
+    def __init__(self, message: str, *, endpoint: str, field: str, present_keys: tuple[str, ...]) -> None:
+        super().__init__(message, operation=endpoint)
+        self.endpoint = endpoint
+        self.field = field
+        self.present_keys = present_keys
+
+
 class SmartMCAConnectionError(SmartMCAError):
     """The request did not complete at the network level.
 
@@ -146,9 +164,12 @@ class SmartMCAExecutionTimeoutError(SmartMCAExecutionError):
 def is_transient(exc: BaseException) -> bool:
     """Whether a poll that raised ``exc`` should simply be tried again later.
 
-    Used by waits (sensor, trigger): network failures, timeouts, 429 and 5xx are transient;
-    auth, scope, not-found and bad-request errors are final.
+    Used by waits (sensor, trigger): network failures, timeouts, 429, 5xx and unreadable bodies
+    (an HTML page from a proxy, a truncated body) are transient; auth, scope, not-found,
+    bad-request and contract errors are final.
     """
+    if isinstance(exc, SmartMCAContractError):
+        return False
     return isinstance(
         exc,
         (SmartMCAConnectionError, SmartMCARateLimitError, SmartMCAServerError, SmartMCAInvalidResponseError),

@@ -15,11 +15,6 @@ SCOPE_TRIGGER = "workflows:trigger"
 SCOPE_UNDERWRITING = "underwriting:trigger"
 KNOWN_SCOPES = frozenset({SCOPE_READ, SCOPE_TRIGGER, SCOPE_UNDERWRITING})
 
-EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-ACTIVE_STATUSES = frozenset({"pending", "running"})
-FAILED_STATUSES = frozenset({"failed", "cancelled"})
-SUCCESS_STATUS = "completed"
-
 
 @dataclass(frozen=True)
 class Endpoint:

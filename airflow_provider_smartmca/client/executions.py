@@ -8,9 +8,16 @@ Fail closed: only ``completed`` is success; an unknown status keeps waiting unti
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from typing import Any
 
-from airflow_provider_smartmca.client.endpoints import ACTIVE_STATUSES, FAILED_STATUSES, SUCCESS_STATUS
+from airflow_provider_smartmca.client.contract import (
+    ACTIVE_STATUSES,
+    FAILED_STATUSES,
+    SUCCESS_STATUS,
+    Execution,
+    Node,
+)
 from airflow_provider_smartmca.errors import SmartMCAExecutionError
 
 
@@ -23,107 +30,78 @@ class Verdict(enum.Enum):
     UNKNOWN = "unknown"  # keep waiting, warn once per change; never success
 
 
-def classify_status(status: Any) -> Verdict:
-    """Map an execution status to a :class:`Verdict` (fail closed)."""
+def classify_status(status: Any, failure_statuses: Collection[str] = ()) -> Verdict:
+    """
+    Map an execution status to a :class:`Verdict` (fail closed).
+
+    :param failure_statuses: extra statuses that end the wait as a failure (e.g. ``paused``).
+    """
     if status == SUCCESS_STATUS:
         return Verdict.SUCCESS
-    if status in FAILED_STATUSES:
+    if status in FAILED_STATUSES or status in failure_statuses:
         return Verdict.FAILURE
     if status in ACTIVE_STATUSES:
         return Verdict.WAIT
     return Verdict.UNKNOWN
 
 
-def _error_text(error: Any) -> str:
-    """A node's ``error`` is a string or an object with ``message`` (and maybe ``code``)."""
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("code") or str(error)
-        return f"{error['code']}: {message}" if error.get("code") and error.get("message") else str(message)
-    return str(error)
+def failed_nodes(execution: Execution) -> list[Node]:
+    """The nodes that failed or were cancelled, or that report an error."""
+    return [n for n in execution.nodes if n.status in FAILED_STATUSES or n.error]
 
 
-def failed_nodes(execution: dict[str, Any]) -> list[dict[str, str]]:
-    """The nodes that failed or were cancelled, as ``{"name", "status", "error"}``."""
-    found = []
-    for node in execution.get("nodes") or []:
-        if not isinstance(node, dict):
-            continue
-        if node.get("status") in FAILED_STATUSES or node.get("error"):
-            found.append(
-                {
-                    "name": str(node.get("name") or node.get("id") or "?"),
-                    "status": str(node.get("status")),
-                    "error": _error_text(node["error"]) if node.get("error") else "",
-                }
-            )
-    return found
-
-
-def failure_message(execution: dict[str, Any]) -> str:
-    """A message for a failed or cancelled execution, listing the failed nodes and their errors."""
-    execution_id = execution.get("executionId", "?")
-    head = f"SmartMCA execution {execution_id} ({execution.get('workflowId', '?')}) ended {execution.get('status')}"
+def failure_message(execution: Execution) -> str:
+    """A message for an execution that ended badly, listing the failed nodes and their errors."""
+    head = f"SmartMCA execution {execution.execution_id} ({execution.workflow_id or '?'}) ended {execution.status}"
     nodes = failed_nodes(execution)
     if not nodes:
         return head + " (no failed node reported)"
-    details = "; ".join(
-        f"{n['name']} [{n['status']}]" + (f": {n['error']}" if n["error"] else "") for n in nodes
-    )
+    details = "; ".join(f"{n.name} [{n.status}]" + (f": {n.error}" if n.error else "") for n in nodes)
     return f"{head}. Failed nodes: {details}"
 
 
-def progress(execution: dict[str, Any]) -> str:
+def progress(execution: Execution) -> str:
     """One progress line: status, nodes done out of the total, current node."""
-    nodes = [n for n in execution.get("nodes") or [] if isinstance(n, dict)]
-    total = execution.get("nodeCount") or len(nodes)
-    done = sum(1 for n in nodes if n.get("status") in ("completed", "skipped"))
-    current = execution.get("currentNode") or next(
-        (n.get("name") for n in nodes if n.get("status") == "running"), None
-    )
-    line = f"execution {execution.get('executionId')} {execution.get('status')}: {done}/{total} nodes done"
+    total = execution.node_count or len(execution.nodes)
+    done = sum(1 for n in execution.nodes if n.status in ("completed", "skipped"))
+    current = execution.current_node or next((n.name for n in execution.nodes if n.status == "running"), None)
+    line = f"execution {execution.execution_id} {execution.status}: {done}/{total} nodes done"
     return line + (f", current node: {current}" if current else "")
 
 
-_SUMMARY_FIELDS = (
-    "executionId",
-    "workflowId",
-    "workflowName",
-    "entityType",
-    "entityId",
-    "status",
-    "startedAt",
-    "completedAt",
-    "nodeCount",
-)
-
-
-def summary(execution: dict[str, Any]) -> dict[str, Any]:
+def summary(execution: Execution) -> dict[str, Any]:
     """A small JSON summary of an execution, for trigger events (kept small: events live in the DB)."""
-    result: dict[str, Any] = {k: execution.get(k) for k in _SUMMARY_FIELDS if k in execution}
-    if "nodes" in execution or "failedNodes" not in execution:
-        result["failedNodes"] = failed_nodes(execution)[:20]
-        result["progress"] = progress(execution)
-    else:  # already a summary: summarising it again changes nothing
-        result["failedNodes"] = execution["failedNodes"]
-        result["progress"] = execution.get("progress")
-    return result
+    return {
+        "executionId": execution.execution_id,
+        "workflowId": execution.workflow_id,
+        "entityType": execution.entity_type,
+        "entityId": execution.entity_id,
+        "status": execution.status,
+        "startedAt": execution.started_at.isoformat() if execution.started_at else None,
+        "completedAt": execution.completed_at.isoformat() if execution.completed_at else None,
+        "failedNodes": [
+            {"name": n.name, "status": n.status, "error": n.error} for n in failed_nodes(execution)
+        ][:20],
+        "progress": progress(execution),
+    }
 
 
-def final_result(execution: dict[str, Any]) -> dict[str, Any]:
-    """Return a completed execution; raise for failed or cancelled, and for anything else (fail closed)."""
-    verdict = classify_status(execution.get("status"))
+def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -> dict[str, Any]:
+    """
+    Return a completed execution's JSON (the operators' and sensor's return value); raise for
+    failed, cancelled or a ``failure_statuses`` status, and for anything else (fail closed).
+    """
+    verdict = classify_status(execution.status, failure_statuses)
     if verdict is Verdict.SUCCESS:
-        return execution
+        return execution.raw
     if verdict is Verdict.FAILURE:
         raise SmartMCAExecutionError(
-            failure_message(execution),
-            execution_id=execution.get("executionId"),
-            execution_status=execution.get("status"),
+            failure_message(execution), execution_id=execution.execution_id, execution_status=execution.status
         )
     raise SmartMCAExecutionError(
-        f"SmartMCA execution {execution.get('executionId')} is not finished (status {execution.get('status')!r})",
-        execution_id=execution.get("executionId"),
-        execution_status=execution.get("status"),
+        f"SmartMCA execution {execution.execution_id} is not finished (status {execution.status!r})",
+        execution_id=execution.execution_id,
+        execution_status=execution.status,
     )
 
 
@@ -145,7 +123,7 @@ def make_event(
     :param status: one of success, failure, timeout, error.
     :param execution_id: the execution waited on.
     :param message: a human-readable, already redacted, message.
-    :param execution: the last execution seen, summarised into the event.
+    :param execution: the :func:`summary` of the last execution seen, if any.
     """
     if status not in EVENT_STATUSES:
         raise ValueError(f"unknown event status {status!r}")
@@ -153,7 +131,7 @@ def make_event(
         "status": status,
         "execution_id": execution_id,
         "message": message,
-        "execution": summary(execution) if execution else None,
+        "execution": execution,
     }
 
 
@@ -186,33 +164,38 @@ def validate_event(event: Any, expected_execution_id: str | None = None) -> dict
 
 class ExecutionWatch:
     """
-    What each poll of one execution means, shared by the worker's sync wait and the async trigger,
-    so both log, warn, back off and time out alike; only the sending and the sleeping differ.
+    What each poll of one execution means, shared by the worker's sync wait, the sensor and the
+    async trigger, so all log, warn, back off and time out alike; only sending and sleeping differ.
 
     :param execution_id: the execution being watched.
     :param log: where progress goes (the hook's or the trigger's logger).
+    :param failure_statuses: extra statuses that end the wait as a failure (e.g. ``paused``).
     """
 
-    def __init__(self, execution_id: str, log: Any) -> None:
+    def __init__(self, execution_id: str, log: Any, failure_statuses: Collection[str] = ()) -> None:
         self.execution_id = execution_id
         self.log = log
+        self.failure_statuses = frozenset(failure_statuses)
         #: Small summary of the last execution seen (kept small: see ``seen``), or None.
         self.last: dict[str, Any] | None = None
-        self._last_seen: tuple[Any, str] | None = None
+        self._last_seen: tuple[str, str] | None = None
+        self._unknown_logged: set[str] = set()
         self._failures = 0
+        self._contract_failures = 0
 
-    def seen(self, execution: dict[str, Any]) -> Verdict:
+    def seen(self, execution: Execution) -> Verdict:
         """Record one successful poll; log progress when it changed; return what it means."""
-        self._failures = 0
-        verdict = classify_status(execution.get("status"))
-        seen = (execution.get("status"), progress(execution))
+        self._failures = self._contract_failures = 0
+        verdict = classify_status(execution.status, self.failure_statuses)
+        seen = (execution.status, progress(execution))
         if seen != self._last_seen:
-            if verdict is Verdict.UNKNOWN and (self._last_seen is None or self._last_seen[0] != seen[0]):
+            if verdict is Verdict.UNKNOWN and execution.status not in self._unknown_logged:
+                self._unknown_logged.add(execution.status)
                 self.log.warning(
-                    "SmartMCA execution %s has unknown status %r; waiting until the deadline "
-                    "(never treated as success)",
+                    "SmartMCA execution %s has status %r, which the provider does not know; waiting until "
+                    "the deadline (never treated as success; list it in failure_statuses to fail fast)",
                     self.execution_id,
-                    seen[0],
+                    execution.status,
                 )
             self._last_seen = seen
             # Only a summary is kept: a whole execution per wait, replaced every poll, would be
@@ -222,14 +205,28 @@ class ExecutionWatch:
         return verdict
 
     def failed(self, exc: BaseException, settings: Any, interval: float) -> float:
-        """Record a transient poll failure; return how long to wait before the next poll."""
-        from airflow_provider_smartmca.client.protocol import backoff_seconds
+        """
+        Record a failed poll; return how long to wait before the next one.
 
+        Transient failures are retried for ever (until the deadline); a contract error a few
+        times at most (:data:`~airflow_provider_smartmca.client.protocol.CONTRACT_RETRIES`).
+
+        :raises BaseException: ``exc`` itself, when it is final.
+        """
+        from airflow_provider_smartmca.client.protocol import CONTRACT_RETRIES, backoff_seconds
+        from airflow_provider_smartmca.errors import SmartMCAContractError, is_transient
+
+        if isinstance(exc, SmartMCAContractError):
+            self._contract_failures += 1
+            if self._contract_failures > CONTRACT_RETRIES:
+                raise exc
+        elif not is_transient(exc):
+            raise exc
         self._failures += 1
         # Honours a 429's Retry-After; else exponential backoff with jitter; never faster than the interval.
         wait = max(interval, backoff_seconds(settings, self._failures, exc))
         self.log.warning(
-            "Polling SmartMCA execution %s failed transiently (%d in a row), polling again in %.1f s: %s",
+            "Polling SmartMCA execution %s failed (%d in a row), polling again in %.1f s: %s",
             self.execution_id,
             self._failures,
             wait,
@@ -238,14 +235,18 @@ class ExecutionWatch:
         return wait
 
     def timeout_message(self) -> str:
-        """The message of a wait that hit its deadline."""
-        seen = self._last_seen[1] if self._last_seen else "never read"
+        """The message of a wait that hit its deadline, naming the last status seen."""
+        if self._last_seen is None:
+            return (
+                f"Timed out waiting for SmartMCA execution {self.execution_id}: it could not be read before "
+                "the deadline. The provider does not cancel it (the API has no cancel endpoint)."
+            )
         return (
-            f"Timed out waiting for SmartMCA execution {self.execution_id} (last seen: {seen}). "
-            "It is left running in SmartMCA."
+            f"Timed out waiting for SmartMCA execution {self.execution_id}; last status {self._last_seen[0]!r} "
+            f"({self._last_seen[1]}). The provider does not cancel it (the API has no cancel endpoint)."
         )
 
     @property
-    def last_status(self) -> Any:
+    def last_status(self) -> str | None:
         """The status of the last execution seen, or None."""
         return self._last_seen[0] if self._last_seen else None

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable, Collection, Iterator, Mapping
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 # Through common-compat: airflow.sdk has no BaseHook before Airflow 3.1.
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_smartmca.client.contract import (
+    Accepted,
+    Execution,
+    ExecutionPage,
+    Workflow,
+    WorkflowList,
+)
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
 from airflow_provider_smartmca.client.protocol import backoff_seconds, list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
+    SmartMCAAuthError,
     SmartMCAError,
     SmartMCAExecutionTimeoutError,
     SmartMCAValidationError,
     is_transient,
 )
-from airflow_provider_smartmca.hooks.exactly_once import post_once
+from airflow_provider_smartmca.hooks import start_once
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.sync import SyncClient
@@ -55,15 +64,17 @@ def requires_scope(endpoint_name: str) -> Callable[[F], F]:
     return mark
 
 
-def parse_timestamp(value: Any) -> datetime | None:
-    """Parse an API timestamp (ISO 8601, ``Z`` allowed); None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
+def check_body(operation: str, body: Any) -> dict[str, Any]:
+    """A POST body: a dict of JSON values (no NaN or infinity, which JSON cannot carry), or a clear error."""
+    if not isinstance(body, Mapping):
+        raise SmartMCAValidationError(
+            "payload", f"must be a dict, got {type(body).__name__}", operation=operation
+        )
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        json.dumps(body, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SmartMCAValidationError("payload", f"is not valid JSON: {exc}", operation=operation) from None
+    return dict(body)
 
 
 class SmartMCAHook(BaseHook):
@@ -72,7 +83,9 @@ class SmartMCAHook(BaseHook):
 
     The connection is resolved once per hook instance, its API key (the connection password)
     is registered with the secrets masker, and every call goes through the shared client
-    protocol: id validation, scope check, retries, error mapping.
+    protocol: id validation, scope check, retries, error mapping, and the response contract
+    (:mod:`~airflow_provider_smartmca.client.contract`): methods return typed objects, whose
+    ``raw`` attribute is the JSON as received.
 
     :param smartmca_conn_id: the Airflow connection id.
     :param timeout: read timeout per request, seconds (overrides the connection extra).
@@ -99,9 +112,6 @@ class SmartMCAHook(BaseHook):
     ) -> None:
         super().__init__()
         self.smartmca_conn_id = smartmca_conn_id
-        #: Called with a JSON "intent" just before each POST that starts an execution; see
-        #: :func:`~airflow_provider_smartmca.hooks.exactly_once.post_once`.
-        self.post_intent_listener: Callable[[dict[str, Any]], None] | None = None
         self._overrides: dict[str, Any] = dict(
             timeout=timeout,
             max_retries=max_retries,
@@ -140,16 +150,21 @@ class SmartMCAHook(BaseHook):
         if "client" in self.__dict__:
             self.client.close()
 
+    def reload_connection(self) -> None:
+        """Forget the resolved connection, so the next call reads it again (a rotated key)."""
+        self.close()
+        self.__dict__.pop("client", None)
+        self.__dict__.pop("settings", None)
+
     # --- workflows -------------------------------------------------------------------------------
 
     @requires_scope("list_workflows")
-    def list_workflows(self, entity_type: str | None = None, category: str | None = None) -> dict[str, Any]:
+    def list_workflows(self, entity_type: str | None = None, category: str | None = None) -> WorkflowList:
         """
         List the active workflow definitions. Needs ``workflows:read``.
 
         :param entity_type: only workflows for this entity type (deal, application, merchant).
         :param category: only workflows of this category.
-        :return: ``{"data": [workflow, ...], "total": n}``
         """
         query = {}
         if entity_type is not None:
@@ -159,7 +174,7 @@ class SmartMCAHook(BaseHook):
         return self.client.call("list_workflows", query=query)
 
     @requires_scope("get_workflow")
-    def get_workflow(self, workflow_id: str) -> dict[str, Any]:
+    def get_workflow(self, workflow_id: str) -> Workflow:
         """
         Get one workflow definition. Needs ``workflows:read``.
 
@@ -168,28 +183,44 @@ class SmartMCAHook(BaseHook):
         return self.client.call("get_workflow", path_params={"workflow_id": workflow_id})
 
     @requires_scope("trigger_workflow")
-    def trigger_workflow(self, workflow_type: str, entity_type: str, entity_id: str) -> dict[str, Any]:
+    def trigger_workflow(
+        self,
+        workflow_type: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        on_intent: start_once.OnIntent | None = None,
+    ) -> Accepted:
         """
-        Start a workflow execution for one entity. Needs ``workflows:trigger``.
+        Start a workflow execution for one entity, at most once. Needs ``workflows:trigger``, and
+        ``workflows:read`` to recover a lost answer.
 
-        The POST is re-sent only when the server surely did not act on it. When the outcome is
-        unknown (timeout after sending, dropped connection, 5xx), the hook looks up executions of
-        this workflow and entity started since the request instead, and returns the one it finds.
+        The POST is re-sent only when the server surely did not receive it. When the outcome is
+        unknown (a timeout after sending, a dropped connection, a 5xx, a 202 without
+        ``executionId``), the execution it started is looked up instead; see
+        :mod:`~airflow_provider_smartmca.hooks.start_once`.
 
         :param workflow_type: the workflow definition id.
         :param entity_type: the entity type; must match the workflow's.
         :param entity_id: the entity's id.
-        :return: the 202 body, with ``executionId``.
+        :param on_intent: called with the POST's intent just before it is sent, and with None when
+            the server surely did not act on it; operators store it to survive a worker's death.
+        :return: the 202, or the recovered execution (``recovered=True``).
         :raises SmartMCAAmbiguousTriggerError: the outcome is unknown and the lookup could not tell.
         """
         op = "trigger_workflow"
-        body = {
-            "workflowType": validate_id("workflow_type", workflow_type, op),
-            "entityType": validate_id("entity_type", entity_type, op),
-            "entityId": validate_id("entity_id", entity_id, op),
-        }
-        lookup = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
-        return post_once(self, op, None, body, lookup)
+        request = start_once.StartRequest(
+            operation=op,
+            body={
+                "workflowType": validate_id("workflow_type", workflow_type, op),
+                "entityType": validate_id("entity_type", entity_type, op),
+                "entityId": validate_id("entity_id", entity_id, op),
+            },
+            entity_type=entity_type,
+            entity_id=entity_id,
+            workflow_type=workflow_type,
+        )
+        return start_once.start_once(self, request, on_intent)
 
     @requires_scope("list_executions")
     def list_executions(
@@ -202,7 +233,7 @@ class SmartMCAHook(BaseHook):
         limit: int = 20,
         sort_by: str = "startedAt",
         sort_order: str = "desc",
-    ) -> dict[str, Any]:
+    ) -> ExecutionPage:
         """
         List one page of executions. Needs ``workflows:read``.
 
@@ -214,7 +245,7 @@ class SmartMCAHook(BaseHook):
         :param limit: items per page, 1 to 100.
         :param sort_by: sort field, ``startedAt`` by default.
         :param sort_order: ``asc`` or ``desc``.
-        :return: ``{"data": [...], "total": n, ...}``
+        :return: the page, with the server's clock from its ``Date`` header.
         """
         query = list_executions_query(
             workflow_type=workflow_type,
@@ -229,11 +260,14 @@ class SmartMCAHook(BaseHook):
         return self.client.call("list_executions", query=query)
 
     @requires_scope("list_executions")
-    def iter_executions(self, limit: int = 100, **filters: Any) -> Iterator[dict[str, Any]]:
+    def iter_executions(
+        self, limit: int = 100, *, max_pages: int = 100, **filters: Any
+    ) -> Iterator[Execution]:
         """
         Yield every matching execution, fetching pages lazily. Needs ``workflows:read``.
 
         :param limit: page size, 1 to 100.
+        :param max_pages: pages read at most (the walk is bounded even if the server's ``total`` is wrong).
         :param filters: any ``list_executions`` argument but ``page``.
         """
         if "page" in filters:
@@ -241,18 +275,14 @@ class SmartMCAHook(BaseHook):
                 "page", "iter_executions walks every page itself", operation="iter_executions"
             )
         list_executions_query(limit=limit, **filters)  # validate before the first request is sent
-        page = 1
-        while True:
+        for page in range(1, max_pages + 1):
             result = self.list_executions(page=page, limit=limit, **filters)
-            items = result["data"]
-            yield from items
-            total = result.get("total")
-            if not items or len(items) < limit or (isinstance(total, int) and page * limit >= total):
+            yield from result.items
+            if len(result.items) < limit or (result.total is not None and page * limit >= result.total):
                 return
-            page += 1
 
     @requires_scope("get_execution")
-    def get_execution(self, execution_id: str) -> dict[str, Any]:
+    def get_execution(self, execution_id: str) -> Execution:
         """
         Get one execution with node-level detail. Needs ``workflows:read``.
 
@@ -263,45 +293,92 @@ class SmartMCAHook(BaseHook):
     # --- applications ----------------------------------------------------------------------------
 
     @requires_scope("change_application_status")
-    def change_application_status(self, application_id: str, **body: Any) -> dict[str, Any]:
+    def change_application_status(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: start_once.OnIntent | None = None,
+    ) -> Accepted:
         """
         Change an application's status. Needs ``workflows:trigger``.
 
+        The body's fields are not given by the reference; ``{"status": "approved", "reason": ...}``
+        is assumed (see ``docs/api-contract.md``).
+
         :param application_id: the application id.
-        :param body: the JSON body, e.g. ``status="approved", reason="..."``.
+        :param payload: the JSON body.
+        :param workflow_type: the workflow the action starts, if known: lets a lost answer be
+            recovered (see :mod:`~airflow_provider_smartmca.hooks.start_once`).
+        :param on_intent: see :meth:`trigger_workflow`.
+        :return: the answer; ``execution_id`` is None when the action started nothing to wait for.
         """
-        return self._application_action("change_application_status", application_id, body)
+        return self._application_action(
+            "change_application_status", application_id, payload, workflow_type, on_intent
+        )
 
     @requires_scope("advance_application_stage")
-    def advance_application_stage(self, application_id: str, **body: Any) -> dict[str, Any]:
+    def advance_application_stage(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: start_once.OnIntent | None = None,
+    ) -> Accepted:
         """
         Advance an application to its next stage. Needs ``workflows:trigger``.
 
         :param application_id: the application id.
-        :param body: the JSON body, if any.
+        :param payload: the JSON body, if any.
+        :param workflow_type: see :meth:`change_application_status`.
+        :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._application_action("advance_application_stage", application_id, body)
+        return self._application_action(
+            "advance_application_stage", application_id, payload, workflow_type, on_intent
+        )
 
     @requires_scope("assign_underwriter")
-    def assign_underwriter(self, application_id: str, **body: Any) -> dict[str, Any]:
+    def assign_underwriter(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: start_once.OnIntent | None = None,
+    ) -> Accepted:
         """
         Assign an underwriter to an application. Needs ``underwriting:trigger``.
 
         :param application_id: the application id.
-        :param body: the JSON body, e.g. ``underwriterId="uw_1"``.
+        :param payload: the JSON body; ``{"underwriterId": "uw_1"}`` is assumed.
+        :param workflow_type: see :meth:`change_application_status`.
+        :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._application_action("assign_underwriter", application_id, body)
+        return self._application_action(
+            "assign_underwriter", application_id, payload, workflow_type, on_intent
+        )
 
-    def _application_action(self, name: str, application_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        validate_id("application_id", application_id, name)
-        try:
-            json.dumps(body)
-        except (TypeError, ValueError) as exc:
-            raise SmartMCAValidationError(
-                "body", f"is not JSON serializable: {exc}", operation=name
-            ) from None
-        lookup = {"entity_type": "application", "entity_id": application_id}
-        return post_once(self, name, {"application_id": application_id}, body, lookup)
+    def _application_action(
+        self,
+        name: str,
+        application_id: str,
+        payload: Mapping[str, Any] | None,
+        workflow_type: str | None,
+        on_intent: start_once.OnIntent | None,
+    ) -> Accepted:
+        request = start_once.StartRequest(
+            operation=name,
+            body=check_body(name, payload or {}),
+            entity_type="application",
+            entity_id=validate_id("application_id", application_id, name),
+            workflow_type=None
+            if workflow_type is None
+            else validate_id("workflow_type", workflow_type, name),
+            application_id=application_id,
+        )
+        return start_once.start_once(self, request, on_intent)
 
     # --- finding executions ------------------------------------------------------------------
 
@@ -312,32 +389,37 @@ class SmartMCAHook(BaseHook):
         workflow_type: str | None = None,
         entity_type: str | None = None,
         entity_id: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Execution]:
         """
         Executions matching the filters that started at or after ``since``, newest first.
 
-        Pages are walked newest first and the walk stops at the first older execution.
-        An execution without ``startedAt`` (not started yet) counts as recent.
+        Pages are walked without trusting the server's order, and at most
+        :data:`~airflow_provider_smartmca.hooks.start_once.MAX_PAGES` of them. An execution
+        without ``startedAt`` (not started yet) counts as recent. ``since`` is compared with the
+        server's timestamps: allow for clock skew.
 
-        :param since: an aware datetime.
+        :param since: an aware datetime (e.g. ``datetime.now(timezone.utc) - timedelta(hours=1)``).
         :param workflow_type: filter by workflow definition id.
         :param entity_type: filter by entity type.
         :param entity_id: filter by entity id.
         """
-        found = []
-        executions = self.iter_executions(
-            workflow_type=workflow_type,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            sort_by="startedAt",
-            sort_order="desc",
-        )
-        for execution in executions:
-            started = parse_timestamp(execution.get("startedAt"))
-            if started is not None and started < since:
-                break  # sorted newest first: the rest is older
-            found.append(execution)
-        return found
+        if not isinstance(since, datetime) or since.tzinfo is None:
+            raise SmartMCAValidationError(
+                "since",
+                f"must be a timezone-aware datetime, got {since!r}",
+                operation="find_executions_since",
+            )
+        filters = {
+            k: v
+            for k, v in (
+                ("workflow_type", workflow_type),
+                ("entity_type", entity_type),
+                ("entity_id", entity_id),
+            )
+            if v is not None
+        }
+        found, _, _ = start_once.walk(self, filters, since)
+        return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
 
     # --- riding out an API storm --------------------------------------------------------------
 
@@ -349,7 +431,7 @@ class SmartMCAHook(BaseHook):
 
         Transient failures (network, 429, 5xx) that outlast the per-call retries are retried with
         backoff (honouring ``Retry-After``) for up to ``patience`` seconds; other errors raise at once.
-        Never use it for a POST: those are handled by the exactly-once logic instead.
+        Never use it for a POST: those are handled by the start-once logic instead.
 
         :param read: the read, e.g. ``hook.get_execution``.
         :param patience: seconds to keep trying after the first failure.
@@ -372,28 +454,48 @@ class SmartMCAHook(BaseHook):
     # --- waiting ---------------------------------------------------------------------------------
 
     def wait_for_execution(
-        self, execution_id: str, *, poll_interval: float = 30.0, deadline: float | None = None
-    ) -> dict[str, Any]:
+        self,
+        execution_id: str,
+        *,
+        poll_interval: float = 30.0,
+        deadline: float | None = None,
+        failure_statuses: Collection[str] = (),
+    ) -> Execution:
         """
         Poll an execution on this worker until it ends, and return it (whatever its end status).
 
         Transient errors (network, 429, 5xx), once the per-call retries are spent, are logged and
-        polled again: they never fail the wait. Unknown statuses keep waiting, with a warning.
+        polled again: they never fail the wait. A contract error fails it after a few polls. A
+        401 re-reads the connection once (a rotated key) before failing. Unknown statuses keep
+        waiting, with one warning each.
 
         :param execution_id: the execution to wait for.
         :param poll_interval: seconds between polls.
-        :param deadline: absolute epoch seconds after which to give up, or None.
-        :raises SmartMCAExecutionTimeoutError: the deadline passed; the execution is left running.
+        :param deadline: absolute epoch seconds (``time.time()``) after which to give up, or None.
+        :param failure_statuses: extra statuses that end the wait (e.g. ``paused``).
+        :raises SmartMCAExecutionTimeoutError: the deadline passed; the execution is not cancelled.
         """
         validate_id("execution_id", execution_id, "wait_for_execution")
-        watch = ExecutionWatch(execution_id, self.log)
+        if deadline is not None and (isinstance(deadline, bool) or not math.isfinite(deadline)):
+            raise SmartMCAValidationError(
+                "deadline", f"must be finite epoch seconds, got {deadline!r}", operation="wait_for_execution"
+            )
+        watch = ExecutionWatch(execution_id, self.log, failure_statuses)
+        reloaded = False
         while True:
             wait = poll_interval
             try:
                 execution = self.get_execution(execution_id)
-            except SmartMCAError as exc:
-                if not is_transient(exc):
+            except SmartMCAAuthError:
+                if reloaded:
                     raise
+                self.log.warning(
+                    "SmartMCA answered 401; reading the connection again in case the key was rotated"
+                )
+                self.reload_connection()
+                reloaded = True
+                continue
+            except SmartMCAError as exc:
                 wait = watch.failed(exc, self.settings, poll_interval)
             else:
                 if watch.seen(execution) in (Verdict.SUCCESS, Verdict.FAILURE):
@@ -416,4 +518,4 @@ class SmartMCAHook(BaseHook):
         except SmartMCAError as exc:
             where = self.settings.base_url if "settings" in self.__dict__ else self.smartmca_conn_id
             return False, f"SmartMCA connection to {where} failed: {exc}"
-        return True, f"Connected to {settings.base_url}: {len(result['data'])} workflow(s) visible"
+        return True, f"Connected to {settings.base_url}: {len(result.items)} workflow(s) visible"

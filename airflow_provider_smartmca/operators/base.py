@@ -1,29 +1,29 @@
 """The one place where an operator starts a SmartMCA execution exactly once and waits for it.
 
 Every operator of this provider that starts an execution (``TriggerWorkflowOperator`` and the
-three application operators) subclasses :class:`SmartMCAExecutionOperator` and only says how
-to validate its arguments, how to send its POST and how to find its execution again. This base
-owns the rest:
+three application operators) subclasses :class:`SmartMCAExecutionOperator` and only says how to
+send its POST (and, before Airflow 3.3, how to find its execution again). This base owns the rest:
 
-1. validate the rendered arguments (nothing is sent when one is bad);
-2. look for this task's previous execution (``task_state_store`` on Airflow >= 3.3, else a
-   lookup of the executions started since the DAG run began) and, with ``on_retry="reattach"``,
+1. render-time checks of the operator's own arguments (ids are checked by the hook, before any request);
+2. with ``on_retry="reattach"``, find this task's previous execution (see :meth:`_previous`) and
    reattach to it when it is pending or running, return it when it completed, or start a new one
    when it failed or was cancelled (the semantics of Airflow's ``ResumableJobMixin``);
-3. otherwise send the POST (the hook makes it exactly-once: an unknown outcome is looked up, never
-   blindly re-sent), then log the ``executionId``, push it to XCom under ``execution_id`` and
-   record it durably, all before any waiting;
+3. otherwise send the POST through :mod:`~airflow_provider_smartmca.hooks.start_once`, which keeps
+   its intent in this task's :class:`~airflow_provider_smartmca.hooks.start_once.TaskStartStore`
+   before sending; then log the ``executionId``, push it to XCom and record it, before any waiting;
 4. wait on the worker, or defer to ``ExecutionTrigger`` with an absolute deadline computed here;
 5. turn the final execution into the return value, or into a failure listing the failed nodes.
 
-Status classification, failure messages and event validation live in
-:mod:`airflow_provider_smartmca.client.executions`; this module only calls them.
+Time budget, in one place: a wait lasts at most ``timeout`` (default :data:`DEFAULT_TIMEOUT`); each
+request at most the connection's ``timeout``, retried ``max_retries`` times with backoff; a read the
+task cannot do without is retried for :data:`~airflow_provider_smartmca.hooks.smartmca.DEFAULT_PATIENCE`.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 # Through common-compat: airflow.sdk has no conf, nor AirflowFailException, before Airflow 3.2.
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
+from airflow_provider_smartmca.client.contract import Accepted, Execution
 from airflow_provider_smartmca.client.executions import (
     EVENT_FAILURE,
     EVENT_SUCCESS,
@@ -45,42 +46,47 @@ from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
     SmartMCAAuthError,
     SmartMCAConfigError,
+    SmartMCAContractError,
     SmartMCAError,
     SmartMCAExecutionError,
     SmartMCAExecutionTimeoutError,
-    SmartMCAInvalidResponseError,
     SmartMCANotFoundError,
     SmartMCAScopeError,
     SmartMCAValidationError,
     is_transient,
 )
-from airflow_provider_smartmca.operators.links import SmartMCAExecutionLink
-from airflow_provider_smartmca.operators.resume import ResumeMixin
+from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+    from airflow_provider_smartmca.hooks.start_once import OnIntent, TaskStartRecord, TaskStartStore
 
 #: Default seconds between two polls of an execution (any positive value is accepted).
 DEFAULT_POLL_INTERVAL = 30.0
+#: Default wait: 7 days, as dbt Cloud's. SmartMCA workflows may hold human steps (an underwriter's
+#: review) that take days; a wait nobody bounded still ends, and ``timeout=None`` stays possible.
+DEFAULT_TIMEOUT = timedelta(days=7)
 ON_RETRY_CHOICES = ("reattach", "retrigger")
+HOOK_PARAMS = ("timeout", "max_retries", "retry_min_wait", "retry_max_wait", "retry_after_cap")
 
 # Errors that a task retry cannot fix, or must not blindly repeat: fail at once, without Airflow
-# retries. An ambiguous trigger is one of them: the POST may have started an execution that the
-# lookup could not identify, and a retry would send it again.
+# retries. An ambiguous start is one of them: the POST may have started an execution that the
+# lookup could not identify, and a retry must not risk a second one.
 _FINAL_ERRORS = (
     SmartMCAAmbiguousTriggerError,
     SmartMCAValidationError,
     SmartMCAScopeError,
     SmartMCAAuthError,
     SmartMCAConfigError,
+    SmartMCAContractError,
     SmartMCANotFoundError,
 )
 
 
 def is_templated(value: Any) -> bool:
-    """Whether a string still holds Jinja (then it is validated after rendering, not at parse time)."""
+    """Whether a string still holds Jinja (then it is checked after rendering, not at parse time)."""
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
@@ -90,41 +96,63 @@ def check_static_id(field: str, value: Any, operation: str) -> None:
 
     if value is None:
         raise SmartMCAValidationError(field, "is required", operation=operation)
-    if isinstance(value, str) and not is_templated(value):
+    if not is_templated(value):
         validate_id(field, value, operation)
 
 
-def _seconds(field: str, value: Any, operation: str) -> float:
-    """A positive number of seconds (a number or a timedelta), or a clear error naming ``field``."""
+def seconds(field: str, value: Any, operation: str, *, allow_none: bool = False) -> float | None:
+    """
+    A positive, finite number of seconds from a number, a timedelta or a rendered template's string.
+
+    :raises SmartMCAValidationError: naming ``field``.
+    """
+    if value is None and allow_none:
+        return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    elif isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise SmartMCAValidationError(
+                field, f"must be a number of seconds, got {value!r}", operation=operation
+            ) from None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise SmartMCAValidationError(
-            field, f"must be a number of seconds or a timedelta, got {value!r}", operation=operation
+            field,
+            f"must be a positive, finite number of seconds or a timedelta, got {value!r}",
+            operation=operation,
         )
-    if value <= 0:
-        raise SmartMCAValidationError(field, f"must be positive, got {value!r}", operation=operation)
     return float(value)
 
 
-class SmartMCAExecutionOperator(ResumeMixin, BaseOperator):
+class SmartMCAExecutionOperator(BaseOperator):
     """
     Base of the operators that start one SmartMCA execution and (optionally) wait for it.
 
-    :param smartmca_conn_id: the Airflow connection to SmartMCA.
+    :param smartmca_conn_id: the Airflow connection to SmartMCA (templated).
     :param wait_for_completion: wait for the execution to end; the return value is then the final
-        execution, otherwise the 202 response.
+        execution, otherwise the POST's answer.
     :param deferrable: wait in the triggerer instead of on the worker. Defaults to
         ``[operators] default_deferrable``.
-    :param poll_interval: seconds (or a timedelta) between two polls; any positive value.
-    :param timeout: seconds (or a timedelta) to wait for the execution, or None for no limit. The
-        execution itself is left running when the wait times out.
+    :param poll_interval: seconds (or a timedelta) between two polls (templated).
+    :param timeout: seconds (or a timedelta) to wait for the execution, default 7 days; None waits
+        without limit (templated). The execution itself is not cancelled when the wait times out.
+    :param failure_statuses: statuses besides ``failed`` and ``cancelled`` that end the wait as a
+        failure, e.g. ``["paused"]``. Other unknown statuses are waited on until the timeout.
     :param on_retry: ``"reattach"`` (default): a retry looks at this task's previous execution
         first and only starts a new one when it failed or was cancelled. ``"retrigger"``: every
         try starts a fresh execution.
+    :param hook_params: hook settings for this task: ``timeout``, ``max_retries``,
+        ``retry_min_wait``, ``retry_max_wait``, ``retry_after_cap`` (override the connection's).
     """
 
-    template_fields: Sequence[str] = ()
+    template_fields: Sequence[str] = ("smartmca_conn_id", "poll_interval", "timeout")
     operator_extra_links = (SmartMCAExecutionLink(),)
     ui_color = "#e8f1fb"
 
@@ -137,44 +165,63 @@ class SmartMCAExecutionOperator(ResumeMixin, BaseOperator):
         smartmca_conn_id: str = "smartmca_default",
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
-        timeout: float | timedelta | None = None,
+        poll_interval: float | timedelta | str = DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta | str | None = DEFAULT_TIMEOUT,
+        failure_statuses: Collection[str] = (),
         on_retry: str = "reattach",
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        op = self.operation
         if not isinstance(smartmca_conn_id, str) or not smartmca_conn_id.strip():
-            raise SmartMCAValidationError(
-                "smartmca_conn_id", "must be a non-empty string", operation=self.operation
-            )
+            raise SmartMCAValidationError("smartmca_conn_id", "must be a non-empty string", operation=op)
         if on_retry not in ON_RETRY_CHOICES:
             raise SmartMCAValidationError(
-                "on_retry",
-                f"must be one of {', '.join(ON_RETRY_CHOICES)}, got {on_retry!r}",
-                operation=self.operation,
+                "on_retry", f"must be one of {', '.join(ON_RETRY_CHOICES)}, got {on_retry!r}", operation=op
+            )
+        if isinstance(failure_statuses, str) or not all(isinstance(s, str) and s for s in failure_statuses):
+            raise SmartMCAValidationError(
+                "failure_statuses", f"must be a list of status names, got {failure_statuses!r}", operation=op
+            )
+        unknown = set(hook_params or {}) - set(HOOK_PARAMS)
+        if unknown:
+            raise SmartMCAValidationError(
+                "hook_params",
+                f"unknown key(s) {sorted(unknown)}; known: {', '.join(HOOK_PARAMS)}",
+                operation=op,
             )
         self.smartmca_conn_id = smartmca_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = _seconds("poll_interval", poll_interval, self.operation)
-        self.timeout = None if timeout is None else _seconds("timeout", timeout, self.operation)
+        # Templated values are checked once rendered (check_rendered); static ones now, at parse time.
+        self.poll_interval: Any = (
+            poll_interval if is_templated(poll_interval) else seconds("poll_interval", poll_interval, op)
+        )
+        self.timeout: Any = (
+            timeout if is_templated(timeout) else seconds("timeout", timeout, op, allow_none=True)
+        )
+        self.failure_statuses = tuple(failure_statuses)
         self.on_retry = on_retry
+        self.hook_params = dict(hook_params or {})
         self._execution_id: str | None = None
 
     # --- what subclasses provide ------------------------------------------------------------
 
-    def validate_rendered(self) -> None:
-        """Validate the rendered (templated) arguments; raise :class:`SmartMCAValidationError`."""
+    def check_rendered(self) -> None:
+        """Check the rendered (templated) arguments; raise :class:`SmartMCAValidationError`."""
+        self.poll_interval = seconds("poll_interval", self.poll_interval, self.operation)
+        self.timeout = seconds("timeout", self.timeout, self.operation, allow_none=True)
 
     def before_start(self) -> None:
         """Checks that need the API but send nothing (e.g. the workflow's entity type)."""
 
-    def start_execution(self, context: Context) -> dict[str, Any]:
-        """Send the POST that starts the execution; return the response (with ``executionId``)."""
+    def start_execution(self, record: TaskStartRecord, on_intent: OnIntent) -> Accepted:
+        """Send the POST that starts the execution, through the hook (which makes it start-once)."""
         raise NotImplementedError
 
     def lookup_filters(self) -> dict[str, str] | None:
-        """``list_executions`` filters that find this task's executions (fallback before Airflow 3.3)."""
+        """``list_executions`` filters that find this task's executions (used before Airflow 3.3)."""
         return None
 
     # --- shared machinery -------------------------------------------------------------------
@@ -184,79 +231,152 @@ class SmartMCAExecutionOperator(ResumeMixin, BaseOperator):
         """The hook, created once per task (and so one pooled HTTP session)."""
         from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
-        return SmartMCAHook(self.smartmca_conn_id)
+        return SmartMCAHook(self.smartmca_conn_id, **self.hook_params)
 
     def execute(self, context: Context) -> Any:
         try:
             return self._execute(context)
         except _FINAL_ERRORS as exc:
-            # Bad input, a missing scope, a bad key: a task retry would fail the same way.
+            # Bad input, a missing scope, a bad key, an API that differs: a retry would fail the
+            # same way; an ambiguous start must not be retried at all.
             raise AirflowFailException(str(exc)) from exc
 
     def _execute(self, context: Context) -> Any:
-        self.validate_rendered()
-        previous = self._previous_execution(context) if self.on_retry == "reattach" else None
-        response: dict[str, Any] | None = None
-        if previous is not None:
-            verdict = classify_status(previous.get("status"))
-            execution_id = str(previous["executionId"])
-            if verdict is Verdict.FAILURE:
-                self.log.warning(
-                    "Previous SmartMCA execution %s of this task ended %s; starting a new one",
-                    execution_id,
-                    previous.get("status"),
-                )
-                previous = None
-            else:
-                self.log.info(
-                    "Reattaching to this task's previous SmartMCA execution %s (%s); nothing is sent again",
-                    execution_id,
-                    progress(previous),
-                )
-                self._record(context, execution_id, None)
-                if not self.wait_for_completion:
-                    return self._stored_response(context) or previous
-                if verdict is Verdict.SUCCESS:
-                    return final_result(previous)
-                return self._wait(context, execution_id)
-        self.before_start()
-        self._remember_posts(context)
-        response = self.start_execution(context)
-        new_id = self._execution_id_of(response)
-        if new_id is None:
-            self.log.info("The response carries no executionId; nothing to wait for")
-            return response
-        self.log.info("Started SmartMCA execution %s", new_id)
-        self._record(context, new_id, response)
-        if not self.wait_for_completion:
-            return response
-        return self._wait(context, new_id)
+        from airflow_provider_smartmca.hooks.start_once import TaskStartRecord, TaskStartStore
 
-    def _execution_id_of(self, response: Any) -> str | None:
-        if not isinstance(response, dict):
-            raise SmartMCAInvalidResponseError(
-                f"{self.operation}: the response is not an object: {response!r}"
+        self.check_rendered()
+        store = TaskStartStore(context.get("task_state_store"))
+        record = store.load()
+        if self.on_retry == "reattach":
+            previous = self._previous(context, store, record)
+            if isinstance(previous, dict):  # an action that was done and started nothing
+                self.log.info("This task's action was already done by an earlier try; nothing is sent again")
+                return previous
+            if previous is not None:
+                verdict = classify_status(previous.status, self.failure_statuses)
+                if verdict is Verdict.FAILURE:
+                    self.log.warning(
+                        "Previous SmartMCA execution %s of this task ended %s; starting a new one",
+                        previous.execution_id,
+                        previous.status,
+                    )
+                else:
+                    self.log.info(
+                        "Reattaching to this task's previous SmartMCA execution (%s); nothing is sent again",
+                        progress(previous),
+                    )
+                    self._publish(context, previous.execution_id)
+                    if not self.wait_for_completion:
+                        return record.response or previous.raw
+                    if verdict is Verdict.SUCCESS:
+                        return final_result(previous)
+                    return self._wait(previous.execution_id)
+        self.before_start()
+
+        def on_intent(intent: Any) -> None:
+            # A new POST supersedes the previous (failed) execution; None: it surely did nothing.
+            store.save(TaskStartRecord(intent=intent, workflow_id=record.workflow_id))
+
+        accepted = self.start_execution(record, on_intent)
+        store.save(
+            TaskStartRecord(
+                execution_id=accepted.execution_id,
+                workflow_id=accepted.workflow_id or record.workflow_id,
+                response=accepted.raw,
             )
-        execution_id = response.get("executionId")
-        if execution_id is None:
+        )
+        if accepted.execution_id is None:
+            self.log.info(
+                "SmartMCA answered %s without an executionId: done, nothing to wait for", self.operation
+            )
+            return accepted.raw
+        self.log.info(
+            "%s SmartMCA execution %s",
+            "Recovered" if accepted.recovered else "Started",
+            accepted.execution_id,
+        )
+        self._publish(context, accepted.execution_id)
+        if not self.wait_for_completion:
+            return accepted.raw
+        return self._wait(accepted.execution_id)
+
+    def _publish(self, context: Context, execution_id: str) -> None:
+        """Remember the id for on_kill and push it to XCom (the extra link reads it), before any waiting."""
+        self._execution_id = execution_id
+        context["ti"].xcom_push(key=XCOM_EXECUTION_ID, value=execution_id)
+
+    def _previous(
+        self, context: Context, store: TaskStartStore, record: TaskStartRecord
+    ) -> Execution | dict[str, Any] | None:
+        """
+        This task's previous execution, read fresh; the answer of an earlier action that started
+        none; or None. A POST whose try died in flight is resolved by the start-once lookup.
+        """
+        from airflow_provider_smartmca.hooks import start_once
+
+        hook = self.hook
+        if not store.durable:
+            return self._previous_by_lookup(context)
+        if record.intent is not None:
+            accepted = start_once.recover(
+                hook, record.intent, f"{self.operation}: an earlier try died while its request was in flight"
+            )
+            store.save(
+                start_once.TaskStartRecord(
+                    execution_id=accepted.execution_id,
+                    workflow_id=accepted.workflow_id,
+                    response=accepted.raw,
+                )
+            )
+            record = store.load()
+        if record.execution_id is None:
+            return record.response if record.response is not None else None
+        try:
+            return hook.patiently(hook.get_execution, record.execution_id)
+        except SmartMCANotFoundError:
+            self.log.warning(
+                "Recorded execution %s no longer exists; starting a new one", record.execution_id
+            )
             return None
-        if not isinstance(execution_id, str) or not execution_id:
-            raise SmartMCAInvalidResponseError(
-                f"{self.operation}: the response has a bad executionId: {response!r}"
+
+    def _previous_by_lookup(self, context: Context) -> Execution | None:
+        """Airflow < 3.3 (no task_state_store): the newest matching execution since the DAG run began."""
+        ti = context["ti"]
+        if (getattr(ti, "try_number", 1) or 1) <= 1:
+            return None
+        filters = self.lookup_filters()
+        dag_run = context.get("dag_run")
+        since = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
+        if filters is None or since is None:
+            self.log.warning(
+                "No task_state_store (Airflow < 3.3) and no way to find this task's previous execution; "
+                "a new one is started"
             )
-        return execution_id
+            return None
+        # The DAG run's start is on Airflow's clock; the server stamps startedAt on its own.
+        since -= timedelta(seconds=self.hook.settings.clock_skew)
+        found = self.hook.patiently(lambda: self.hook.find_executions_since(since, **filters))
+        if not found:
+            return None
+        self.log.info(
+            "Found %d execution(s) of %s since the DAG run began; using the newest", len(found), filters
+        )
+        return self.hook.patiently(self.hook.get_execution, found[0].execution_id)
 
     def _deadline(self) -> float | None:
         """The absolute end of the wait (epoch seconds), computed once, on the worker."""
-        return None if self.timeout is None else time.time() + self.timeout
+        return None if self.timeout is None else time.time() + float(self.timeout)
 
-    def _wait(self, context: Context, execution_id: str) -> dict[str, Any]:
+    def _wait(self, execution_id: str) -> dict[str, Any]:
         deadline = self._deadline()
         if not self.deferrable:
             execution = self.hook.wait_for_execution(
-                execution_id, poll_interval=self.poll_interval, deadline=deadline
+                execution_id,
+                poll_interval=float(self.poll_interval),
+                deadline=deadline,
+                failure_statuses=self.failure_statuses,
             )
-            return final_result(execution)
+            return final_result(execution, self.failure_statuses)
         try:
             execution = self.hook.get_execution(execution_id)
         except SmartMCAError as exc:
@@ -265,9 +385,9 @@ class SmartMCAExecutionOperator(ResumeMixin, BaseOperator):
             # The trigger rides out a storm without holding a worker; no need to check first.
             self.log.warning("First check of %s failed transiently (%s); deferring anyway", execution_id, exc)
         else:
-            if classify_status(execution.get("status")) in (Verdict.SUCCESS, Verdict.FAILURE):
+            if classify_status(execution.status, self.failure_statuses) in (Verdict.SUCCESS, Verdict.FAILURE):
                 self.log.info("SmartMCA %s: already ended, not deferring", progress(execution))
-                return final_result(execution)
+                return final_result(execution, self.failure_statuses)
             self.log.info("SmartMCA %s; deferring", progress(execution))
         from airflow_provider_smartmca.triggers.execution import ExecutionTrigger
 
@@ -275,8 +395,9 @@ class SmartMCAExecutionOperator(ResumeMixin, BaseOperator):
             trigger=ExecutionTrigger(
                 conn_id=self.smartmca_conn_id,
                 execution_id=execution_id,
-                poll_interval=self.poll_interval,
+                poll_interval=float(self.poll_interval),
                 deadline=deadline,
+                failure_statuses=self.failure_statuses,
             ),
             method_name="execute_complete",
             kwargs={"execution_id": execution_id},
@@ -293,21 +414,21 @@ class SmartMCAExecutionOperator(ResumeMixin, BaseOperator):
         message = event.get("message") or ""
         if status == EVENT_TIMEOUT:
             raise SmartMCAExecutionTimeoutError(
-                message or f"Timed out waiting for SmartMCA execution {execution_id}; it is left running.",
+                message or f"Timed out waiting for SmartMCA execution {execution_id}.",
                 execution_id=execution_id,
             )
         if status in (EVENT_SUCCESS, EVENT_FAILURE):
             # The result must not be lost to a passing API storm now that the execution ended.
             execution = self.hook.patiently(self.hook.get_execution, execution_id)
-            verdict = classify_status(execution.get("status"))
+            verdict = classify_status(execution.status, self.failure_statuses)
             expected = Verdict.SUCCESS if status == EVENT_SUCCESS else Verdict.FAILURE
             if verdict is expected:
-                return final_result(execution)
+                return final_result(execution, self.failure_statuses)
             raise SmartMCAExecutionError(
                 f"SmartMCA trigger reported {status} for execution {execution_id}, but it now reads "
-                f"{execution.get('status')!r}; failing closed. Trigger message: {message}",
+                f"{execution.status!r}; failing closed. Trigger message: {message}",
                 execution_id=execution_id,
-                execution_status=execution.get("status"),
+                execution_status=execution.status,
             )
         raise SmartMCAExecutionError(
             f"Waiting for SmartMCA execution {execution_id} failed: {message}", execution_id=execution_id

@@ -10,7 +10,8 @@ from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.operators.base import SmartMCAExecutionOperator, check_static_id
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow_provider_smartmca.client.contract import Accepted, Workflow
+    from airflow_provider_smartmca.hooks.start_once import OnIntent, TaskStartRecord
 
 
 class TriggerWorkflowOperator(SmartMCAExecutionOperator):
@@ -30,11 +31,16 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
     :param entity_id: the entity's id (templated; works with ``.partial().expand(entity_id=...)``).
 
     See :class:`~airflow_provider_smartmca.operators.base.SmartMCAExecutionOperator` for
-    ``smartmca_conn_id``, ``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``
-    and ``on_retry``.
+    ``smartmca_conn_id``, ``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``,
+    ``failure_statuses``, ``on_retry`` and ``hook_params``.
     """
 
-    template_fields: Sequence[str] = ("workflow_type", "entity_type", "entity_id")
+    template_fields: Sequence[str] = (
+        *SmartMCAExecutionOperator.template_fields,
+        "workflow_type",
+        "entity_type",
+        "entity_id",
+    )
     operation = "trigger_workflow"
 
     def __init__(self, *, workflow_type: str, entity_type: str, entity_id: str, **kwargs: Any) -> None:
@@ -45,29 +51,24 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
         for field in ("workflow_type", "entity_type", "entity_id"):
             check_static_id(field, getattr(self, field), self.operation)
 
-    def validate_rendered(self) -> None:
-        from airflow_provider_smartmca.client.protocol import validate_id
-
-        for field in ("workflow_type", "entity_type", "entity_id"):
-            validate_id(field, getattr(self, field), self.operation)
-
     @cached_property
-    def workflow(self) -> dict[str, Any]:
+    def workflow(self) -> Workflow:
         """The workflow definition, read once per task."""
         return self.hook.patiently(self.hook.get_workflow, self.workflow_type)
 
     def before_start(self) -> None:
-        expected = self.workflow.get("entityType")
-        if expected != self.entity_type:
+        if self.workflow.entity_type != self.entity_type:
             raise SmartMCAValidationError(
                 "entity_type",
                 f"is {self.entity_type!r} but workflow {self.workflow_type!r} runs on entity type "
-                f"{expected!r}; nothing was triggered",
+                f"{self.workflow.entity_type!r}; nothing was triggered",
                 operation=self.operation,
             )
 
-    def start_execution(self, context: Context) -> dict[str, Any]:
-        return self.hook.trigger_workflow(self.workflow_type, self.entity_type, self.entity_id)
+    def start_execution(self, record: TaskStartRecord, on_intent: OnIntent) -> Accepted:
+        return self.hook.trigger_workflow(
+            self.workflow_type, self.entity_type, self.entity_id, on_intent=on_intent
+        )
 
     def lookup_filters(self) -> dict[str, str] | None:
         return {

@@ -32,7 +32,12 @@ except ImportError:  # pragma: no cover - Airflow < 3.2
 
 from airflow_provider_smartmca.client import executions
 from airflow_provider_smartmca.client.executions import Verdict
-from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAExecutionError, is_transient
+from airflow_provider_smartmca.errors import (
+    SmartMCAError,
+    SmartMCAExecutionError,
+    SmartMCAValidationError,
+    is_transient,
+)
 from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
 if TYPE_CHECKING:
@@ -63,9 +68,11 @@ class ExecutionSensor(BaseSensorOperator):
     :param mode: ``poke`` or ``reschedule`` when not deferrable.
     :param soft_fail: skip instead of failing on timeout. An execution that failed, or an API
         answer of 401/403/404, fails the task in every mode, with or without ``soft_fail``.
+    :param failure_statuses: statuses besides ``failed`` and ``cancelled`` that fail the sensor,
+        e.g. ``["paused"]``; other unknown statuses are waited on until ``timeout``.
     """
 
-    template_fields: Sequence[str] = ("execution_id",)
+    template_fields: Sequence[str] = ("execution_id", "smartmca_conn_id")
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -74,9 +81,20 @@ class ExecutionSensor(BaseSensorOperator):
         execution_id: str,
         smartmca_conn_id: str = SmartMCAHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        failure_statuses: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_provider_smartmca.operators.base import check_static_id
+
+        check_static_id("execution_id", execution_id, "ExecutionSensor")
+        if isinstance(failure_statuses, str) or not all(isinstance(x, str) and x for x in failure_statuses):
+            raise SmartMCAValidationError(
+                "failure_statuses",
+                f"must be a list of status names, got {failure_statuses!r}",
+                operation="ExecutionSensor",
+            )
+        self.failure_statuses = tuple(failure_statuses)
         if deferrable and self.poke_interval <= 0:
             # Caught here, at DAG parse time, rather than when the task defers.
             raise ValueError(
@@ -93,6 +111,12 @@ class ExecutionSensor(BaseSensorOperator):
 
     def _check(self) -> dict[str, Any] | None:
         """Read the execution once: the completed execution, None to keep waiting, or raise."""
+        if self.execution_id in ("None", ""):
+            raise SmartMCAValidationError(
+                "execution_id",
+                f"rendered to {self.execution_id!r}: the template's upstream value (an XCom?) is missing",
+                operation="ExecutionSensor",
+            )
         try:
             execution = self.hook.get_execution(self.execution_id)
         except SmartMCAError as exc:
@@ -103,9 +127,11 @@ class ExecutionSensor(BaseSensorOperator):
                 return None
             raise
         # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
-        verdict = executions.ExecutionWatch(self.execution_id, self.log).seen(execution)
+        verdict = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses).seen(
+            execution
+        )
         if verdict in (Verdict.SUCCESS, Verdict.FAILURE):
-            return executions.final_result(execution)  # raises SmartMCAExecutionError on failure
+            return executions.final_result(execution, self.failure_statuses)  # raises on failure
         return None
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -134,6 +160,7 @@ class ExecutionSensor(BaseSensorOperator):
                 execution_id=self.execution_id,
                 poll_interval=self.poke_interval,
                 deadline=deadline,
+                failure_statuses=self.failure_statuses,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + _DEFER_TIMEOUT_GRACE),
@@ -153,7 +180,9 @@ class ExecutionSensor(BaseSensorOperator):
             )
         # The event carries only a small summary; re-read so the XCom is the same full
         # execution as in poke mode. final_result re-checks it (fail closed).
-        return executions.final_result(self.hook.patiently(self.hook.get_execution, self.execution_id))
+        return executions.final_result(
+            self.hook.patiently(self.hook.get_execution, self.execution_id), self.failure_statuses
+        )
 
     def _timed_out(self, message: str) -> None:
         if self.soft_fail:

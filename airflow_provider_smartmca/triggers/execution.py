@@ -25,7 +25,7 @@ import math
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
@@ -34,7 +34,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_smartmca.client import executions, protocol
 from airflow_provider_smartmca.client.executions import Verdict
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
-from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAValidationError, is_transient
+from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, SmartMCAValidationError
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
@@ -107,7 +107,12 @@ class ExecutionTrigger(BaseTrigger):
     :param poll_interval: seconds between polls (> 0), jittered by ±10 %.
     :param deadline: absolute epoch seconds after which a ``timeout`` event fires, or None.
         Computed on the worker so a triggerer restart does not restart the clock.
+    :param failure_statuses: statuses besides failed/cancelled that end the wait as a failure.
+    :param version: the kwargs' version (:attr:`KWARGS_VERSION`); set by ``serialize``.
     """
+
+    #: Version of the serialized kwargs; kwargs of another version are refused loudly.
+    KWARGS_VERSION = 1
 
     def __init__(
         self,
@@ -115,18 +120,29 @@ class ExecutionTrigger(BaseTrigger):
         execution_id: str,
         poll_interval: float = 30.0,
         deadline: float | None = None,
+        failure_statuses: Sequence[str] = (),
+        version: int = KWARGS_VERSION,
     ) -> None:
         super().__init__()
         # Validated here, at construction on the worker, so a bad argument fails the task with
         # a clear message instead of failing later inside the shared triggerer.
+        if version != self.KWARGS_VERSION:
+            raise SmartMCAValidationError(
+                "version", f"trigger kwargs of version {version!r} are not understood", operation=_OP
+            )
         if not isinstance(conn_id, str) or not conn_id.strip():
             raise SmartMCAValidationError(
                 "conn_id", f"must be a non-empty string, got {conn_id!r}", operation=_OP
+            )
+        if isinstance(failure_statuses, str) or not all(isinstance(x, str) for x in failure_statuses):
+            raise SmartMCAValidationError(
+                "failure_statuses", f"must be a list of strings, got {failure_statuses!r}", operation=_OP
             )
         self.conn_id = conn_id
         self.execution_id = protocol.validate_id("execution_id", execution_id, _OP)
         self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
         self.deadline = None if deadline is None else _check_number("deadline", deadline, positive=False)
+        self.failure_statuses = tuple(failure_statuses)
         # Trigger kwargs are stored as JSON in the metadata DB; fail now on anything else.
         try:
             json.dumps(self.serialize()[1], allow_nan=False)
@@ -142,6 +158,8 @@ class ExecutionTrigger(BaseTrigger):
                 "execution_id": self.execution_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "failure_statuses": list(self.failure_statuses),
+                "version": self.KWARGS_VERSION,
             },
         )
 
@@ -177,26 +195,37 @@ class ExecutionTrigger(BaseTrigger):
         if self.deadline is not None and time.time() >= self.deadline:
             yield self._timeout_event()
             return
-        try:
-            settings = await self._settings()
-        except AirflowException as exc:
-            # A missing connection (AirflowNotFoundException) or an unusable one (SmartMCAConfigError):
-            # final, so report it as an event. Anything else is a bug and propagates with its traceback.
-            yield self._event(
-                executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
-            )
-            return
-        # Imported here so that importing this module (e.g. from a DAG file via the sensor)
-        # never imports aiohttp.
-        from airflow_provider_smartmca.client.aio import shared_session
+        watch = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
+        for attempt in (1, 2):
+            try:
+                settings = await self._settings()
+            except AirflowException as exc:
+                # A missing connection (AirflowNotFoundException) or an unusable one (SmartMCAConfigError):
+                # final, so report it as an event. Anything else is a bug and propagates with its traceback.
+                yield self._event(
+                    executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
+                )
+                return
+            # Imported here so that importing this module (e.g. from a DAG file via the sensor)
+            # never imports aiohttp.
+            from airflow_provider_smartmca.client.aio import shared_session
 
-        # ``async with`` returns the session to the shared pool on every exit: event, error,
-        # or CancelledError (triggerer shutdown, trigger moved). The session is closed by its
-        # last user. CancelledError is never caught here, so it propagates untouched, and
-        # nothing is sent to SmartMCA on the way out: the execution is left alone.
-        async with shared_session(settings, pool_limit=POOL_LIMIT) as client:
-            event = await self._poll(client, settings)
-        yield event
+            # ``async with`` returns the session to the shared pool on every exit: event, error,
+            # or CancelledError (triggerer shutdown, trigger moved). The session is closed by its
+            # last user. CancelledError is never caught here, so it propagates untouched, and
+            # nothing is sent to SmartMCA on the way out: the execution is left alone.
+            try:
+                async with shared_session(settings, pool_limit=POOL_LIMIT) as client:
+                    event = await self._poll(client, settings, watch)
+            except SmartMCAAuthError as exc:
+                if attempt == 2:
+                    event = self._event(executions.EVENT_ERROR, str(exc), watch.last)
+                else:
+                    # A rotated key: read the connection again, once.
+                    self.log.warning("SmartMCA answered 401; reading connection %r again", self.conn_id)
+                    continue
+            yield event
+            return
 
     async def cleanup(self) -> None:
         """Do nothing on purpose.
@@ -206,9 +235,10 @@ class ExecutionTrigger(BaseTrigger):
         The shared HTTP session is released by ``run()``'s ``async with``.
         """
 
-    async def _poll(self, client: AsyncClient, settings: ClientSettings) -> TriggerEvent:
-        # Progress logging, unknown-status warnings and backoff are the worker's too (ExecutionWatch).
-        watch = executions.ExecutionWatch(self.execution_id, self.log)
+    async def _poll(
+        self, client: AsyncClient, settings: ClientSettings, watch: executions.ExecutionWatch
+    ) -> TriggerEvent:
+        """Poll until the execution ends or the deadline passes. A 401 propagates (see ``run``)."""
         # The request is the same for every poll: built (validated, headers made) once per run.
         request = protocol.build_request(
             settings, "get_execution", path_params={"execution_id": self.execution_id}
@@ -228,19 +258,24 @@ class ExecutionTrigger(BaseTrigger):
                 # One attempt per poll (no tenacity): this loop is the retry policy, so a poll
                 # never blocks for a whole retry cycle and the deadline stays honoured.
                 execution = protocol.parse_response(request, await client.send(request), settings)
+            except SmartMCAAuthError:
+                raise
             except SmartMCAError as exc:
-                if not is_transient(exc):
-                    # 401/403/404, bad request, TLS/config errors: final, report them.
+                try:
+                    wait = watch.failed(exc, settings, wait)
+                except SmartMCAError:
+                    # 403/404, bad request, TLS/config errors, a contract that differs: final.
                     return self._event(executions.EVENT_ERROR, str(exc), watch.last)
-                wait = watch.failed(exc, settings, wait)
                 continue
             verdict = watch.seen(execution)
             if verdict is Verdict.SUCCESS:
                 return self._event(
-                    executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", execution
+                    executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", watch.last
                 )
             if verdict is Verdict.FAILURE:
-                return self._event(executions.EVENT_FAILURE, executions.failure_message(execution), execution)
+                return self._event(
+                    executions.EVENT_FAILURE, executions.failure_message(execution), watch.last
+                )
             # Drop this poll's objects before sleeping. Kept alive for a whole interval they
             # would be promoted to the oldest GC generation, and every full collection walks
             # Airflow's ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).

@@ -18,17 +18,17 @@ from airflow_provider_smartmca.hooks import SmartMCAHook
 
 def test_list_workflows_with_filters(hook):
     everything = hook.list_workflows()
-    assert everything["total"] == len(everything["data"]) >= 3
+    assert everything.total == len(everything.items) >= 3
     deals = hook.list_workflows(entity_type="deal")
-    assert deals["data"] and {w["entityType"] for w in deals["data"]} == {"deal"}
+    assert deals.items and {w.entity_type for w in deals.items} == {"deal"}
     onboarding = hook.list_workflows(category="onboarding")
-    assert {w["category"] for w in onboarding["data"]} == {"onboarding"}
+    assert {w.raw["category"] for w in onboarding.items} == {"onboarding"}
 
 
 def test_get_workflow_and_not_found(hook):
     wf = hook.get_workflow("wf_deal_onboarding")
-    assert wf["id"] == "wf_deal_onboarding"
-    assert wf["entityType"] == "deal" and wf["nodeCount"] == 8
+    assert wf.id == "wf_deal_onboarding"
+    assert wf.entity_type == "deal" and wf.raw["nodeCount"] == 8
     with pytest.raises(
         SmartMCANotFoundError, match=r"get_workflow: GET /api/public/v1/workflows/wf_nope .*404"
     ):
@@ -37,12 +37,12 @@ def test_get_workflow_and_not_found(hook):
 
 def test_trigger_then_get_execution_until_completed(hook, smartmca_emulator):
     started = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_456")
-    assert started["executionId"].startswith("exec_")
-    assert started["status"] == "pending"
-    assert started["workflowName"] == "Deal Onboarding"
-    final = hook.wait_for_execution(started["executionId"], poll_interval=0.05, deadline=time.time() + 20)
-    assert final["status"] == "completed"
-    assert len(final["nodes"]) == final["nodeCount"] == 8
+    assert started.execution_id.startswith("exec_")
+    assert started.raw["status"] == "pending"
+    assert started.raw["workflowName"] == "Deal Onboarding"
+    final = hook.wait_for_execution(started.execution_id, poll_interval=0.05, deadline=time.time() + 20)
+    assert final.status == "completed"
+    assert len(final.nodes) == final.node_count == 8
     assert smartmca_emulator.executions_created("wf_deal_onboarding", "deal_456") == 1
 
 
@@ -55,18 +55,19 @@ def test_trigger_entity_type_mismatch_names_both(hook, smartmca_emulator):
 
 
 def test_list_executions_pages_and_iter(hook):
-    ids = {hook.trigger_workflow("wf_merchant_kyc", "merchant", f"m_{i}")["executionId"] for i in range(7)}
+    ids = {hook.trigger_workflow("wf_merchant_kyc", "merchant", f"m_{i}").execution_id for i in range(7)}
     page1 = hook.list_executions(workflow_type="wf_merchant_kyc", limit=3, page=1)
-    assert page1["total"] == 7 and len(page1["data"]) == 3
+    assert page1.total == 7 and len(page1.items) == 3
+    assert page1.server_time is not None
     page3 = hook.list_executions(workflow_type="wf_merchant_kyc", limit=3, page=3)
-    assert len(page3["data"]) == 1
-    walked = [e["executionId"] for e in hook.iter_executions(workflow_type="wf_merchant_kyc", limit=3)]
+    assert len(page3.items) == 1
+    walked = [e.execution_id for e in hook.iter_executions(workflow_type="wf_merchant_kyc", limit=3)]
     assert len(walked) == 7 and set(walked) == ids
-    ascending = hook.list_executions(workflow_type="wf_merchant_kyc", limit=100, sort_order="asc")["data"]
-    starts = [e["startedAt"] for e in ascending]
+    ascending = hook.list_executions(workflow_type="wf_merchant_kyc", limit=100, sort_order="asc").items
+    starts = [e.raw["startedAt"] for e in ascending]
     assert starts == sorted(starts)
     one = hook.list_executions(entity_id="m_3")
-    assert [e["entityId"] for e in one["data"]] == ["m_3"]
+    assert [e.entity_id for e in one.items] == ["m_3"]
 
 
 def test_iter_executions_is_lazy(hook, smartmca_emulator):
@@ -88,10 +89,10 @@ def test_iter_executions_is_lazy(hook, smartmca_emulator):
     ],
 )
 def test_application_actions(hook, smartmca_emulator, method, body, action):
-    result = getattr(hook, method)("app_123", **body)
-    assert result["executionId"].startswith("exec_")
-    assert result["applicationId"] == "app_123"
-    assert result["action"] == action
+    result = getattr(hook, method)("app_123", body)
+    assert result.execution_id.startswith("exec_")
+    assert result.raw["applicationId"] == "app_123"
+    assert result.raw["action"] == action
     [execution] = smartmca_emulator.executions(entity_id="app_123")
     assert execution["entityType"] == "application"
 
@@ -119,7 +120,7 @@ def test_declared_scopes_fail_before_any_request(make_hook, smartmca_emulator):
     hook = make_hook(key="smca_test_read", extra={"scopes": "workflows:read"})
     before = len(smartmca_emulator.requests)
     with pytest.raises(SmartMCAScopeError, match=r"assign_underwriter needs scope 'underwriting:trigger'"):
-        hook.assign_underwriter("app_1", underwriterId="u1")
+        hook.assign_underwriter("app_1", {"underwriterId": "u1"})
     assert len(smartmca_emulator.requests) == before
 
 

@@ -22,11 +22,11 @@ def _every_call(hook, started):
     yield lambda: hook.trigger_workflow("wf_deal_onboarding", "merchant", "leak_2")
     yield lambda: hook.list_executions(entity_id="leak_1")
     yield lambda: list(hook.iter_executions(entity_id="leak_1"))
-    yield lambda: hook.get_execution(started["executionId"])
+    yield lambda: hook.get_execution(started.execution_id)
     yield lambda: hook.get_execution("exec_missing")
-    yield lambda: hook.change_application_status("app_leak", status="approved")
+    yield lambda: hook.change_application_status("app_leak", {"status": "approved"})
     yield lambda: hook.advance_application_stage("app_leak")
-    yield lambda: hook.assign_underwriter("app_leak", underwriterId="uw_1")
+    yield lambda: hook.assign_underwriter("app_leak", {"underwriterId": "uw_1"})
     yield lambda: hook.get_execution("../etc")
     yield hook.test_connection
 

@@ -18,7 +18,7 @@ from airflow_provider_smartmca.errors import (
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_get_retried_on_5xx(hook, smartmca_emulator, status):
     smartmca_emulator.add_fault("status", route="get_workflow", status=status, count=2)
-    assert hook.get_workflow("wf_deal_onboarding")["id"] == "wf_deal_onboarding"
+    assert hook.get_workflow("wf_deal_onboarding").id == "wf_deal_onboarding"
     assert smartmca_emulator.count(route="get_workflow") == 3
 
 
@@ -44,7 +44,7 @@ def test_429_honours_retry_after(make_hook, smartmca_emulator):
     import time
 
     start = time.monotonic()
-    assert hook.get_workflow("wf_deal_onboarding")["id"]
+    assert hook.get_workflow("wf_deal_onboarding").id
     assert time.monotonic() - start >= 0.9
 
 
@@ -59,12 +59,12 @@ def test_retry_after_is_capped(make_hook, smartmca_emulator):
 def test_get_retried_after_dropped_connection(hook, smartmca_emulator):
     smartmca_emulator.add_fault("drop_before", route="get_execution", count=1)
     started = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_drop")
-    assert hook.get_execution(started["executionId"])["executionId"] == started["executionId"]
+    assert hook.get_execution(started.execution_id).execution_id == started.execution_id
 
 
 def test_post_retried_on_429(hook, smartmca_emulator):
     smartmca_emulator.add_fault("status", route="trigger", status=429, retry_after=0, count=2)
-    assert hook.trigger_workflow("wf_deal_onboarding", "deal", "d_429")["executionId"]
+    assert hook.trigger_workflow("wf_deal_onboarding", "deal", "d_429").execution_id
     assert smartmca_emulator.executions_created(entity_id="d_429") == 1
 
 
@@ -92,7 +92,7 @@ def test_post_5xx_is_not_resent_but_found(hook, smartmca_emulator):
     """The 5xx happens after the server acted (an HTML 502 from a proxy): the lookup finds the execution."""
     smartmca_emulator.add_fault("drop_after", route="trigger", count=1)
     result = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_amb")
-    assert result["executionId"].startswith("exec_") and result["recovered"] is True
+    assert result.execution_id.startswith("exec_") and result.recovered is True
     assert smartmca_emulator.executions_created(entity_id="d_amb") == 1
     assert smartmca_emulator.count(route="trigger") == 1
 
@@ -102,7 +102,7 @@ def test_post_5xx_before_acting_raises_ambiguous(hook, smartmca_emulator):
     with pytest.raises(SmartMCAAmbiguousTriggerError) as err:
         hook.trigger_workflow("wf_deal_onboarding", "deal", "d_503")
     assert err.value.candidates == []
-    assert "may or may not have started" in str(err.value) and "503" in str(err.value)
+    assert "may or may not have taken effect" in str(err.value) and "503" in str(err.value)
     assert smartmca_emulator.count(route="trigger") == 1
     assert smartmca_emulator.executions_created(entity_id="d_503") == 0
 
@@ -111,16 +111,24 @@ def test_earlier_executions_do_not_count_as_the_lost_one(hook, smartmca_emulator
     first = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_twice")
     smartmca_emulator.add_fault("drop_after", route="trigger", count=1)
     second = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_twice")
-    assert second["recovered"] is True and second["executionId"] != first["executionId"]
+    assert second.recovered is True and second.execution_id != first.execution_id
     assert smartmca_emulator.executions_created(entity_id="d_twice") == 2
 
 
-def test_application_action_lost_response_found(hook, smartmca_emulator):
-    hook.change_application_status("app_9", status="in_review")
+def test_application_action_lost_response_found_when_its_workflow_is_known(hook, smartmca_emulator):
+    workflow = hook.change_application_status("app_9", {"status": "in_review"}).workflow_id
     smartmca_emulator.add_fault("drop_after", route="advance_stage", count=1)
-    found = hook.advance_application_stage("app_9")
-    assert found["recovered"] is True
+    found = hook.advance_application_stage("app_9", workflow_type="wf_app_advance_stage")
+    assert found.recovered is True and found.workflow_id != workflow
     assert len(smartmca_emulator.executions(entity_id="app_9")) == 2
+
+
+def test_application_action_lost_response_is_ambiguous_when_its_workflow_is_unknown(hook, smartmca_emulator):
+    """Another client may act on the same application: a new execution there proves nothing."""
+    smartmca_emulator.add_fault("drop_after", route="advance_stage", count=1)
+    with pytest.raises(SmartMCAAmbiguousTriggerError, match="workflow this action starts is not known"):
+        hook.advance_application_stage("app_10")
+    assert smartmca_emulator.count(route="advance_stage") == 1
 
 
 @pytest.mark.parametrize("kind", ["malformed_json", "html_error"])
@@ -137,7 +145,7 @@ def test_patiently_rides_out_a_storm_that_outlasts_the_retries(make_hook, smartm
     smartmca_emulator.add_fault("status", route="get_workflow", status=503, count=6)
     with pytest.raises(SmartMCAServerError):
         hook.get_workflow("wf_deal_onboarding")  # 2 attempts, both 503
-    assert hook.patiently(hook.get_workflow, "wf_deal_onboarding")["id"] == "wf_deal_onboarding"
+    assert hook.patiently(hook.get_workflow, "wf_deal_onboarding").id == "wf_deal_onboarding"
     assert smartmca_emulator.count(route="get_workflow") == 7
 
 

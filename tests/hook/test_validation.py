@@ -80,10 +80,20 @@ def test_bad_list_arguments(hook, smartmca_emulator, kwargs, field):
     assert smartmca_emulator.requests == []
 
 
-def test_non_json_body_refused(hook, smartmca_emulator):
-    with pytest.raises(SmartMCAValidationError, match="body"):
-        hook.change_application_status("app_1", status="ok", when=object())
+@pytest.mark.parametrize(
+    "payload",
+    [{"status": "ok", "when": object()}, {"score": float("nan")}, {"score": float("inf")}, ["not", "a", "dict"]],
+)
+def test_non_json_body_refused(hook, smartmca_emulator, payload):
+    with pytest.raises(SmartMCAValidationError, match="payload"):
+        hook.change_application_status("app_1", payload)
     assert smartmca_emulator.requests == []
+
+
+def test_payload_keys_never_collide_with_hook_parameters(hook, smartmca_emulator):
+    """A body may hold any key, even one named like a hook parameter."""
+    result = hook.change_application_status("app_1", {"status": "ok", "application_id": "x", "self": 1})
+    assert result.execution_id and smartmca_emulator.count(route="change_status") == 1
 
 
 @settings(max_examples=300, deadline=None)

@@ -66,6 +66,6 @@ def start_execution(workflow: str, entity_type: str = "deal") -> str:
 
     hook = SmartMCAHook("smartmca_default")
     try:
-        return hook.trigger_workflow(workflow, entity_type, f"ent_{workflow}")["executionId"]
+        return hook.trigger_workflow(workflow, entity_type, f"ent_{workflow}").execution_id
     finally:
         hook.close()

@@ -1,0 +1,386 @@
+"""The response contract: every field the provider reads from a SmartMCA response, in one place.
+
+The public reference fixes the trigger's 202 body and the workflow shapes; it leaves the rest
+open (Get Execution's fields, List Executions' envelope and items, the application endpoints'
+answers). Each field below says which: ``REFERENCE`` or ``ASSUMED``. ``smartmca-check`` probes a
+real tenant against this table, and adapting to the real API, once it is known, is a change to
+this file only.
+
+A 2xx whose body is JSON of the wrong shape (a missing required field, a wrong type, a non-object
+where an object belongs) raises :class:`~airflow_provider_smartmca.errors.SmartMCAContractError`,
+naming the endpoint and the field and listing the keys that *were* present (never their values).
+Everything else in the provider reads the typed objects built here, never raw dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from airflow_provider_smartmca.errors import SmartMCAContractError
+
+REFERENCE = "reference"
+ASSUMED = "assumed"
+
+STRING, INTEGER, TIMESTAMP, LIST, OBJECT, NODE_ERROR = (
+    "string",
+    "integer",
+    "timestamp",
+    "list",
+    "object",
+    "node error",
+)
+
+
+@dataclass(frozen=True)
+class Field:
+    """
+    One field the provider reads.
+
+    :param name: the JSON key.
+    :param kind: what it must be: string, integer, timestamp (ISO 8601 string), list or object.
+    :param required: whether a response without it (or with null) breaks the contract.
+    :param source: ``reference`` when the public reference shows it, else ``assumed``.
+    """
+
+    name: str
+    kind: str
+    required: bool
+    source: str
+
+
+#: Every field read, per response shape. ``docs/api-contract.md`` and ``smartmca-check`` follow it.
+SHAPES: dict[str, tuple[Field, ...]] = {
+    "workflow": (
+        Field("id", STRING, True, REFERENCE),
+        Field("entityType", STRING, True, REFERENCE),
+        Field("name", STRING, False, REFERENCE),
+    ),
+    "list envelope": (
+        Field("data", LIST, True, REFERENCE),  # the reference shows it for List Workflows only
+        Field("total", INTEGER, False, REFERENCE),
+    ),
+    "trigger response": (
+        Field("executionId", STRING, True, REFERENCE),
+        Field("workflowId", STRING, False, REFERENCE),
+        Field("status", STRING, False, REFERENCE),
+    ),
+    "action response": (
+        Field("executionId", STRING, False, ASSUMED),
+        Field("workflowId", STRING, False, ASSUMED),
+    ),
+    "execution": (
+        Field("executionId", STRING, True, ASSUMED),
+        Field("status", STRING, True, ASSUMED),
+        Field("workflowId", STRING, False, ASSUMED),
+        Field("workflowName", STRING, False, ASSUMED),
+        Field("entityType", STRING, False, ASSUMED),
+        Field("entityId", STRING, False, ASSUMED),
+        Field("startedAt", TIMESTAMP, False, ASSUMED),
+        Field("completedAt", TIMESTAMP, False, ASSUMED),
+        Field("nodeCount", INTEGER, False, ASSUMED),
+        Field("currentNode", STRING, False, ASSUMED),
+        Field("nodes", LIST, False, ASSUMED),
+    ),
+    "node": (
+        Field("name", STRING, False, ASSUMED),
+        Field("id", STRING, False, ASSUMED),
+        Field("status", STRING, False, ASSUMED),
+        Field("error", NODE_ERROR, False, ASSUMED),
+    ),
+}
+
+#: Statuses the reference lists (List Executions' ``status`` filter); only ``completed`` is success.
+EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+ACTIVE_STATUSES = frozenset({"pending", "running"})
+FAILED_STATUSES = frozenset({"failed", "cancelled"})
+SUCCESS_STATUS = "completed"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse an ISO 8601 timestamp (``Z`` allowed) into an aware datetime; naive means UTC.
+
+    :raises ValueError: the text is not ISO 8601.
+    """
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def server_time(headers: Mapping[str, str]) -> datetime | None:
+    """The server's clock from the response's ``Date`` header (RFC 9110), or None when absent or bad."""
+    value = headers.get("date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+class _Reader:
+    """Reads one JSON object against a shape, failing with the endpoint, the field path and the keys seen."""
+
+    def __init__(self, endpoint: str, shape: str, data: Any, where: str = "") -> None:
+        self.endpoint, self.where = endpoint, where
+        if not isinstance(data, dict):
+            raise SmartMCAContractError(
+                f"{endpoint}: expected a JSON object{' at ' + where if where else ''} ({shape}), "
+                f"got {_kind_of(data)}",
+                endpoint=endpoint,
+                field=where or "(body)",
+                present_keys=(),
+            )
+        self.data = data
+        self.fields = {f.name: f for f in SHAPES[shape]}
+
+    def fail(self, name: str, problem: str) -> SmartMCAContractError:
+        path = f"{self.where}.{name}" if self.where else name
+        keys = sorted(str(k) for k in self.data)[:30]
+        return SmartMCAContractError(
+            f"{self.endpoint}: response field {path!r} {problem}; keys present: {', '.join(keys) or '(none)'}",
+            endpoint=self.endpoint,
+            field=path,
+            present_keys=tuple(keys),
+        )
+
+    def get(self, name: str) -> Any:
+        spec = self.fields[name]
+        value = self.data.get(name)
+        if value is None:
+            if spec.required:
+                raise self.fail(name, "is missing")
+            return None
+        kind = spec.kind
+        if kind == STRING and not (isinstance(value, str) and value):
+            raise self.fail(name, f"must be a non-empty string, got {_kind_of(value)}")
+        if kind == INTEGER and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self.fail(name, f"must be an integer, got {_kind_of(value)}")
+        if kind == LIST and not isinstance(value, list):
+            raise self.fail(name, f"must be a list, got {_kind_of(value)}")
+        if kind == NODE_ERROR and not isinstance(value, (str, dict)):
+            raise self.fail(name, f"must be a string or an object, got {_kind_of(value)}")
+        if kind == TIMESTAMP:
+            if not isinstance(value, str):
+                raise self.fail(name, f"must be an ISO 8601 timestamp string, got {_kind_of(value)}")
+            try:
+                return parse_timestamp(value)
+            except ValueError:
+                raise self.fail(name, "is not an ISO 8601 timestamp") from None
+        return value
+
+
+def _kind_of(value: Any) -> str:
+    """A value's JSON type, never the value itself (it may hold anything, the key included)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number" if not isinstance(value, float) or math.isfinite(value) else "a non-finite number"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# --- typed objects ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of an execution: its name, status and error text (empty when none)."""
+
+    name: str
+    status: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class Execution:
+    """
+    An execution, from Get Execution or one List Executions item.
+
+    :param raw: the JSON object as received (the value operators return and push to XCom).
+    """
+
+    execution_id: str
+    status: str
+    workflow_id: str | None = None
+    workflow_name: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    node_count: int | None = None
+    current_node: str | None = None
+    nodes: tuple[Node, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ExecutionPage:
+    """
+    One page of List Executions.
+
+    :param server_time: the server's clock when it answered (``Date`` header), or None.
+    """
+
+    items: tuple[Execution, ...]
+    total: int | None
+    server_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow definition. ``raw`` is the JSON object as received."""
+
+    id: str
+    entity_type: str
+    name: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class WorkflowList:
+    """List Workflows: the definitions and the reported total."""
+
+    items: tuple[Workflow, ...]
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """
+    The answer to a POST: a trigger's 202, or an application action's 2xx.
+
+    :param execution_id: the execution it started, or None when an action started none (then there
+        is nothing to wait for).
+    :param raw: the JSON object as received (``{}`` for an empty body).
+    :param recovered: the answer was lost and the execution found by the start-once lookup
+        (then ``raw`` is that execution, as listed).
+    """
+
+    execution_id: str | None
+    workflow_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    recovered: bool = False
+
+
+# --- parsers ------------------------------------------------------------------------------------
+
+
+def _node_error(error: Any) -> str:
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        if code and message:
+            return f"{code}: {message}"
+        return str(message or code or "")
+    return str(error or "")
+
+
+def _node(endpoint: str, data: Any, where: str) -> Node:
+    r = _Reader(endpoint, "node", data, where)
+    return Node(
+        name=str(r.get("name") or r.get("id") or "?"),
+        status=r.get("status"),
+        error=_node_error(r.get("error")),
+    )
+
+
+def parse_execution(endpoint: str, data: Any, where: str = "") -> Execution:
+    """Parse an execution object (Get Execution's body, or a List Executions item at ``where``)."""
+    r = _Reader(endpoint, "execution", data, where)
+    nodes_where = f"{where}.nodes" if where else "nodes"
+    return Execution(
+        execution_id=r.get("executionId"),
+        status=r.get("status"),
+        workflow_id=r.get("workflowId"),
+        workflow_name=r.get("workflowName"),
+        entity_type=r.get("entityType"),
+        entity_id=r.get("entityId"),
+        started_at=r.get("startedAt"),
+        completed_at=r.get("completedAt"),
+        node_count=r.get("nodeCount"),
+        current_node=r.get("currentNode"),
+        nodes=tuple(_node(endpoint, n, f"{nodes_where}[{i}]") for i, n in enumerate(r.get("nodes") or ())),
+        raw=data,
+    )
+
+
+def _envelope(endpoint: str, data: Any) -> tuple[list[Any], int | None]:
+    r = _Reader(endpoint, "list envelope", data)
+    return r.get("data"), r.get("total")
+
+
+def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -> ExecutionPage:
+    """Parse a List Executions page; the server's clock comes from the ``Date`` header."""
+    items, total = _envelope(endpoint, data)
+    return ExecutionPage(
+        items=tuple(parse_execution(endpoint, item, f"data[{i}]") for i, item in enumerate(items)),
+        total=total,
+        server_time=server_time(headers),
+    )
+
+
+def parse_workflow(endpoint: str, data: Any, where: str = "") -> Workflow:
+    """Parse a workflow definition."""
+    r = _Reader(endpoint, "workflow", data, where)
+    return Workflow(id=r.get("id"), entity_type=r.get("entityType"), name=r.get("name"), raw=data)
+
+
+def parse_workflow_list(endpoint: str, data: Any) -> WorkflowList:
+    """Parse List Workflows."""
+    items, total = _envelope(endpoint, data)
+    return WorkflowList(
+        items=tuple(parse_workflow(endpoint, item, f"data[{i}]") for i, item in enumerate(items)), total=total
+    )
+
+
+def parse_trigger_response(endpoint: str, data: Any) -> Accepted:
+    """Parse the trigger's 202 (reference). Without ``executionId`` it breaks the contract."""
+    r = _Reader(endpoint, "trigger response", data)
+    return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
+
+
+def parse_action_response(endpoint: str, data: Any) -> Accepted:
+    """
+    Parse an application action's 2xx (assumed). An empty body, or one without ``executionId``,
+    means the action was done and started nothing to wait for.
+    """
+    if data is None:
+        return Accepted(execution_id=None, raw={})
+    r = _Reader(endpoint, "action response", data)
+    return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
+
+
+_ACTIONS = frozenset({"change_application_status", "advance_application_stage", "assign_underwriter"})
+
+
+def parse(endpoint: str, data: Any, headers: Mapping[str, str]) -> Any:
+    """
+    Parse the decoded JSON of endpoint ``endpoint``'s 2xx response (None for an empty body).
+
+    :return: :class:`WorkflowList`, :class:`Workflow`, :class:`Accepted`, :class:`ExecutionPage`
+        or :class:`Execution`, by endpoint.
+    """
+    if endpoint == "list_executions":
+        return parse_execution_page(endpoint, data, headers)
+    if endpoint == "get_execution":
+        return parse_execution(endpoint, data)
+    if endpoint == "trigger_workflow":
+        return parse_trigger_response(endpoint, data)
+    if endpoint in _ACTIONS:
+        return parse_action_response(endpoint, data)
+    if endpoint == "get_workflow":
+        return parse_workflow(endpoint, data)
+    if endpoint == "list_workflows":
+        return parse_workflow_list(endpoint, data)
+    raise KeyError(f"no contract for endpoint {endpoint!r}")  # a programming error, not a response

@@ -1,0 +1,349 @@
+"""Start once: a POST that starts an execution is sent at most once, and a lost answer is recovered
+only when the server's own history proves which execution the POST started.
+
+The rules, in one place:
+
+1. **Before the POST**, list the entity's executions (the *snapshot*) and note the server's clock
+   from the ``Date`` header. The snapshot and the POST's shape form a :class:`StartIntent`, given to
+   ``on_intent`` just before sending, so an operator can store it durably: a retry after a worker
+   died mid-POST resolves the intent instead of sending again.
+2. **The POST is re-sent only when the server surely never received it**: connect refused,
+   connect timeout, or a 429 (the client's retry policy, :func:`~.protocol.should_retry`).
+3. **Any other unknown outcome** (a 5xx, a read timeout, a dropped or unreadable answer, a 202
+   without ``executionId``) is looked up, never re-sent. An execution is adopted only when it is
+   of the right workflow and not in the snapshot, and there is exactly one such. Executions are
+   told apart by the snapshot's ids, never by the worker's clock; the only time window is on the
+   server's clock (snapshot ``Date`` less ``clock_skew``), to bound the walk.
+4. **List pages are walked without trusting the server's order**, up to :data:`MAX_PAGES`; the
+   walk stops early only while the pages really are newest first. Hitting the cap is ambiguous.
+5. **Anything else is ambiguous** (:class:`~airflow_provider_smartmca.errors.SmartMCAAmbiguousTriggerError`):
+   no snapshot, no candidate, several, or an action whose workflow is not known (another client may
+   act on the same application). An application action may succeed without starting any execution,
+   so finding nothing proves nothing; for a trigger it is ambiguous too, since the server may still
+   be processing the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_smartmca.client.contract import Accepted, Execution
+from airflow_provider_smartmca.client.protocol import build_request
+from airflow_provider_smartmca.errors import (
+    SmartMCAAmbiguousTriggerError,
+    SmartMCAAuthError,
+    SmartMCAConnectionError,
+    SmartMCAContractError,
+    SmartMCAError,
+    SmartMCAInvalidResponseError,
+    SmartMCAScopeError,
+    SmartMCAServerError,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+
+#: Version of :class:`StartIntent` and :class:`TaskStartRecord` as stored; bump on any change of shape.
+RECORD_VERSION = 1
+#: Pages of 100 executions walked at most, per snapshot or lookup.
+MAX_PAGES = 10
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """
+    A POST that starts an execution, and how to recognise what it starts.
+
+    :param operation: the endpoint name (``trigger_workflow`` or an application action).
+    :param body: the JSON body.
+    :param entity_type: the entity the execution runs on.
+    :param entity_id: the entity's id.
+    :param workflow_type: the workflow the POST starts, when known (always for a trigger; for an
+        action, ``lookup_workflow_type`` or the workflow of this task's earlier 202).
+    :param application_id: the path id of an application action.
+    """
+
+    operation: str
+    body: dict[str, Any]
+    entity_type: str
+    entity_id: str
+    workflow_type: str | None = None
+    application_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StartIntent:
+    """
+    What a POST about to be sent may start, recorded before sending (durably, by operators).
+
+    :param known_ids: ids of the entity's executions in the snapshot, or None when there is none.
+    :param window_start: ISO time on the *server's* clock before which nothing can be the POST's.
+    """
+
+    operation: str
+    entity_type: str
+    entity_id: str
+    workflow_type: str | None
+    known_ids: tuple[str, ...] | None
+    window_start: str | None
+    version: int = RECORD_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict, for ``task_state_store``."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> StartIntent:
+        """Read a stored intent; a record of another version or shape is refused loudly."""
+        if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
+            raise SmartMCAAmbiguousTriggerError(
+                "A start record of an unknown version was found in task_state_store; the previous try's "
+                "POST cannot be resolved. Check SmartMCA before clearing this task.",
+                candidates=[],
+            )
+        known = data.get("known_ids")
+        return cls(**{**data, "known_ids": tuple(known) if known is not None else None})
+
+
+#: Called with the intent before a POST, and with None once it surely did nothing.
+OnIntent = Callable[[StartIntent | None], None]
+
+
+# --- walking the server's history ----------------------------------------------------------------
+
+
+def walk(
+    hook: SmartMCAHook, filters: dict[str, str], since: datetime | None = None, skew: float | None = None
+) -> tuple[list[Execution], bool, datetime | None]:
+    """
+    The executions matching ``filters`` started at or after ``since`` (an execution not started
+    yet counts), walking pages newest first without trusting the order.
+
+    :param since: a time on the server's clock, or None.
+    :param skew: with no ``since``, start the window ``skew`` seconds before the server's clock at
+        the first page (its ``Date`` header); without that header, nothing is left out.
+    :return: the executions, whether the walk saw everything it needed (False: the page cap was
+        hit), and the server's clock at the first page.
+    """
+    found: list[Execution] = []
+    ordered, previous, clock = True, None, None
+    for number in range(1, MAX_PAGES + 1):
+        page = hook.patiently(
+            lambda n=number: hook.list_executions(
+                page=n, limit=PAGE_SIZE, sort_by="startedAt", sort_order="desc", **filters
+            )
+        )
+        if number == 1:
+            clock = page.server_time
+            if since is None and skew is not None and clock is not None:
+                since = clock - timedelta(seconds=skew)
+        older_seen = False
+        for execution in page.items:
+            started = execution.started_at
+            if started is not None:
+                ordered = ordered and (previous is None or started <= previous)
+                previous = started
+            if since is None or started is None or started >= since:
+                found.append(execution)
+            else:
+                older_seen = True
+        last = len(page.items) < PAGE_SIZE or (page.total is not None and number * PAGE_SIZE >= page.total)
+        if last or (ordered and older_seen):  # an older one on a newest-first walk: the rest is older
+            return found, True, clock
+    return found, False, clock
+
+
+def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:
+    filters = {"entity_type": intent.entity_type, "entity_id": intent.entity_id}
+    if intent.workflow_type:
+        filters["workflow_type"] = intent.workflow_type
+    return filters
+
+
+def take_snapshot(hook: SmartMCAHook, request: StartRequest) -> StartIntent:
+    """
+    List the entity's recent executions before the POST. Without the read scope there is no
+    snapshot (then any unknown outcome is ambiguous); a transient failure is ridden out patiently
+    and then raised, so that nothing is sent without a snapshot that could have been had.
+    """
+    skew = hook.settings.clock_skew
+    try:
+        executions, complete, clock = walk(hook, _filters(request), skew=skew)
+    except (SmartMCAScopeError, SmartMCAAuthError) as exc:
+        hook.log.warning(
+            "Cannot list executions before %s (%s); if its answer is lost, it cannot be recovered",
+            request.operation,
+            exc,
+        )
+        return _intent(request, None, None)
+    if not complete:
+        hook.log.warning(
+            "The entity has more than %d recent executions; if the answer to %s is lost, it cannot be recovered",
+            MAX_PAGES * PAGE_SIZE,
+            request.operation,
+        )
+        return _intent(request, None, None)
+    window_start = (clock - timedelta(seconds=skew)).isoformat() if clock else None
+    return _intent(request, tuple(sorted(e.execution_id for e in executions)), window_start)
+
+
+def _intent(request: StartRequest, known: tuple[str, ...] | None, window_start: str | None) -> StartIntent:
+    return StartIntent(
+        operation=request.operation,
+        entity_type=request.entity_type,
+        entity_id=request.entity_id,
+        workflow_type=request.workflow_type,
+        known_ids=known,
+        window_start=window_start,
+    )
+
+
+def recover(hook: SmartMCAHook, intent: StartIntent, cause: str) -> Accepted:
+    """
+    Find the execution a POST with an unknown outcome started, or raise.
+
+    :param cause: why the outcome is unknown, for the messages.
+    :raises SmartMCAAmbiguousTriggerError: the server's history cannot prove which execution it is.
+    """
+
+    def ambiguous(reason: str, candidates: list[Execution]) -> SmartMCAAmbiguousTriggerError:
+        listed = ", ".join(f"{c.execution_id} ({c.workflow_id}, {c.status})" for c in candidates) or "none"
+        return SmartMCAAmbiguousTriggerError(
+            f"{cause}. The {intent.operation} request for {intent.entity_type} {intent.entity_id} may or may not "
+            f"have taken effect, and {reason} (candidates: {listed}). Check SmartMCA before clearing this "
+            "task; it is not retried, so that nothing is done twice.",
+            candidates=[c.raw for c in candidates],
+            operation=intent.operation,
+        )
+
+    if intent.known_ids is None:
+        raise ambiguous("there was no snapshot of the executions before it to tell a new one by", [])
+    since = datetime.fromisoformat(intent.window_start) if intent.window_start else None
+    try:
+        executions, complete, _ = walk(hook, _filters(intent), since)
+    except SmartMCAError as exc:
+        raise ambiguous(f"the lookup failed too ({exc})", []) from exc
+    known = set(intent.known_ids)
+    new = [e for e in executions if e.execution_id not in known]
+    if not complete:
+        raise ambiguous(f"the lookup hit its cap of {MAX_PAGES * PAGE_SIZE} executions", new)
+    if intent.workflow_type is None:
+        raise ambiguous(
+            "the workflow this action starts is not known, so an execution started by another client "
+            "cannot be told apart (set lookup_workflow_type)",
+            new,
+        )
+    mine = [e for e in new if e.workflow_id in (None, intent.workflow_type)]
+    if len(mine) != 1:
+        raise ambiguous(f"{len(mine)} new execution(s) of {intent.workflow_type} were found", mine)
+    found = mine[0]
+    hook.log.warning("%s; execution %s was started by the request, using it", cause, found.execution_id)
+    return Accepted(
+        execution_id=found.execution_id, workflow_id=found.workflow_id, raw=found.raw, recovered=True
+    )
+
+
+def start_once(hook: SmartMCAHook, request: StartRequest, on_intent: OnIntent | None = None) -> Accepted:
+    """
+    Send a POST that starts an execution, at most once; on an unknown outcome, :func:`recover`.
+
+    :param on_intent: called with the :class:`StartIntent` just before the POST is sent, and with
+        None when the server surely did not act on it (so a later try may send it again).
+    """
+    path_params = {"application_id": request.application_id} if request.application_id else None
+    build_request(
+        hook.settings, request.operation, path_params=path_params, body=request.body
+    )  # before any GET
+    intent = take_snapshot(hook, request)
+    if on_intent is not None:
+        on_intent(intent)
+    try:
+        return hook.client.call(request.operation, path_params=path_params, body=request.body)
+    except (SmartMCAConnectionError, SmartMCAServerError, SmartMCAInvalidResponseError) as exc:
+        if isinstance(exc, SmartMCAConnectionError) and not exc.request_sent:
+            _forget(on_intent)
+            raise
+        if isinstance(exc, SmartMCAContractError) and request.operation != "trigger_workflow":
+            raise  # a 2xx to an action: it was done, and its answer is not what we expect
+        return recover(hook, intent, str(exc))
+    except SmartMCAError:
+        _forget(on_intent)  # a 4xx or a 429: the server refused it, nothing was done
+        raise
+
+
+def _forget(on_intent: OnIntent | None) -> None:
+    if on_intent is not None:
+        on_intent(None)
+
+
+# --- what a task keeps across tries ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskStartRecord:
+    """
+    What one task keeps in ``task_state_store`` (Airflow >= 3.3) across tries, under one key.
+
+    :param intent: a POST about to be sent, or sent, whose answer is not recorded yet: a try that
+        finds it resolves it with :func:`recover` instead of sending again.
+    :param execution_id: the execution this task started.
+    :param workflow_id: that execution's workflow: tells a later action which workflow it starts.
+    :param response: the answer to the POST, returned again by a retry that reattaches.
+    """
+
+    intent: StartIntent | None = None
+    execution_id: str | None = None
+    workflow_id: str | None = None
+    response: dict[str, Any] | None = None
+    version: int = RECORD_VERSION
+
+
+class TaskStartStore:
+    """
+    The one owner of this provider's ``task_state_store`` key. Without a store (Airflow < 3.3,
+    or outside a task) nothing is kept, and :attr:`durable` is False.
+
+    Airflow's ``ResumableJobMixin`` keeps one external id with the same retry semantics; it is not
+    used because it has no room for the pre-POST intent, nor for deferrable waits.
+
+    :param store: ``context["task_state_store"]``, or None.
+    """
+
+    KEY = "smartmca_start"
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    @property
+    def durable(self) -> bool:
+        """Whether records survive the try (a ``task_state_store`` exists)."""
+        return self._store is not None
+
+    def load(self) -> TaskStartRecord:
+        """The record of earlier tries (empty when none); one of another version is refused."""
+        data = self._store.get(self.KEY) if self._store is not None else None
+        if data is None:
+            return TaskStartRecord()
+        if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
+            raise SmartMCAAmbiguousTriggerError(
+                f"task_state_store holds a SmartMCA start record this version cannot read "
+                f"(version {data.get('version') if isinstance(data, dict) else None!r}); an earlier try "
+                "may have started an execution. Check SmartMCA before clearing this task.",
+                candidates=[],
+            )
+        intent = data.get("intent")
+        return TaskStartRecord(
+            intent=StartIntent.from_json(intent) if intent is not None else None,
+            execution_id=data.get("execution_id"),
+            workflow_id=data.get("workflow_id"),
+            response=data.get("response"),
+        )
+
+    def save(self, record: TaskStartRecord) -> None:
+        """Keep ``record`` durably (a no-op without a store)."""
+        if self._store is not None:
+            self._store.set(self.KEY, asdict(record))
