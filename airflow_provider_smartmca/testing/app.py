@@ -78,8 +78,10 @@ def _unrouted(behaviour: Behaviour, request: web.Request, handler: Handler) -> t
     """Route name and handler of a path no route matched (the handler answers 404)."""
     if behaviour.trailing_slash_list and request.method == "GET":
         # GET .../workflows/executions/ (an empty id) answered as the list, as many servers do.
-        lists = {"/workflows/": ("list_workflows", list_workflows)}
-        lists["/workflows/executions/"] = ("list_executions", list_executions)
+        lists: dict[str, tuple[str, Handler]] = {
+            "/workflows/": ("list_workflows", list_workflows),
+            "/workflows/executions/": ("list_executions", list_executions),
+        }
         found = lists.get(request.path.removeprefix(API_PREFIX))
         if found is not None:
             return found
@@ -158,9 +160,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def _date_header(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp only fills Date when it is missing, so this one (the server's clock) wins.
-    offset = request.app[STATE_KEY].behaviour.clock_offset_seconds
-    if offset:
-        response.headers["Date"] = http_date(time.time() + offset)
+    behaviour = request.app[STATE_KEY].behaviour
+    if behaviour.clock_offset_seconds:
+        response.headers["Date"] = http_date(behaviour.now())
 
 
 async def _body(request: web.Request, required: bool) -> dict[str, Any]:

@@ -186,3 +186,12 @@ def test_a_trickling_request_does_not_slow_the_others(api: Api) -> None:
     assert api.get("/workflows").status_code == 200
     assert time.monotonic() - t0 < 0.5
     slow.close()
+
+
+@pytest.mark.parametrize(
+    ("faults", "message"),
+    [("echo", "config: faults must be a list"), (["echo"], r"config: faults\[0\] must be an object")],
+)
+def test_config_faults_must_be_a_list_of_objects(faults: Any, message: str) -> None:
+    with pytest.raises(EmulatorConfigError, match=message):
+        Emulator({"faults": faults})
