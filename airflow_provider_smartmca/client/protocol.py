@@ -7,9 +7,11 @@ into a :class:`RawResponse` or raises :class:`~airflow_provider_smartmca.errors.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,12 +20,15 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_smartmca import __version__
-from airflow_provider_smartmca.client.endpoints import ENDPOINTS, EXECUTION_STATUSES, Endpoint
+from airflow_provider_smartmca.client import contract
+from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES
+from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
 from airflow_provider_smartmca.client.settings import ClientSettings
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCABadRequestError,
     SmartMCAConnectionError,
+    SmartMCAContractError,
     SmartMCAError,
     SmartMCAInvalidResponseError,
     SmartMCANotFoundError,
@@ -38,9 +43,11 @@ log = logging.getLogger("airflow_provider_smartmca.client")
 USER_AGENT = f"airflow-provider-smartmca/{__version__}"
 RETRYABLE_SERVER_STATUSES = frozenset({500, 502, 503, 504})
 MAX_ID_LENGTH = 256
-_FORBIDDEN_IN_ID = ("/", "\\", "..", "?", "#", "%")
+# ";" starts path parameters on some servers (Java's ";jsessionid="), which then drop the rest.
+_FORBIDDEN_IN_ID = ("/", "\\", "..", "?", "#", "%", ";")
 SORT_ORDERS = ("asc", "desc")
-_SNIPPET = 300
+_SNIPPET = 300  # characters of server text in a message, counted after redaction
+_SCOPE_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,96 @@ class RawResponse:
     body: bytes
 
 
-def redact(text: str, secret: str | None) -> str:
-    """Remove the API key from ``text``; every message built from server text goes through here."""
-    if secret and len(secret) >= 4:
-        return text.replace(secret, "***")
-    return text
+#: Redaction removes every run of this many consecutive characters of the key (the whole key when
+#: it is shorter), wherever it appears: a key cut short, by a server, a proxy or a snippet, is
+#: caught as surely as a whole one.
+REDACT_PART = 8
+
+
+def _key_pieces(secret: str) -> list[str]:
+    n = min(REDACT_PART, len(secret))
+    return sorted({secret[i : i + n] for i in range(len(secret) - n + 1)})
+
+
+def _mask_pieces(text: str, pieces: list[str]) -> str:
+    """Replace each run of ``text`` covered by occurrences of ``pieces`` (overlapping too) with one mask."""
+    if not any(piece in text for piece in pieces):
+        return text
+    # The mask is made of a character the key lacks, so no window across a mask spells a piece;
+    # every window left between masks was searched and held none: the result holds no piece.
+    key_chars = set("".join(pieces))
+    mask = 3 * next(
+        ch for ch in itertools.chain("*#", map(chr, itertools.count(0xE000))) if ch not in key_chars
+    )
+    n = len(pieces[0])
+    out: list[str] = []
+    copied_to, run_end = 0, -1
+    # A lookahead matches at every start, overlapping ones included; all pieces are n long.
+    for match in re.finditer("(?=" + "|".join(map(re.escape, pieces)) + ")", text):
+        if match.start() > run_end:  # a new run: keep the text before it
+            out += [text[copied_to : match.start()], mask]
+        run_end = copied_to = match.start() + n
+    out.append(text[copied_to:])
+    return "".join(out)
+
+
+def redact(text: str | bytes, secret: str | None, limit: int | None = None) -> str:
+    """
+    Remove the API key from server text, whole and in part, and only then shorten it.
+
+    Every run of the text covered by pieces of :data:`REDACT_PART` consecutive characters of the
+    key becomes ``***``, so the result never holds that many consecutive characters of the key.
+    Cutting after redacting cannot leave a piece of the key behind, as cutting first would. Every
+    message built from server text goes through here (or :func:`load_json` for JSON bodies).
+
+    :param text: server text; bytes are decoded as UTF-8, bad bytes replaced.
+    :param secret: the API key; None or empty redacts nothing.
+    :param limit: the result's maximum length. Only a bounded prefix is read: ``limit`` characters
+        plus the key's length, so a key overlapping the cut is seen whole.
+    """
+    secret = secret or ""
+    if limit is not None:
+        keep = limit + len(secret)
+        text = text[: 4 * keep] if isinstance(text, bytes) else text[:keep]  # UTF-8: <= 4 bytes a char
+    result = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if secret:
+        result = _mask_pieces(result, _key_pieces(secret))
+    return result if limit is None else result[:limit]
+
+
+def _redact_tree(value: Any, pieces: list[str]) -> Any:
+    if isinstance(value, str):
+        return _mask_pieces(value, pieces)
+    if isinstance(value, list):
+        return [_redact_tree(item, pieces) for item in value]
+    if isinstance(value, dict):
+        return {_mask_pieces(str(k), pieces): _redact_tree(v, pieces) for k, v in value.items()}
+    return value
+
+
+def load_json(body: bytes, secret: str | None) -> Any:
+    """
+    Parse a JSON body (UTF-8, as RFC 8259 requires) with the API key redacted, as :func:`redact`
+    does, from every string in it, object keys included: what a server echoes must reach no XCom,
+    trigger event or message.
+
+    :raises ValueError: the body is not UTF-8 JSON, or is nested too deeply to parse.
+    """
+    text = body.decode("utf-8-sig")
+    try:
+        data = json.loads(text)
+        if not secret:
+            return data
+        pieces = _key_pieces(secret)
+        # The usual case costs one search of the raw text: when it holds no piece of the key and
+        # no escape that could spell one (\uXXXX; any escape if the key has a character JSON
+        # escapes), no string parsed from it holds one either.
+        escapable = any(ch in '"\\/' or ch < " " for ch in secret)
+        if "\\u" not in text and not (escapable and "\\" in text) and not any(p in text for p in pieces):
+            return data
+        return _redact_tree(data, pieces)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 # --- input validation ---------------------------------------------------------------------------
@@ -88,7 +180,9 @@ def validate_id(field_name: str, value: Any, operation: str | None = None) -> st
     Check an identifier that goes into a URL path or a body.
 
     It must be a non-empty string, without surrounding white space, control characters, or any of
-    ``/ \\ .. ? # %``, so that a path segment can never reach another endpoint.
+    ``/ \\ .. ? # % ;``, and not ``.``, so that the server receives exactly this path segment and it
+    can never reach another endpoint: URL normalisation (requests/urllib3 and aiohttp's yarl alike)
+    removes a ``.`` segment, so ``get_execution(".")`` would read ``/workflows/executions/``, the list.
     """
     if not isinstance(value, str):
         raise SmartMCAValidationError(
@@ -104,11 +198,19 @@ def validate_id(field_name: str, value: Any, operation: str | None = None) -> st
         raise SmartMCAValidationError(
             field_name, f"is longer than {MAX_ID_LENGTH} characters", operation=operation
         )
-    for token in _FORBIDDEN_IN_ID:
-        if token in value:
+    # The NFKC form is checked too: a server or proxy that folds compatibility characters turns
+    # a fullwidth "．" into a dot segment or "／" into a slash.
+    for form in dict.fromkeys((value, unicodedata.normalize("NFKC", value))):
+        folded = "" if form == value else " (after Unicode compatibility folding)"
+        if form == ".":
             raise SmartMCAValidationError(
-                field_name, f"must not contain {token!r}: {value!r}", operation=operation
+                field_name, f"is a dot segment{folded}, which URL normalisation removes", operation=operation
             )
+        for token in _FORBIDDEN_IN_ID:
+            if token in form:
+                raise SmartMCAValidationError(
+                    field_name, f"must not contain {token!r}{folded}: {value!r}", operation=operation
+                )
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
         raise SmartMCAValidationError(field_name, "must not contain control characters", operation=operation)
     return value
@@ -208,18 +310,25 @@ def build_request(
 # --- responses and errors -------------------------------------------------------------------------
 
 
+# Delta-seconds are ASCII digits (RFC 9110); a fraction is tolerated. Never float() alone: it
+# reads "nan", "inf", "-5", "1_0" and non-ASCII digits, and nan slips through min() and max().
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
 def parse_retry_after(value: str | None, cap: float) -> float | None:
-    """Parse ``Retry-After`` (seconds, or an HTTP date) and cap it; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
+    """
+    Parse ``Retry-After`` (seconds, or an HTTP date) and cap it: a finite wait from 0 to ``cap``,
+    or None when absent or unreadable. Never raises, whatever the server sent.
+    """
+    text = (value or "").strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        seconds = float(text)  # only digits: finite, or inf for hundreds of them (capped below)
+    else:
         from email.utils import parsedate_to_datetime  # rare path; keeps DAG-parse imports light
 
         try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
@@ -227,42 +336,50 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     return min(max(seconds, 0.0), cap)
 
 
-def _server_message(raw: RawResponse) -> str:
-    """The server's own error text: ``error.message`` from the JSON body, else a short body snippet."""
+def _error_json(raw: RawResponse) -> dict[str, Any]:
+    """An error response's JSON object, parsed once; empty when the body is not one."""
     try:
         data = json.loads(raw.body)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str) and error:
-            return error
-        if data.get("message"):
-            return str(data["message"])
-    text = raw.body.decode("utf-8", "replace").strip()
-    if _looks_like_html(raw):
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _server_message(raw: RawResponse, data: dict[str, Any], secret: str | None) -> str:
+    """
+    The server's own error text, key redacted and then shortened: ``error.message`` from the JSON
+    body, else a body snippet.
+    """
+    error = data.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        text: str | bytes = str(error["message"])
+    elif isinstance(error, str) and error:
+        text = error
+    elif data.get("message"):
+        text = str(data["message"])
+    elif _looks_like_html(raw):
         return "an HTML page instead of a JSON error (a proxy or gateway answered?)"
-    return text[:_SNIPPET] or "(empty body)"
+    else:
+        text = raw.body
+    return redact(text, secret, limit=_SNIPPET).strip() or "(empty body)"
 
 
 def _looks_like_html(raw: RawResponse) -> bool:
     return "html" in raw.headers.get("content-type", "") or raw.body.lstrip()[:1] == b"<"
 
 
-def _required_scope(raw: RawResponse, default: str) -> str:
-    try:
-        error = json.loads(raw.body).get("error", {})
-        return str(error.get("requiredScope") or default)
-    except (ValueError, AttributeError):
-        return default
+def _required_scope(data: dict[str, Any], default: str, secret: str | None) -> str:
+    """The scope a 403 names (server text: redacted, shortened), else the endpoint's own."""
+    error = data.get("error")
+    scope = error.get("requiredScope") if isinstance(error, dict) else None
+    return redact(str(scope), secret, limit=_SCOPE_LIMIT) if scope else default
 
 
 def error_for_status(request: PreparedRequest, raw: RawResponse, settings: ClientSettings) -> SmartMCAError:
     """Map an error response to the matching :class:`SmartMCAError` subclass, key redacted."""
     endpoint = request.endpoint
-    server = redact(_server_message(raw), settings.api_key)
+    data = _error_json(raw)
+    server = _server_message(raw, data, settings.api_key)
     where = f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {raw.status}: {server}"
     ctx: dict[str, Any] = dict(
         operation=endpoint.name,
@@ -275,7 +392,7 @@ def error_for_status(request: PreparedRequest, raw: RawResponse, settings: Clien
     if status == 401:
         return SmartMCAAuthError(f"{where}. Check the API key (the connection's password).", **ctx)
     if status == 403:
-        scope = _required_scope(raw, endpoint.scope)
+        scope = _required_scope(data, endpoint.scope, settings.api_key)
         return SmartMCAScopeError(f"{where}. The API key lacks scope {scope!r}.", scope=scope, **ctx)
     if status == 404:
         return SmartMCANotFoundError(where, **ctx)
@@ -285,65 +402,70 @@ def error_for_status(request: PreparedRequest, raw: RawResponse, settings: Clien
     if status >= 500:
         return SmartMCAServerError(where, **ctx)
     if 300 <= status < 400:
-        location = raw.headers.get("location", "?")
+        location = redact(raw.headers.get("location", "?"), settings.api_key, limit=_SNIPPET)
         return SmartMCAInvalidResponseError(f"{where}; unexpected redirect to {location}", **ctx)
     return SmartMCABadRequestError(where, **ctx)
 
 
-# Fields a successful response must carry, per endpoint: a missing one is an invalid response.
-_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "list_workflows": ("data",),
-    "list_executions": ("data",),
-    "trigger_workflow": ("executionId",),
-    "get_execution": ("executionId", "status"),
-    "get_workflow": ("id",),
-}
-
-
-def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientSettings) -> dict[str, Any]:
+def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientSettings) -> Any:
     """
-    Return the response's JSON object, or raise the matching error.
+    Turn a response into the endpoint's typed object (:mod:`~airflow_provider_smartmca.client.contract`),
+    or raise the matching error.
 
     :raises SmartMCAError: a subclass chosen by :func:`error_for_status`.
-    :raises SmartMCAInvalidResponseError: non-JSON, HTML, truncated or incomplete bodies.
+    :raises SmartMCAInvalidResponseError: a body that is not JSON (an HTML page, a truncated body):
+        transient, as a proxy or a dropped connection causes it.
+    :raises SmartMCAContractError: JSON of the wrong shape: the API is not what the provider expects.
     """
     if not 200 <= raw.status < 300:
         raise error_for_status(request, raw, settings)
+    body = raw.body
+    if settings.api_key and settings.api_key.encode() in body:
+        # A server that echoes the key (a node error quoting a header) must not put it in XCom.
+        body = body.replace(settings.api_key.encode(), b"***")
+        raw = RawResponse(raw.status, raw.headers, body)
     endpoint = request.endpoint
     where = f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {raw.status} with"
     ctx: dict[str, Any] = dict(
         operation=endpoint.name, method=endpoint.method, path=request.path, status=raw.status
     )
-    if _looks_like_html(raw):
+    data: Any = None
+    if not raw.body.strip() and not endpoint.idempotent:
+        pass  # an empty 2xx to a POST: the contract decides what it means
+    elif _looks_like_html(raw):
         raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
-    try:
-        data = json.loads(raw.body)
-    except ValueError:
-        snippet = redact(raw.body[:80].decode("utf-8", "replace"), settings.api_key)
-        raise SmartMCAInvalidResponseError(
-            f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
-        ) from None
-    if not isinstance(data, dict):
-        raise SmartMCAInvalidResponseError(f"{where} JSON that is not an object", **ctx)
-    for name in _REQUIRED_FIELDS.get(endpoint.name, ()):
-        if data.get(name) in (None, ""):
-            raise SmartMCAInvalidResponseError(f"{where} no {name!r} field", **ctx)
-    if "data" in _REQUIRED_FIELDS.get(endpoint.name, ()) and not isinstance(data["data"], list):
-        raise SmartMCAInvalidResponseError(f"{where} a 'data' field that is not a list", **ctx)
-    return data
+    else:
+        try:
+            data = load_json(raw.body, settings.api_key)
+        except ValueError:
+            snippet = redact(raw.body, settings.api_key, limit=80)
+            raise SmartMCAInvalidResponseError(
+                f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
+            ) from None
+    return contract.parse(endpoint.name, data, raw.headers)
 
 
 # --- retries ------------------------------------------------------------------------------------
 
 
-def should_retry(endpoint: Endpoint, exc: BaseException) -> bool:
-    """
-    Whether a failed attempt may be sent again.
+#: A read whose answer breaks the contract is sent again this many times at most: a passing glitch
+#: (a half-deployed server) may heal, a contract that really differs must fail fast and loudly.
+CONTRACT_RETRIES = 2
 
-    A 429 or a request that surely never reached the server is retried for any method. A 5xx
-    or a request that may have reached the server is retried only for idempotent endpoints
-    (GET): re-sending a POST there could start a second execution.
+
+def should_retry(endpoint: Endpoint, exc: BaseException, attempt: int = 1) -> bool:
     """
+    Whether failed attempt number ``attempt`` (1-based) may be sent again.
+
+    A 429 or a request that surely never reached the server is retried for any method. A 5xx,
+    an unreadable body or a request that may have reached the server is retried only for
+    idempotent endpoints (GET): re-sending a POST there could start a second execution. A
+    contract error is retried :data:`CONTRACT_RETRIES` times at most.
+    """
+    if isinstance(exc, SmartMCAContractError):
+        return endpoint.idempotent and attempt <= CONTRACT_RETRIES
+    if isinstance(exc, SmartMCAInvalidResponseError):
+        return endpoint.idempotent
     if isinstance(exc, SmartMCARateLimitError):
         return True
     if isinstance(exc, SmartMCAConnectionError):
@@ -376,7 +498,11 @@ def retry_policy(settings: ClientSettings, endpoint: Endpoint) -> dict[str, Any]
 
     return dict(
         stop=tenacity.stop_after_attempt(settings.max_retries + 1),
-        retry=tenacity.retry_if_exception(lambda exc: should_retry(endpoint, exc)),
+        retry=lambda state: bool(
+            state.outcome
+            and state.outcome.failed
+            and should_retry(endpoint, state.outcome.exception(), state.attempt_number)
+        ),
         wait=_wait,
         before_sleep=_before_sleep,
         reraise=True,
