@@ -199,7 +199,7 @@ def validate_id(field_name: str, value: Any, operation: str | None = None) -> st
             field_name, f"is longer than {MAX_ID_LENGTH} characters", operation=operation
         )
     # The NFKC form is checked too: a server or proxy that folds compatibility characters turns
-    # a fullwidth "．" into a dot segment or "／" into a slash.
+    # a fullwidth full stop (U+FF0E) into a dot segment, a fullwidth solidus (U+FF0F) into a slash.
     for form in dict.fromkeys((value, unicodedata.normalize("NFKC", value))):
         folded = "" if form == value else " (after Unicode compatibility folding)"
         if form == ".":

@@ -1,0 +1,177 @@
+"""The key never leaks from hostile server text: not whole, not in part (issue 9, finding 3).
+
+"In part" is defined as: no run of ``PART`` consecutive characters of the key (the whole key when
+it is shorter) appears in any message, exception field, returned record or trigger event built
+from what a server sent. Redaction runs before any shortening, so a cut can never leave such a
+run behind; the properties below put the key at every offset around each cut.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_smartmca.client import protocol
+from airflow_provider_smartmca.client.protocol import (
+    RawResponse,
+    build_request,
+    error_for_status,
+    parse_response,
+    redact,
+)
+from airflow_provider_smartmca.client.settings import ClientSettings
+from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAInvalidResponseError, SmartMCAScopeError
+
+KEY = "smca_live_Q7xK2pW9mZ4tR8vB1nC6yH3jL5dF0gSa"
+SETTINGS = ClientSettings(base_url="https://api.example.test", api_key=KEY)
+FILLER = "x" * 2000
+PART = 8  # the guarantee: no 8 consecutive characters of the key survive
+
+
+def leaked_parts(text: str, key: str = KEY) -> list[str]:
+    """Every run of ``PART`` characters of ``key`` (the whole key if shorter) found in ``text``."""
+    n = min(PART, len(key))
+    return [key[i : i + n] for i in range(len(key) - n + 1) if key[i : i + n] in text]
+
+
+def error_texts(exc: SmartMCAError) -> list[str]:
+    """Everything of an exception a log line, an event or a UI could show."""
+    fields = [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+    return fields
+
+
+def request(name: str = "get_workflow") -> object:
+    params = {"get_workflow": {"workflow_id": "wf_1"}, "list_workflows": {}}[name]
+    return build_request(SETTINGS, name, path_params=params)
+
+
+# --- the one redaction function ------------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    key=st.text(min_size=1, max_size=50),
+    before=st.text(max_size=350),
+    after=st.text(max_size=60),
+    start=st.integers(0, 50),
+    stop=st.integers(0, 50),
+    limit=st.none() | st.integers(0, 400),
+)
+@example(key="ab*cdefghij", before="", after="", start=0, stop=50, limit=None)
+@example(key="********", before="*", after="*", start=0, stop=50, limit=None)
+def test_redact_leaves_no_part_of_any_key(key, before, after, start, stop, limit):
+    text = before + key + after + key[start:stop] + before
+    out = redact(text, key, limit=limit)
+    assert leaked_parts(out, key) == []
+    if limit is not None:
+        assert len(out) <= limit
+
+
+@settings(max_examples=300, deadline=None)
+@given(offset=st.integers(0, 400), limit=st.integers(1, 400))
+def test_redact_before_cutting_at_every_offset(offset, limit):
+    out = redact(FILLER[:offset] + "Bearer " + KEY + FILLER, KEY, limit=limit)
+    assert leaked_parts(out) == [] and len(out) <= limit
+
+
+def test_redact_keeps_text_without_the_key_and_masks_it():
+    assert redact("nothing secret here", KEY) == "nothing secret here"
+    assert redact(f"a {KEY} b {KEY[:20]} c {KEY[25:]}", KEY) == "a *** b *** c ***"
+    assert redact("anything", None) == "anything" and redact("anything", "") == "anything"
+    assert redact("x" * 500, KEY, limit=300) == "x" * 300
+
+
+def test_load_json_redacts_every_string_and_object_key():
+    data = {"a": [KEY, {"n": 1, KEY[:10] + "xyz": f"..{KEY[3:30]}.."}], "ok": True, "none": None}
+    out = protocol.load_json(json.dumps(data).encode(), KEY)
+    assert leaked_parts(repr(out)) == []
+    assert out["ok"] is True and out["none"] is None and out["a"][1]["n"] == 1
+    # Escapes spell the key without the raw text holding it: \u0051 is "Q", \/ is "/".
+    escaped = ('["' + KEY[:10] + "\\u0051" + KEY[11:] + '"]').encode()
+    assert leaked_parts(repr(protocol.load_json(escaped, KEY))) == []
+    slash_key = "abc/defghijk/lmnop"
+    assert leaked_parts(repr(protocol.load_json(b'["abc\\/defghijk\\/lmnop"]', slash_key)), slash_key) == []
+    clean = {"executionId": "exec_1", "nodes": [{"name": "a"}]}
+    assert protocol.load_json(json.dumps(clean).encode(), KEY) == clean
+    with pytest.raises(ValueError):
+        protocol.load_json(b"[" * 100_000 + b"]" * 100_000, KEY)
+
+
+# --- error responses: every field copied into an exception -------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.integers(0, 400), status=st.sampled_from([400, 404, 409, 500, 502, 503]))
+def test_text_error_body_echoing_the_key_at_any_offset(offset, status):
+    body = (FILLER[:offset] + f"Authorization: Bearer {KEY}\r\n" + FILLER[:500]).encode()
+    raw = RawResponse(status, {"content-type": "text/plain"}, body)
+    exc = error_for_status(request(), raw, SETTINGS)
+    for text in error_texts(exc):
+        assert leaked_parts(text) == []
+    assert len(exc.server_message or "") <= 300
+
+
+@settings(max_examples=100, deadline=None)
+@given(offset=st.integers(0, 400))
+def test_json_error_message_echoing_the_key_at_any_offset(offset):
+    message = FILLER[:offset] + KEY + FILLER[:400]
+    raw = RawResponse(
+        500, {"content-type": "application/json"}, f'{{"error": {{"message": "{message}"}}}}'.encode()
+    )
+    exc = error_for_status(request(), raw, SETTINGS)
+    for text in error_texts(exc):
+        assert leaked_parts(text) == []
+    assert len(exc.server_message or "") <= 300
+
+
+@pytest.mark.parametrize("scope", [f"Bearer {KEY}", KEY[:12], "x" * 290 + KEY, KEY * 3])
+def test_403_required_scope_echoing_the_key(scope):
+    body = {"error": {"message": "forbidden", "requiredScope": scope}}
+    raw = RawResponse(403, {"content-type": "application/json"}, json.dumps(body).encode())
+    exc = error_for_status(request(), raw, SETTINGS)
+    assert isinstance(exc, SmartMCAScopeError)
+    for text in [*error_texts(exc), exc.scope]:
+        assert leaked_parts(text) == []
+    assert len(exc.scope) <= 100
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("location", [f"https://evil.test/?k={KEY}", f"https://x.test/{'a' * 300}{KEY}"])
+def test_redirect_location_echoing_the_key(status, location):
+    raw = RawResponse(status, {"location": location}, b"")
+    exc = error_for_status(request(), raw, SETTINGS)
+    for text in error_texts(exc):
+        assert leaked_parts(text) == []
+    assert "unexpected redirect to https://" in str(exc)
+
+
+# --- successful responses: what the server sends becomes XCom, events and messages --------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(offset=st.integers(0, 120))
+def test_non_json_2xx_echoing_the_key_at_any_offset(offset):
+    raw = RawResponse(200, {"content-type": "text/plain"}, (FILLER[:offset] + KEY + FILLER[:50]).encode())
+    with pytest.raises(SmartMCAInvalidResponseError) as err:
+        parse_response(request("list_workflows"), raw, SETTINGS)
+    for text in error_texts(err.value):
+        assert leaked_parts(text) == []
+
+
+def test_json_2xx_echoing_the_key_is_redacted_in_the_parsed_record():
+    body = (
+        '{"data": [{"id": "wf_1", "entityType": "deal", "name": "Bearer '
+        + KEY
+        + '", "note": "'
+        + KEY[5:25]
+        + '",'
+        ' "escaped": "' + KEY[:10] + "\\u0051" + KEY[11:] + '"}]}'
+    )
+    raw = RawResponse(200, {"content-type": "application/json"}, body.encode())
+    parsed = parse_response(request("list_workflows"), raw, SETTINGS)
+    assert leaked_parts(repr(dataclasses.asdict(parsed))) == []  # asdict: ``raw`` too (kept for XCom)
+    assert "wf_1" in repr(parsed)
