@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv lint test demo e2e bench clean
+.PHONY: venv lint test demo e2e bench docs release-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/test.in
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,20 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/trigger_polls.py --n 1000 --poll 1 --duration 10
 	-$(BIN)/python benchmarks/trigger_polls.py --n 1000 --poll 1 --duration 10 --baseline
 
+# Docs and release tools (requirements/docs.in), installed into .venv on first use.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) requirements/docs.in
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -r requirements/docs.in
+	touch $(DOCS_STAMP)
+
+# The user guide and the API reference, as HTML in build/docs/html; any warning fails the build.
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs build/docs/html
+	@echo "open build/docs/html/index.html"
+
+# sdist + wheel into dist/, twine check --strict, and the wheel installed into a fresh venv.
+release-check: $(DOCS_STAMP)
+	PY=$(BIN)/python BASE_PYTHON=$(PYTHON) bash scripts/release_check.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,70 @@
+"""Sphinx configuration: the provider's guide (Markdown, through MyST) and its API reference (autodoc).
+
+Build with ``make docs`` (warnings are errors). Autodoc imports the package, hence Airflow: a
+throwaway AIRFLOW_HOME keeps that import from writing ``~/airflow``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.util.docutils import SphinxDirective
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="smartmca-docs-airflow-"))
+
+import airflow_provider_smartmca  # noqa: E402
+from airflow_provider_smartmca.get_provider_info import get_provider_info  # noqa: E402
+
+project = "airflow-provider-smartmca"
+author = "airflow-provider-smartmca maintainers"
+copyright = "airflow-provider-smartmca maintainers"  # noqa: A001 (Sphinx's name)
+release = version = airflow_provider_smartmca.__version__
+
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.viewcode", "myst_parser"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build"]
+myst_heading_anchors = 3
+myst_enable_extensions = ["colon_fence"]
+
+autodoc_default_options = {"show-inheritance": True, "member-order": "bysource"}
+autodoc_typehints = "signature"
+autodoc_class_signature = "mixed"
+# Airflow's own classes are documented elsewhere; their members must not be pulled in here.
+autodoc_inherit_docstrings = False
+
+html_theme = "alabaster"
+html_title = f"{project} {release}"
+html_theme_options = {"description": "Apache Airflow provider for the SmartMCA API", "fixed_sidebar": True}
+
+
+class ConnectionFieldsDirective(SphinxDirective):
+    """``.. smartmca-connection-fields::``: the connection's fields, read from ``get_provider_info()``.
+
+    The table comes from the metadata the Airflow UI builds its form from, so the two cannot drift.
+    """
+
+    def run(self) -> list[nodes.Node]:
+        (conn_type,) = get_provider_info()["connection-types"]
+        behaviour = conn_type["ui-field-behaviour"]
+        lines = [".. list-table::", "   :header-rows: 1", "", "   * - Field", "     - Type and default", "     - Meaning"]
+        for field, label in behaviour["relabeling"].items():
+            placeholder = behaviour["placeholders"].get(field, "")
+            lines += [f"   * - ``{field}`` ({label})", "     - text", f"     - e.g. ``{placeholder}``"]
+        for name, spec in conn_type["conn-fields"].items():
+            schema = spec["schema"]
+            kind = " or ".join(t for t in schema["type"] if t != "null")
+            default = f", default ``{schema['default']!r}``" if "default" in schema else ""
+            lines += [f"   * - extra ``{name}`` ({spec['label']})", f"     - {kind}{default}", f"     - {spec['description']}"]
+        lines += ["", "Hidden in the form: " + ", ".join(f"``{f}``" for f in behaviour["hidden-fields"]) + "."]
+        return self.parse_text_to_nodes("\n".join(lines))
+
+
+def setup(app):  # noqa: ANN001, ANN201 (Sphinx's hook)
+    app.add_directive("smartmca-connection-fields", ConnectionFieldsDirective)
+    return {"parallel_read_safe": True}

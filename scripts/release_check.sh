@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# `make release-check`: build the sdist and the wheel, check them as PyPI would, then install the
+# wheel (not editable) into a fresh venv with the pinned constraints and use it as a user would.
+# The built files stay in dist/. Exits non-zero on the first failed check.
+#
+# Environment: PY (has build, twine, trove-classifiers: requirements/docs.in; default .venv/bin/python),
+# BASE_PYTHON (the fresh venv's interpreter, default python3), CONSTRAINTS (default
+# requirements/constraints.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+PY=${PY:-.venv/bin/python}
+BASE_PYTHON=${BASE_PYTHON:-python3}
+CONSTRAINTS=$(realpath "${CONSTRAINTS:-requirements/constraints.txt}")
+work=$(mktemp -d -t smartmca-release-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+started=$SECONDS
+step() { printf '\n== [%3ds] %s\n' $((SECONDS - started)) "$*"; }
+
+step "build the sdist, then the wheel from the sdist (proves the sdist is complete)"
+rm -rf dist
+"$PY" -m build --outdir dist . >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
+sdist=$(ls dist/*.tar.gz)
+wheel=$(ls dist/*.whl)
+ls -l dist
+
+step "twine check --strict (the README renders on PyPI)"
+"$PY" -m twine check --strict dist/*
+
+step "metadata and contents"
+"$PY" - "$sdist" "$wheel" <<'EOF'
+import sys
+import tarfile
+import zipfile
+from email.parser import HeaderParser
+
+import trove_classifiers
+
+sys.path.insert(0, ".")
+from airflow_provider_smartmca import __version__  # noqa: E402
+
+sdist_path, wheel_path = sys.argv[1:]
+problems = []
+with zipfile.ZipFile(wheel_path) as whl:
+    wheel_names = whl.namelist()
+    dist_info = next(n.split("/")[0] for n in wheel_names if n.endswith(".dist-info/METADATA"))
+    meta = HeaderParser().parsestr(whl.read(f"{dist_info}/METADATA").decode())
+with tarfile.open(sdist_path) as tar:
+    sdist_names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
+
+
+def expect(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        problems.append(what)
+
+
+expect(meta["Version"] == __version__, f"version {meta['Version']} == __version__ {__version__}")
+expect(meta["License-Expression"] == "Apache-2.0", f"License-Expression {meta['License-Expression']}")
+expect(meta.get_all("License-File") == ["LICENSE"], f"License-File {meta.get_all('License-File')}")
+bad = [c for c in meta.get_all("Classifier") or [] if c not in trove_classifiers.classifiers]
+expect(not bad, f"every classifier is a known trove classifier {bad or ''}")
+expect(f"{dist_info}/licenses/LICENSE" in wheel_names, "LICENSE in the wheel")
+expect("LICENSE" in sdist_names, "LICENSE in the sdist")
+for name in ("README.md", "CHANGELOG.md", "CONTRIBUTING.md", "docs/conf.py", "docs/index.md"):
+    expect(name in sdist_names, f"{name} in the sdist")
+examples = "airflow_provider_smartmca/examples/example_smartmca_onboard_deal.py"
+expect(examples in wheel_names and examples in sdist_names, "example DAGs in both")
+stray = [n for n in sdist_names if n.split("/")[0] in ("tests", "benchmarks", "scripts", ".ci", "build", "dist")]
+stray += [n for n in sdist_names + wheel_names if "__pycache__" in n or n.endswith(".pyc")]
+expect(not stray, f"nothing stray in the sdist (tests, benchmarks, scripts, caches) {stray[:5] or ''}")
+readme = len(meta.get_payload().encode())
+expect(readme <= 16000, f"README (the PyPI page) is {readme} bytes <= 16000")
+sys.exit(1 if problems else 0)
+EOF
+
+step "install the wheel into a fresh venv ($($BASE_PYTHON --version 2>&1)) with $CONSTRAINTS"
+"$BASE_PYTHON" -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --quiet -c "$CONSTRAINTS" "$repo/$wheel" >"$work/pip.log" 2>&1 ||
+    { grep -v "is ignored" "$work/pip.log" | tail -40; exit 1; }
+"$work/venv/bin/python" -m pip show airflow-provider-smartmca | grep -E "^(Name|Version|Location)"
+cp "$repo/$wheel" "$work/" # nothing below may read the repository: run from the temp dir
+
+step "import the installed package (not the repository's)"
+cd "$work"
+export AIRFLOW_HOME="$work/airflow_home"
+"$work/venv/bin/python" - <<'EOF'
+import importlib.metadata
+import pathlib
+import sys
+
+import airflow_provider_smartmca
+from airflow_provider_smartmca.hooks import SmartMCAHook
+from airflow_provider_smartmca.operators import TriggerWorkflowOperator
+from airflow_provider_smartmca.sensors import ExecutionSensor
+from airflow_provider_smartmca.testing import Emulator
+from airflow_provider_smartmca.triggers import ExecutionTrigger
+
+where = pathlib.Path(airflow_provider_smartmca.__file__)
+assert "site-packages" in where.parts, f"imported from {where}, not from the installed wheel"
+dist = importlib.metadata.distribution("airflow-provider-smartmca")
+assert not (dist.read_text("direct_url.json") or "").count('"editable": true'), "editable install"
+assert dist.version == airflow_provider_smartmca.__version__
+print("ok    imported", dist.version, "from", where.parent)
+print("ok   ", ", ".join(c.__name__ for c in (SmartMCAHook, TriggerWorkflowOperator, ExecutionSensor, ExecutionTrigger, Emulator)))
+EOF
+
+step "the installed example DAGs parse"
+"$work/venv/bin/python" - <<'EOF'
+import airflow_provider_smartmca.examples as examples
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=examples.__path__[0])
+assert not bag.import_errors, bag.import_errors
+assert len(bag.dag_ids) == 3, bag.dag_ids
+print("ok    ", sorted(bag.dag_ids))
+EOF
+
+step "Airflow registers the provider (temp AIRFLOW_HOME)"
+"$work/venv/bin/airflow" providers get airflow-provider-smartmca -o plain | tee "$work/get.txt"
+grep -q "airflow-provider-smartmca" "$work/get.txt"
+"$work/venv/bin/airflow" providers hooks -o plain | tee "$work/hooks.txt" | grep -i smartmca
+grep -i smartmca "$work/hooks.txt" | grep -q "SmartMCAHook" || { echo "FAIL: the smartmca hook is not listed"; exit 1; }
+if grep -i smartmca "$work/hooks.txt" | grep -qi "error"; then
+    echo "FAIL: the smartmca hook is listed with an error"
+    exit 1
+fi
+"$work/venv/bin/smartmca-emulator" --help >/dev/null && echo "ok    smartmca-emulator --help"
+
+step "release check passed in $((SECONDS - started)) s"
