@@ -1,29 +1,29 @@
 """Sphinx configuration: the provider's guide (Markdown, through MyST) and its API reference (autodoc).
 
-Build with ``make docs`` (warnings are errors). Autodoc imports the package, hence Airflow: a
-throwaway AIRFLOW_HOME keeps that import from writing ``~/airflow``.
+Build with ``make docs`` (warnings are errors). Autodoc imports the package, hence Airflow: an
+AIRFLOW_HOME under build/ keeps that import from writing ``~/airflow``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from docutils import nodes
+from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="smartmca-docs-airflow-"))
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "build" / "docs-airflow-home"))
 
 import airflow_provider_smartmca  # noqa: E402
 from airflow_provider_smartmca.get_provider_info import get_provider_info  # noqa: E402
 
 project = "airflow-provider-smartmca"
 author = "airflow-provider-smartmca maintainers"
-copyright = "airflow-provider-smartmca maintainers"  # noqa: A001 (Sphinx's name)
+copyright = "airflow-provider-smartmca maintainers"
 release = version = airflow_provider_smartmca.__version__
 
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.viewcode", "myst_parser"]
@@ -52,7 +52,14 @@ class ConnectionFieldsDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         (conn_type,) = get_provider_info()["connection-types"]
         behaviour = conn_type["ui-field-behaviour"]
-        lines = [".. list-table::", "   :header-rows: 1", "", "   * - Field", "     - Type and default", "     - Meaning"]
+        lines = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - Field",
+            "     - Type and default",
+            "     - Meaning",
+        ]
         for field, label in behaviour["relabeling"].items():
             placeholder = behaviour["placeholders"].get(field, "")
             lines += [f"   * - ``{field}`` ({label})", "     - text", f"     - e.g. ``{placeholder}``"]
@@ -60,11 +67,18 @@ class ConnectionFieldsDirective(SphinxDirective):
             schema = spec["schema"]
             kind = " or ".join(t for t in schema["type"] if t != "null")
             default = f", default ``{schema['default']!r}``" if "default" in schema else ""
-            lines += [f"   * - extra ``{name}`` ({spec['label']})", f"     - {kind}{default}", f"     - {spec['description']}"]
-        lines += ["", "Hidden in the form: " + ", ".join(f"``{f}``" for f in behaviour["hidden-fields"]) + "."]
+            lines += [
+                f"   * - extra ``{name}`` ({spec['label']})",
+                f"     - {kind}{default}",
+                f"     - {spec['description']}",
+            ]
+        lines += [
+            "",
+            "Hidden in the form: " + ", ".join(f"``{f}``" for f in behaviour["hidden-fields"]) + ".",
+        ]
         return self.parse_text_to_nodes("\n".join(lines))
 
 
-def setup(app):  # noqa: ANN001, ANN201 (Sphinx's hook)
+def setup(app: Sphinx) -> dict[str, bool]:
     app.add_directive("smartmca-connection-fields", ConnectionFieldsDirective)
     return {"parallel_read_safe": True}
