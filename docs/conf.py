@@ -6,6 +6,7 @@ AIRFLOW_HOME under build/ keeps that import from writing ``~/airflow``.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ class ConnectionFieldsDirective(SphinxDirective):
         for name, spec in conn_type["conn-fields"].items():
             schema = spec["schema"]
             kind = " or ".join(t for t in schema["type"] if t != "null")
-            default = f", default ``{schema['default']!r}``" if "default" in schema else ""
+            default = f", default ``{json.dumps(schema['default'])}``" if "default" in schema else ""
             lines += [
                 f"   * - extra ``{name}`` ({spec['label']})",
                 f"     - {kind}{default}",
