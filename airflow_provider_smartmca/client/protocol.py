@@ -88,7 +88,9 @@ REDACT_PART = 8
 
 def _key_pieces(secret: str) -> list[str]:
     n = min(REDACT_PART, len(secret))
-    return sorted({secret[i : i + n] for i in range(len(secret) - n + 1)})
+    # The percent-encoded form too: a server echoing the key into a URL (a redirect) encodes it.
+    forms = {secret, quote(secret, safe="")}
+    return sorted({form[i : i + n] for form in forms for i in range(len(form) - n + 1)})
 
 
 def _mask_pieces(text: str, pieces: list[str]) -> str:

@@ -8,14 +8,20 @@ run behind; the properties below put the key at every offset around each cut.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_smartmca.client import protocol
+from airflow_provider_smartmca.client import executions, protocol
 from airflow_provider_smartmca.client.protocol import (
     RawResponse,
     build_request,
@@ -25,6 +31,9 @@ from airflow_provider_smartmca.client.protocol import (
 )
 from airflow_provider_smartmca.client.settings import ClientSettings
 from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAInvalidResponseError, SmartMCAScopeError
+from airflow_provider_smartmca.hooks import SmartMCAHook
+from airflow_provider_smartmca.testing.server import Emulator
+from airflow_provider_smartmca.triggers import ExecutionTrigger
 
 KEY = "smca_live_Q7xK2pW9mZ4tR8vB1nC6yH3jL5dF0gSa"
 SETTINGS = ClientSettings(base_url="https://api.example.test", api_key=KEY)
@@ -175,3 +184,163 @@ def test_json_2xx_echoing_the_key_is_redacted_in_the_parsed_record():
     parsed = parse_response(request("list_workflows"), raw, SETTINGS)
     assert leaked_parts(repr(dataclasses.asdict(parsed))) == []  # asdict: ``raw`` too (kept for XCom)
     assert "wf_1" in repr(parsed)
+
+
+def test_redirect_location_with_the_key_percent_encoded():
+    key = "smca_live_Ab+/cD==ef/gh+ij/kl"
+    settings_ = ClientSettings(base_url="https://api.example.test", api_key=key)
+    get = build_request(settings_, "get_workflow", path_params={"workflow_id": "wf_1"})
+    raw = RawResponse(302, {"location": "https://evil.test/?auth=" + quote(key, safe="")}, b"")
+    exc = error_for_status(get, raw, settings_)
+    for text in error_texts(exc):
+        assert leaked_parts(text, key) == [] and leaked_parts(text, quote(key, safe="")) == []
+
+
+# --- against the emulator: it echoes the request's Authorization header ----------------------------
+
+EMU_KEY = "smca_test_full"  # the key make_hook and the trigger's connection send
+ECHOES = [
+    pytest.param({"echo_in": "body"}, id="500-text-key-at-270"),
+    pytest.param({"echo_in": "json_body"}, id="500-json-error-message"),
+    # The echoed line is "Authorization: Bearer <key>": at 270 the key straddles the 300-character
+    # cut of an error message, at 48 the 80-character cut of a non-JSON 2xx snippet.
+    pytest.param({"echo_in": "body", "status": 200, "offset": 48}, id="200-not-json-key-at-48"),
+    pytest.param({"echo_in": "location"}, id="302-location"),
+    pytest.param({"echo_in": "required_scope"}, id="403-required-scope"),
+]
+
+
+def assert_clean(texts: list[str]) -> None:
+    for text in texts:
+        assert leaked_parts(text, EMU_KEY) == [], text
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+def test_sync_hook_never_shows_an_echoed_key(make_hook, smartmca_emulator, caplog, echo):
+    caplog.set_level(logging.DEBUG)
+    hook = make_hook(extra={"max_retries": 1})
+    smartmca_emulator.add_fault("echo", route="get_workflow", count=2, **echo)
+    with pytest.raises(SmartMCAError) as err:
+        hook.get_workflow("wf_deal_onboarding")
+    assert smartmca_emulator.requests[-1].fault == "echo"
+    assert_clean([*error_texts(err.value), caplog.text, *(r.getMessage() for r in caplog.records)])
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+def test_async_client_never_shows_an_echoed_key(smartmca_emulator, echo):
+    from airflow_provider_smartmca.client.aio import shared_session
+
+    settings_ = ClientSettings(base_url=smartmca_emulator.base_url, api_key=EMU_KEY)
+    smartmca_emulator.add_fault("echo", route="get_workflow", count=1, **echo)
+
+    async def call() -> SmartMCAError:
+        async with shared_session(settings_) as client:
+            get = build_request(settings_, "get_workflow", path_params={"workflow_id": "wf_deal_onboarding"})
+            with pytest.raises(SmartMCAError) as err:
+                parse_response(get, await client.send(get), settings_)
+            return err.value
+
+    exc = asyncio.run(call())
+    assert smartmca_emulator.requests[-1].fault == "echo"
+    assert_clean(error_texts(exc))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(0, 420), status=st.sampled_from([200, 500]))
+@example(offset=270, status=500)
+@example(offset=265, status=500)
+@example(offset=48, status=200)
+@example(offset=44, status=200)
+def test_echo_at_any_offset_through_the_hook(make_hook, smartmca_emulator, offset, status):
+    hook = make_hook(extra={"max_retries": 0})
+    smartmca_emulator.add_fault("echo", route="get_workflow", count=1, status=status, offset=offset)
+    with pytest.raises(SmartMCAError) as err:
+        hook.get_workflow("wf_deal_onboarding")
+    assert_clean(error_texts(err.value))
+
+
+def _first_event(trigger: ExecutionTrigger) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        agen = trigger.run()
+        try:
+            return (await asyncio.wait_for(agen.__anext__(), 20)).payload
+        finally:
+            await agen.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("echo", "expected"),
+    [({"echo_in": "required_scope", "count": 1}, "error"), ({"echo_in": "body", "count": 2}, "success")],
+)
+def test_trigger_events_and_logs_never_show_an_echoed_key(
+    make_hook, smartmca_emulator, caplog, echo, expected
+):
+    caplog.set_level(logging.DEBUG)
+    started = make_hook().trigger_workflow("wf_deal_onboarding", "deal", "leak_trigger").execution_id
+    smartmca_emulator.add_fault("echo", route="get_execution", **echo)
+    trigger = ExecutionTrigger("smartmca_default", started, poll_interval=0.05, deadline=time.time() + 15)
+    event = _first_event(trigger)
+    assert event["status"] == expected
+    assert smartmca_emulator.count(route="get_execution") >= 1
+    assert_clean([json.dumps(event), repr(event), caplog.text])
+
+
+# --- node errors and node names: server text that becomes failure messages, events and XCom -------
+
+ECHO_WORKFLOW = {
+    "id": "wf_echo",
+    "name": f"Echo {EMU_KEY}",
+    "entityType": "deal",
+    # A server that shortens what it echoes: part of the key, never the whole of it.
+    "nodes": [f"check Bearer {EMU_KEY[:11]}...", "second"],
+    "outcome": {
+        "fail_at_node": 1,
+        "error": {"code": "E_AUTH", "message": f"rejected Authorization: Bearer {EMU_KEY}"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def echo_emulator() -> Iterator[Emulator]:
+    config = {"durations": {"pending_seconds": 0.05, "node_seconds": 0.02}, "workflows": [ECHO_WORKFLOW]}
+    with Emulator(config) as emu:
+        yield emu
+
+
+@pytest.fixture
+def echo_hook(echo_emulator, monkeypatch) -> SmartMCAHook:
+    echo_emulator.reset()
+    conn = {"conn_type": "smartmca", "host": echo_emulator.base_url, "password": EMU_KEY}
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+    return SmartMCAHook()
+
+
+def test_node_errors_echoing_the_key_are_redacted_everywhere(echo_hook, caplog):
+    caplog.set_level(logging.DEBUG)
+    accepted = echo_hook.trigger_workflow("wf_echo", "deal", "leak_nodes")
+    done = echo_hook.wait_for_execution(accepted.execution_id, poll_interval=0.05, deadline=time.time() + 15)
+    assert done.status == "failed"
+    with pytest.raises(SmartMCAError) as err:
+        executions.final_result(done)
+    texts = [
+        repr(dataclasses.asdict(accepted)),
+        repr(dataclasses.asdict(done)),  # ``raw`` included: what operators push to XCom
+        executions.failure_message(done),
+        json.dumps(executions.summary(done)),
+        *error_texts(err.value),
+        caplog.text,
+    ]
+    assert "rejected Authorization: Bearer ***" in executions.failure_message(done)
+    assert_clean(texts)
+
+
+def test_trigger_failure_event_with_node_errors_echoing_the_key(echo_hook, caplog):
+    caplog.set_level(logging.DEBUG)
+    started = echo_hook.trigger_workflow("wf_echo", "deal", "leak_event").execution_id
+    event = _first_event(
+        ExecutionTrigger("smartmca_default", started, poll_interval=0.05, deadline=time.time() + 15)
+    )
+    assert event["status"] == "failure"
+    assert_clean([json.dumps(event), caplog.text])
