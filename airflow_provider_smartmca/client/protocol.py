@@ -86,11 +86,11 @@ class RawResponse:
 REDACT_PART = 8
 
 
-def _key_pieces(secret: str) -> list[str]:
-    n = min(REDACT_PART, len(secret))
+def _key_windows(secret: str, size: int, step: int = 1) -> list[str]:
+    """The key's runs of ``size`` characters that start every ``step``, in the key and its URL form."""
     # The percent-encoded form too: a server echoing the key into a URL (a redirect) encodes it.
     forms = {secret, quote(secret, safe="")}
-    return sorted({form[i : i + n] for form in forms for i in range(len(form) - n + 1)})
+    return sorted({form[i : i + size] for form in forms for i in range(0, len(form) - size + 1, step)})
 
 
 def _mask_pieces(text: str, pieces: list[str]) -> str:
@@ -135,7 +135,7 @@ def redact(text: str | bytes, secret: str | None, limit: int | None = None) -> s
         text = text[: 4 * keep] if isinstance(text, bytes) else text[:keep]  # UTF-8: <= 4 bytes a char
     result = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     if secret:
-        result = _mask_pieces(result, _key_pieces(secret))
+        result = _mask_pieces(result, _key_windows(secret, min(REDACT_PART, len(secret))))
     return result if limit is None else result[:limit]
 
 
@@ -162,14 +162,17 @@ def load_json(body: bytes, secret: str | None) -> Any:
         data = json.loads(text)
         if not secret:
             return data
-        pieces = _key_pieces(secret)
-        # The usual case costs one search of the raw text: when it holds no piece of the key and
-        # no escape that could spell one (\uXXXX; any escape if the key has a character JSON
-        # escapes), no string parsed from it holds one either.
+        n = min(REDACT_PART, len(secret))
+        step = (n + 1) // 2
+        # The usual case costs a few searches of the raw text. Every n-character piece of the key
+        # holds one of its ``step``-character blocks that start at a multiple of ``step``; a text
+        # without any block and without an escape that could spell one (\uXXXX; any escape if
+        # the key has a character JSON escapes) holds no piece, nor does any string parsed from it.
         escapable = any(ch in '"\\/' or ch < " " for ch in secret)
-        if "\\u" not in text and not (escapable and "\\" in text) and not any(p in text for p in pieces):
+        blocks = _key_windows(secret, step, step)
+        if "\\u" not in text and not (escapable and "\\" in text) and not any(b in text for b in blocks):
             return data
-        return _redact_tree(data, pieces)
+        return _redact_tree(data, _key_windows(secret, n))
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

@@ -110,6 +110,45 @@ def test_load_json_redacts_every_string_and_object_key():
         protocol.load_json(b"[" * 100_000 + b"]" * 100_000, KEY)
 
 
+def strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from strings_in(v)
+
+
+UTF8_TEXT = st.characters(codec="utf-8")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    key=st.text(UTF8_TEXT, min_size=1, max_size=40),
+    echoes=st.lists(
+        st.tuples(
+            st.text(UTF8_TEXT, max_size=8),
+            st.integers(0, 40),
+            st.integers(0, 40),
+            st.text(UTF8_TEXT, max_size=8),
+        ),
+        max_size=4,
+    ),
+    ensure_ascii=st.booleans(),
+)
+@example(key="abc/defghijk", echoes=[("", 0, 40, "")], ensure_ascii=True)
+def test_load_json_leaves_no_part_of_any_key(key, echoes, ensure_ascii):
+    strings = [before + key[i:j] + after for before, i, j, after in echoes]
+    body = json.dumps({"items": strings, key: [key], "n": 1}, ensure_ascii=ensure_ascii)
+    if "/" in key:
+        body = body.replace("/", "\\/")  # as PHP writes JSON
+    for text in strings_in(protocol.load_json(body.encode(), key)):
+        assert leaked_parts(text, key) == []
+
+
 # --- error responses: every field copied into an exception -------------------------------------
 
 
