@@ -31,6 +31,7 @@ CAP = 60.0
 @example("1e400")
 @example("9" * 5000)
 @example("Mon, 01 Jan 99999 00:00:00 GMT")
+@example("Mon, 01 Jan 99999999999999999999 00:00:00 GMT")  # OverflowError in email.utils
 @example("Mon, 99 Jan 2020 00:00:00 GMT")
 @example("Mon, 01 Jan 2020 99:99:99 +9999")
 def test_any_header_value_gives_none_or_a_finite_capped_wait(value):
