@@ -4,12 +4,18 @@ One ``aiohttp.ClientSession`` is shared by every user with the same (event loop,
 TLS setting): a triggerer running a thousand waits keeps one bounded connection pool instead of
 opening a TCP+TLS connection per poll. The session is reference counted and closed when its
 last user leaves, cancelled or not, so no "Unclosed client session" warning is left behind.
+
+It follows the transport rules stated once in
+:class:`~airflow_provider_smartmca.client.settings.ClientSettings` (total deadline, body cap,
+proxy, trusted CAs), like the worker's :mod:`~airflow_provider_smartmca.client.sync`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import os
 import ssl
 import weakref
 from collections.abc import AsyncIterator
@@ -20,8 +26,15 @@ from typing import Any
 import aiohttp
 
 from airflow_provider_smartmca.client import protocol
-from airflow_provider_smartmca.client.settings import ClientSettings
-from airflow_provider_smartmca.errors import SmartMCAConfigError
+from airflow_provider_smartmca.client.settings import (
+    ClientSettings,
+    Route,
+    body_too_large,
+    deadline_detail,
+    declared_length,
+    resolve_route,
+)
+from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError
 
 DEFAULT_POOL_LIMIT = 100
 
@@ -45,10 +58,54 @@ def _session_key(settings: ClientSettings) -> tuple[Any, ...]:
     return (settings.base_url, key_hash, settings.verify_ssl)
 
 
-def _ssl_option(verify: bool | str) -> ssl.SSLContext | bool:
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    return bool(verify)
+@functools.lru_cache(maxsize=16)
+def _ssl_context(ca_path: str) -> ssl.SSLContext:
+    # Loading a CA bundle costs milliseconds: once per path and process, not per trigger.
+    if os.path.isdir(ca_path):
+        return ssl.create_default_context(capath=ca_path)
+    return ssl.create_default_context(cafile=ca_path)
+
+
+def _open_route(settings: ClientSettings) -> tuple[Route, ssl.SSLContext | bool]:
+    """The proxy/CA decision (shared with the worker) and the TLS option it means for aiohttp."""
+    route = resolve_route(settings)
+    ca_path = route.ca_path
+    if ca_path is None:
+        return route, False
+    try:
+        return route, _ssl_context(ca_path)
+    except (ssl.SSLError, OSError, ValueError):
+        message = f"the CA bundle from {route.verify_source} ({ca_path!r}) cannot be loaded"
+    raise SmartMCAConfigError(message)
+
+
+def _failure(
+    request: protocol.PreparedRequest, exc: BaseException, route: Route, seconds: float
+) -> SmartMCAError:
+    """The SmartMCA error for a library exception; it never quotes the exception (it may hold headers)."""
+    name = request.endpoint.name
+    if isinstance(exc, aiohttp.ClientSSLError):
+        reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+        detail = (
+            getattr(reason, "verify_message", None) or getattr(reason, "reason", None) or type(exc).__name__
+        )
+        return SmartMCAConfigError(
+            f"{name}: TLS to the SmartMCA API failed ({detail}); trusted CAs come from "
+            f"{route.verify_source}: check the certificate or the connection extra 'verify_ssl'"
+        )
+    if isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)):
+        return protocol.connection_error(
+            request, "the proxy refused or failed the connection", request_sent=False
+        )
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return protocol.connection_error(request, "connect timed out", request_sent=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return protocol.connection_error(request, "connection refused or unreachable", request_sent=False)
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return protocol.connection_error(request, "response cut short", request_sent=True)
+    return protocol.connection_error(request, f"connection dropped ({type(exc).__name__})", request_sent=True)
 
 
 def open_sessions_count() -> int:
@@ -71,8 +128,11 @@ async def shared_session(
     key = _session_key(settings)
     shared = per_loop.get(key)
     if shared is None or shared.session.closed:
-        connector = aiohttp.TCPConnector(limit=pool_limit, ssl=_ssl_option(settings.verify_ssl))
-        shared = per_loop[key] = _Shared(aiohttp.ClientSession(connector=connector))
+        connector = aiohttp.TCPConnector(limit=pool_limit)
+        # trust_env off: proxy and CAs come from the Route, per request (the worker's rule), and
+        # no .netrc entry replaces the bearer key.
+        session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        shared = per_loop[key] = _Shared(session)
     shared.users += 1
     try:
         yield AsyncClient(settings, shared.session)
@@ -97,37 +157,70 @@ class AsyncClient:
     def __init__(self, settings: ClientSettings, session: aiohttp.ClientSession) -> None:
         self.settings = settings
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=settings.connect_timeout, sock_read=settings.timeout
-        )
+        self._route: tuple[Route, ssl.SSLContext | bool] | None = None
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={self.settings.base_url!r})"
 
-    async def send(self, request: protocol.PreparedRequest) -> protocol.RawResponse:
-        """Send once; return the raw response or raise ``SmartMCAConnectionError``."""
+    async def send(
+        self, request: protocol.PreparedRequest, *, timeout: float | None = None
+    ) -> protocol.RawResponse:
+        """
+        Send once; return the raw response or raise ``SmartMCAConnectionError``.
+
+        :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
+        :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds
+            (a wait's remaining time).
+        :raises SmartMCAConfigError: the proxy or CA rule cannot be met, or TLS failed.
+        """
         protocol.log_request(request)
+        seconds = self.settings.request_seconds(timeout)
+        if self._route is None:
+            self._route = _open_route(self.settings)
+        route, ssl_option = self._route
         try:
-            async with self._session.request(
-                request.endpoint.method,
-                request.url,
-                params=request.params or None,
-                json=request.body,
-                headers=request.headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return protocol.RawResponse(resp.status, headers, body)
-        except aiohttp.ClientConnectorCertificateError:
-            raise SmartMCAConfigError(
-                f"{request.endpoint.name}: TLS certificate of {self.settings.base_url} was rejected; "
-                "check the certificate or the connection extra 'verify_ssl'"
-            ) from None
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
-            raise protocol.connection_error(request, "connect failed", request_sent=False) from None
-        except (asyncio.TimeoutError, aiohttp.SocketTimeoutError):
-            raise protocol.connection_error(request, "read timed out", request_sent=True) from None
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            raise protocol.connection_error(request, "connection dropped", request_sent=True) from None
+            return await self._exchange(request, route, ssl_option, seconds)
+        except (aiohttp.ClientError, OSError) as exc:  # asyncio.TimeoutError is an OSError
+            error = _failure(request, exc, route, seconds)
+        # Raised outside the except block, so the library's exception is neither the cause nor
+        # the context of what callers see.
+        raise error
+
+    async def _exchange(
+        self,
+        request: protocol.PreparedRequest,
+        route: Route,
+        ssl_option: ssl.SSLContext | bool,
+        seconds: float,
+    ) -> protocol.RawResponse:
+        limit = self.settings.max_response_bytes
+        timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
+        async with self._session.request(
+            request.endpoint.method,
+            request.url,
+            params=request.params or None,
+            json=request.body,
+            headers=request.headers,
+            timeout=timeout,  # total: sending, waiting and reading the whole body
+            allow_redirects=False,  # a redirect could carry the key elsewhere
+            proxy=route.proxy,
+            ssl=ssl_option,
+        ) as resp:
+            ok = 200 <= resp.status < 300
+            headers = {k.lower(): v for k, v in resp.headers.items()}
+            declared = declared_length(headers)
+            if ok and declared is not None and declared > limit:
+                resp.close()
+                raise body_too_large(request, resp.status, limit, declared)
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await resp.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    resp.close()  # a connection with unread bytes cannot go back to the pool
+                    if ok:
+                        raise body_too_large(request, resp.status, limit, declared)
+                    chunks.append(chunk[: len(chunk) - (size - limit)])
+                    break
+                chunks.append(chunk)
+            return protocol.RawResponse(resp.status, headers, b"".join(chunks))

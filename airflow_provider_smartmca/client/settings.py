@@ -2,21 +2,43 @@
 
 This module knows nothing of Airflow: it takes the connection's plain fields, so the worker
 (sync ``get_connection``) and the triggerer (async connection API) share one interpretation.
+It also states, once, the rules both transports (:mod:`.sync` on workers, :mod:`.aio` in the
+triggerer) follow: the request deadline, the body cap, the proxy and the trusted CAs.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
+import logging
+import math
+import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from airflow_provider_smartmca.client.endpoints import API_PREFIX, KNOWN_SCOPES
-from airflow_provider_smartmca.errors import SmartMCAConfigError
+from airflow_provider_smartmca.errors import (
+    SmartMCAConfigError,
+    SmartMCAInvalidResponseError,
+    SmartMCAValidationError,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.client.protocol import PreparedRequest
+
+log = logging.getLogger("airflow_provider_smartmca.client")
 
 DEFAULT_BASE_URL = "https://api.smartmca.com"
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+#: Bytes a transport asks for per read while streaming a body.
+READ_CHUNK = 64 * 1024
+#: Environment variables naming a CA bundle, in priority order (see :func:`resolve_route`).
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+_PREFIXED_EXTRA = "extra__smartmca__"
 
 
 @dataclass(frozen=True)
@@ -24,18 +46,50 @@ class ClientSettings:
     """
     Everything the HTTP client needs. The API key is excluded from ``repr`` and comparisons.
 
-    :param base_url: scheme://host[:port], no trailing slash, no API prefix.
-    :param api_key: the bearer key (from ``Connection.password`` only).
+    Both transports follow the same rules, stated here once:
+
+    * **Deadline.** ``timeout`` is the total time one request may take: sending it, waiting for
+      the answer and reading the whole body (a server trickling its body one byte a second is
+      cut off at ``timeout``). Connecting is bounded by ``connect_timeout`` too, and on the
+      worker a new connection's connect time comes on top of ``timeout``. Each retry gets its
+      own ``timeout``. A deadline hit after the request went out is a ``SmartMCAConnectionError``
+      with ``request_sent=True``: a POST is then ambiguous and never re-sent.
+    * **Body cap.** A body is read in chunks and never beyond ``max_response_bytes``. A 2xx
+      announcing more (``Content-Length``) is refused before its body is read; one sending more
+      is cut off at the cap. Either fails with a ``SmartMCAInvalidResponseError`` naming the
+      endpoint and the cap. It counts as transient, like any unreadable body: the provider cannot
+      tell an intermediary's page from a real answer without reading it, each attempt costs at
+      most the cap and ``timeout``, and the message names the setting to raise if the answer
+      is real. An error status (4xx, 5xx) is never refused for its size: its status decides what
+      happens, and its body, truncated at the cap, only supplies the message.
+    * **Proxy.** ``HTTPS_PROXY`` (``HTTP_PROXY`` for an ``http://`` base URL), else ``ALL_PROXY``,
+      lower case first, unless ``NO_PROXY`` covers the host (names, ``.suffix``, ``*``, and
+      CIDR blocks for IP hosts). Only ``http://`` and ``https://`` proxies. The worker and the
+      triggerer read the environment of their own process; nothing else (no ``.netrc``, which
+      could replace the bearer key with other credentials, no OS proxy settings).
+    * **Trusted CAs.** ``verify_ssl`` false, or the path of a CA bundle (file or directory),
+      wins. Otherwise (unset or true): ``REQUESTS_CA_BUNDLE``, else ``SSL_CERT_FILE``, else the
+      default store, certifi's bundle (what ``requests`` ships with). A named file that does
+      not exist is a ``SmartMCAConfigError`` naming the extra or variable, raised before any
+      request.
+
+    :param base_url: scheme://host[:port], no trailing slash, no API prefix, no credentials.
+    :param api_key: the bearer key (from ``Connection.password`` only); surrounding white space
+        (a secrets file's trailing newline) is removed by :func:`settings_from_connection`.
     :param scopes: the scopes the key declares, or None when undeclared (then the server decides).
-    :param timeout: read timeout of one request, seconds.
-    :param connect_timeout: connect timeout of one request, seconds.
+    :param timeout: total seconds one request may take (see the deadline rule above).
+    :param connect_timeout: seconds to open a connection.
     :param max_retries: retries after the first attempt for a retryable failure (0 disables).
     :param retry_min_wait: first backoff wait, seconds; doubles per attempt, with jitter.
     :param retry_max_wait: cap of one backoff wait, seconds.
     :param retry_after_cap: cap applied to a server's ``Retry-After``, seconds.
-    :param verify_ssl: verify TLS certificates; or a CA bundle path.
+    :param verify_ssl: verify TLS certificates (true: with the CA lookup above); false; or the
+        path of a CA bundle file or directory.
     :param clock_skew: seconds of tolerance when matching executions to a trigger request by time.
+    :param max_response_bytes: the most bytes of one response body that are read (see above).
     :param execution_url_template: optional UI link, e.g. ``https://app.smartmca.com/executions/{execution_id}``.
+    :param unknown_extras: connection extra keys this provider does not know (typos); see
+        :meth:`unknown_extras_message`.
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -49,71 +103,148 @@ class ClientSettings:
     retry_after_cap: float = 60.0
     verify_ssl: bool | str = True
     clock_skew: float = 30.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     execution_url_template: str | None = None
+    unknown_extras: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Settings built directly (tests, library users) get the same checks as a connection's.
+        for name, rule in _NUMBERS.items():
+            _check_number(f"setting {name!r}", getattr(self, name), rule)
+        if self.api_key:
+            _check_key_characters(self.api_key)
 
     @property
     def api_root(self) -> str:
         """The base URL plus the API prefix."""
         return self.base_url + API_PREFIX
 
-    def with_overrides(self, **overrides: Any) -> ClientSettings:
+    def with_overrides(self, *, _source: str = "argument", **overrides: Any) -> ClientSettings:
         """Return a copy with the non-None ``overrides`` applied and validated."""
-        known = {f.name for f in fields(self)}
+        known = {f.name for f in fields(self)} - {"api_key", "unknown_extras"}
         unknown = set(overrides) - known
         if unknown:
             raise SmartMCAConfigError(f"unknown client setting(s): {', '.join(sorted(unknown))}")
-        values = {k: v for k, v in overrides.items() if v is not None}
-        for name, value in values.items():
-            values[name] = _coerce(name, value)
+        values = {k: _coerce(k, v, _source) for k, v in overrides.items() if v is not None}
         if "scopes" in values:
             values["scopes"] = parse_scopes(values["scopes"])
         return replace(self, **values)
 
+    def request_seconds(self, timeout: float | None = None) -> float:
+        """
+        The total seconds the next request may take: ``timeout``, or less when the caller has less.
 
-_NUMBERS = {
-    "timeout": (float, 0.001),
-    "connect_timeout": (float, 0.001),
-    "max_retries": (int, 0),
-    "retry_min_wait": (float, 0.0),
-    "retry_max_wait": (float, 0.0),
-    "retry_after_cap": (float, 0.0),
-    "clock_skew": (float, 0.0),
+        :param timeout: the caller's own limit (a wait's remaining time), or None.
+        """
+        if timeout is None:
+            return self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise SmartMCAValidationError("timeout", f"must be a number > 0, got {timeout!r}")
+        return min(self.timeout, float(timeout))
+
+    def unknown_extras_message(self) -> str | None:
+        """One line naming each unknown connection extra and the valid key closest to it, or None."""
+        if not self.unknown_extras:
+            return None
+        described = "; ".join(_describe_unknown(name) for name in self.unknown_extras)
+        return f"unknown connection extra(s), ignored: {described}"
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+class _Rule(NamedTuple):
+    kind: type
+    minimum: float
+    maximum: float
+
+
+_DAY = 86400.0
+_NUMBERS: dict[str, _Rule] = {
+    "timeout": _Rule(float, 0.001, _DAY),
+    "connect_timeout": _Rule(float, 0.001, _DAY),
+    "max_retries": _Rule(int, 0, 100),
+    "retry_min_wait": _Rule(float, 0.0, _DAY),
+    "retry_max_wait": _Rule(float, 0.0, _DAY),
+    "retry_after_cap": _Rule(float, 0.0, _DAY),
+    "clock_skew": _Rule(float, 0.0, _DAY),
+    "max_response_bytes": _Rule(int, 1024, 1024**3),
 }
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Turn an extra's value (often a string from the UI) into the setting's type, or fail naming it."""
+def _check_number(where: str, value: Any, rule: _Rule) -> None:
+    """A finite number of the rule's kind within its bounds (no bool); or fail naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, rule.kind if rule.kind is int else (int, float)):
+        kind = "an integer" if rule.kind is int else "a number"
+        raise SmartMCAConfigError(f"{where} must be {kind}, got {value!r}")
+    if not math.isfinite(value) or not rule.minimum <= value <= rule.maximum:
+        raise SmartMCAConfigError(
+            f"{where} must be a finite number from {rule.minimum:g} to {rule.maximum:g}, got {value!r}"
+        )
+
+
+def _to_number(where: str, value: Any, rule: _Rule) -> float | int:
+    """Turn an extra's value (often a string from the UI) into the rule's type, or fail naming it."""
+    kind = "an integer" if rule.kind is int else "a number"
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        number = float(value)
+    except ValueError:
+        raise SmartMCAConfigError(f"{where} must be {kind}, got {value!r}") from None
+    if rule.kind is int and isinstance(value, int):
+        number = value  # exact, even beyond float precision
+    elif rule.kind is int:
+        if not math.isfinite(number) or not number.is_integer():
+            raise SmartMCAConfigError(f"{where} must be {kind}, got {value!r}")
+        number = int(number)
+    _check_number(where, number, rule)
+    return number
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    where = f"{source} {name!r}"
     if name in _NUMBERS:
-        kind, minimum = _NUMBERS[name]
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise SmartMCAConfigError(f"connection extra {name!r} must be a number, got {value!r}") from None
-        if number < minimum:
-            raise SmartMCAConfigError(f"connection extra {name!r} must be >= {minimum}, got {value!r}")
-        return number
+        return _to_number(where, value, _NUMBERS[name])
     if name == "verify_ssl":
-        return _parse_bool_or_path(value)
+        return _parse_verify(where, value)
+    if name == "execution_url_template" and not isinstance(value, str):
+        raise SmartMCAConfigError(f"{where} must be a string, got {type(value).__name__}")
     return value
 
 
-def _parse_bool(name: str, value: Any) -> bool:
+# --- booleans and the CA path -------------------------------------------------------------------
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def _parse_bool(where: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
+    if text in _TRUE:
         return True
-    if text in ("false", "0", "no", "off", ""):
+    if text in _FALSE:
         return False
-    raise SmartMCAConfigError(f"connection extra {name!r} must be true or false, got {value!r}")
+    hint = difflib.get_close_matches(text, ("true", "false"), n=1)
+    maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise SmartMCAConfigError(f"{where} must be true or false, got {value!r}{maybe}")
 
 
-def _parse_bool_or_path(value: Any) -> bool | str:
-    if isinstance(value, str) and value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", ""):
-        return value  # a CA bundle path, as requests and aiohttp accept
-    return _parse_bool("verify_ssl", value)
+def _parse_verify(where: str, value: Any) -> bool | str:
+    """True, False, or the path of an existing CA bundle file or directory."""
+    if isinstance(value, str) and value.strip().lower() not in (*_TRUE, *_FALSE):
+        path = os.path.expanduser(value.strip())
+        if os.path.exists(path):
+            return path
+        hint = difflib.get_close_matches(value.strip().lower(), ("true", "false"), n=1)
+        maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise SmartMCAConfigError(
+            f"{where} must be true, false or the path of a CA bundle file or directory; "
+            f"{value!r} is neither a boolean nor an existing path{maybe}"
+        )
+    return _parse_bool(where, value)
 
 
 def parse_scopes(value: Any) -> frozenset[str] | None:
@@ -135,6 +266,42 @@ def parse_scopes(value: Any) -> frozenset[str] | None:
     return scopes or None
 
 
+# --- the key ------------------------------------------------------------------------------------
+
+
+def _check_key_characters(key: str) -> None:
+    """Refuse a key an HTTP header cannot carry as is; the message never quotes the key."""
+    for position, char in enumerate(key, start=1):
+        if not "!" <= char <= "~":
+            raise SmartMCAConfigError(
+                f"the API key (the connection's password) has a character an HTTP header cannot "
+                f"carry at position {position} of {len(key)} (white space, a control character or a "
+                "non-ASCII character); enter the key again"
+            )
+
+
+def normalize_key(password: str | None) -> str:
+    """
+    The API key to send: the connection password without surrounding white space.
+
+    Surrounding white space is removed rather than refused: a key read from a secrets file often
+    ends with a newline, and no valid key starts or ends with white space. Anything else an HTTP
+    header cannot carry (inner white space, control or non-ASCII characters) is refused.
+
+    :raises SmartMCAConfigError: no key, or one with a forbidden character; never quoting the key.
+    """
+    key = (password or "").strip()
+    if not key:
+        raise SmartMCAConfigError(
+            "the connection has no API key: set its password field (shown as 'API key' in the UI)"
+        )
+    _check_key_characters(key)
+    return key
+
+
+# --- the base URL -------------------------------------------------------------------------------
+
+
 def _is_loopback(hostname: str) -> bool:
     if hostname == "localhost" or hostname.endswith(".localhost"):
         return True
@@ -144,6 +311,17 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
+def _shown(url: str) -> str:
+    """``url`` for a message: anything before an ``@`` in the authority (credentials) is hidden."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?[^/?#]*@", lambda m: (m.group(1) or "") + "***@", url)
+
+
+def _check_port(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise SmartMCAConfigError(f"{where} must be a TCP port from 1 to 65535, got {value!r}")
+    return value
+
+
 def normalize_base_url(
     host: str | None, port: int | None = None, *, allow_insecure_http: bool = False
 ) -> str:
@@ -151,25 +329,47 @@ def normalize_base_url(
     Build the base URL from the connection host, with or without a scheme.
 
     Plain ``http://`` is refused except on loopback, or when ``allow_insecure_http`` is set,
-    because the key would cross the network in clear text.
+    because the key would cross the network in clear text. Credentials in the URL are refused
+    (and never repeated in the message): ``requests`` would send them as Basic auth in place of
+    the bearer key.
     """
     raw = (host or "").strip()
     if not raw:
         return DEFAULT_BASE_URL
     if "://" not in raw:
         raw = "https://" + raw
+    shown = _shown(raw)
     parts = urlsplit(raw)
+    if "@" in parts.netloc:
+        raise SmartMCAConfigError(
+            f"connection host {shown!r} must not contain credentials (user:password@): put the API "
+            "key in the connection's password field"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SmartMCAConfigError(f"connection host {host!r} is not a valid http(s) base URL")
-    if parts.query or parts.fragment or parts.username:
-        raise SmartMCAConfigError(f"connection host {host!r} must not contain credentials, query or fragment")
+        raise SmartMCAConfigError(f"connection host {shown!r} is not a valid http(s) base URL")
+    if parts.query or parts.fragment:
+        raise SmartMCAConfigError(f"connection host {shown!r} must not contain a query or fragment")
+    try:
+        url_port = parts.port
+    except ValueError:
+        raise SmartMCAConfigError(
+            f"connection host {shown!r} has an invalid port: use a TCP port from 1 to 65535"
+        ) from None
+    if url_port is not None:
+        _check_port(f"the port of connection host {shown!r}", url_port)
+    if port is not None:
+        _check_port("connection port", port)
+        if url_port is not None and url_port != port:
+            raise SmartMCAConfigError(
+                f"connection host {shown!r} names port {url_port} but the connection port is {port}"
+            )
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise SmartMCAConfigError(
-            f"connection host {host!r} uses plain http:// on a non-loopback host; use https:// "
+            f"connection host {shown!r} uses plain http:// on a non-loopback host; use https:// "
             "or set the extra 'allow_insecure_http' to true"
         )
     netloc = parts.netloc
-    if port and parts.port is None:
+    if port is not None and url_port is None:
         netloc = f"{netloc}:{port}"
     path = parts.path.rstrip("/")
     if path.endswith(API_PREFIX):
@@ -177,7 +377,23 @@ def normalize_base_url(
     return f"{parts.scheme}://{netloc}{path}"
 
 
+# --- the connection -----------------------------------------------------------------------------
+
 _EXTRA_SETTINGS = ("scopes", *_NUMBERS, "verify_ssl", "execution_url_template")
+#: Every connection extra key this provider reads.
+KNOWN_EXTRAS = (*_EXTRA_SETTINGS, "allow_insecure_http")
+
+
+def _describe_unknown(name: str) -> str:
+    bare = name.removeprefix(_PREFIXED_EXTRA).strip().lower()
+    close = difflib.get_close_matches(bare, KNOWN_EXTRAS, n=1, cutoff=0.6)
+    if close:
+        return f"{name!r} (did you mean {close[0]!r}?)"
+    return f"{name!r} (valid keys: {', '.join(KNOWN_EXTRAS)})"
+
+
+def _redact_name(name: str, key: str) -> str:
+    return name.replace(key, "***") if len(key) >= 4 else name
 
 
 def settings_from_connection(
@@ -186,9 +402,13 @@ def settings_from_connection(
     """
     Interpret an Airflow connection's fields.
 
-    :param host: the connection host (base URL, scheme optional).
+    An unknown extra key (a typo such as ``max_retry``) is not an error, so a connection shared
+    with a newer provider version keeps working; it is logged as a warning naming the closest
+    valid key, and kept in :attr:`ClientSettings.unknown_extras` for ``test_connection``.
+
+    :param host: the connection host (base URL, scheme optional, no credentials).
     :param port: the connection port, if any (hidden in the UI, honoured if set).
-    :param password: the API key.
+    :param password: the API key; surrounding white space is removed (see :func:`normalize_key`).
     :param extra: the connection extras, as a dict or JSON text.
     """
     if isinstance(extra, str):
@@ -196,15 +416,173 @@ def settings_from_connection(
             extra = json.loads(extra) if extra.strip() else {}
         except ValueError:
             raise SmartMCAConfigError("connection extra is not valid JSON") from None
+    if extra is not None and not isinstance(extra, Mapping):
+        raise SmartMCAConfigError("connection extra must be a JSON object")
     extra = dict(extra or {})
-    if not password:
-        raise SmartMCAConfigError(
-            "the connection has no API key: set its password field (shown as 'API key' in the UI)"
-        )
+    key = normalize_key(password)
     base_url = normalize_base_url(
         host,
         port,
-        allow_insecure_http=_parse_bool("allow_insecure_http", extra.get("allow_insecure_http", False)),
+        allow_insecure_http=_parse_bool(
+            "connection extra 'allow_insecure_http'", extra.get("allow_insecure_http", False)
+        ),
     )
     overrides = {name: extra.get(name) for name in _EXTRA_SETTINGS if extra.get(name) not in (None, "")}
-    return ClientSettings(base_url=base_url, api_key=password).with_overrides(**overrides)
+    # A key name is user text: the key itself pasted as a name must not reach the log.
+    unknown = tuple(sorted(_redact_name(str(k), key) for k in extra if k not in KNOWN_EXTRAS))
+    settings = replace(
+        ClientSettings(base_url=base_url, api_key=key).with_overrides(
+            _source="connection extra", **overrides
+        ),
+        unknown_extras=unknown,
+    )
+    message = settings.unknown_extras_message()
+    if message:
+        log.warning("SmartMCA connection: %s", message)
+    return settings
+
+
+# --- one rule for both transports: proxy and trusted CAs ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """
+    How this process reaches the API: the proxy and the trusted CAs, per the rules in
+    :class:`ClientSettings`. Built by :func:`resolve_route`; never holds the key.
+
+    :param proxy: the proxy URL, or None for a direct connection. May hold proxy credentials:
+        never put it in a message.
+    :param verify: False (no verification), True (the default store, certifi), or the path of a
+        CA bundle file or directory.
+    :param verify_source: where ``verify`` came from, for messages.
+    """
+
+    proxy: str | None = field(default=None, repr=False)
+    verify: bool | str = True
+    verify_source: str = "the default CA store (certifi)"
+
+    @property
+    def ca_path(self) -> str | None:
+        """The CA bundle path to load, the default store's included; None when not verifying."""
+        if self.verify is False:
+            return None
+        if self.verify is True:
+            import certifi  # installed with requests; imported only by a transport
+
+            return str(certifi.where())
+        return str(self.verify)
+
+
+def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    if not no_proxy.strip():
+        return False
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        address = None
+    for entry in (e.strip() for e in no_proxy.split(",")):
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    # Names, ".suffix", "*" and "host:port": the standard library's reading of NO_PROXY (as
+    # requests'). Imported here: urllib.request is heavy, and DAG files import this module.
+    import urllib.request
+
+    target = f"{hostname}:{port}" if port else hostname
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    return bool(bypass(target, {"no": no_proxy}))
+
+
+def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
+    parts = urlsplit(base_url)
+    hostname = parts.hostname or ""
+    for name in (f"{parts.scheme}_proxy", "all_proxy"):
+        variable = name if env.get(name) else name.upper()
+        value = (env.get(variable) or "").strip()
+        if not value:
+            continue
+        if _no_proxy(hostname, parts.port, env):
+            return None
+        if "://" not in value:
+            value = "http://" + value  # as curl and requests read "proxy:3128"
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in ("http", "https") or not urlsplit(value).hostname:
+            # The value may hold proxy credentials: name the variable, not the value.
+            raise SmartMCAConfigError(
+                f"the environment variable {variable} is not an http:// or https:// proxy URL "
+                f"(scheme {scheme!r}); this provider supports only HTTP proxies"
+            )
+        return value
+    return None
+
+
+def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = None) -> Route:
+    """
+    Decide the proxy and the trusted CAs for ``settings`` from this process's environment.
+
+    The one place both transports take these decisions from; see :class:`ClientSettings`.
+
+    :param settings: the client settings.
+    :param environ: the environment to read, ``os.environ`` by default.
+    :raises SmartMCAConfigError: a CA path that does not exist, or a proxy that is not HTTP.
+    """
+    env = os.environ if environ is None else environ
+    proxy = _proxy_for(settings.base_url, env)
+    if not settings.base_url.startswith("https://"):
+        return Route(proxy=proxy, verify=False, verify_source="plain http")
+    verify = settings.verify_ssl
+    if verify is False or isinstance(verify, str):
+        if isinstance(verify, str) and not os.path.exists(verify):
+            raise SmartMCAConfigError(
+                f"connection extra 'verify_ssl' names {verify!r}, which does not exist in this process"
+            )
+        return Route(proxy=proxy, verify=verify, verify_source="connection extra 'verify_ssl'")
+    for variable in CA_BUNDLE_ENV:
+        path = (env.get(variable) or "").strip()
+        if not path:
+            continue
+        if not os.path.exists(path):
+            raise SmartMCAConfigError(
+                f"the environment variable {variable} names {path!r}, which does not exist; fix it, "
+                "or set the connection extra 'verify_ssl' to a CA bundle path"
+            )
+        return Route(proxy=proxy, verify=path, verify_source=f"the environment variable {variable}")
+    return Route(proxy=proxy)
+
+
+# --- one rule for both transports: what a response may cost -------------------------------------
+
+
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The ``Content-Length`` a response announces, or None (absent, chunked or unreadable)."""
+    value = headers.get("content-length") or headers.get("Content-Length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def body_too_large(
+    request: PreparedRequest, status: int, limit: int, declared: int | None
+) -> SmartMCAInvalidResponseError:
+    """The error for a 2xx body over the cap (see :class:`ClientSettings`), naming endpoint and cap."""
+    endpoint = request.endpoint
+    size = f"of {declared} bytes" if declared is not None else "that went on"
+    return SmartMCAInvalidResponseError(
+        f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {status} with a body {size}, "
+        f"over the cap of {limit} bytes; it was not read further. If such an answer is real, raise "
+        "the connection extra 'max_response_bytes'",
+        operation=endpoint.name,
+        method=endpoint.method,
+        path=request.path,
+        status=status,
+    )
+
+
+def deadline_detail(seconds: float) -> str:
+    """What a transport says when a request ran out of time."""
+    return f"no complete response within {seconds:g} s (the 'timeout' setting: total per request)"

@@ -1,26 +1,139 @@
-"""Blocking transport over one ``requests.Session`` (keep-alive), used on workers."""
+"""Blocking transport over one ``requests.Session`` (keep-alive), used on workers.
+
+It follows the transport rules stated once in
+:class:`~airflow_provider_smartmca.client.settings.ClientSettings` (total deadline, body cap,
+proxy, trusted CAs), like the triggerer's :mod:`~airflow_provider_smartmca.client.aio`.
+"""
 
 from __future__ import annotations
 
+import http.client
+import ssl
+import time
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
 
 import requests
 import tenacity
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from airflow_provider_smartmca.client import protocol
-from airflow_provider_smartmca.client.settings import ClientSettings
-from airflow_provider_smartmca.errors import SmartMCAConfigError
+from airflow_provider_smartmca.client.settings import (
+    READ_CHUNK,
+    ClientSettings,
+    Route,
+    body_too_large,
+    deadline_detail,
+    declared_length,
+    resolve_route,
+)
+from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError
+
+# What requests, urllib3, http.client and sockets raise while sending or reading; see _failure.
+_TRANSPORT_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+# Raised while the request is built, before anything is sent: a setting that cannot work.
+_UNSENDABLE = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+)
 
 
-def _never_reached_server(exc: requests.ConnectionError) -> bool:
+def _never_reached_server(exc: BaseException) -> bool:
     """True when the connection itself failed (refused, DNS), so the request was never sent."""
     reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
         reason = reason.reason
-    return isinstance(reason, (NewConnectionError, ConnectionRefusedError))
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError))
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """The ``ssl`` error's own words (no URL, no header), found in the library's wrapping."""
+    todo: list[BaseException] = [exc]
+    for _ in range(16):
+        if not todo:
+            break
+        current = todo.pop()
+        if isinstance(current, ssl.SSLError):
+            return str(getattr(current, "verify_message", None) or current.reason or type(current).__name__)
+        linked = (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args)
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+    return type(exc).__name__
+
+
+def _failure(
+    request: protocol.PreparedRequest, exc: BaseException, route: Route, seconds: float
+) -> SmartMCAError:
+    """The SmartMCA error for a library exception; it never quotes the exception (it holds headers)."""
+    name = request.endpoint.name
+    if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError)):
+        return SmartMCAConfigError(
+            f"{name}: TLS to the SmartMCA API failed ({_tls_reason(exc)}); trusted CAs come from "
+            f"{route.verify_source}: check the certificate or the connection extra 'verify_ssl'"
+        )
+    if isinstance(exc, (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError)):
+        return protocol.connection_error(
+            request, "the proxy refused or failed the connection", request_sent=False
+        )
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
+        return protocol.connection_error(request, "connect timed out", request_sent=False)
+    if isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+        return protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
+    if isinstance(exc, requests.exceptions.ConnectionError) and _never_reached_server(exc):
+        return protocol.connection_error(request, "connection refused or unreachable", request_sent=False)
+    if isinstance(exc, _UNSENDABLE):
+        return SmartMCAConfigError(f"{name}: the request could not be built ({type(exc).__name__})")
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.DecodeError,
+            http.client.HTTPException,
+        ),
+    ):
+        return protocol.connection_error(request, "response cut short", request_sent=True)
+    return protocol.connection_error(request, f"connection dropped ({type(exc).__name__})", request_sent=True)
+
+
+def _read_body(
+    resp: requests.Response, request: protocol.PreparedRequest, limit: int, seconds: float, deadline: float
+) -> tuple[bytes, bool]:
+    """Read the body within the deadline and the cap; return it and whether it was read to its end."""
+    ok = 200 <= resp.status_code < 300
+    declared = declared_length(resp.headers)
+    if ok and declared is not None and declared > limit:
+        raise body_too_large(request, resp.status_code, limit, declared)
+    raw = resp.raw
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
+        sock = getattr(raw.connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(remaining)  # no single read outlives the request's deadline
+        # read1: whatever has arrived (a trickle cannot stretch one read); decoded, at most a chunk.
+        chunk = raw.read1(READ_CHUNK, decode_content=True)
+        if not chunk:
+            return b"".join(chunks), True
+        size += len(chunk)
+        if size > limit:
+            if ok:
+                raise body_too_large(request, resp.status_code, limit, declared)
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            return b"".join(chunks), False
+        chunks.append(chunk)
 
 
 class SyncClient:
@@ -33,57 +146,76 @@ class SyncClient:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self._session: requests.Session | None = None
+        self._route = Route()
 
     def __repr__(self) -> str:
         return f"SyncClient(base_url={self.settings.base_url!r})"
 
     @property
     def session(self) -> requests.Session:
-        """The one session of this client, created on first use."""
+        """
+        The one session of this client, created on first use.
+
+        :raises SmartMCAConfigError: the proxy or CA rule cannot be met (see ``resolve_route``).
+        """
         if self._session is None:
+            # Read once, not on every call: requests' per-request environment scan was ~15% of a
+            # call's CPU. trust_env is off so that the Route is the only source of proxy and CA
+            # decisions (the triggerer's too), and no .netrc entry replaces the bearer key.
+            route = resolve_route(self.settings)
             session = requests.Session()
             # urllib3 retries are off: every retry decision is protocol.should_retry's.
             session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
             session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
-            # Proxy settings are read from the environment once, not on every call: requests'
-            # per-request environment scan was ~15% of a call's CPU.
-            session.proxies = requests.utils.get_environ_proxies(self.settings.base_url)
             session.trust_env = False
-            self._session = session
+            session.proxies = {"http": route.proxy, "https": route.proxy} if route.proxy else {}
+            session.verify = route.verify
+            self._session, self._route = session, route
         return self._session
 
-    def send(self, request: protocol.PreparedRequest) -> protocol.RawResponse:
-        """Send once; return the raw response or raise ``SmartMCAConnectionError``."""
+    def send(
+        self, request: protocol.PreparedRequest, *, timeout: float | None = None
+    ) -> protocol.RawResponse:
+        """
+        Send once; return the raw response or raise ``SmartMCAConnectionError``.
+
+        :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
+        :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds.
+        """
         protocol.log_request(request)
+        seconds = self.settings.request_seconds(timeout)
+        session = self.session
         try:
-            resp = self.session.request(
-                request.endpoint.method,
-                request.url,
-                params=request.params or None,
-                json=request.body,
-                headers=request.headers,
-                timeout=(self.settings.connect_timeout, self.settings.timeout),
-                # Per request: requests lets REQUESTS_CA_BUNDLE override a session-level verify.
-                verify=self.settings.verify_ssl,
-                allow_redirects=False,  # a redirect could carry the key elsewhere
-            )
-            body = resp.content
-        except requests.exceptions.SSLError as exc:
-            raise SmartMCAConfigError(
-                f"{request.endpoint.name}: TLS to {self.settings.base_url} failed ({exc}); "
-                "check the certificate or the connection extra 'verify_ssl'"
-            ) from None
-        except requests.exceptions.ConnectTimeout:
-            raise protocol.connection_error(request, "connect timed out", request_sent=False) from None
-        except requests.exceptions.ReadTimeout:
-            raise protocol.connection_error(request, "read timed out", request_sent=True) from None
-        except requests.exceptions.ConnectionError as exc:
-            sent = not _never_reached_server(exc)
-            detail = "connection refused or unreachable" if not sent else "connection dropped"
-            raise protocol.connection_error(request, detail, request_sent=sent) from None
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
-            raise protocol.connection_error(request, "response body cut short", request_sent=True) from None
-        return protocol.RawResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, body)
+            return self._exchange(session, request, seconds, time.monotonic() + seconds)
+        except _TRANSPORT_ERRORS as exc:
+            error = _failure(request, exc, self._route, seconds)
+        # Raised outside the except block, so the library's exception (whose .request holds the
+        # Authorization header) is neither the cause nor the context of what callers see.
+        raise error
+
+    def _exchange(
+        self, session: requests.Session, request: protocol.PreparedRequest, seconds: float, deadline: float
+    ) -> protocol.RawResponse:
+        resp = session.request(
+            request.endpoint.method,
+            request.url,
+            params=request.params or None,
+            json=request.body,
+            headers=request.headers,
+            # The read timeout bounds the wait for the headers; _read_body bounds the rest.
+            timeout=(min(self.settings.connect_timeout, seconds), seconds),
+            allow_redirects=False,  # a redirect could carry the key elsewhere
+            stream=True,
+        )
+        complete = False
+        try:
+            body, complete = _read_body(resp, request, self.settings.max_response_bytes, seconds, deadline)
+        finally:
+            if not complete:  # a connection with unread bytes cannot go back to the pool
+                with suppress(Exception):
+                    resp.close()
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        return protocol.RawResponse(resp.status_code, headers, body)
 
     def call(
         self,
@@ -93,19 +225,21 @@ class SyncClient:
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         retry: bool = True,
-    ) -> dict[str, Any]:
+        timeout: float | None = None,
+    ) -> Any:
         """
         Build, send (with the shared retry policy) and parse one call.
 
         :param name: the endpoint name, see :data:`~airflow_provider_smartmca.client.endpoints.ENDPOINTS`.
         :param retry: False sends exactly once.
+        :param timeout: a shorter total limit than the ``timeout`` setting, per attempt, seconds.
         """
         request = protocol.build_request(self.settings, name, path_params=path_params, query=query, body=body)
         if not retry:
-            return protocol.parse_response(request, self.send(request), self.settings)
+            return protocol.parse_response(request, self.send(request, timeout=timeout), self.settings)
         for attempt in tenacity.Retrying(**protocol.retry_policy(self.settings, request.endpoint)):
             with attempt:
-                return protocol.parse_response(request, self.send(request), self.settings)
+                return protocol.parse_response(request, self.send(request, timeout=timeout), self.settings)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def close(self) -> None:
