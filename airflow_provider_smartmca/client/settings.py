@@ -65,8 +65,9 @@ class ClientSettings:
     * **Proxy.** ``HTTPS_PROXY`` (``HTTP_PROXY`` for an ``http://`` base URL), else ``ALL_PROXY``,
       lower case first, unless ``NO_PROXY`` covers the host (names, ``.suffix``, ``*``, and
       CIDR blocks for IP hosts). Only ``http://`` and ``https://`` proxies. The worker and the
-      triggerer read the environment of their own process; nothing else (no ``.netrc``, which
-      could replace the bearer key with other credentials, no OS proxy settings).
+      triggerer read the environment of their own process when a client starts (a hook's first
+      call, a trigger's first poll); nothing else is read (no ``.netrc``, which could replace
+      the bearer key with other credentials, no OS proxy settings).
     * **Trusted CAs.** ``verify_ssl`` false, or the path of a CA bundle (file or directory),
       wins. Otherwise (unset or true): ``REQUESTS_CA_BUNDLE``, else ``SSL_CERT_FILE``, else the
       default store, certifi's bundle (what ``requests`` ships with). A named file that does

@@ -81,3 +81,40 @@ def test_missing_key_refused():
 def test_key_not_in_repr():
     s = settings_from_connection(host=None, port=None, password="smca_live_TOPSECRET", extra={})
     assert "TOPSECRET" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "proxy"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "proxy.corp:3128"}, "http://proxy.corp:3128"),
+        ({"https_proxy": "http://lower:1", "HTTPS_PROXY": "http://upper:2"}, "http://lower:1"),
+        ({"ALL_PROXY": "http://all:3"}, "http://all:3"),
+        ({"HTTP_PROXY": "http://plain:4"}, None),  # an https:// base URL uses HTTPS_PROXY only
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".smartmca.com"}, None),
+        ({"HTTPS_PROXY": "http://p:1", "no_proxy": "other.example, smartmca.com"}, None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "smartmca.co"}, "http://p:1"),
+    ],
+)
+def test_one_proxy_rule(env, proxy):
+    from airflow_provider_smartmca.client.settings import ClientSettings, resolve_route
+
+    assert resolve_route(ClientSettings(), env).proxy == proxy
+
+
+def test_one_ca_rule(tmp_path):
+    from airflow_provider_smartmca.client.settings import ClientSettings, resolve_route
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    default = resolve_route(ClientSettings(), {})
+    assert default.verify is True and default.ca_path and default.ca_path.endswith(".pem")
+    env = {"REQUESTS_CA_BUNDLE": str(bundle), "SSL_CERT_FILE": "/elsewhere.pem"}
+    assert resolve_route(ClientSettings(), env).verify == str(bundle)
+    assert resolve_route(ClientSettings(), {"SSL_CERT_FILE": str(bundle)}).verify == str(bundle)
+    assert resolve_route(ClientSettings(verify_ssl=False), env).verify is False
+    assert resolve_route(ClientSettings(verify_ssl=str(bundle)), {"REQUESTS_CA_BUNDLE": "/x"}).verify == str(
+        bundle
+    )
+    with pytest.raises(SmartMCAConfigError, match="REQUESTS_CA_BUNDLE"):
+        resolve_route(ClientSettings(), {"REQUESTS_CA_BUNDLE": "/no/such.pem"})
