@@ -50,7 +50,7 @@ docs: $(DOCS_STAMP)
 
 # sdist + wheel into dist/, twine check --strict, and the wheel installed into a fresh venv.
 release-check: $(DOCS_STAMP)
-	PY=$(BIN)/python BASE_PYTHON=$(PYTHON) bash scripts/release_check.sh
+	PY=$(BIN)/python BASE_PYTHON=$(or $(RELEASE_PYTHON),$(PYTHON)) bash scripts/release_check.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
