@@ -14,6 +14,7 @@ the same key, so the server acts and its 202 reaches nobody. A new hook then res
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -56,7 +57,7 @@ def _retry_after_death(hook: Any, intent: Any, resend: Any) -> Any:
         from airflow_provider_smartmca.hooks import start_once
 
         # The record goes through JSON, as task_state_store keeps it.
-        stored = start_once.StartIntent.from_json(_json_round_trip(intent.to_json()))
+        stored = start_once.StartIntent.from_json(_json_round_trip(dataclasses.asdict(intent)))
         return start_once.recover(hook, stored, "the previous try died with its request in flight")
     from airflow_provider_smartmca.hooks.exactly_once import executions_started_by
 
