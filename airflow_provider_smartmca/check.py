@@ -1,0 +1,603 @@
+"""``smartmca-check``: probe a SmartMCA tenant, read-only, for every assumption the provider depends on.
+
+Run it once against the real tenant before going to production::
+
+    smartmca-check                                   # the Airflow connection smartmca_default
+    smartmca-check --conn-id smartmca_prod --json
+    SMARTMCA_API_KEY=... smartmca-check --base-url https://api.smartmca.com
+
+It sends GETs only: List Workflows, Get Workflow, List Executions (page 1 newest first and oldest
+first, and page 2 when there is one) and Get Execution, through the provider's own client. Each
+answer is read twice: by the provider's parser, as a task would read it, and field by field
+against :data:`~airflow_provider_smartmca.client.contract.SHAPES`, so the table names every field
+that differs, not only the first. What GETs cannot show (the write scopes, the answers to POSTs,
+error bodies) is reported as "cannot be checked", never as holding.
+
+Only keys, JSON types and counts are printed, never a response's values, and never the key.
+Exit status: 0 when nothing differs, 1 when an assumption does not hold, 2 when the probe could
+not start (no connection, no key, a bad base URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_provider_smartmca.client import contract, protocol
+from airflow_provider_smartmca.client.endpoints import (
+    ENDPOINTS,
+    SCOPE_READ,
+    SCOPE_TRIGGER,
+    SCOPE_UNDERWRITING,
+)
+from airflow_provider_smartmca.client.sync import SyncClient
+from airflow_provider_smartmca.errors import (
+    SmartMCAContractError,
+    SmartMCAError,
+    SmartMCAInvalidResponseError,
+)
+
+__all__ = ["DIFFERS", "HOLDS", "UNCHECKED", "Row", "main", "run_checks"]
+
+HOLDS, DIFFERS, UNCHECKED = "holds", "differs", "cannot be checked"
+DEFAULT_LIMIT = 5
+#: Retries per probe call at most: a storm must not make a one-off check hang for minutes.
+MAX_RETRIES = 2
+_NO_POST = "a read-only probe sends no POST"
+
+
+@dataclass(frozen=True)
+class Row:
+    """
+    One assumption and what the probe saw.
+
+    :param assumption: what the provider assumes, with its source (reference or assumed).
+    :param verdict: :data:`HOLDS`, :data:`DIFFERS` or :data:`UNCHECKED`.
+    :param seen: keys, JSON types and counts only, never a value.
+    """
+
+    assumption: str
+    verdict: str
+    seen: str = ""
+
+
+@dataclass
+class Answer:
+    """
+    One GET's answer.
+
+    :param data: the decoded JSON (key redacted), when a 2xx JSON body came back.
+    :param failure: why there is no usable answer (an HTTP error, no connection, not JSON).
+    :param broken: the provider's parser refused the JSON (the contract differs).
+    :param local_time: the local clock halfway through the exchange (epoch seconds).
+    """
+
+    endpoint: str
+    data: Any = None
+    failure: SmartMCAError | None = None
+    broken: SmartMCAContractError | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    local_time: float = 0.0
+
+    def items(self) -> list[Any]:
+        """The list envelope's ``data`` items, or nothing."""
+        data = self.data.get("data") if isinstance(self.data, dict) else None
+        return data if isinstance(data, list) else []
+
+
+def probe(client: SyncClient, name: str, **request: Any) -> Answer:
+    """Send one GET with the client's retry policy; never raises a SmartMCA error."""
+    import tenacity
+
+    settings = client.settings
+    try:
+        prepared = protocol.build_request(settings, name, **request)
+        started = time.time()
+        for attempt in tenacity.Retrying(**protocol.retry_policy(settings, prepared.endpoint)):
+            with attempt:
+                raw = client.send(prepared)
+                broken = None
+                try:
+                    protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
+                except SmartMCAContractError as exc:
+                    broken = exc  # not retried here: the field rows say what differs
+    except SmartMCAError as exc:
+        return Answer(name, failure=exc)
+    return Answer(
+        name,
+        data=protocol.load_json(raw.body, settings.api_key),
+        broken=broken,
+        headers=raw.headers,
+        local_time=(started + time.time()) / 2,
+    )
+
+
+def _failure_text(exc: SmartMCAError) -> str:
+    """What went wrong, without server text (it may hold values)."""
+    if exc.status is not None:
+        if isinstance(exc, SmartMCAInvalidResponseError):
+            return (
+                f"HTTP {exc.status} with a body the provider cannot read as JSON (HTML? truncated? too big?)"
+            )
+        return f"HTTP {exc.status} ({type(exc).__name__})"
+    return str(exc)  # a local error (scope not declared, connection refused): the provider's own words
+
+
+def _contract_text(exc: SmartMCAContractError) -> str:
+    text = str(exc)
+    return text.removeprefix(f"{exc.endpoint}: ")
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
+    endpoint = ENDPOINTS[name]
+    assumption = f"{name} ({endpoint.method} {endpoint.path}) answers, and the provider reads it"
+    if answer is None:
+        return Row(assumption, UNCHECKED, why_not)
+    if answer.failure is not None:
+        return Row(assumption, DIFFERS, _failure_text(answer.failure))
+    if answer.broken is not None:
+        return Row(assumption, DIFFERS, _contract_text(answer.broken))
+    return Row(assumption, HOLDS, "a 2xx JSON answer the provider's parser accepts")
+
+
+def _field_rows(
+    label: str, endpoint: str, shape: str, objects: list[tuple[str, Any]], why_none: str
+) -> list[Row]:
+    """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
+    rows: list[Row] = []
+    if not objects:
+        return [Row(f"{label}: {shape} object", UNCHECKED, why_none)] + [
+            Row(_field_label(label, f), UNCHECKED, why_none) for f in contract.SHAPES[shape]
+        ]
+    readers, not_objects = [], []
+    for where, value in objects:
+        try:
+            readers.append(contract._Reader(endpoint, shape, value, where))
+        except SmartMCAContractError as exc:
+            not_objects.append(exc)
+    if not_objects:
+        rows.append(
+            Row(
+                f"{label}: {shape} object",
+                DIFFERS,
+                f"{len(not_objects)} of {len(objects)}: {_contract_text(not_objects[0])}",
+            )
+        )
+    else:
+        rows.append(Row(f"{label}: {shape} object", HOLDS, f"{len(objects)} seen"))
+    for spec in contract.SHAPES[shape]:
+        errors, present = [], 0
+        for reader in readers:
+            try:
+                present += reader.get(spec.name) is not None
+            except SmartMCAContractError as exc:
+                errors.append(exc)
+        if errors:
+            verdict, seen = DIFFERS, f"{len(errors)} of {len(readers)}: {_contract_text(errors[0])}"
+        elif present:
+            verdict, seen = HOLDS, f"{present} of {len(readers)} have it"
+        elif readers:
+            verdict, seen = UNCHECKED, "absent or null in every object seen (optional)"
+        else:
+            verdict, seen = UNCHECKED, "no object to read"
+        rows.append(Row(_field_label(label, spec), verdict, seen))
+    known = {f.name for f in contract.SHAPES[shape]}
+    extra = sorted({str(k)[:40] for r in readers for k in r.data} - known)
+    if extra:
+        shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
+        rows.append(Row(f"{label}: other keys are ignored", HOLDS, f"also present: {shown}"))
+    return rows
+
+
+def _field_label(label: str, spec: contract.Field) -> str:
+    sep = "." if label.endswith("]") else " "
+    return (
+        f"{label}{sep}{spec.name}: {spec.kind}, {'required' if spec.required else 'optional'} ({spec.source})"
+    )
+
+
+def _timestamps(items: list[Any]) -> list[Any]:
+    return [
+        item.get("startedAt")
+        for item in items
+        if isinstance(item, dict) and item.get("startedAt") is not None
+    ]
+
+
+def _sorted_row(desc: Answer, asc: Answer) -> Row:
+    assumption = "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)"
+    pages = []
+    for answer in (desc, asc):
+        values = _timestamps(answer.items())
+        try:
+            pages.append([contract.parse_timestamp(v) for v in values if isinstance(v, str)])
+        except ValueError:
+            return Row(assumption, UNCHECKED, "startedAt is not ISO 8601 (see its row)")
+    newest, oldest = pages
+    if len(newest) < 2 or len(oldest) < 2:
+        return Row(assumption, UNCHECKED, "fewer than 2 executions with startedAt")
+    if any(a < b for a, b in itertools.pairwise(newest)):
+        return Row(assumption, DIFFERS, "sort_order=desc: page 1 is not newest first by startedAt")
+    if any(a > b for a, b in itertools.pairwise(oldest)):
+        return Row(assumption, DIFFERS, "sort_order=asc: page 1 is not oldest first by startedAt")
+    if min(oldest) > min(newest) or max(oldest) > max(newest):
+        return Row(assumption, DIFFERS, "sort_order=asc page 1 holds newer executions than sort_order=desc")
+    return Row(assumption, HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)")
+
+
+def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row]:
+    rows = []
+    items, total = desc.items(), desc.data.get("total") if isinstance(desc.data, dict) else None
+    a_page = f"list_executions returns at most limit={limit} items per page (reference: page, limit)"
+    a_total = "list_executions total counts every match, not only this page (assumed)"
+    a_page2 = "list_executions honours page=2 (another page than page 1) (reference: page)"
+    if desc.failure is not None or not isinstance(desc.data, dict):
+        return [
+            Row(a, UNCHECKED, "List Executions gave no usable answer") for a in (a_page, a_total, a_page2)
+        ]
+    n = len(items)
+    rows.append(Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"))
+    if isinstance(total, bool) or not isinstance(total, int):
+        rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
+    elif total < n or (total >= limit and n < limit) or (total < limit and n != total):
+        rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
+    else:
+        rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
+    if page2 is None:
+        rows.append(Row(a_page2, UNCHECKED, f"no second page (at most {limit} executions reported)"))
+    elif page2.failure is not None:
+        rows.append(Row(a_page2, DIFFERS, _failure_text(page2.failure)))
+    else:
+        first = {i.get("executionId") for i in items if isinstance(i, dict)} - {None}
+        second = {i.get("executionId") for i in page2.items() if isinstance(i, dict)} - {None}
+        if not first or not second:
+            rows.append(Row(a_page2, UNCHECKED, "no executionId to compare the pages by"))
+        elif first & second:
+            rows.append(Row(a_page2, DIFFERS, f"page 2 repeats {len(first & second)} item(s) of page 1"))
+        else:
+            rows.append(Row(a_page2, HOLDS, f"page 2: {len(second)} other item(s)"))
+    return rows
+
+
+def _timestamp_row(executions: list[Any]) -> Row:
+    assumption = "timestamps (startedAt, completedAt) are ISO 8601; without an offset, UTC (assumed)"
+    fields = [f.name for f in contract.SHAPES["execution"] if f.kind == contract.TIMESTAMP]
+    formats: set[str] = set()
+    for ex in executions:
+        for name in fields:
+            value = ex.get(name) if isinstance(ex, dict) else None
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                return Row(
+                    assumption, DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string"
+                )
+            try:
+                contract.parse_timestamp(value)
+            except ValueError:
+                return Row(assumption, DIFFERS, f"{name} is a string that is not ISO 8601")
+            formats.add(re.sub(r"[0-9]", "d", value))  # the format, never the value
+    if not formats:
+        return Row(assumption, UNCHECKED, "no timestamp seen (no executions yet?)")
+    return Row(assumption, HOLDS, "format(s): " + ", ".join(sorted(formats)[:3]))
+
+
+def _status_row(executions: list[Any]) -> Row:
+    known = contract.EXECUTION_STATUSES
+    assumption = f"execution status is one of {', '.join(known)} (reference: status filter)"
+    seen = {ex["status"] for ex in executions if isinstance(ex, dict) and isinstance(ex.get("status"), str)}
+    if not seen:
+        return Row(assumption, UNCHECKED, "no execution status seen (no executions yet?)")
+    unknown = sorted(seen - set(known))
+    if unknown:
+        names = ", ".join(repr(s[:30]) for s in unknown[:5])
+        return Row(
+            assumption,
+            DIFFERS,
+            f"unknown status {names}: a wait on it lasts until its timeout; "
+            "list it in failure_statuses to fail fast",
+        )
+    return Row(assumption, HOLDS, f"seen: {', '.join(sorted(seen))}")
+
+
+def _clock_row(answers: list[Answer], skew: float) -> Row:
+    assumption = f"the server clock (Date header) is within clock_skew={skew:g} s of this one (assumed)"
+    for answer in answers:
+        server = contract.server_time(answer.headers) if answer.failure is None else None
+        if server is None:
+            continue
+        # Date has whole seconds (rounded down): its middle is half a second later.
+        offset = server.timestamp() + 0.5 - answer.local_time
+        text = f"server clock {offset:+.1f} s from this one"
+        if abs(offset) <= skew + 1:
+            return Row(assumption, HOLDS, text)
+        return Row(
+            assumption,
+            DIFFERS,
+            f"{text}: set the connection extra clock_skew above {abs(offset):.0f}, or fix a clock",
+        )
+    return Row(assumption, UNCHECKED, "no readable Date header")
+
+
+def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
+    statuses = {a.failure.status for a in answers if a.failure is not None}
+    reached = [a for a in answers if a.failure is None]
+    read = f"the key holds {SCOPE_READ} (every GET endpoint)"
+    if 401 in statuses:
+        rows = [Row(read, DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")]
+    elif 403 in statuses:
+        denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
+        rows = [Row(read, DIFFERS, f"HTTP 403 from {', '.join(denied)}")]
+    elif reached:
+        rows = [Row(read, HOLDS, f"{len(reached)} GET(s) answered 2xx")]
+    else:
+        rows = [Row(read, UNCHECKED, "no GET was answered")]
+    for scope, what in (
+        (SCOPE_TRIGGER, "POST trigger, change-status, advance-stage"),
+        (SCOPE_UNDERWRITING, "POST assign-underwriter"),
+    ):
+        note = (
+            ""
+            if declared is None
+            else (", declared" if scope in declared else ", NOT declared")
+            + (" in the connection extra scopes")
+        )
+        rows.append(Row(f"the key holds {scope} ({what})", UNCHECKED, _NO_POST + note))
+    return rows
+
+
+def _post_rows() -> list[Row]:
+    rows = [
+        Row(_field_label(label, spec), UNCHECKED, _NO_POST)
+        for label, shape in (
+            ("trigger_workflow 202", "trigger response"),
+            ("application action 2xx", "action response"),
+        )
+        for spec in contract.SHAPES[shape]
+    ]
+    rows += [
+        Row("application action bodies (status, reason, underwriterId) (assumed)", UNCHECKED, _NO_POST),
+        Row(
+            "an application action's 2xx without executionId (or empty) means done, nothing to wait for (assumed)",
+            UNCHECKED,
+            _NO_POST,
+        ),
+        Row(
+            "completed is success; failed, cancelled are failures; others wait (assumed)",
+            UNCHECKED,
+            "needs an ended run",
+        ),
+        Row(
+            "error bodies {error: {message, requiredScope}}; 429 carries Retry-After (assumed)",
+            UNCHECKED,
+            "needs a failing call",
+        ),
+    ]
+    return rows
+
+
+# --- the probe ----------------------------------------------------------------------------------
+
+
+def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
+    """
+    Probe the API behind ``client`` with GETs only and return one row per assumption.
+
+    :param client: the provider's sync client, on the tenant's settings.
+    :param limit: the page size of the List Executions probes (2 to 100).
+    """
+    settings = client.settings
+    rows = []
+    unknown = settings.unknown_extras_message()
+    rows.append(Row("the connection extras are all known", DIFFERS if unknown else HOLDS, unknown or ""))
+
+    workflows = probe(client, "list_workflows")
+    workflow_id = next(
+        (
+            w["id"]
+            for w in workflows.items()
+            if isinstance(w, dict) and isinstance(w.get("id"), str) and w["id"]
+        ),
+        None,
+    )
+    workflow = (
+        probe(client, "get_workflow", path_params={"workflow_id": workflow_id}) if workflow_id else None
+    )
+    pages = {
+        order: probe(
+            client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order)
+        )
+        for order in ("desc", "asc")
+    }
+    desc, asc = pages["desc"], pages["asc"]
+    total = desc.data.get("total") if isinstance(desc.data, dict) else None
+    page2 = None
+    if isinstance(total, int) and not isinstance(total, bool) and total > limit:
+        page2 = probe(client, "list_executions", query=protocol.list_executions_query(page=2, limit=limit))
+    execution_id = next(
+        (
+            e["executionId"]
+            for e in desc.items()
+            if isinstance(e, dict) and isinstance(e.get("executionId"), str) and e["executionId"]
+        ),
+        None,
+    )
+    execution = (
+        probe(client, "get_execution", path_params={"execution_id": execution_id}) if execution_id else None
+    )
+    answers = [a for a in (workflows, workflow, desc, asc, page2, execution) if a is not None]
+
+    rows += [
+        _endpoint_row(workflows, "list_workflows", ""),
+        _endpoint_row(workflow, "get_workflow", "no workflow id listed"),
+        _endpoint_row(desc, "list_executions", ""),
+        _endpoint_row(execution, "get_execution", "no executionId listed (no executions yet?)"),
+    ]
+    rows += _scope_rows(answers, settings.scopes)
+    for answer, label in ((workflows, "list_workflows"), (desc, "list_executions")):
+        envelope = [("", answer.data)] if answer.failure is None else []
+        rows += _field_rows(f"{label} envelope", label, "list envelope", envelope, "no usable answer")
+
+    listed = [item for a in (desc, asc, page2) if a is not None for item in a.items()]
+    detail = [execution.data] if execution is not None and execution.failure is None else []
+    nodes = detail[0].get("nodes") if detail and isinstance(detail[0], dict) else None
+    sources: Sequence[tuple[str, str, str, list[tuple[str, Any]], str]] = (
+        (
+            "list_workflows data[]",
+            "list_workflows",
+            "workflow",
+            list(_indexed(workflows.items())),
+            "no workflow listed",
+        ),
+        (
+            "get_workflow",
+            "get_workflow",
+            "workflow",
+            [("", workflow.data)] if workflow and workflow.failure is None else [],
+            "no workflow read",
+        ),
+        (
+            "list_executions data[]",
+            "list_executions",
+            "execution",
+            list(_indexed(listed)),
+            "no executions yet",
+        ),
+        ("get_execution", "get_execution", "execution", [("", d) for d in detail], "no execution read"),
+        (
+            "get_execution nodes[]",
+            "get_execution",
+            "node",
+            list(_indexed(nodes, "nodes")) if isinstance(nodes, list) else [],
+            "no nodes read",
+        ),
+    )
+    for label, endpoint, shape, objects, why_none in sources:
+        rows += _field_rows(label, endpoint, shape, objects, why_none)
+
+    rows += _pagination_rows(desc, page2, limit)
+    rows.append(_sorted_row(desc, asc))
+    rows.append(_timestamp_row(listed + detail))
+    rows.append(_status_row(listed + detail))
+    rows.append(_clock_row(answers, settings.clock_skew))
+    rows += _post_rows()
+    return rows
+
+
+def _indexed(items: list[Any], prefix: str = "data") -> list[tuple[str, Any]]:
+    return [(f"{prefix}[{i}]", item) for i, item in enumerate(items)]
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def render_table(rows: list[Row], target: str) -> str:
+    """The rows as a plain-text table, with a one-line summary."""
+    width = min(max(len(r.assumption) for r in rows), 100)
+    lines = [f"smartmca-check: {target}", "", f"{'VERDICT':<17}  {'ASSUMPTION':<{width}}  SEEN"]
+    lines += [f"{r.verdict:<17}  {r.assumption:<{width}}  {r.seen}".rstrip() for r in rows]
+    lines += ["", summary(rows)]
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row]) -> str:
+    """One line: how many rows hold, differ, cannot be checked, and what that means."""
+    count = {v: sum(r.verdict == v for r in rows) for v in (HOLDS, DIFFERS, UNCHECKED)}
+    head = f"{count[HOLDS]} hold, {count[DIFFERS]} differ, {count[UNCHECKED]} cannot be checked"
+    if count[DIFFERS]:
+        return f"{head}: the API differs from what the provider assumes (see docs/api-contract.md)."
+    return f"{head}: every assumption a read-only probe can check holds."
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="smartmca-check",
+        description="Check, read-only, that a SmartMCA tenant answers as the Airflow provider assumes.",
+    )
+    p.add_argument(
+        "--conn-id", default="smartmca_default", help="Airflow connection id (default smartmca_default)"
+    )
+    p.add_argument(
+        "--base-url", help="probe this base URL instead of a connection; the key comes from --key-env"
+    )
+    p.add_argument(
+        "--key-env",
+        default="SMARTMCA_API_KEY",
+        help="environment variable holding the API key, with --base-url (default SMARTMCA_API_KEY)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, help="List Executions page size, 2 to 100 (default 5)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def _client(args: argparse.Namespace) -> tuple[SyncClient, str]:
+    if args.base_url:
+        from airflow_provider_smartmca.client.settings import settings_from_connection
+
+        key = os.environ.get(args.key_env, "").strip()
+        if not key:
+            raise ValueError(f"environment variable {args.key_env} is not set (it must hold the API key)")
+        settings = settings_from_connection(host=args.base_url, port=None, password=key, extra=None)
+        target = settings.base_url
+    else:
+        from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+
+        settings = SmartMCAHook(args.conn_id).settings  # resolved as a task would, AIRFLOW_CONN_* included
+        target = f"{settings.base_url} (connection {args.conn_id})"
+    return SyncClient(settings.with_overrides(max_retries=min(settings.max_retries, MAX_RETRIES))), target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    Run the check and print the table (or JSON).
+
+    :param argv: the arguments (default ``sys.argv[1:]``).
+    :return: 0 when nothing differs, 1 when an assumption does not hold, 2 when the probe could not start.
+    """
+    args = _parser().parse_args(argv)
+    if not 2 <= args.limit <= 100:
+        print("smartmca-check: --limit must be from 2 to 100", file=sys.stderr)
+        return 2
+    # The client's retry warnings would interleave with the table; failures are in the rows.
+    logging.getLogger("airflow_provider_smartmca").setLevel(logging.ERROR)
+    from airflow.exceptions import AirflowException
+
+    try:
+        client, target = _client(args)
+    except (AirflowException, ValueError) as exc:
+        print(f"smartmca-check: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rows = run_checks(client, args.limit)
+    finally:
+        client.close()
+    differs = any(r.verdict == DIFFERS for r in rows)
+    if args.json:
+        out = {
+            "target": target,
+            "ok": not differs,
+            "summary": summary(rows),
+            "rows": [asdict(r) for r in rows],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(render_table(rows, target))
+    return 1 if differs else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
