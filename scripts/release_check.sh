@@ -29,6 +29,7 @@ step "twine check --strict (the README renders on PyPI)"
 
 step "metadata and contents"
 "$PY" - "$sdist" "$wheel" <<'EOF'
+import re
 import sys
 import tarfile
 import zipfile
@@ -69,8 +70,11 @@ expect(examples in wheel_names and examples in sdist_names, "example DAGs in bot
 stray = [n for n in sdist_names if n.split("/")[0] in ("tests", "benchmarks", "scripts", ".ci", "build", "dist")]
 stray += [n for n in sdist_names + wheel_names if "__pycache__" in n or n.endswith(".pyc")]
 expect(not stray, f"nothing stray in the sdist (tests, benchmarks, scripts, caches) {stray[:5] or ''}")
-readme = len(meta.get_payload().encode())
-expect(readme <= 16000, f"README (the PyPI page) is {readme} bytes <= 16000")
+readme = meta.get_payload()
+expect(len(readme.encode()) <= 16000, f"README (the PyPI page) is {len(readme.encode())} bytes <= 16000")
+relative = [t for t in re.findall(r"\]\(([^)\s]+)", readme) + re.findall(r"src=[\"']([^\"']+)", readme)
+            if not t.startswith(("https://", "http://", "#"))]
+expect(not relative, f"no relative link or image in the README (they break on PyPI) {relative or ''}")
 sys.exit(1 if problems else 0)
 EOF
 
