@@ -6,6 +6,9 @@ AIRFLOW_HOME under build/ keeps that import from writing ``~/airflow``.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import sys
@@ -80,6 +83,31 @@ class ConnectionFieldsDirective(SphinxDirective):
         return self.parse_text_to_nodes("\n".join(lines))
 
 
+class CommandHelpDirective(SphinxDirective):
+    """``.. smartmca-command-help:: module:function``: a console script's ``--help``, as it prints it."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        module, _, function = self.arguments[0].partition(":")
+        main = getattr(importlib.import_module(module), function)
+        out = io.StringIO()
+        columns = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal's width; a page has none
+        try:
+            with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+                main(["--help"])
+        finally:
+            if columns is None:
+                del os.environ["COLUMNS"]
+            else:
+                os.environ["COLUMNS"] = columns
+        block = nodes.literal_block(text=out.getvalue().rstrip())
+        block["language"] = "text"
+        return [block]
+
+
 def setup(app: Sphinx) -> dict[str, bool]:
     app.add_directive("smartmca-connection-fields", ConnectionFieldsDirective)
+    app.add_directive("smartmca-command-help", CommandHelpDirective)
     return {"parallel_read_safe": True}

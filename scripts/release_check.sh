@@ -129,6 +129,8 @@ if grep -i smartmca "$work/hooks.txt" | grep -qi "error"; then
     echo "FAIL: the smartmca hook is listed with an error"
     exit 1
 fi
-"$work/venv/bin/smartmca-emulator" --help >/dev/null && echo "ok    smartmca-emulator --help"
+for script in smartmca-emulator smartmca-check; do
+    "$work/venv/bin/$script" --help >/dev/null && echo "ok    $script --help"
+done
 
 step "release check passed in $((SECONDS - started)) s"
