@@ -1,0 +1,148 @@
+"""Operators against a drifting emulator, as whole DAG runs (issue 10).
+
+A few runs only (each costs seconds): a drift that breaks an answer fails the task at once with
+the named error (no Airflow retry, no second POST, in both modes); an unknown status times out
+naming it, or fails fast when listed in ``failure_statuses``; an application action answered
+without an ``executionId`` succeeds with nothing to wait for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from airflow_provider_smartmca.testing.server import Emulator
+from tests.operators.helpers import FAILURE_TYPES, FAILURES
+
+
+@pytest.fixture
+def fast_connection(smartmca_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    conn = {
+        "conn_type": "smartmca",
+        "host": smartmca_emulator.base_url,
+        "password": "smca_test_full",
+        "extra": {"retry_min_wait": 0.01, "retry_max_wait": 0.05},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+    FAILURES.clear()
+    FAILURE_TYPES.clear()
+    return "smartmca_default"
+
+
+HEADER = """
+from datetime import timedelta
+from airflow.sdk import DAG
+from airflow_provider_smartmca.operators import (
+    AdvanceApplicationStageOperator,
+    AssignUnderwriterOperator,
+    ChangeApplicationStatusOperator,
+    TriggerWorkflowOperator,
+)
+from tests.operators.helpers import record_failure
+
+default_args = {"retries": RETRIES, "retry_delay": timedelta(0), "on_failure_callback": record_failure}
+"""
+
+TRIGGERS = (
+    HEADER
+    + """
+with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
+    for mode, deferrable in (("sync", False), ("deferrable", True)):
+        TriggerWorkflowOperator(
+            task_id=f"trigger_{mode}", workflow_type="wf_deal_slow", entity_type="deal",
+            entity_id=f"deal_{mode}", deferrable=deferrable, poll_interval=0.05, timeout=60,
+        )
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("drift", "cause", "named"),
+    [
+        # The 202 lacks executionId: looked up, the lookup's list is renamed too -> ambiguous.
+        ("rename_fields", "SmartMCAAmbiguousTriggerError", "'executionId' is missing"),
+        # Get Execution's status is a list: the wait (or the check before deferring) fails.
+        ("status_as_list", "SmartMCAContractError", "'status' must be a non-empty string"),
+    ],
+)
+def test_a_drifted_answer_fails_the_task_once_without_retry_or_second_post(
+    run_dag, smartmca_emulator, fast_connection, drift, cause, named
+):
+    smartmca_emulator.configure(drift=[drift])
+    start = time.monotonic()
+    result = run_dag(TRIGGERS.replace("RETRIES", "1"))
+    assert time.monotonic() - start < 30  # wf_deal_slow is pending 1 s: no wait ran to a deadline
+    for mode in ("sync", "deferrable"):
+        task = f"trigger_{mode}"
+        assert result.task_states[task] == "failed", result.task_states
+        assert FAILURE_TYPES[task][:2] == ["AirflowFailException", cause]  # final: the retry never ran
+        assert named in FAILURES[task] and "smca_test_full" not in FAILURES[task]
+    assert smartmca_emulator.count(method="POST") == 2  # one per task, in spite of retries=1
+    assert smartmca_emulator.executions_created() == 2
+
+
+UNKNOWN_STATUS = (
+    HEADER
+    + """
+with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
+    for mode, deferrable in (("sync", False), ("deferrable", True)):
+        TriggerWorkflowOperator(
+            task_id=f"waits_{mode}", workflow_type="wf_deal_onboarding", entity_type="deal",
+            entity_id=f"deal_w_{mode}", deferrable=deferrable, poll_interval=0.1, timeout=2,
+        )
+        TriggerWorkflowOperator(
+            task_id=f"fails_fast_{mode}", workflow_type="wf_deal_onboarding", entity_type="deal",
+            entity_id=f"deal_f_{mode}", deferrable=deferrable, poll_interval=0.1, timeout=600,
+            failure_statuses=["paused"],
+        )
+"""
+)
+
+
+def test_unknown_status_times_out_naming_it_or_fails_fast_when_listed(
+    run_dag, smartmca_emulator, fast_connection
+):
+    smartmca_emulator.configure(drift=["unknown_status"])
+    start = time.monotonic()
+    result = run_dag(UNKNOWN_STATUS.replace("RETRIES", "0"))
+    assert time.monotonic() - start < 40  # nowhere near the 600 s timeout
+    assert set(result.task_states.values()) == {"failed"}, result.task_states
+    for mode in ("sync", "deferrable"):
+        assert FAILURE_TYPES[f"waits_{mode}"][0] == "SmartMCAExecutionTimeoutError"
+        assert "'paused'" in FAILURES[f"waits_{mode}"]
+        assert FAILURE_TYPES[f"fails_fast_{mode}"][0] == "SmartMCAExecutionError"
+        assert "ended paused" in FAILURES[f"fails_fast_{mode}"]
+    assert smartmca_emulator.count(method="POST") == 4
+
+
+ACTIONS = (
+    HEADER
+    + """
+with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
+    for mode, deferrable in (("sync", False), ("deferrable", True)):
+        common = dict(deferrable=deferrable, poll_interval=0.05, timeout=60)
+        ChangeApplicationStatusOperator(
+            task_id=f"change_status_{mode}", application_id=f"app_cs_{mode}", status="approved", **common
+        )
+        AdvanceApplicationStageOperator(task_id=f"advance_stage_{mode}", application_id=f"app_as_{mode}", **common)
+        AssignUnderwriterOperator(
+            task_id=f"assign_underwriter_{mode}", application_id=f"app_au_{mode}", underwriter_id="uw_7", **common
+        )
+"""
+)
+
+
+@pytest.mark.parametrize(("drift", "returned"), [("action_204", {}), ("action_no_execution", {"ok": True})])
+def test_an_action_answered_without_execution_id_succeeds_with_nothing_to_wait_for(
+    run_dag, smartmca_emulator, fast_connection, drift, returned
+):
+    smartmca_emulator.configure(drift=[drift])
+    result = run_dag(ACTIONS.replace("RETRIES", "1"))
+    assert set(result.task_states.values()) == {"success"}, (result.task_states, FAILURES)
+    for task in result.task_states:
+        assert result.xcom(task) == returned
+        assert result.xcom(task, key="execution_id") is None  # nothing to wait for, nothing to link
+    assert smartmca_emulator.count(method="POST") == 6  # once each
+    assert smartmca_emulator.count(route="get_execution") == 0
