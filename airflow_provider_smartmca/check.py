@@ -572,19 +572,24 @@ def main(argv: list[str] | None = None) -> int:
     if not 2 <= args.limit <= 100:
         print("smartmca-check: --limit must be from 2 to 100", file=sys.stderr)
         return 2
-    # The client's retry warnings would interleave with the table; failures are in the rows.
-    logging.getLogger("airflow_provider_smartmca").setLevel(logging.ERROR)
     from airflow.exceptions import AirflowException
 
+    # The client's retry warnings would interleave with the table; failures are in the rows.
+    logger = logging.getLogger("airflow_provider_smartmca")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
-        client, target = _client(args)
-    except (AirflowException, ValueError) as exc:
-        print(f"smartmca-check: cannot start: {exc}", file=sys.stderr)
-        return 2
-    try:
-        rows = run_checks(client, args.limit)
+        try:
+            client, target = _client(args)
+        except (AirflowException, ValueError) as exc:  # no connection, no key, a bad setting
+            print(f"smartmca-check: cannot start: {exc}", file=sys.stderr)
+            return 2
+        try:
+            rows = run_checks(client, args.limit)
+        finally:
+            client.close()
     finally:
-        client.close()
+        logger.setLevel(level)
     differs = any(r.verdict == DIFFERS for r in rows)
     if args.json:
         out = {
