@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,10 +152,9 @@ def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
     return Row(assumption, HOLDS, "a 2xx JSON answer the provider's parser accepts")
 
 
-def _field_rows(
-    label: str, endpoint: str, shape: str, objects: list[tuple[str, Any]], why_none: str
-) -> list[Row]:
+def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
     """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
+    endpoint = label.split()[0]
     rows: list[Row] = []
     if not objects:
         return [Row(f"{label}: {shape} object", UNCHECKED, why_none)] + [
@@ -218,6 +217,8 @@ def _timestamps(items: list[Any]) -> list[Any]:
 
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
     assumption = "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)"
+    if asc.failure is not None:
+        return Row(assumption, DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
     pages = []
     for answer in (desc, asc):
         values = _timestamps(answer.items())
@@ -251,7 +252,7 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     rows.append(Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"))
     if isinstance(total, bool) or not isinstance(total, int):
         rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
-    elif total < n or (total >= limit and n < limit) or (total < limit and n != total):
+    elif n != min(total, limit):
         rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
     else:
         rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
@@ -404,36 +405,19 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     rows.append(Row("the connection extras are all known", DIFFERS if unknown else HOLDS, unknown or ""))
 
     workflows = probe(client, "list_workflows")
-    workflow_id = next(
-        (
-            w["id"]
-            for w in workflows.items()
-            if isinstance(w, dict) and isinstance(w.get("id"), str) and w["id"]
-        ),
-        None,
-    )
+    workflow_id = _first(workflows.items(), "id")
     workflow = (
         probe(client, "get_workflow", path_params={"workflow_id": workflow_id}) if workflow_id else None
     )
-    pages = {
-        order: probe(
-            client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order)
-        )
+    desc, asc = (
+        probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order))
         for order in ("desc", "asc")
-    }
-    desc, asc = pages["desc"], pages["asc"]
+    )
     total = desc.data.get("total") if isinstance(desc.data, dict) else None
     page2 = None
     if isinstance(total, int) and not isinstance(total, bool) and total > limit:
         page2 = probe(client, "list_executions", query=protocol.list_executions_query(page=2, limit=limit))
-    execution_id = next(
-        (
-            e["executionId"]
-            for e in desc.items()
-            if isinstance(e, dict) and isinstance(e.get("executionId"), str) and e["executionId"]
-        ),
-        None,
-    )
+    execution_id = _first(desc.items(), "executionId")
     execution = (
         probe(client, "get_execution", path_params={"execution_id": execution_id}) if execution_id else None
     )
@@ -446,51 +430,30 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         _endpoint_row(execution, "get_execution", "no executionId listed (no executions yet?)"),
     ]
     rows += _scope_rows(answers, settings.scopes)
-    for answer, label in ((workflows, "list_workflows"), (desc, "list_executions")):
-        envelope = [("", answer.data)] if answer.failure is None else []
-        rows += _field_rows(f"{label} envelope", label, "list envelope", envelope, "no usable answer")
-
     listed = [item for a in (desc, asc, page2) if a is not None for item in a.items()]
-    detail = [execution.data] if execution is not None and execution.failure is None else []
-    nodes = detail[0].get("nodes") if detail and isinstance(detail[0], dict) else None
-    sources: Sequence[tuple[str, str, str, list[tuple[str, Any]], str]] = (
-        (
-            "list_workflows data[]",
-            "list_workflows",
-            "workflow",
-            list(_indexed(workflows.items())),
-            "no workflow listed",
-        ),
-        (
-            "get_workflow",
-            "get_workflow",
-            "workflow",
-            [("", workflow.data)] if workflow and workflow.failure is None else [],
-            "no workflow read",
-        ),
-        (
-            "list_executions data[]",
-            "list_executions",
-            "execution",
-            list(_indexed(listed)),
-            "no executions yet",
-        ),
-        ("get_execution", "get_execution", "execution", [("", d) for d in detail], "no execution read"),
+    detail = _body(execution)
+    nodes = detail[0][1].get("nodes") if detail and isinstance(detail[0][1], dict) else None
+    for label, shape, objects, why_none in (
+        ("list_workflows envelope", "list envelope", _body(workflows), "no usable answer"),
+        ("list_executions envelope", "list envelope", _body(desc), "no usable answer"),
+        ("list_workflows data[]", "workflow", _indexed(workflows.items()), "no workflow listed"),
+        ("get_workflow", "workflow", _body(workflow), "no workflow read"),
+        ("list_executions data[]", "execution", _indexed(listed), "no executions yet"),
+        ("get_execution", "execution", detail, "no execution read"),
         (
             "get_execution nodes[]",
-            "get_execution",
             "node",
-            list(_indexed(nodes, "nodes")) if isinstance(nodes, list) else [],
+            _indexed(nodes if isinstance(nodes, list) else [], "nodes"),
             "no nodes read",
         ),
-    )
-    for label, endpoint, shape, objects, why_none in sources:
-        rows += _field_rows(label, endpoint, shape, objects, why_none)
+    ):
+        rows += _field_rows(label, shape, objects, why_none)
 
+    executions = listed + [value for _, value in detail]
     rows += _pagination_rows(desc, page2, limit)
     rows.append(_sorted_row(desc, asc))
-    rows.append(_timestamp_row(listed + detail))
-    rows.append(_status_row(listed + detail))
+    rows.append(_timestamp_row(executions))
+    rows.append(_status_row(executions))
     rows.append(_clock_row(answers, settings.clock_skew))
     rows += _post_rows()
     return rows
@@ -498,6 +461,17 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
 
 def _indexed(items: list[Any], prefix: str = "data") -> list[tuple[str, Any]]:
     return [(f"{prefix}[{i}]", item) for i, item in enumerate(items)]
+
+
+def _body(answer: Answer | None) -> list[tuple[str, Any]]:
+    return [("", answer.data)] if answer is not None and answer.failure is None else []
+
+
+def _first(items: list[Any], key: str) -> str | None:
+    """The first item's ``key`` that can go into a URL path, to probe the detail endpoint with."""
+    return next(
+        (i[key] for i in items if isinstance(i, dict) and isinstance(i.get(key), str) and i[key]), None
+    )
 
 
 # --- the command --------------------------------------------------------------------------------
