@@ -435,7 +435,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     nodes = detail[0][1].get("nodes") if detail and isinstance(detail[0][1], dict) else None
     for label, shape, objects, why_none in (
         ("list_workflows envelope", "list envelope", _body(workflows), "no usable answer"),
-        ("list_executions envelope", "list envelope", _body(desc), "no usable answer"),
+        ("list_executions envelope", "execution list envelope", _body(desc), "no usable answer"),
         ("list_workflows data[]", "workflow", _indexed(workflows.items()), "no workflow listed"),
         ("get_workflow", "workflow", _body(workflow), "no workflow read"),
         ("list_executions data[]", "execution", _indexed(listed), "no executions yet"),
