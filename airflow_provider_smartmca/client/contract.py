@@ -60,9 +60,13 @@ SHAPES: dict[str, tuple[Field, ...]] = {
         Field("entityType", STRING, True, REFERENCE),
         Field("name", STRING, False, REFERENCE),
     ),
-    "list envelope": (
-        Field("data", LIST, True, REFERENCE),  # the reference shows it for List Workflows only
+    "list envelope": (  # List Workflows: the reference shows {"data": [...], "total": n}
+        Field("data", LIST, True, REFERENCE),
         Field("total", INTEGER, False, REFERENCE),
+    ),
+    "execution list envelope": (  # List Executions: the reference shows no response; the same is assumed
+        Field("data", LIST, True, ASSUMED),
+        Field("total", INTEGER, False, ASSUMED),
     ),
     "trigger response": (
         Field("executionId", STRING, True, REFERENCE),
@@ -117,7 +121,7 @@ def server_time(headers: Mapping[str, str]) -> datetime | None:
         return None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
@@ -140,7 +144,7 @@ class _Reader:
 
     def fail(self, name: str, problem: str) -> SmartMCAContractError:
         path = f"{self.where}.{name}" if self.where else name
-        keys = sorted(str(k) for k in self.data)[:30]
+        keys = sorted(str(k)[:60] for k in self.data)[:30]
         return SmartMCAContractError(
             f"{self.endpoint}: response field {path!r} {problem}; keys present: {', '.join(keys) or '(none)'}",
             endpoint=self.endpoint,
@@ -315,14 +319,14 @@ def parse_execution(endpoint: str, data: Any, where: str = "") -> Execution:
     )
 
 
-def _envelope(endpoint: str, data: Any) -> tuple[list[Any], int | None]:
-    r = _Reader(endpoint, "list envelope", data)
+def _envelope(endpoint: str, data: Any, shape: str = "list envelope") -> tuple[list[Any], int | None]:
+    r = _Reader(endpoint, shape, data)
     return r.get("data"), r.get("total")
 
 
 def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -> ExecutionPage:
     """Parse a List Executions page; the server's clock comes from the ``Date`` header."""
-    items, total = _envelope(endpoint, data)
+    items, total = _envelope(endpoint, data, "execution list envelope")
     return ExecutionPage(
         items=tuple(parse_execution(endpoint, item, f"data[{i}]") for i, item in enumerate(items)),
         total=total,

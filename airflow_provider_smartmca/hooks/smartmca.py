@@ -132,6 +132,8 @@ class SmartMCAHook(BaseHook):
         settings = settings_from_connection(
             host=conn.host, port=conn.port, password=conn.password, extra=conn.extra_dejson
         )
+        if settings.api_key != conn.password:
+            mask_key(settings.api_key)  # the masker matches exact strings: the stripped key too
         return settings.with_overrides(**self._overrides)
 
     @cached_property
@@ -484,8 +486,16 @@ class SmartMCAHook(BaseHook):
         reloaded = False
         while True:
             wait = poll_interval
+            remaining = None if deadline is None else max(0.001, deadline - time.time())
             try:
-                execution = self.get_execution(execution_id)
+                # One attempt per poll, bounded by the time left: this loop is the retry policy
+                # (as in the trigger), so a poll never outlives the deadline in a retry cycle.
+                execution = self.client.call(
+                    "get_execution",
+                    path_params={"execution_id": execution_id},
+                    retry=False,
+                    timeout=remaining,
+                )
             except SmartMCAAuthError:
                 if reloaded:
                     raise

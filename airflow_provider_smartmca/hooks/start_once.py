@@ -25,6 +25,7 @@ The rules, in one place:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -92,10 +93,6 @@ class StartIntent:
     window_start: str | None
     version: int = RECORD_VERSION
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict, for ``task_state_store``."""
-        return asdict(self)
-
     @classmethod
     def from_json(cls, data: Any) -> StartIntent:
         """Read a stored intent; a record of another version or shape is refused loudly."""
@@ -130,7 +127,8 @@ def walk(
         hit), and the server's clock at the first page.
     """
     found: list[Execution] = []
-    ordered, previous, clock = True, None, None
+    seen: set[str] = set()  # a page boundary shifts when an execution starts mid-walk: no item twice
+    ordered, previous, newest, clock, sorts = True, None, None, None, None
     for number in range(1, MAX_PAGES + 1):
         page = hook.patiently(
             lambda n=number: hook.list_executions(
@@ -143,18 +141,44 @@ def walk(
                 since = clock - timedelta(seconds=skew)
         older_seen = False
         for execution in page.items:
+            if execution.execution_id in seen:
+                continue
+            seen.add(execution.execution_id)
             started = execution.started_at
             if started is not None:
                 ordered = ordered and (previous is None or started <= previous)
+                newest = newest or started
                 previous = started
             if since is None or started is None or started >= since:
                 found.append(execution)
             else:
                 older_seen = True
         last = len(page.items) < PAGE_SIZE or (page.total is not None and number * PAGE_SIZE >= page.total)
-        if last or (ordered and older_seen):  # an older one on a newest-first walk: the rest is older
+        if last:
             return found, True, clock
+        if ordered and older_seen:
+            # An older one on a newest-first walk: the rest is older. But equal timestamps look
+            # newest first in any order (a batch stamped alike, served oldest first or shuffled),
+            # so the server must first show that it sorts at all.
+            sorts = _sorts_newest_first(hook, filters, newest) if sorts is None else sorts
+            if sorts:
+                return found, True, clock
     return found, False, clock
+
+
+def _sorts_newest_first(hook: SmartMCAHook, filters: dict[str, str], newest: datetime | None) -> bool:
+    """
+    Whether the server sorts by ``startedAt`` as asked: its first page in the other order must be
+    oldest first and start strictly before the newest-first walk did. A server that ignores
+    ``sort_order`` answers both orders alike, which passes only if every timestamp is equal: no.
+    """
+    page = hook.patiently(
+        lambda: hook.list_executions(
+            page=1, limit=PAGE_SIZE, sort_by="startedAt", sort_order="asc", **filters
+        )
+    )
+    stamps = [e.started_at for e in page.items if e.started_at is not None]
+    return newest is not None and bool(stamps) and stamps == sorted(stamps) and stamps[0] < newest
 
 
 def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:
@@ -346,4 +370,5 @@ class TaskStartStore:
     def save(self, record: TaskStartRecord) -> None:
         """Keep ``record`` durably (a no-op without a store)."""
         if self._store is not None:
-            self._store.set(self.KEY, asdict(record))
+            # Through JSON: the store takes JSON values only (tuples become lists).
+            self._store.set(self.KEY, json.loads(json.dumps(asdict(record))))

@@ -106,6 +106,11 @@ class ChangeApplicationStatusOperator(_ApplicationActionOperator):
         super().__init__(**kwargs)
         self.status = status
         self.reason = reason
+        for name, value in (("status", status), ("reason", reason)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise SmartMCAValidationError(
+                    name, f"must be a non-empty string or None, got {value!r}", operation=self.operation
+                )
 
     def named_fields(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason}

@@ -51,6 +51,14 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
         for field in ("workflow_type", "entity_type", "entity_id"):
             check_static_id(field, getattr(self, field), self.operation)
 
+    def check_rendered(self) -> None:
+        from airflow_provider_smartmca.client.protocol import validate_id
+
+        super().check_rendered()
+        # Checked here, not only by the hook: before_start reads the workflow before the POST.
+        for field in ("workflow_type", "entity_type", "entity_id"):
+            validate_id(field, getattr(self, field), self.operation)
+
     @cached_property
     def workflow(self) -> Workflow:
         """The workflow definition, read once per task."""

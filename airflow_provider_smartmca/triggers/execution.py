@@ -84,7 +84,10 @@ async def _resolve(conn_id: str) -> ClientSettings:
     if conn.password:
         await _mask_key(conn.password)
     extra = await get_async_extra_dejson(conn)
-    return settings_from_connection(host=conn.host, port=conn.port, password=conn.password, extra=extra)
+    settings = settings_from_connection(host=conn.host, port=conn.port, password=conn.password, extra=extra)
+    if settings.api_key != conn.password:
+        await _mask_key(settings.api_key)  # the masker matches exact strings: the stripped key too
+    return settings
 
 
 # Connection lookups in flight, per event loop and connection id (see ExecutionTrigger._settings).
@@ -257,7 +260,10 @@ class ExecutionTrigger(BaseTrigger):
             try:
                 # One attempt per poll (no tenacity): this loop is the retry policy, so a poll
                 # never blocks for a whole retry cycle and the deadline stays honoured.
-                execution = protocol.parse_response(request, await client.send(request), settings)
+                left = None if self.deadline is None else max(0.001, self.deadline - time.time())
+                execution = protocol.parse_response(
+                    request, await client.send(request, timeout=left), settings
+                )
             except SmartMCAAuthError:
                 raise
             except SmartMCAError as exc:

@@ -70,8 +70,8 @@ def test_every_operator_both_modes(outcome, run_dag, smartmca_connection, smartm
             # The deferrable value is the execution as re-read with the sync hook: the same dict.
             from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
-            assert SmartMCAHook().get_execution(deferred_value["executionId"]) == deferred_value
-            assert SmartMCAHook().get_execution(sync_value["executionId"]) == sync_value
+            assert SmartMCAHook().get_execution(deferred_value["executionId"]).raw == deferred_value
+            assert SmartMCAHook().get_execution(sync_value["executionId"]).raw == sync_value
         else:
             assert result.task_states[sync] == result.task_states[deferred] == "failed", result.task_states
             assert result.xcom(sync) is None and result.xcom(deferred) is None
@@ -79,7 +79,7 @@ def test_every_operator_both_modes(outcome, run_dag, smartmca_connection, smartm
             if outcome == "timeout":
                 assert FAILURE_TYPES[sync][0] == "SmartMCAExecutionTimeoutError"
                 for task_id in (sync, deferred):
-                    assert "left running" in FAILURES[task_id]
+                    assert "does not cancel it" in FAILURES[task_id]
             else:
                 assert normalize_message(FAILURES[sync]) == normalize_message(FAILURES[deferred])
                 assert f"ended {outcome}" in FAILURES[sync]

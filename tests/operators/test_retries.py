@@ -24,11 +24,15 @@ from tests.operators.helpers import record_failure
 class DiesOnFirstTry({operator}):
     '''Try 1 starts the execution, then "dies" {when} waiting.'''
 
-    def _wait(self, context, execution_id):
-        if context["ti"].try_number == 1 and "{when}" == "before":
+    def execute(self, context):
+        self._try = context["ti"].try_number
+        return super().execute(context)
+
+    def _wait(self, execution_id):
+        if self._try == 1 and "{when}" == "before":
             raise RuntimeError("worker died after the 202")
-        result = super()._wait(context, execution_id)
-        if context["ti"].try_number == 1 and "{when}" == "after":
+        result = super()._wait(execution_id)
+        if self._try == 1 and "{when}" == "after":
             raise RuntimeError("worker died after the execution ended")
         return result
 
@@ -107,8 +111,17 @@ def test_retrigger_is_opt_in(run_dag, smartmca_connection, smartmca_emulator):
     ("operator", "route", "args"),
     [
         ("TriggerWorkflowOperator", "trigger", TRIGGER_ARGS.replace("{workflow}", "wf_deal_onboarding")),
-        ("ChangeApplicationStatusOperator", "change_status", APP_ARGS),
-        ("AssignUnderwriterOperator", "assign_underwriter", 'application_id="app_42", underwriter_id="uw_1"'),
+        # An action's lost answer is recovered only when the workflow it starts is known.
+        (
+            "ChangeApplicationStatusOperator",
+            "change_status",
+            APP_ARGS + ', lookup_workflow_type="wf_app_status_change"',
+        ),
+        (
+            "AssignUnderwriterOperator",
+            "assign_underwriter",
+            'application_id="app_42", underwriter_id="uw_1", lookup_workflow_type="wf_app_assign_underwriter"',
+        ),
     ],
 )
 def test_ambiguous_post_still_one_execution(
@@ -159,14 +172,22 @@ with DAG("{dag_id}", schedule=None, default_args={"retries": 2, "retry_delay": t
 
 
 def test_unresolvable_ambiguous_post_fails_without_retrying(run_dag, smartmca_connection, smartmca_emulator):
-    # The POST is processed, then the connection drops; every lookup fails too: nobody can tell.
-    smartmca_emulator.add_fault("drop_after", route="trigger", count=1)
-    smartmca_emulator.add_fault("status", route="list_executions", status=400, count=None)
+    # A 503 to the POST: the server may or may not have acted; finding nothing proves nothing
+    # (it may still be processing it), so the task fails without retries and never re-sends.
+    smartmca_emulator.add_fault("status", route="trigger", status=503, count=1)
     result = run_dag(AMBIGUOUS_DAG)
     assert result.task_states == {"t": "failed"}
     assert smartmca_emulator.count(route="trigger", method="POST") == 1  # never re-sent
-    assert smartmca_emulator.executions_created() == 1
-    assert "Check the executions" in FAILURES["t"] or "Check SmartMCA" in FAILURES["t"]
+    assert smartmca_emulator.executions_created() == 0
+    assert "Check SmartMCA" in FAILURES["t"]
+
+
+def test_post_never_sent_without_its_snapshot(run_dag, smartmca_connection, smartmca_emulator):
+    """The pre-POST snapshot cannot be read (a 400): nothing is sent that could not be recovered."""
+    smartmca_emulator.add_fault("status", route="list_executions", status=400, count=None)
+    result = run_dag(AMBIGUOUS_DAG)
+    assert result.task_states == {"t": "failed"}
+    assert smartmca_emulator.count(route="trigger", method="POST") == 0
 
 
 LOST_202_SOURCE = """
@@ -179,9 +200,10 @@ from tests.operators.helpers import record_failure
 class Lost202OnFirstTry({operator}):
     '''Try 1's POST reaches SmartMCA, but the worker dies before the 202 is read or recorded.'''
 
-    def start_execution(self, context):
-        response = super().start_execution(context)
-        if context["ti"].try_number == 1:
+    def start_execution(self, record, on_intent):
+        response = super().start_execution(record, on_intent)
+        if not getattr(type(self), "died", False):
+            type(self).died = True
             raise RuntimeError("worker died while the 202 was in flight")
         return response
 
@@ -197,8 +219,14 @@ with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
     [
         # The earlier trigger + try 1's; try 2 sends nothing.
         ("TriggerWorkflowOperator", TRIGGER_ARGS.replace("{workflow}", "wf_deal_onboarding"), "trigger", 2),
-        # The earlier action was advance-stage; only try 1 sent change-status.
-        ("ChangeApplicationStatusOperator", APP_ARGS, "change_status", 1),
+        # The earlier action was advance-stage; only try 1 sent change-status. Its workflow is
+        # known (lookup_workflow_type), so the execution it started can be told apart.
+        (
+            "ChangeApplicationStatusOperator",
+            APP_ARGS + ', lookup_workflow_type="wf_app_status_change"',
+            "change_status",
+            1,
+        ),
     ],
 )
 def test_retry_after_death_with_the_202_in_flight_finds_the_execution(
@@ -212,6 +240,7 @@ def test_retry_after_death_with_the_202_in_flight_finds_the_execution(
         earlier = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_42")
     else:
         earlier = hook.advance_application_stage("app_42")
+    earlier = earlier.raw
     source = LOST_202_SOURCE.replace("{operator}", operator).replace("{args}", args)
     result = run_dag(source)
     assert result.state == "success", FAILURES
@@ -220,3 +249,15 @@ def test_retry_after_death_with_the_202_in_flight_finds_the_execution(
     assert value["status"] == "completed"
     assert value["executionId"] != earlier["executionId"]
     assert len(smartmca_emulator.executions()) == 2
+
+
+def test_retry_after_death_mid_action_is_ambiguous_when_its_workflow_is_unknown(
+    run_dag, smartmca_connection, smartmca_emulator
+):
+    """Another client may act on the same application: without lookup_workflow_type, a new
+    execution there proves nothing, so the retry fails (no retries) and never sends again."""
+    source = LOST_202_SOURCE.replace("{operator}", "ChangeApplicationStatusOperator").replace("{args}", APP_ARGS)
+    result = run_dag(source)
+    assert result.task_states == {"t": "failed"}
+    assert smartmca_emulator.count(route="change_status", method="POST") == 1
+    assert "lookup_workflow_type" in FAILURES["t"]

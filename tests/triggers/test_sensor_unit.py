@@ -13,9 +13,17 @@ from airflow_provider_smartmca.sensors import ExecutionSensor
 from airflow_provider_smartmca.testing.server import Emulator
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "a/b", "../workflows", "x?y"])
-def test_rendered_execution_id_that_is_empty_or_path_like_fails_naming_it(emu: Emulator, bad: str) -> None:
-    sensor = ExecutionSensor(task_id="wait", execution_id=bad)
+@pytest.mark.parametrize("bad", ["", "   ", "a/b", "../workflows", "x?y", "."])
+def test_static_execution_id_that_is_empty_or_path_like_fails_at_parse_time(bad: str) -> None:
+    with pytest.raises(SmartMCAValidationError, match="'execution_id'"):
+        ExecutionSensor(task_id="wait", execution_id=bad)
+
+
+@pytest.mark.parametrize("rendered", ["None", "", "a/b"])
+def test_rendered_execution_id_that_is_missing_or_path_like_fails_naming_it(emu: Emulator, rendered: str) -> None:
+    """A missing upstream XCom renders as "None": it must point at the template, not GET /executions/None."""
+    sensor = ExecutionSensor(task_id="wait", execution_id="{{ ti.xcom_pull('start') }}")
+    sensor.execution_id = rendered  # what rendering produced
     with pytest.raises(SmartMCAValidationError, match="'execution_id'"):
         sensor.poke({})  # type: ignore[arg-type]
     assert not emu.requests  # rejected before any request
