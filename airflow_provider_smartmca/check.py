@@ -157,7 +157,7 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
     endpoint = label.split()[0]
     rows: list[Row] = []
     if not objects:
-        return [Row(f"{label}: {shape} object", UNCHECKED, why_none)] + [
+        return [Row(_object_label(label), UNCHECKED, why_none)] + [
             Row(_field_label(label, f), UNCHECKED, why_none) for f in contract.SHAPES[shape]
         ]
     readers, not_objects = [], []
@@ -169,13 +169,13 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
     if not_objects:
         rows.append(
             Row(
-                f"{label}: {shape} object",
+                _object_label(label),
                 DIFFERS,
                 f"{len(not_objects)} of {len(objects)}: {_contract_text(not_objects[0])}",
             )
         )
     else:
-        rows.append(Row(f"{label}: {shape} object", HOLDS, f"{len(objects)} seen"))
+        rows.append(Row(_object_label(label), HOLDS, f"{len(objects)} seen"))
     for spec in contract.SHAPES[shape]:
         errors, present = [], 0
         for reader in readers:
@@ -198,6 +198,10 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
         rows.append(Row(f"{label}: other keys are ignored", HOLDS, f"also present: {shown}"))
     return rows
+
+
+def _object_label(label: str) -> str:
+    return f"{label}: items are JSON objects" if label.endswith("]") else f"{label}: a JSON object"
 
 
 def _field_label(label: str, spec: contract.Field) -> str:
@@ -300,7 +304,8 @@ def _status_row(executions: list[Any]) -> Row:
     assumption = f"execution status is one of {', '.join(known)} (reference: status filter)"
     seen = {ex["status"] for ex in executions if isinstance(ex, dict) and isinstance(ex.get("status"), str)}
     if not seen:
-        return Row(assumption, UNCHECKED, "no execution status seen (no executions yet?)")
+        why = "no string status to read (see the status rows)" if executions else "no executions yet"
+        return Row(assumption, UNCHECKED, why)
     unknown = sorted(seen - set(known))
     if unknown:
         names = ", ".join(repr(s[:30]) for s in unknown[:5])
@@ -427,7 +432,11 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         _endpoint_row(workflows, "list_workflows", ""),
         _endpoint_row(workflow, "get_workflow", "no workflow id listed"),
         _endpoint_row(desc, "list_executions", ""),
-        _endpoint_row(execution, "get_execution", "no executionId listed (no executions yet?)"),
+        _endpoint_row(
+            execution,
+            "get_execution",
+            "no usable executionId listed (see its row)" if desc.items() else "no executions yet",
+        ),
     ]
     rows += _scope_rows(answers, settings.scopes)
     listed = [item for a in (desc, asc, page2) if a is not None for item in a.items()]
