@@ -236,3 +236,32 @@ def test_failed_snapshot_then_5xx_before_acting_does_not_adopt_the_previous_exec
         f"returned the previous execution {_execution_id(outcome)} for a trigger that did not happen"
     )
     assert outcome.candidates == []
+
+
+# --- found by the property test (test_start_once_properties.py) ----------------------------------
+
+
+def test_lost_answer_found_past_a_full_page_of_equally_stamped_older_executions(make_hook, smartmca_emulator):
+    """A server that ignores sort_order (oldest first), and a full first page of older executions that share one
+    ``startedAt`` (a batch, or a server stamping whole seconds): equal timestamps look newest first,
+    so the walk stopped at page 1 and never saw the execution the lost POST started. The answer
+    was "ambiguous" (no second POST, but a task failed that could have been recovered)."""
+    emu = smartmca_emulator
+    entity = "app_batch"
+    workflow = emu.config.workflows["wf_app_assign_underwriter"]
+    batch = [emu.state.store.create(workflow, "application", entity) for _ in range(120)]
+    for execution in batch:
+        execution.created_at = batch[0].created_at - 3600  # an hour ago, all at one instant
+    emu.configure(list_order="ignore_asc")
+    emu.add_fault("status_after", route="assign_underwriter", status=502)
+
+    outcome = _outcome(
+        lambda: _start(
+            make_hook(), "assign_underwriter", entity, {}, workflow_type="wf_app_assign_underwriter"
+        )
+    )
+
+    [lost] = emu.actions()
+    assert not isinstance(outcome, SmartMCAError), outcome
+    assert _execution_id(outcome) == lost.execution_id and _recovered(outcome)
+    assert len(emu.executions(entity_id=entity)) == 121
