@@ -244,24 +244,28 @@ def _sorted_row(desc: Answer, asc: Answer) -> Row:
 
 def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row]:
     rows = []
-    items, total = desc.items(), desc.data.get("total") if isinstance(desc.data, dict) else None
+    items, total = desc.items(), _total(desc)
     a_page = f"list_executions returns at most limit={limit} items per page (reference: page, limit)"
     a_total = "list_executions total counts every match, not only this page (assumed)"
     a_page2 = "list_executions honours page=2 (another page than page 1) (reference: page)"
-    if desc.failure is not None or not isinstance(desc.data, dict):
-        return [
-            Row(a, UNCHECKED, "List Executions gave no usable answer") for a in (a_page, a_total, a_page2)
-        ]
+    if (
+        desc.failure is not None
+        or not isinstance(desc.data, dict)
+        or not isinstance(desc.data.get("data"), list)
+    ):
+        why = "List Executions gave no list of items (see its rows)"
+        return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
     n = len(items)
     rows.append(Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"))
-    if isinstance(total, bool) or not isinstance(total, int):
+    if total is None:
         rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
     elif n != min(total, limit):
         rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
     else:
         rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
     if page2 is None:
-        rows.append(Row(a_page2, UNCHECKED, f"no second page (at most {limit} executions reported)"))
+        why = "no total: page 2 not probed" if total is None else f"total={total}: no second page"
+        rows.append(Row(a_page2, UNCHECKED, why))
     elif page2.failure is not None:
         rows.append(Row(a_page2, DIFFERS, _failure_text(page2.failure)))
     else:
@@ -295,7 +299,7 @@ def _timestamp_row(executions: list[Any]) -> Row:
                 return Row(assumption, DIFFERS, f"{name} is a string that is not ISO 8601")
             formats.add(re.sub(r"[0-9]", "d", value))  # the format, never the value
     if not formats:
-        return Row(assumption, UNCHECKED, "no timestamp seen (no executions yet?)")
+        return Row(assumption, UNCHECKED, "no timestamp seen")
     return Row(assumption, HOLDS, "format(s): " + ", ".join(sorted(formats)[:3]))
 
 
@@ -418,9 +422,9 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order))
         for order in ("desc", "asc")
     )
-    total = desc.data.get("total") if isinstance(desc.data, dict) else None
+    total = _total(desc)
     page2 = None
-    if isinstance(total, int) and not isinstance(total, bool) and total > limit:
+    if total is not None and total > limit:
         page2 = probe(client, "list_executions", query=protocol.list_executions_query(page=2, limit=limit))
     execution_id = _first(desc.items(), "executionId")
     execution = (
@@ -470,6 +474,12 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
 
 def _indexed(items: list[Any], prefix: str = "data") -> list[tuple[str, Any]]:
     return [(f"{prefix}[{i}]", item) for i, item in enumerate(items)]
+
+
+def _total(answer: Answer) -> int | None:
+    """The list envelope's ``total`` when it is an integer."""
+    total = answer.data.get("total") if isinstance(answer.data, dict) else None
+    return None if isinstance(total, bool) or not isinstance(total, int) else total
 
 
 def _body(answer: Answer | None) -> list[tuple[str, Any]]:
