@@ -308,7 +308,7 @@ def _status_row(executions: list[Any]) -> Row:
     assumption = f"execution status is one of {', '.join(known)} (reference: status filter)"
     seen = {ex["status"] for ex in executions if isinstance(ex, dict) and isinstance(ex.get("status"), str)}
     if not seen:
-        why = "no string status to read (see the status rows)" if executions else "no executions yet"
+        why = "no string status to read (see the status rows)" if executions else "no execution listed"
         return Row(assumption, UNCHECKED, why)
     unknown = sorted(seen - set(known))
     if unknown:
@@ -439,7 +439,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         _endpoint_row(
             execution,
             "get_execution",
-            "no usable executionId listed (see its row)" if desc.items() else "no executions yet",
+            "no usable executionId listed (see its row)" if desc.items() else "no execution listed",
         ),
     ]
     rows += _scope_rows(answers, settings.scopes)
@@ -451,7 +451,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         ("list_executions envelope", "execution list envelope", _body(desc), "no usable answer"),
         ("list_workflows data[]", "workflow", _indexed(workflows.items()), "no workflow listed"),
         ("get_workflow", "workflow", _body(workflow), "no workflow read"),
-        ("list_executions data[]", "execution", _indexed(listed), "no executions yet"),
+        ("list_executions data[]", "execution", _indexed(listed), "no execution listed"),
         ("get_execution", "execution", detail, "no execution read"),
         (
             "get_execution nodes[]",
