@@ -430,9 +430,9 @@ class SmartMCAExecutionOperator(BaseOperator):
                 execution_id=execution_id,
                 execution_status=execution.status,
             )
-        raise SmartMCAExecutionError(
-            f"Waiting for SmartMCA execution {execution_id} failed: {message}", execution_id=execution_id
-        )
+        # The trigger rides out transient errors itself: what it reports (401/403/404, a contract
+        # that differs, an unusable connection) a task retry would only meet again.
+        raise AirflowFailException(f"Waiting for SmartMCA execution {execution_id} failed: {message}")
 
     def on_kill(self) -> None:
         """SmartMCA has no cancel endpoint: say which execution is left running and how to find it."""

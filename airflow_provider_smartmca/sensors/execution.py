@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 # Through common-compat: airflow.sdk has no conf before Airflow 3.2, nor these exceptions before 3.2.
 from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseOperator,
@@ -172,6 +173,9 @@ class ExecutionSensor(BaseSensorOperator):
         status = event["status"]
         if status == executions.EVENT_TIMEOUT:
             self._timed_out(event["message"])
+        if status == executions.EVENT_ERROR:
+            # The trigger rides out transient errors itself: what it reports, a retry would meet again.
+            raise AirflowFailException(event["message"])
         if status != executions.EVENT_SUCCESS:
             raise SmartMCAExecutionError(
                 event["message"],

@@ -190,12 +190,6 @@ with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a contract error reported by the trigger reaches execute_complete as an 'error' event and is "
-    "raised as SmartMCAExecutionError, which Airflow retries; in sync mode the same drift is an "
-    "AirflowFailException (see the report of issue 10)",
-)
 def test_a_contract_error_in_the_triggerer_fails_the_task_without_retry(
     run_dag, smartmca_emulator, fast_connection
 ):

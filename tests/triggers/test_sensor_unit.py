@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_smartmca.client.executions import make_event
@@ -41,7 +42,8 @@ def test_deferrable_needs_a_positive_poke_interval() -> None:
         ({"status": "bogus", "execution_id": "exec_1", "message": "?"}, False, SmartMCAExecutionError),
         (make_event("success", "exec_other", "done"), False, SmartMCAExecutionError),
         (make_event("failure", "exec_1", "node 3 failed"), True, SmartMCAExecutionError),
-        (make_event("error", "exec_1", "HTTP 401"), True, SmartMCAExecutionError),
+        # What the trigger reports as an error a retry would meet again: fail without retries.
+        (make_event("error", "exec_1", "HTTP 401"), True, AirflowFailException),
         (make_event("timeout", "exec_1", "timed out"), False, AirflowSensorTimeout),
         (make_event("timeout", "exec_1", "timed out"), True, AirflowSkipException),
     ],
