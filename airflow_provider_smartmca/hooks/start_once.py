@@ -15,7 +15,9 @@ The rules, in one place:
    told apart by the snapshot's ids, never by the worker's clock; the only time window is on the
    server's clock (snapshot ``Date`` less ``clock_skew``), to bound the walk.
 4. **List pages are walked without trusting the server's order**, up to :data:`MAX_PAGES`; the
-   walk stops early only while the pages really are newest first. Hitting the cap is ambiguous.
+   walk stops early only while the pages really are newest first: the server must also answer
+   oldest first when asked (equal timestamps look newest first in any order, so they prove
+   nothing). Hitting the cap is ambiguous.
 5. **Anything else is ambiguous** (:class:`~airflow_provider_smartmca.errors.SmartMCAAmbiguousTriggerError`):
    no snapshot, no candidate, several, or an action whose workflow is not known (another client may
    act on the same application). An application action may succeed without starting any execution,
