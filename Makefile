@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv lint test demo e2e bench docs release-check clean
+.PHONY: venv lint test demo e2e bench docs release-check clean matrix
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/test.in
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e -m e2e -q
+
+# Airflow x Python matrix: a venv per cell under .venv-matrix, from requirements/airflow-3.X.txt;
+# prints what each cell proves, pass/fail and seconds (scripts/matrix.py --list).
+matrix:
+	$(PYTHON) scripts/matrix.py
 
 # Each benchmark prints its figures and exits non-zero when it misses a target; run them all.
 bench: $(STAMP)
