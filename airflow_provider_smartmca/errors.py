@@ -158,7 +158,7 @@ class SmartMCAExecutionError(SmartMCAError):
 
 
 class SmartMCAExecutionTimeoutError(SmartMCAExecutionError):
-    """The wait deadline passed before the execution ended. The execution itself is left running."""
+    """The wait deadline passed before the execution ended. The provider does not cancel the execution."""
 
 
 def is_transient(exc: BaseException) -> bool:

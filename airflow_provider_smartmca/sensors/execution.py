@@ -128,6 +128,7 @@ class ExecutionSensor(BaseSensorOperator):
                 return None
             raise
         # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
+        self._last_status = execution.status
         verdict = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses).seen(
             execution
         )
@@ -145,7 +146,15 @@ class ExecutionSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Poke/reschedule as usual; deferrable: check once, then defer to :class:`ExecutionTrigger`."""
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as exc:
+                # Airflow's own message does not say what the execution was doing: name its last status.
+                last = getattr(self, "_last_status", None)
+                raise AirflowSensorTimeout(
+                    f"{exc} SmartMCA execution {self.execution_id}: last status {last!r}; "
+                    "the provider does not cancel it."
+                ) from None
         # Deadline computed here, on the worker, as an absolute epoch: it survives triggerer
         # restarts, and matches poke mode where the timeout counts from the task's start.
         deadline = time.time() + self.timeout

@@ -189,11 +189,6 @@ with DAG("{dag_id}", schedule=None) as dag:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="poke mode times out with BaseSensorOperator's own message, which does not name the last "
-    "status seen ('paused'); the deferrable mode's does (see the report of issue 10)",
-)
 def test_sensor_timeout_names_the_unknown_status_in_every_mode(
     emu: Emulator, run_dag: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
