@@ -82,7 +82,12 @@ def test_bad_list_arguments(hook, smartmca_emulator, kwargs, field):
 
 @pytest.mark.parametrize(
     "payload",
-    [{"status": "ok", "when": object()}, {"score": float("nan")}, {"score": float("inf")}, ["not", "a", "dict"]],
+    [
+        {"status": "ok", "when": object()},
+        {"score": float("nan")},
+        {"score": float("inf")},
+        ["not", "a", "dict"],
+    ],
 )
 def test_non_json_body_refused(hook, smartmca_emulator, payload):
     with pytest.raises(SmartMCAValidationError, match="payload"):

@@ -256,7 +256,9 @@ def test_retry_after_death_mid_action_is_ambiguous_when_its_workflow_is_unknown(
 ):
     """Another client may act on the same application: without lookup_workflow_type, a new
     execution there proves nothing, so the retry fails (no retries) and never sends again."""
-    source = LOST_202_SOURCE.replace("{operator}", "ChangeApplicationStatusOperator").replace("{args}", APP_ARGS)
+    source = LOST_202_SOURCE.replace("{operator}", "ChangeApplicationStatusOperator").replace(
+        "{args}", APP_ARGS
+    )
     result = run_dag(source)
     assert result.task_states == {"t": "failed"}
     assert smartmca_emulator.count(route="change_status", method="POST") == 1

@@ -21,7 +21,9 @@ def test_static_execution_id_that_is_empty_or_path_like_fails_at_parse_time(bad:
 
 
 @pytest.mark.parametrize("rendered", ["None", "", "a/b"])
-def test_rendered_execution_id_that_is_missing_or_path_like_fails_naming_it(emu: Emulator, rendered: str) -> None:
+def test_rendered_execution_id_that_is_missing_or_path_like_fails_naming_it(
+    emu: Emulator, rendered: str
+) -> None:
     """A missing upstream XCom renders as "None": it must point at the template, not GET /executions/None."""
     sensor = ExecutionSensor(task_id="wait", execution_id="{{ ti.xcom_pull('start') }}")
     sensor.execution_id = rendered  # what rendering produced
