@@ -11,14 +11,13 @@ import asyncio
 import importlib
 import json
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+from tests.provider.airflow_cli import AIRFLOW, json_out
 
 #: Every module a user or Airflow imports: DAG files, the providers manager, the triggerer, tests.
 PUBLIC_MODULES = [
@@ -95,8 +94,8 @@ def test_airflow_providers_hooks_lists_the_hook():
         timeout=150,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # Log lines may come first on some versions; the listing is the one JSON array line.
-    [rows] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[{")]
+    rows = json_out(proc.stdout)
+    assert isinstance(rows, list)
     [row] = [r for r in rows if r.get("connection_type") == "smartmca"]
     assert "Error" not in json.dumps(row), row
     assert row["class"] == "airflow_provider_smartmca.hooks.smartmca.SmartMCAHook"
