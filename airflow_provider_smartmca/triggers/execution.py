@@ -9,8 +9,14 @@ event loop, so everything here is async and cheap:
 * every trigger with the same base URL and key shares one aiohttp session with a bounded
   connector (:func:`~airflow_provider_smartmca.client.aio.shared_session`), instead of one TCP+TLS
   connection per poll;
-* the first poll and every interval are jittered, so a thousand tasks deferred together do not
-  poll in lockstep.
+* waits that know their execution's workflow type are served together by one poller per
+  connection (:mod:`~airflow_provider_smartmca.triggers.poller`), which learns many executions'
+  states per request from List Executions and GETs only what the lists cannot settle; a lone
+  wait, or one without a workflow type, polls alone with one GET per interval, jittered, so a
+  thousand tasks deferred together do not poll in lockstep;
+* every request of a key goes through its one
+  :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`: a 429 pauses every wait on
+  that key once.
 
 Status classification, error mapping and event shapes are not decided here: they come from
 :mod:`airflow_provider_smartmca.client.executions`, :mod:`~airflow_provider_smartmca.client.protocol`
@@ -38,6 +44,7 @@ from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, S
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
+    from airflow_provider_smartmca.triggers.budget import RequestBudget
 
 _OP = "ExecutionTrigger"
 # Poll intervals are stretched or shrunk by up to this fraction, so pollers that started
@@ -98,7 +105,11 @@ _LOOKUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio
 
 class ExecutionTrigger(BaseTrigger):
     """
-    Poll one SmartMCA execution (GET only) until it ends, fails to be readable, or the deadline passes.
+    Wait for one SmartMCA execution (reads only) until it ends, fails to be readable, or the deadline passes.
+
+    With a ``workflow_type``, the wait is served by the shared poller (List Executions pages or
+    GETs, whichever is cheaper per round; only a GET ever ends a wait); without one, or when the
+    poller fails, it GETs its execution once per interval.
 
     It fires exactly one event, built by :func:`~airflow_provider_smartmca.client.executions.make_event`:
     ``success`` (completed), ``failure`` (failed/cancelled, with the failed nodes), ``error``
@@ -111,11 +122,21 @@ class ExecutionTrigger(BaseTrigger):
     :param deadline: absolute epoch seconds after which a ``timeout`` event fires, or None.
         Computed on the worker so a triggerer restart does not restart the clock.
     :param failure_statuses: statuses besides failed/cancelled that end the wait as a failure.
+    :param workflow_type: the execution's workflow (its ``workflowId``), or None when unknown.
+        Waits that share one are polled together with List Executions; a wait without one polls
+        alone. Optional, so kwargs stored before it existed stay valid.
     :param version: the kwargs' version (:attr:`KWARGS_VERSION`); set by ``serialize``.
     """
 
     #: Version of the serialized kwargs; kwargs of another version are refused loudly.
+    #: ``workflow_type`` came later without a bump: it is optional, and its absence means
+    #: "unknown", so every version-1 kwargs dict, with or without it, is read the same way.
     KWARGS_VERSION = 1
+
+    #: Serve waits that know their workflow type with the shared poller (the default). False:
+    #: every wait polls alone with its own GETs, as before the poller existed (the benchmark's
+    #: baseline, and a way out should a server's List Executions misbehave).
+    coalesce: bool = True
 
     def __init__(
         self,
@@ -124,6 +145,7 @@ class ExecutionTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         deadline: float | None = None,
         failure_statuses: Sequence[str] = (),
+        workflow_type: str | None = None,
         version: int = KWARGS_VERSION,
     ) -> None:
         super().__init__()
@@ -146,6 +168,9 @@ class ExecutionTrigger(BaseTrigger):
         self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
         self.deadline = None if deadline is None else _check_number("deadline", deadline, positive=False)
         self.failure_statuses = tuple(failure_statuses)
+        self.workflow_type = (
+            None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
+        )
         # Trigger kwargs are stored as JSON in the metadata DB; fail now on anything else.
         try:
             json.dumps(self.serialize()[1], allow_nan=False)
@@ -153,18 +178,22 @@ class ExecutionTrigger(BaseTrigger):
             raise SmartMCAValidationError("kwargs", f"must be JSON values: {exc}", operation=_OP) from None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Classpath and kwargs: plain JSON only, no key and nothing derived from it."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "conn_id": self.conn_id,
-                "execution_id": self.execution_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-                "failure_statuses": list(self.failure_statuses),
-                "version": self.KWARGS_VERSION,
-            },
-        )
+        """Classpath and kwargs: plain JSON only, no key and nothing derived from it.
+
+        ``workflow_type`` is written only when known, so the kwargs of a wait without one are
+        exactly those of earlier releases (a provider downgrade can still rebuild them).
+        """
+        kwargs: dict[str, Any] = {
+            "conn_id": self.conn_id,
+            "execution_id": self.execution_id,
+            "poll_interval": self.poll_interval,
+            "deadline": self.deadline,
+            "failure_statuses": list(self.failure_statuses),
+            "version": self.KWARGS_VERSION,
+        }
+        if self.workflow_type is not None:
+            kwargs["workflow_type"] = self.workflow_type
+        return (f"{type(self).__module__}.{type(self).__qualname__}", kwargs)
 
     def _event(self, status: str, message: str, execution: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent(executions.make_event(status, self.execution_id, message, execution))
@@ -219,7 +248,7 @@ class ExecutionTrigger(BaseTrigger):
             # nothing is sent to SmartMCA on the way out: the execution is left alone.
             try:
                 async with shared_session(settings, pool_limit=POOL_LIMIT) as client:
-                    event = await self._poll(client, settings, watch)
+                    event = await self._wait(client, settings, watch)
             except SmartMCAAuthError as exc:
                 if attempt == 2:
                     event = self._event(executions.EVENT_ERROR, str(exc), watch.last)
@@ -238,8 +267,77 @@ class ExecutionTrigger(BaseTrigger):
         The shared HTTP session is released by ``run()``'s ``async with``.
         """
 
-    async def _poll(
+    async def _wait(
         self, client: AsyncClient, settings: ClientSettings, watch: executions.ExecutionWatch
+    ) -> TriggerEvent:
+        """Wait with the shared poller when it can serve this wait, else (or when it fails) alone."""
+        from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
+
+        # Held for the whole wait: the key's budget lives while any of its waits does.
+        budget = RequestBudget.shared(settings)
+        if self.coalesce and self.workflow_type is not None:
+            from airflow_provider_smartmca.triggers import poller
+
+            ticket = poller.join(
+                settings, self.execution_id, self.workflow_type, self.poll_interval, self.deadline
+            )
+            try:
+                return await self._poll_shared(ticket, settings, watch)
+            except poller.PollerUnavailable as exc:
+                incr("poller.fallbacks")
+                self.log.warning(
+                    "Waiting for SmartMCA execution %s with its own GETs from now on: %s",
+                    self.execution_id,
+                    exc,
+                )
+            finally:
+                await ticket.leave()
+        return await self._poll(client, settings, watch, budget)
+
+    async def _poll_shared(
+        self, ticket: Any, settings: ClientSettings, watch: executions.ExecutionWatch
+    ) -> TriggerEvent:
+        """
+        Take the shared poller's readings until the execution ends or the deadline passes.
+
+        The same decisions as :meth:`_poll`, on readings the poller fetched (a list item, or this
+        execution's GET). A 401 propagates (see ``run``); :class:`~airflow_provider_smartmca.triggers.poller.PollerUnavailable`
+        too (then the wait polls alone).
+        """
+        after: float | None = None  # the first reading: the group's next round
+        while True:
+            if self.deadline is not None and self.deadline - time.time() <= 0:
+                return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
+            try:
+                execution = await ticket.read(after)
+            except SmartMCAAuthError:
+                raise
+            except SmartMCAError as exc:
+                try:
+                    after = watch.failed(exc, settings, self.poll_interval)
+                except SmartMCAError:
+                    return self._event(executions.EVENT_ERROR, str(exc), watch.last)
+                continue
+            if execution is None:  # the deadline passed while waiting for the reading
+                return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
+            verdict = watch.seen(execution)
+            if verdict is Verdict.SUCCESS:
+                return self._event(
+                    executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", watch.last
+                )
+            if verdict is Verdict.FAILURE:
+                return self._event(
+                    executions.EVENT_FAILURE, executions.failure_message(execution), watch.last
+                )
+            after = self.poll_interval
+            del execution  # see _poll
+
+    async def _poll(
+        self,
+        client: AsyncClient,
+        settings: ClientSettings,
+        watch: executions.ExecutionWatch,
+        budget: RequestBudget,
     ) -> TriggerEvent:
         """Poll until the execution ends or the deadline passes. A 401 propagates (see ``run``)."""
         # The request is the same for every poll: built (validated, headers made) once per run.
@@ -262,7 +360,7 @@ class ExecutionTrigger(BaseTrigger):
                 # never blocks for a whole retry cycle and the deadline stays honoured.
                 left = None if self.deadline is None else max(0.001, self.deadline - time.time())
                 execution = protocol.parse_response(
-                    request, await client.send(request, timeout=left), settings
+                    request, await budget.send(client, request, timeout=left), settings
                 )
             except SmartMCAAuthError:
                 raise

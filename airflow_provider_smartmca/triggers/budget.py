@@ -1,0 +1,216 @@
+"""RequestBudget: one request budget per SmartMCA key, shared by everything a triggerer sends with it.
+
+A triggerer runs every deferred wait (and every asset watcher) of the deployment on one event
+loop. Each of them used to find out about a ``429`` on its own, so one rate-limit answer turned
+into a thousand more requests that were sure to be refused. A budget is the single gate all of
+them pass through:
+
+* **A 429 pauses the key once.** The first ``429`` sets a pause (its ``Retry-After``, capped by
+  the connection's ``retry_after_cap``; without one, an exponential backoff). Every request on
+  that key, from any wait, waits for the pause to end; more ``429`` answers during the pause
+  only extend it to their own ``Retry-After``, they never add up. The pause is logged once.
+* **Concurrency is bounded.** At most ``concurrency`` requests of the key are in flight; the
+  others queue here, each bounded by its own time limit.
+* **Metrics.** Every request is counted by kind (``smartmca.requests.<endpoint>``) and every
+  429 (``smartmca.rate_limited``), through Airflow's ``Stats``.
+
+One budget exists per (event loop, base URL, key): in a triggerer, one per key in the process.
+Budgets are held by their users (:meth:`RequestBudget.shared` returns the live one) and vanish
+with the last of them, so nothing outlives its waits or crosses event loops.
+
+Usage, from any trigger (the execution waits' poller and the event watchers use it alike)::
+
+    budget = RequestBudget.shared(settings)  # keep a reference while in use
+    raw = await budget.send(client, request, timeout=seconds_left)
+    result = protocol.parse_response(request, raw, settings)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_smartmca.client import protocol
+from airflow_provider_smartmca.errors import SmartMCARateLimitError
+
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.client.aio import AsyncClient
+    from airflow_provider_smartmca.client.settings import ClientSettings
+
+log = logging.getLogger(__name__)
+
+#: Requests of one key in flight at once, by default: the shared session's connection bound.
+DEFAULT_CONCURRENCY = 32
+
+
+class _NoStats:
+    """Stands in for Airflow's ``Stats`` where it cannot be imported: metrics are then dropped."""
+
+    @staticmethod
+    def incr(stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None:
+        return None
+
+    @staticmethod
+    def gauge(stat: str, value: float, rate: float = 1, delta: bool = False, **kw: Any) -> None:
+        return None
+
+
+def _load_stats() -> Any:
+    """Airflow's ``Stats`` on every 3.x: common-compat (>= 1.23) knows where each version keeps it."""
+    try:
+        from airflow.providers.common.compat.sdk import Stats
+
+        return Stats
+    except (ImportError, AttributeError):  # pragma: no cover - an older common-compat
+        pass
+    for module in ("airflow.sdk.observability.stats", "airflow.observability.stats", "airflow.stats"):
+        try:  # pragma: no cover - same
+            return __import__(module, fromlist=["Stats"]).Stats
+        except (ImportError, AttributeError):
+            continue
+    return _NoStats  # pragma: no cover
+
+
+#: Airflow's metrics facade (statsd, OpenTelemetry or nothing, as the deployment configures).
+Stats: Any = _load_stats()
+
+
+def incr(stat: str, count: int = 1) -> None:
+    """Count ``stat`` (prefixed ``smartmca.``); a metrics backend that fails never fails a wait."""
+    if count:
+        try:
+            Stats.incr(f"smartmca.{stat}", count)
+        except Exception:  # pragma: no cover - a broken metrics backend
+            log.debug("metrics backend failed for %s", stat, exc_info=True)
+
+
+def _budget_key(settings: ClientSettings) -> tuple[str, str]:
+    # A hash, not the key itself, so the registry never holds the secret in clear.
+    return (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest())
+
+
+# Per event loop (asyncio primitives belong to one loop), weakly: a budget lives while used.
+_BUDGETS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[tuple[str, str], RequestBudget]
+] = weakref.WeakKeyDictionary()
+
+
+class RequestBudget:
+    """
+    The request budget of one SmartMCA key in one event loop (see the module docstring).
+
+    :param settings: the connection's settings (``retry_after_cap`` and the backoff used when a
+        429 has no ``Retry-After``).
+    :param concurrency: requests in flight at once, at most.
+    """
+
+    def __init__(self, settings: ClientSettings, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        self.settings = settings
+        self.concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._paused_until = 0.0  # time.monotonic()
+        self._refusals = 0  # 429s in a row, for the backoff of one without Retry-After
+
+    def __repr__(self) -> str:
+        return f"RequestBudget(base_url={self.settings.base_url!r}, concurrency={self.concurrency})"
+
+    @classmethod
+    def shared(cls, settings: ClientSettings, concurrency: int = DEFAULT_CONCURRENCY) -> RequestBudget:
+        """
+        The budget of ``settings``' key in the running event loop, created on first use.
+
+        Hold the returned object while sending: the budget is forgotten with its last holder.
+        """
+        per_loop = _BUDGETS.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
+        key = _budget_key(settings)
+        budget = per_loop.get(key)
+        if budget is None:
+            budget = per_loop[key] = cls(settings, concurrency)
+        return budget
+
+    def pause_left(self) -> float:
+        """Seconds until requests on this key may be sent again (0 when not paused)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    def pause(self, seconds: float) -> None:
+        """
+        Pause every request on this key for ``seconds`` from now; a longer pause already set wins.
+
+        :param seconds: how long; capped by the connection's ``retry_after_cap``.
+        """
+        seconds = min(max(0.0, seconds), self.settings.retry_after_cap)
+        until = time.monotonic() + seconds
+        if until <= self._paused_until:
+            return
+        if self.pause_left() == 0:
+            log.warning(
+                "SmartMCA answered 429 (rate limited): pausing every request with this key for %.1f s",
+                seconds,
+            )
+        self._paused_until = until
+
+    def _note_response(self, raw: protocol.RawResponse) -> None:
+        if raw.status != 429:
+            self._refusals = 0
+            return
+        incr("rate_limited")
+        self._refusals += 1
+        seconds = protocol.parse_retry_after(raw.headers.get("retry-after"), self.settings.retry_after_cap)
+        if seconds is None:
+            seconds = protocol.backoff_seconds(self.settings, self._refusals, None)
+        self.pause(seconds)
+
+    def _not_sent(self, request: protocol.PreparedRequest, wait: float) -> SmartMCARateLimitError:
+        endpoint = request.endpoint
+        return SmartMCARateLimitError(
+            f"{endpoint.name}: {endpoint.method} {request.path} not sent: requests with this key are "
+            f"paused for {wait:.1f} s after a 429 (Retry-After: {wait:.1f})",
+            retry_after=wait,
+            operation=endpoint.name,
+            method=endpoint.method,
+            path=request.path,
+        )
+
+    async def send(
+        self, client: AsyncClient, request: protocol.PreparedRequest, *, timeout: float | None = None
+    ) -> protocol.RawResponse:
+        """
+        Send ``request`` once through the budget: after any pause, in a free slot, then count it.
+
+        :param client: the transport.
+        :param request: the request to send.
+        :param timeout: the caller's time limit in seconds, pause and queue included, or None.
+        :raises SmartMCARateLimitError: the key is paused beyond ``timeout``: nothing was sent.
+        :raises SmartMCAConnectionError: the transport failed, or no slot freed up within ``timeout``.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            while (wait := self.pause_left()) > 0:
+                if end is not None and time.monotonic() + wait >= end:
+                    raise self._not_sent(request, wait)
+                await asyncio.sleep(wait)
+            if self._slots.locked():
+                left = None if end is None else end - time.monotonic()
+                try:
+                    await asyncio.wait_for(self._slots.acquire(), left)
+                except asyncio.TimeoutError:
+                    raise protocol.connection_error(
+                        request, "no free connection slot before the time limit", request_sent=False
+                    ) from None
+            else:
+                await self._slots.acquire()
+            if self.pause_left() == 0:
+                break
+            self._slots.release()  # a 429 arrived while this request queued: wait it out too
+        try:
+            incr(f"requests.{request.endpoint.name}")
+            left = None if end is None else max(0.001, end - time.monotonic())
+            raw = await client.send(request, timeout=left)
+        finally:
+            self._slots.release()
+        self._note_response(raw)
+        return raw

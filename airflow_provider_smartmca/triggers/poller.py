@@ -1,0 +1,585 @@
+"""ExecutionPoller: one poller per key serves every ExecutionTrigger of a triggerer.
+
+A deferred wait used to GET its own execution every poll interval: a thousand waits cost the
+SmartMCA API a thousand requests a round. The waits of one event loop (in a triggerer: of the
+process) that share a connection (base URL, key and settings) now register with one poller,
+which learns many executions' states per request from List Executions.
+
+**Rounds.** Each wait asks for its next *reading* one poll interval after its previous one; the
+poller serves every wait that is due (within ``JITTER`` of its interval) in one round, so waits
+with the same interval settle into one round per interval. A newcomer joins its group's next
+round when that comes within its first interval. Per group of waits sharing a workflow type
+(the List Executions ``workflow_type`` filter), a round:
+
+1. chooses, from the lists' ``total`` (last round's, or the first page's), whichever is
+   cheaper: paging through the ``pending`` and ``running`` lists (``limit=100``), or one GET
+   per awaited execution. One lone wait, or a tenant whose active executions far outnumber our
+   waits, keeps one GET per execution per round. The choice is made again before every page,
+   so a list that turns out long costs at most its first page; GET rounds look at the lists
+   again every :data:`REPROBE_ROUNDS` rounds;
+2. reads the lists (``pending`` is skipped when every awaited execution was last seen
+   ``running``: an execution never goes back). A listed execution with an active status
+   (pending, running) is still running: that is its reading;
+3. GETs every awaited execution the lists did not show as active. **Absence from a list never
+   ends a wait**: only a GET says how an execution ended. A list that changes between pages
+   (an execution ending shifts the later pages) or ignores its filters only costs extra GETs.
+
+Waits without a workflow type (kwargs from before it was passed, or an execution whose
+``workflowId`` the server did not report) are not coalesced: an unfiltered list pages through
+the whole tenant's active executions, and such waits drain with their deadlines. They poll
+alone, as before, through the same :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`.
+
+**What each wait keeps.** Its reading (an Execution, or the error of its GET or of the list)
+goes back to the trigger, which decides as before (:class:`~airflow_provider_smartmca.client.executions.ExecutionWatch`):
+the same events, deadlines, backoff of transient errors, fail-closed statuses and 401 re-read.
+A wait cancelled (task cleared, triggerer shutdown) only leaves; the others never notice.
+
+**Failure.** A list answer that breaks the contract or is refused (400/403/404: a server that
+does not support the filter) makes this poller serve by GETs for the rest of its life. If the
+poller itself fails (an unexpected exception) or stalls (no progress for two request timeouts
+and two intervals, outside a 429 pause), every wait it serves gets :class:`PollerUnavailable`
+and polls alone from then on, as before: a poller never kills or stalls a wait.
+
+**Lifetime.** Pollers are kept per event loop; the last wait to leave stops its poller, which
+releases the shared HTTP session. Nothing crosses event loops or outlives the waits.
+
+**Requests.** Every request goes through the key's
+:class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`: a 429 pauses every wait on
+the key once, and concurrency is bounded. Metrics (Airflow ``Stats``): ``smartmca.requests.<kind>``,
+``smartmca.rate_limited``, ``smartmca.poller.waits_served.{list,get}`` (readings delivered),
+``smartmca.poller.misses`` (listed as absent, still running), ``smartmca.poller.fallbacks``
+(waits that had to poll alone), ``smartmca.poller.lists_unusable``.
+
+**Why not Airflow 3.3's shared streams** (``BaseEventTrigger.shared_stream_key``,
+``airflow/triggers/shared_stream.py``): they serve only ``BaseEventTrigger`` subclasses, and fit
+task waits poorly. The shared stream is opened with one trigger's kwargs, so it cannot know which
+executions the other subscribers await; a stream that raises fails every subscriber, where one
+broken poll must not end a thousand waits; and event triggers opt out of the triggerer's queue.
+They also exist only from 3.3, and the provider supports every Airflow 3.x: a provider-level
+poller per event loop works on all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import time
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_smartmca.client import protocol
+from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, Execution
+from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, is_transient
+from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
+
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.client.aio import AsyncClient
+    from airflow_provider_smartmca.client.settings import ClientSettings
+
+log = logging.getLogger(__name__)
+
+#: Items per list page (the API's maximum).
+PAGE_LIMIT = 100
+#: Pages read per status per round, at most; beyond, GETs serve the rest.
+MAX_PAGES = 50
+#: A group polled by GETs looks at the lists again after this many rounds.
+REPROBE_ROUNDS = 10
+#: A wait is served by a round that starts up to this fraction of its interval early.
+JITTER = 0.1
+#: Connection bound of the shared pool when the poller creates it (see ExecutionTrigger).
+POOL_LIMIT = 32
+#: Concurrent GETs of one round.
+GET_WORKERS = 32
+
+
+class PollerUnavailable(Exception):
+    """The shared poller cannot serve this wait (it failed or stalled): poll alone."""
+
+
+class Ticket:
+    """
+    One wait's registration with a poller. Made by :func:`join`; ended by :meth:`leave`.
+
+    :param poller: the poller serving it.
+    :param execution_id: the execution awaited.
+    :param group: the wait's group (its workflow type).
+    :param interval: the wait's poll interval, seconds.
+    :param deadline: absolute epoch deadline, or None.
+    """
+
+    __slots__ = ("base", "deadline", "due", "execution_id", "future", "group", "interval", "poller", "timer")
+
+    def __init__(
+        self,
+        poller: ExecutionPoller,
+        execution_id: str,
+        group: _Group,
+        interval: float,
+        deadline: float | None,
+    ) -> None:
+        self.poller = poller
+        self.execution_id = execution_id
+        self.group = group
+        self.interval = interval
+        self.deadline = deadline
+        self.base: float | None = None  # loop time of the round that gave the last reading
+        self.due = math.inf  # loop time of the next reading asked for
+        self.future: asyncio.Future[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"Ticket({self.execution_id!r}, workflow_type={self.group.workflow_type!r})"
+
+    async def read(self, after: float | None) -> Execution | None:
+        """
+        The next reading of the execution.
+
+        :param after: seconds after the previous reading's round (None for the first reading:
+            the group's next round).
+        :return: the execution as listed or read, or None when the wait's deadline passed.
+        :raises SmartMCAError: the GET of this execution, or the list that should show it, failed.
+        :raises PollerUnavailable: the poller failed or stalled; poll alone.
+        """
+        return await self.poller._read(self, after)
+
+    async def leave(self) -> None:
+        """Stop being served; the last wait to leave stops the poller and releases its session."""
+        task = self.poller._leave(self)
+        if task is not None and not task.done():
+            # The last one waits for the poller to release the HTTP session, so nothing is left
+            # open behind the waits. Shielded: a cancelled wait still lets the poller finish.
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.done():
+                    raise  # this wait itself is being cancelled
+            except Exception:
+                pass  # the poller's own failure was logged by _fail
+
+
+class _Group:
+    """The waits of one poller that share a workflow type, and what their rounds learned."""
+
+    def __init__(self, workflow_type: str) -> None:
+        self.workflow_type = workflow_type
+        self.tickets: dict[str, list[Ticket]] = {}  # execution id -> its waits
+        self.last_status: dict[str, str] = {}  # execution id -> status of its last reading
+        self.gets: dict[str, protocol.PreparedRequest] = {}  # execution id -> its GET, built once
+        self.pages: dict[str, int] = {}  # status -> pages of its list last time
+        self.misses = 0  # last list round: awaited executions absent from the lists yet active
+        self.get_rounds = 0  # GET rounds since the lists were last looked at
+        self.next_round: float | None = None  # loop time of the group's next round, if planned
+
+
+class ExecutionPoller:
+    """
+    Serves every wait of one event loop on one connection (see the module docstring).
+
+    Made by :func:`join`; not meant to be built directly.
+
+    :param settings: the connection's client settings.
+    """
+
+    def __init__(self, settings: ClientSettings, key: tuple[Any, ...]) -> None:
+        self.settings = settings
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.budget = RequestBudget.shared(settings)
+        self.failure: BaseException | None = None
+        #: Why lists are not used any more (a refused or drifted list), or None.
+        self.lists_unusable: str | None = None
+        self._groups: dict[str, _Group] = {}
+        self._waits = 0
+        self._wake = asyncio.Event()
+        self._next_wake = math.inf
+        self._progress = self.loop.time()
+        self._task = self.loop.create_task(self._run())
+        self._task.add_done_callback(self._ended)
+
+    def __repr__(self) -> str:
+        return f"ExecutionPoller(base_url={self.settings.base_url!r}, waits={self._waits})"
+
+    @property
+    def waits(self) -> int:
+        """How many waits are registered."""
+        return self._waits
+
+    # --- waits ---------------------------------------------------------------------------------
+
+    def _join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
+        group = self._groups.get(workflow_type)
+        if group is None:
+            group = self._groups[workflow_type] = _Group(workflow_type)
+        ticket = Ticket(self, execution_id, group, interval, deadline)
+        group.tickets.setdefault(execution_id, []).append(ticket)
+        self._waits += 1
+        return ticket
+
+    def _leave(self, ticket: Ticket) -> asyncio.Task[None] | None:
+        """Forget ``ticket``; return the poller's task when it was the last wait (then stopping)."""
+        if ticket.timer is not None:
+            ticket.timer.cancel()
+        group = ticket.group
+        same = group.tickets.get(ticket.execution_id)
+        if not same or ticket not in same:
+            return None
+        same.remove(ticket)
+        self._waits -= 1
+        if not same:
+            del group.tickets[ticket.execution_id]
+            group.last_status.pop(ticket.execution_id, None)
+            group.gets.pop(ticket.execution_id, None)
+            if not group.tickets:
+                del self._groups[group.workflow_type]
+        if self._waits:
+            return None
+        per_loop = _POLLERS.get(self.loop)
+        if per_loop is not None and per_loop.get(self.key) is self:
+            del per_loop[self.key]
+        self._task.cancel()
+        return self._task
+
+    async def _read(self, ticket: Ticket, after: float | None) -> Execution | None:
+        if self.failure is not None:
+            raise PollerUnavailable(f"the shared poller failed: {type(self.failure).__name__}")
+        loop, now = self.loop, self.loop.time()
+        if after is None or ticket.base is None:
+            group = ticket.group
+            planned = group.next_round
+            if planned is None or not now <= planned <= now + ticket.interval:
+                # Like a lone wait's first poll: somewhere in the first interval, so a thousand
+                # waits deferred together do not start at one instant in every triggerer.
+                planned = group.next_round = now + random.uniform(0, ticket.interval)
+            ticket.due = planned
+        else:
+            ticket.due = ticket.base + after
+        future: asyncio.Future[Any] = loop.create_future()
+        ticket.future = future
+        ticket.timer = loop.call_at(self._check_at(ticket), self._expire, ticket, future)
+        if ticket.due < self._next_wake:
+            self._wake.set()
+        try:
+            reading = await future
+        finally:
+            ticket.timer.cancel()
+            ticket.future = ticket.timer = None
+            ticket.due = math.inf
+        if isinstance(reading, BaseException):
+            raise reading.with_traceback(None)  # one error object serves several waits
+        return reading  # type: ignore[no-any-return]
+
+    def _grace(self, ticket: Ticket) -> float:
+        """How long without progress before a wait stops trusting the poller."""
+        return 2 * self.settings.timeout + 2 * ticket.interval
+
+    def _check_at(self, ticket: Ticket) -> float:
+        """Loop time of the wait's next check: its deadline, or when a stall would show."""
+        when = max(ticket.due, self.loop.time()) + self._grace(ticket)
+        if ticket.deadline is not None:
+            when = min(when, self.loop.time() + ticket.deadline - time.time())
+        return when
+
+    def _expire(self, ticket: Ticket, future: asyncio.Future[Any]) -> None:
+        """A wait's timer: its deadline passed (None), or the poller stalled (fall back)."""
+        if future.done():
+            return
+        if ticket.deadline is not None and time.time() >= ticket.deadline - 0.01:
+            future.set_result(None)
+            return
+        idle = self.loop.time() - max(self._progress, ticket.due)
+        if self.failure is not None or (idle > self._grace(ticket) and self.budget.pause_left() == 0):
+            future.set_exception(PollerUnavailable(f"the shared poller made no progress for {idle:.0f} s"))
+            return
+        ticket.timer = self.loop.call_at(self._check_at(ticket), self._expire, ticket, future)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _pending(self) -> Iterable[Ticket]:
+        for group in self._groups.values():
+            for tickets in group.tickets.values():
+                for ticket in tickets:
+                    if ticket.future is not None and not ticket.future.done():
+                        yield ticket
+
+    async def _run(self) -> None:
+        from airflow_provider_smartmca.client.aio import shared_session
+
+        async with shared_session(self.settings, pool_limit=POOL_LIMIT) as client:
+            while self._waits:
+                await self._sleep_until_due()
+                await self._round(client)
+
+    async def _sleep_until_due(self) -> None:
+        while True:
+            self._wake.clear()
+            due = min((t.due for t in self._pending()), default=math.inf)
+            self._next_wake = due
+            delay = due - self.loop.time()
+            if delay <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), None if due == math.inf else delay)
+            except asyncio.TimeoutError:
+                return
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The poller's task ended: normal when its last wait left; otherwise a failure."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None and not self._waits:
+            return
+        self._fail(exc or RuntimeError("the shared poller stopped with waits left"))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        log.error(
+            "The SmartMCA shared poller for %s failed; its %d wait(s) poll alone from now on",
+            self.settings.base_url,
+            self._waits,
+            exc_info=exc,
+        )
+        per_loop = _POLLERS.get(self.loop)
+        if per_loop is not None and per_loop.get(self.key) is self:
+            del per_loop[self.key]  # new waits get a new poller
+        for ticket in list(self._pending()):
+            assert ticket.future is not None
+            ticket.future.set_exception(PollerUnavailable(f"the shared poller failed: {type(exc).__name__}"))
+
+    async def _round(self, client: AsyncClient) -> None:
+        start = self._progress = self.loop.time()
+        rounds = []
+        for group in list(self._groups.values()):
+            wanted: dict[str, list[Ticket]] = {}
+            for execution_id, tickets in group.tickets.items():
+                due = [
+                    t
+                    for t in tickets
+                    if t.future is not None and not t.future.done() and t.due <= start + JITTER * t.interval
+                ]
+                if due:
+                    wanted[execution_id] = due
+            if wanted:
+                rounds.append(self._serve(client, group, wanted, start))
+        if len(rounds) == 1:
+            await rounds[0]
+        elif rounds:
+            await asyncio.gather(*rounds)
+
+    async def _serve(
+        self, client: AsyncClient, group: _Group, wanted: dict[str, list[Ticket]], start: float
+    ) -> None:
+        """One round of one group: lists or GETs, then every due wait gets its reading."""
+        readings: dict[str, Any] = {}
+        timeout = _time_left(t for tickets in wanted.values() for t in tickets)
+        listed = self._lists_cheaper(group, wanted)
+        unseen = set(wanted)
+        if listed:
+            group.get_rounds = 0
+            unseen = await self._list(client, group, set(wanted), readings, timeout)
+        else:
+            group.get_rounds += 1
+        if unseen:
+            await self._get_each(client, group, unseen, wanted, readings)
+        if listed:
+            group.misses = sum(
+                1
+                for i in unseen
+                if isinstance(readings.get(i), Execution) and readings[i].status in ACTIVE_STATUSES
+            )
+            incr("poller.misses", group.misses)
+        served = {"list": 0, "get": 0}
+        for execution_id, tickets in wanted.items():
+            reading = readings.get(execution_id)
+            if reading is None:  # pragma: no cover - every wanted id gets a reading
+                reading = RuntimeError(f"no reading for {execution_id}")
+            if isinstance(reading, Execution):
+                group.last_status[execution_id] = reading.status
+            how = "get" if execution_id in unseen else "list"
+            for ticket in tickets:
+                ticket.base = start
+                if ticket.future is not None and not ticket.future.done():
+                    ticket.future.set_result(reading)
+                    served[how] += 1
+        incr("poller.waits_served.list", served["list"])
+        incr("poller.waits_served.get", served["get"])
+        group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
+
+    def _lists_cheaper(self, group: _Group, wanted: dict[str, list[Ticket]]) -> bool:
+        """Whether paging is expected to cost fewer requests than one GET per awaited execution."""
+        if self.lists_unusable is not None or len(wanted) < 2:
+            return False
+        if group.get_rounds >= REPROBE_ROUNDS:
+            group.pages.clear()  # look again: the tenant's active executions may have changed
+            group.misses = 0
+        return _list_pages(group, self._statuses(group, wanted)) + group.misses < len(wanted)
+
+    @staticmethod
+    def _statuses(group: _Group, ids: Iterable[str]) -> tuple[str, ...]:
+        # An execution never goes back to pending: when every awaited one was last seen running,
+        # the pending list cannot show any of them.
+        if all(group.last_status.get(i) == "running" for i in ids):
+            return ("running",)
+        return ("pending", "running")  # pending first: an execution moving on shows up in the next
+
+    async def _list(
+        self,
+        client: AsyncClient,
+        group: _Group,
+        unseen: set[str],
+        readings: dict[str, Any],
+        timeout: float | None,
+    ) -> set[str]:
+        """Page through the active lists; return the awaited executions they did not show as active."""
+        statuses = self._statuses(group, unseen)
+        for index, status in enumerate(statuses):
+            page = 1
+            while unseen:
+                # Choose again before every page: paging on only if it stays cheaper than GETs.
+                left = group.pages.get(status, 1) - page + 1 + _list_pages(group, statuses[index + 1 :])
+                if (page > 1 or index > 0) and left + group.misses >= len(unseen):
+                    return unseen
+                request = protocol.build_request(
+                    self.settings,
+                    "list_executions",
+                    query=protocol.list_executions_query(
+                        workflow_type=group.workflow_type, status=status, page=page, limit=PAGE_LIMIT
+                    ),
+                )
+                try:
+                    raw = await self.budget.send(client, request, timeout=timeout)
+                    self._progress = self.loop.time()
+                    result = protocol.parse_response(request, raw, self.settings)
+                except SmartMCAAuthError as exc:
+                    return self._deliver(exc, unseen, readings)
+                except SmartMCAError as exc:
+                    if is_transient(exc):
+                        return self._deliver(exc, unseen, readings)
+                    self._unusable(exc)  # refused or drifted: GETs from now on
+                    return unseen
+                items = result.items
+                for item in items:
+                    if item.execution_id in unseen and item.status in ACTIVE_STATUSES:
+                        readings[item.execution_id] = item
+                        unseen.discard(item.execution_id)
+                if result.total is not None:
+                    pages = math.ceil(result.total / PAGE_LIMIT)
+                else:  # no total: a full page may have a next one
+                    pages = page + 1 if len(items) >= PAGE_LIMIT else page
+                group.pages[status] = max(1, min(pages, MAX_PAGES))
+                if page >= pages or page >= MAX_PAGES or not items:
+                    break
+                page += 1
+                del result, items
+        return unseen
+
+    @staticmethod
+    def _deliver(exc: SmartMCAError, unseen: set[str], readings: dict[str, Any]) -> set[str]:
+        """A list failed transiently (or with 401): the waits it did not answer get its error."""
+        for execution_id in unseen:
+            readings[execution_id] = exc
+        return set()
+
+    def _unusable(self, exc: SmartMCAError) -> None:
+        if self.lists_unusable is None:
+            self.lists_unusable = str(exc)
+            incr("poller.lists_unusable")
+            log.warning(
+                "SmartMCA List Executions cannot serve the waits (%s); each wait is read with its own "
+                "GET from now on",
+                exc,
+            )
+
+    async def _get_each(
+        self,
+        client: AsyncClient,
+        group: _Group,
+        ids: set[str],
+        wanted: dict[str, list[Ticket]],
+        readings: dict[str, Any],
+    ) -> None:
+        """GET each execution of ``ids``, a bounded number at once."""
+        queue = iter(sorted(ids))
+
+        async def worker() -> None:
+            for execution_id in queue:
+                request = group.gets.get(execution_id)
+                if request is None:
+                    request = group.gets[execution_id] = protocol.build_request(
+                        self.settings, "get_execution", path_params={"execution_id": execution_id}
+                    )
+                try:
+                    raw = await self.budget.send(client, request, timeout=_time_left(wanted[execution_id]))
+                    self._progress = self.loop.time()
+                    readings[execution_id] = protocol.parse_response(request, raw, self.settings)
+                except SmartMCAError as exc:
+                    readings[execution_id] = exc
+
+        workers = min(GET_WORKERS, len(ids))
+        if workers == 1:
+            await worker()
+        else:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+def _list_pages(group: _Group, statuses: Iterable[str]) -> int:
+    """Pages the lists of ``statuses`` are expected to take (one when not yet seen)."""
+    return sum(group.pages.get(status, 1) for status in statuses)
+
+
+def _time_left(tickets: Iterable[Ticket]) -> float | None:
+    """The longest time any of ``tickets`` may still wait (None: one has no deadline)."""
+    latest = 0.0
+    for ticket in tickets:
+        if ticket.deadline is None:
+            return None
+        latest = max(latest, ticket.deadline)
+    return max(0.001, latest - time.time())
+
+
+# Per event loop, then per connection: keyed by the loop so nothing crosses loops; an entry is
+# removed by its last wait (or when its poller fails), so a finished loop keeps nothing alive.
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], ExecutionPoller]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _poller_key(settings: ClientSettings) -> tuple[Any, ...]:
+    # The key's hash, never the key (ClientSettings compares without it); the other settings
+    # too, so every wait a poller serves is read with the timeout, CA and caps of its own connection.
+    return (hashlib.sha256(settings.api_key.encode()).hexdigest(), settings)
+
+
+def join(
+    settings: ClientSettings,
+    execution_id: str,
+    workflow_type: str,
+    poll_interval: float,
+    deadline: float | None,
+) -> Ticket:
+    """
+    Register a wait with the running loop's poller for ``settings`` (created on first use).
+
+    :param settings: the wait's connection settings.
+    :param execution_id: the execution awaited.
+    :param workflow_type: its workflow type (the list filter that groups waits).
+    :param poll_interval: seconds between readings.
+    :param deadline: absolute epoch deadline, or None.
+    :return: the wait's :class:`Ticket`; call :meth:`Ticket.leave` when done, whatever happens.
+    """
+    loop = asyncio.get_running_loop()
+    per_loop = _POLLERS.setdefault(loop, {})
+    key = _poller_key(settings)
+    poller = per_loop.get(key)
+    if poller is None or poller.failure is not None:
+        poller = per_loop[key] = ExecutionPoller(settings, key)
+    return poller._join(execution_id, workflow_type, poll_interval, deadline)
+
+
+def active_pollers_count() -> int:
+    """How many pollers run in the running loop (for tests and benchmarks)."""
+    return len(_POLLERS.get(asyncio.get_running_loop(), {}))
