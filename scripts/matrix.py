@@ -174,9 +174,21 @@ def build_venv(cell: Cell) -> Path:
         [tool, "venv", "--quiet", "--clear", "--python", find_python(cell.python), str(venv)], check=True
     )
     # One resolution: every package pinned by the constraints file, plus the provider (editable),
-    # whose own requirements must be satisfied by those pins or the install fails.
+    # whose own requirements must be satisfied by those pins or the install fails. Bytecode is
+    # compiled once here (about 6 s) because each `airflow` process the tests start then imports
+    # about 2 s faster (PYTHONDONTWRITEBYTECODE keeps it from being written later).
     subprocess.run(
-        [tool, "pip", "install", "--quiet", "-r", str(cell.constraints), "-e", str(ROOT)],
+        [
+            tool,
+            "pip",
+            "install",
+            "--quiet",
+            "--compile-bytecode",
+            "-r",
+            str(cell.constraints),
+            "-e",
+            str(ROOT),
+        ],
         check=True,
         env=env,
         cwd=ROOT,
