@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 
 from airflow_provider_smartmca.client.executions import make_event
 from airflow_provider_smartmca.errors import SmartMCAExecutionError, SmartMCAValidationError
