@@ -33,6 +33,7 @@ from airflow_provider_smartmca.client.settings import (
     deadline_detail,
     declared_length,
     resolve_route,
+    tls_failure,
 )
 from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError
 
@@ -83,16 +84,12 @@ def _failure(
     request: protocol.PreparedRequest, exc: BaseException, route: Route, seconds: float
 ) -> SmartMCAError:
     """The SmartMCA error for a library exception; it never quotes the exception (it may hold headers)."""
-    name = request.endpoint.name
     if isinstance(exc, aiohttp.ClientSSLError):
         reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
         detail = (
             getattr(reason, "verify_message", None) or getattr(reason, "reason", None) or type(exc).__name__
         )
-        return SmartMCAConfigError(
-            f"{name}: TLS to the SmartMCA API failed ({detail}); trusted CAs come from "
-            f"{route.verify_source}: check the certificate or the connection extra 'verify_ssl'"
-        )
+        return tls_failure(request, str(detail), route)
     if isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)):
         return protocol.connection_error(
             request, "the proxy refused or failed the connection", request_sent=False

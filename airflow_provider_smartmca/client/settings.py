@@ -587,3 +587,47 @@ def body_too_large(
 def deadline_detail(seconds: float) -> str:
     """What a transport says when a request ran out of time."""
     return f"no complete response within {seconds:g} s (the 'timeout' setting: total per request)"
+
+
+# OpenSSL's reasons when the server's first bytes are not a TLS record: almost always a plain-HTTP
+# answer to the ClientHello (OpenSSL 3.2+ says RECORD_LAYER_FAILURE where older ones said
+# WRONG_VERSION_NUMBER).
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
+)
+
+
+def tls_failure(request: PreparedRequest, reason: str, route: Route) -> SmartMCAConfigError:
+    """
+    The error for a failed TLS handshake, the same for both transports.
+
+    A server that answers plain HTTP on an ``https://`` URL is named as such, with the fix: a
+    host without a scheme and a ``smartmca://`` URI both mean ``https://``, and the CA store
+    or ``verify_ssl`` cannot help.
+
+    :param request: the request that failed (its URL holds no credentials).
+    :param reason: the ``ssl`` error's reason, e.g. ``WRONG_VERSION_NUMBER``.
+    :param route: where the trusted CAs came from.
+    """
+    name = request.endpoint.name
+    parts = urlsplit(request.url)
+    if reason.upper() not in _NOT_TLS_REASONS or parts.scheme != "https":
+        return SmartMCAConfigError(
+            f"{name}: TLS to the SmartMCA API failed ({reason}); trusted CAs come from "
+            f"{route.verify_source}: check the certificate or the connection extra 'verify_ssl'"
+        )
+    http_host = f"http://{parts.netloc}"
+    if _is_loopback(parts.hostname or ""):
+        fix = f'use the JSON connection form with "host": "{http_host}"'
+    else:
+        fix = (
+            f'if it really serves plain HTTP, set the host to "{http_host}" and the extra '
+            "'allow_insecure_http' to true (the key then crosses the network in clear text); "
+            "otherwise check the host and port"
+        )
+    return SmartMCAConfigError(
+        f"{name}: TLS to the SmartMCA API failed ({reason}): the server at {parts.netloc} did not "
+        "answer with TLS, so it looks like a plain-HTTP server on an https:// URL. A host without a "
+        f"scheme and a smartmca:// URI both mean https://; {fix}. The extra 'verify_ssl' does not "
+        "change this"
+    )

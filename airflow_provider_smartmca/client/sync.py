@@ -28,6 +28,7 @@ from airflow_provider_smartmca.client.settings import (
     deadline_detail,
     declared_length,
     resolve_route,
+    tls_failure,
 )
 from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError
 
@@ -75,10 +76,7 @@ def _failure(
     """The SmartMCA error for a library exception; it never quotes the exception (it holds headers)."""
     name = request.endpoint.name
     if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError)):
-        return SmartMCAConfigError(
-            f"{name}: TLS to the SmartMCA API failed ({_tls_reason(exc)}); trusted CAs come from "
-            f"{route.verify_source}: check the certificate or the connection extra 'verify_ssl'"
-        )
+        return tls_failure(request, _tls_reason(exc), route)
     if isinstance(exc, (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError)):
         return protocol.connection_error(
             request, "the proxy refused or failed the connection", request_sent=False

@@ -12,9 +12,18 @@ Example::
         emu.configure(clock_offset_seconds=-60, drift=["action_204"])
 
 Every fault and behaviour is listed in ``docs/emulator-faults.md``.
+
+Run a DAG file offline (``dag.test()`` with the file placed under ``[core] dags_folder``)::
+
+    from airflow_provider_smartmca.testing import run_dag
+
+    result = run_dag("dags/onboard_deal.py")
+    assert result.state == "success", result.task_states
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.testing.behaviour import DRIFTS, LIST_ORDERS, Behaviour
 from airflow_provider_smartmca.testing.config import (
@@ -30,6 +39,28 @@ from airflow_provider_smartmca.testing.faults import ECHO_MODES, FAULT_KINDS, RO
 from airflow_provider_smartmca.testing.runtime import RequestRecord
 from airflow_provider_smartmca.testing.server import Emulator
 
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.testing.dag_runner import (
+        DagRunResult,
+        RunDagError,
+        prepare_airflow_home,
+        run_dag,
+    )
+
+# The DAG runner is imported on first use: it is only needed by tests that run DAGs.
+_LAZY = {"DagRunResult", "RunDagError", "prepare_airflow_home", "run_dag"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from airflow_provider_smartmca.testing import dag_runner
+
+        value = getattr(dag_runner, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DRIFTS",
     "ECHO_MODES",
@@ -38,6 +69,7 @@ __all__ = [
     "ROUTE_NAMES",
     "ApiKey",
     "Behaviour",
+    "DagRunResult",
     "Emulator",
     "EmulatorConfig",
     "EmulatorConfigError",
@@ -45,6 +77,9 @@ __all__ = [
     "Fault",
     "Outcome",
     "RequestRecord",
+    "RunDagError",
     "WorkflowDef",
     "load_config",
+    "prepare_airflow_home",
+    "run_dag",
 ]

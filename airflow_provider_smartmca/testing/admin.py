@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,8 @@ from airflow_provider_smartmca.testing.faults import parse_fault
 from airflow_provider_smartmca.testing.runtime import EmulatorState
 
 __all__ = ["add_admin_routes"]
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -117,18 +120,33 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
         state.reset()
         return _json({"reset": True})
 
+    # One table: the routes and the index at /_emulator/ cannot disagree.
+    routes: list[tuple[str, str, Handler, str]] = [
+        ("GET", "/_emulator/health", health, 'liveness: {"status": "ok"}'),
+        ("POST", "/_emulator/faults", add_fault, "add a fault (JSON body: kind, route, options)"),
+        ("GET", "/_emulator/faults", list_faults, "list the active faults"),
+        ("DELETE", "/_emulator/faults", clear_faults, "remove every fault"),
+        ("GET", "/_emulator/requests", requests_log, "the request log, oldest first"),
+        ("GET", "/_emulator/counters", counters, "request counts by method, route and status"),
+        ("GET", "/_emulator/actions", actions, "the POSTs that reached an action handler"),
+        ("GET", "/_emulator/behaviour", get_behaviour, "the server-wide behaviours and drift"),
+        ("POST", "/_emulator/behaviour", set_behaviour, "change behaviours (a partial update)"),
+        ("GET", "/_emulator/executions", executions, "executions created (?workflow_type=&entity_id=)"),
+        ("POST", "/_emulator/keys/revoke", revoke, 'revoke a key: {"key": "<secret or name>"}'),
+        ("POST", "/_emulator/release", release, "release the requests a hold fault holds"),
+        ("GET", "/_emulator/held", held, "how many requests are held"),
+        ("POST", "/_emulator/reset", reset, "forget executions, faults, logs; restore behaviours"),
+    ]
+    listing = [{"method": m, "path": path, "description": what} for m, path, _, what in routes]
+
+    async def index(request: web.Request) -> web.Response:
+        return _json({"admin_api": "SmartMCA emulator (loopback clients only)", "endpoints": listing})
+
     r = app.router
-    r.add_get("/_emulator/health", health)
-    r.add_post("/_emulator/faults", add_fault)
-    r.add_get("/_emulator/faults", list_faults)
-    r.add_delete("/_emulator/faults", clear_faults)
-    r.add_get("/_emulator/requests", requests_log)
-    r.add_get("/_emulator/counters", counters)
-    r.add_get("/_emulator/actions", actions)
-    r.add_get("/_emulator/behaviour", get_behaviour)
-    r.add_post("/_emulator/behaviour", set_behaviour)
-    r.add_get("/_emulator/executions", executions)
-    r.add_post("/_emulator/keys/revoke", revoke)
-    r.add_post("/_emulator/release", release)
-    r.add_get("/_emulator/held", held)
-    r.add_post("/_emulator/reset", reset)
+    r.add_get("/_emulator/", index)
+    r.add_get("/_emulator", index)
+    for method, path, handler, _ in routes:
+        if method == "GET":
+            r.add_get(path, handler)  # and HEAD, as before
+        else:
+            r.add_route(method, path, handler)

@@ -11,13 +11,22 @@ from types import FrameType
 from airflow_provider_smartmca.testing.config import EmulatorError
 from airflow_provider_smartmca.testing.server import Emulator
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_PORT", "main"]
+
+#: Not 8080: that is Airflow 3's api-server port, and the emulator often runs beside
+#: ``airflow standalone``.
+DEFAULT_PORT = 8765
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smartmca-emulator", description="Run the SmartMCA API emulator.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port, 0 for a random free one (default 8080)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port, 0 for a random free one (default {DEFAULT_PORT})",
+    )
     p.add_argument("--config", help="JSON or YAML configuration file")
     p.add_argument("--tls-cert", help="PEM certificate (serve HTTPS)")
     p.add_argument("--tls-key", help="PEM private key (serve HTTPS)")
@@ -47,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"SmartMCA emulator listening on {emu.base_url}", flush=True)
+    # /_emulator/ answers with the list of admin endpoints.
     print(f"API base: {emu.api_url}  (admin API: {emu.base_url}/_emulator/)")
     print("Accepted API keys:")
     for key, api_key in emu.config.keys.items():

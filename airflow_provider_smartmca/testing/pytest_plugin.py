@@ -7,13 +7,23 @@ Enable in your ``conftest.py`` with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from airflow_provider_smartmca.testing.server import Emulator
 
-__all__ = ["FAST_CONFIG", "smartmca_connection", "smartmca_emulator", "smartmca_emulator_session"]
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.testing.dag_runner import DagRunResult
+
+__all__ = [
+    "FAST_CONFIG",
+    "smartmca_connection",
+    "smartmca_emulator",
+    "smartmca_emulator_session",
+    "smartmca_run_dag",
+]
 
 FAST_CONFIG = {"durations": {"pending_seconds": 0.05, "node_seconds": 0.02}}
 FULL_KEY = "smca_test_full"
@@ -46,3 +56,19 @@ def smartmca_connection(smartmca_emulator: Emulator, monkeypatch: pytest.MonkeyP
     }
     monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
     return "smartmca_default"
+
+
+@pytest.fixture
+def smartmca_run_dag() -> Callable[..., DagRunResult]:
+    """
+    :func:`~airflow_provider_smartmca.testing.run_dag`: run a DAG file with ``dag.test()``.
+
+    Pair it with ``smartmca_connection`` to run against the emulator::
+
+        def test_my_dag(smartmca_connection, smartmca_run_dag):
+            result = smartmca_run_dag("dags/onboard_deal.py")
+            assert result.state == "success", result.task_states
+    """
+    from airflow_provider_smartmca.testing.dag_runner import run_dag
+
+    return run_dag
