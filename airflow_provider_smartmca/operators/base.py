@@ -298,6 +298,8 @@ class SmartMCAExecutionOperator(BaseOperator):
         self._publish(context, accepted.execution_id)
         if not self.wait_for_completion:
             return accepted.raw
+        # The 202 names the workflow: the trigger polls it with the other waits of that workflow.
+        self._workflow_type = accepted.workflow_id or record.workflow_id
         return self._wait(accepted.execution_id)
 
     def _publish(self, context: Context, execution_id: str) -> None:
@@ -377,6 +379,7 @@ class SmartMCAExecutionOperator(BaseOperator):
                 failure_statuses=self.failure_statuses,
             )
             return final_result(execution, self.failure_statuses)
+        workflow_type: str | None = getattr(self, "_workflow_type", None)
         try:
             execution = self.hook.get_execution(execution_id)
         except SmartMCAError as exc:
@@ -385,11 +388,12 @@ class SmartMCAExecutionOperator(BaseOperator):
             # The trigger rides out a storm without holding a worker; no need to check first.
             self.log.warning("First check of %s failed transiently (%s); deferring anyway", execution_id, exc)
         else:
+            workflow_type = execution.workflow_id or workflow_type
             if classify_status(execution.status, self.failure_statuses) in (Verdict.SUCCESS, Verdict.FAILURE):
                 self.log.info("SmartMCA %s: already ended, not deferring", progress(execution))
                 return final_result(execution, self.failure_statuses)
             self.log.info("SmartMCA %s; deferring", progress(execution))
-        from airflow_provider_smartmca.triggers.execution import ExecutionTrigger
+        from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, usable_workflow_type
 
         self.defer(
             trigger=ExecutionTrigger(
@@ -398,6 +402,7 @@ class SmartMCAExecutionOperator(BaseOperator):
                 poll_interval=float(self.poll_interval),
                 deadline=deadline,
                 failure_statuses=self.failure_statuses,
+                workflow_type=usable_workflow_type(workflow_type),
             ),
             method_name="execute_complete",
             kwargs={"execution_id": execution_id},

@@ -127,6 +127,8 @@ class ExecutionSensor(BaseSensorOperator):
                 )
                 return None
             raise
+        # Remembered for the trigger: waits on one workflow are polled together (List Executions).
+        self._workflow_type = execution.workflow_id
         # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
         self._last_status = execution.status
         verdict = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses).seen(
@@ -162,7 +164,7 @@ class ExecutionSensor(BaseSensorOperator):
         if execution is not None:
             return execution
         # Imported here: DAG files import this module, and must not pay for the trigger's deps.
-        from airflow_provider_smartmca.triggers.execution import ExecutionTrigger
+        from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, usable_workflow_type
 
         self.defer(
             trigger=ExecutionTrigger(
@@ -171,6 +173,7 @@ class ExecutionSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 deadline=deadline,
                 failure_statuses=self.failure_statuses,
+                workflow_type=usable_workflow_type(getattr(self, "_workflow_type", None)),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + _DEFER_TIMEOUT_GRACE),

@@ -66,6 +66,19 @@ def _check_number(name: str, value: Any, *, positive: bool) -> float:
     return float(value)
 
 
+def usable_workflow_type(value: Any) -> str | None:
+    """
+    ``value`` when it can be the trigger's ``workflow_type`` (a valid id), else None (unknown).
+
+    For callers passing what the server said (``workflowId``): an odd value only costs the wait
+    its coalescing (it polls alone), never the task.
+    """
+    try:
+        return None if value is None else protocol.validate_id("workflow_type", value, _OP)
+    except SmartMCAValidationError:
+        return None
+
+
 async def _mask_key(secret: str) -> None:
     """Register the key with the secrets masker without blocking the event loop.
 

@@ -1,0 +1,573 @@
+"""The shared poller (issue 12): many ExecutionTriggers served by List Executions pages or GETs.
+
+Every test runs real triggers on a real event loop against the emulator over real HTTP. The
+emulator here starts an execution's clock when it is created (a real server's executions run
+whether anyone looks or not), unlike the per-trigger tests' first-GET clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_smartmca.client import aio
+from airflow_provider_smartmca.errors import SmartMCAValidationError
+from airflow_provider_smartmca.testing.server import Emulator
+from airflow_provider_smartmca.triggers import ExecutionTrigger, budget, poller
+from tests.triggers.conftest import FAST_RETRIES
+
+KEY = "smca_test_full"
+POLL = 0.2
+CONFIG = {
+    "keys": {
+        KEY: {"name": "full", "scopes": ["workflows:read", "workflows:trigger", "underwriting:trigger"]}
+    },
+    "durations": {"pending_seconds": 0.2, "node_seconds": 0.1},
+    "workflows": [
+        {"id": "wf_batch", "name": "Batch", "entityType": "deal", "nodeCount": 3, "node_seconds": 0.3},
+        {
+            "id": "wf_mixed",
+            "name": "Mixed",
+            "entityType": "deal",
+            "nodeCount": 3,
+            "node_seconds": 0.25,
+            "outcome": {"fail_probability": 0.3, "seed": 7, "error": "mixed failure"},
+        },
+        {
+            "id": "wf_fails",
+            "name": "Fails",
+            "entityType": "deal",
+            "nodeCount": 3,
+            "node_seconds": 0.3,
+            "outcome": {"fail_at_node": 2, "error": {"code": "NODE_TWO_FAILED", "message": "node two broke"}},
+        },
+        {
+            "id": "wf_staggered",
+            "name": "Staggered",
+            "entityType": "deal",
+            "nodeCount": 3,
+            "node_seconds": 1.0,
+            "outcome": {"fail_probability": 0.3, "seed": 3},
+        },
+        {"id": "wf_forever", "name": "Forever", "entityType": "deal", "nodeCount": 2, "node_seconds": 600},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def shared_emulator() -> Iterator[Emulator]:
+    with Emulator(CONFIG) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(shared_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    shared_emulator.reset()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMARTMCA_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smartmca",
+                "host": shared_emulator.base_url,
+                "password": KEY,
+                "extra": {**FAST_RETRIES, "timeout": 2},
+            }
+        ),
+    )
+    yield shared_emulator
+    shared_emulator.reset()
+
+
+class Metrics:
+    """Records what the provider sends to Airflow's Stats."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def incr(self, stat: str, count: int = 1, rate: float = 1, *, tags: Any = None) -> None:
+        self.counts[stat] += count
+
+
+@pytest.fixture
+def metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
+    recorder = Metrics()
+    monkeypatch.setattr(budget, "Stats", recorder)
+    return recorder
+
+
+def start(emu: Emulator, workflow: str, n: int = 1, spacing: float = 0.0) -> list[str]:
+    """Start ``n`` executions through the sync hook (a real POST each)."""
+    from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+
+    hook = SmartMCAHook("smartmca_default")
+    try:
+        ids = []
+        for i in range(n):
+            ids.append(hook.trigger_workflow(workflow, "deal", f"ent_{workflow}_{i}").execution_id)
+            if spacing:
+                time.sleep(spacing)
+        return ids
+    finally:
+        hook.close()
+
+
+def trig(
+    execution_id: str,
+    workflow_type: str | None,
+    deadline_in: float | None = 15.0,
+    poll: float = POLL,
+) -> ExecutionTrigger:
+    """A trigger rebuilt from its JSON kwargs, as the triggerer does."""
+    deadline = None if deadline_in is None else time.time() + deadline_in
+    built = ExecutionTrigger(
+        "smartmca_default", execution_id, poll, deadline, workflow_type=workflow_type
+    ).serialize()[1]
+    return ExecutionTrigger(**json.loads(json.dumps(built)))
+
+
+async def first_event(trigger: ExecutionTrigger, timeout: float = 30) -> dict[str, Any]:
+    agen = trigger.run()
+    try:
+        event = await asyncio.wait_for(agen.__anext__(), timeout)
+    finally:
+        await agen.aclose()
+    return event.payload
+
+
+async def all_events(triggers: list[ExecutionTrigger]) -> list[dict[str, Any]]:
+    events = await asyncio.gather(*(first_event(t) for t in triggers))
+    # Everything is released once the last wait has left.
+    assert poller.active_pollers_count() == 0
+    assert aio.open_sessions_count() == 0
+    return events
+
+
+def final_status(emu: Emulator, execution_id: str) -> str:
+    return next(e["status"] for e in emu.executions() if e["executionId"] == execution_id)
+
+
+def expected_event(status: str) -> str:
+    return {"completed": "success", "failed": "failure", "cancelled": "failure"}[status]
+
+
+def gets_of(emu: Emulator, execution_id: str, after_id: int = 0) -> list[Any]:
+    return [
+        r
+        for r in emu.requests
+        if r.route == "get_execution" and r.path.endswith("/" + execution_id) and r.id > after_id
+    ]
+
+
+# --- rounds, costs, verdicts ----------------------------------------------------------------
+
+
+def test_many_waits_cost_a_few_requests_a_round_and_only_a_get_ends_a_wait(
+    emu: Emulator, metrics: Metrics
+) -> None:
+    ids = start(emu, "wf_mixed", 40)
+    before = emu.requests[-1].id
+    started = time.monotonic()
+    events = asyncio.run(all_events([trig(i, "wf_mixed") for i in ids]))
+    elapsed = time.monotonic() - started
+
+    # The same events as per-execution polling: status, execution, message.
+    for execution_id, event in zip(ids, events, strict=True):
+        status = final_status(emu, execution_id)
+        assert event["status"] == expected_event(status), (execution_id, event)
+        assert event["execution_id"] == execution_id
+        assert event["execution"]["status"] == status
+        assert set(event) == {"status", "execution_id", "message", "execution"}
+        # The verdict came from a GET: a list item never ends a wait (it has no nodes).
+        assert gets_of(emu, execution_id, before)[-1].status == 200
+        if status == "failed":
+            assert event["execution"]["failedNodes"] and "mixed failure" in event["message"]
+    assert {"failure", "success"} == {e["status"] for e in events}
+
+    new = [r for r in emu.requests if r.id > before]
+    lists = [r for r in new if r.route == "list_executions"]
+    gets = [r for r in new if r.route == "get_execution"]
+    assert lists and all(r.query["workflow_type"] == "wf_mixed" for r in lists)
+    assert all(r.query["limit"] == "100" and r.query["status"] in ("pending", "running") for r in lists)
+    # Per-execution polling would have sent one GET per wait per round.
+    rounds = elapsed / POLL
+    assert len(new) < 0.3 * len(ids) * rounds, (len(lists), len(gets), rounds)
+    assert len(gets) <= 2 * len(ids)  # about one GET per execution: the one that saw it end
+    assert metrics.counts["smartmca.requests.list_executions"] == len(lists)
+    assert metrics.counts["smartmca.requests.get_execution"] == len(gets)
+    assert metrics.counts["smartmca.poller.waits_served.list"] > len(ids)
+    assert metrics.counts["smartmca.poller.waits_served.get"] >= len(ids)
+
+
+def test_a_lone_wait_sends_one_get_per_round(emu: Emulator) -> None:
+    (execution_id,) = start(emu, "wf_batch")
+    before = emu.requests[-1].id
+    started = time.monotonic()
+    event = asyncio.run(all_events([trig(execution_id, "wf_batch")]))[0]
+    elapsed = time.monotonic() - started
+    assert event["status"] == "success"
+    new = [r for r in emu.requests if r.id > before]
+    assert {r.route for r in new} == {"get_execution"}
+    assert elapsed / POLL - 2 <= len(new) <= elapsed / POLL + 1
+
+
+def test_waits_on_one_execution_share_its_get(emu: Emulator) -> None:
+    (execution_id,) = start(emu, "wf_batch")
+    before = emu.requests[-1].id
+    started = time.monotonic()
+    events = asyncio.run(all_events([trig(execution_id, "wf_batch") for _ in range(5)]))
+    elapsed = time.monotonic() - started
+    assert {e["status"] for e in events} == {"success"}
+    new = [r for r in emu.requests if r.id > before]
+    assert {r.route for r in new} == {"get_execution"}
+    assert len(new) <= elapsed / POLL + 1  # one GET a round for all five
+
+
+def test_lists_that_change_between_pages_cost_gets_never_a_wrong_verdict(
+    emu: Emulator, metrics: Metrics
+) -> None:
+    # 250 executions of 3.2 s each: three pages a round. They end one after another (as they
+    # were started), and each page takes 0.1 s, so executions end between the pages of a round
+    # and the later pages shift: some running executions are on none of the pages.
+    ids = start(emu, "wf_staggered", 250, spacing=0.004)
+    emu.add_fault("latency", route="list_executions", latency=0.1, count=10_000)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_staggered", deadline_in=30) for i in ids]))
+    for execution_id, event in zip(ids, events, strict=True):
+        assert event["status"] == expected_event(final_status(emu, execution_id)), execution_id
+        assert gets_of(emu, execution_id, before)  # ended by a GET
+    pages = [r for r in emu.requests if r.id > before and r.route == "list_executions"]
+    assert {r.query["page"] for r in pages} >= {"1", "2", "3"}
+    # Some executions were absent from a round's pages while still running (shifted pages):
+    # each cost a GET, and none was taken as ended.
+    assert metrics.counts["smartmca.poller.misses"] > 0
+
+
+def test_absent_from_the_active_lists_then_failed_reads_failed(emu: Emulator) -> None:
+    ids = start(emu, "wf_fails", 4)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_fails") for i in ids]))
+    for execution_id, event in zip(ids, events, strict=True):
+        assert event["status"] == "failure"
+        assert "NODE_TWO_FAILED: node two broke" in event["message"]
+        assert event["execution"]["failedNodes"][0]["name"]
+        assert gets_of(emu, execution_id, before)[-1].status == 200
+    assert any(r.route == "list_executions" for r in emu.requests if r.id > before)
+
+
+def test_absent_from_the_active_lists_is_never_an_end(emu: Emulator) -> None:
+    # Under this drift executions read "paused" once they leave pending: they vanish from the
+    # pending and running lists, yet never end. The waits must wait for their deadline.
+    ids = start(emu, "wf_batch", 3)
+    emu.configure(drift=["unknown_status"])
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_batch", deadline_in=2.0) for i in ids]))
+    assert [e["status"] for e in events] == ["timeout"] * 3
+    assert all(e["execution"]["status"] == "paused" for e in events)
+    new = [r for r in emu.requests if r.id > before]
+    assert any(r.route == "get_execution" for r in new)
+
+
+def test_a_404_ends_only_its_own_wait(emu: Emulator) -> None:
+    ids = start(emu, "wf_batch", 3)
+    triggers = [trig(i, "wf_batch") for i in [*ids, "exec_does_not_exist"]]
+    events = asyncio.run(all_events(triggers))
+    assert [e["status"] for e in events] == ["success"] * 3 + ["error"]
+    assert "HTTP 404" in events[-1]["message"]
+
+
+def test_the_lists_total_chooses_gets_when_the_tenant_is_busy(emu: Emulator) -> None:
+    # 320 other active executions of the same workflow: four pages a round for three waits.
+    start(emu, "wf_forever", 320)
+    ids = start(emu, "wf_batch", 3)
+    mine = start(emu, "wf_forever", 3)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_forever", deadline_in=3.0) for i in mine]))
+    assert [e["status"] for e in events] == ["timeout"] * 3
+    new = [r for r in emu.requests if r.id > before]
+    lists = [r for r in new if r.route == "list_executions"]
+    gets = [r for r in new if r.route == "get_execution"]
+    # The first page's total (320) says four pages: GETs are cheaper from then on, with a
+    # look at the lists again every REPROBE_ROUNDS rounds.
+    rounds = 3.0 / POLL
+    assert len(lists) <= 2 + 2 * rounds / poller.REPROBE_ROUNDS, len(lists)
+    assert len(gets) >= 3 * (rounds - 3)
+    assert ids  # (the quick ones are not awaited here)
+
+
+def test_a_refused_or_drifted_list_falls_back_to_gets(emu: Emulator, metrics: Metrics) -> None:
+    ids = start(emu, "wf_batch", 6)
+    emu.configure(drift=["list_envelope"])
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_batch") for i in ids]))
+    assert {e["status"] for e in events} == {"success"}
+    assert metrics.counts["smartmca.poller.lists_unusable"] == 1
+    lists = [r for r in emu.requests if r.id > before and r.route == "list_executions"]
+    assert len(lists) == 1  # looked once, then GETs only
+
+
+def test_a_401_on_a_list_reads_the_connection_again_then_fails_each_wait(emu: Emulator) -> None:
+    ids = start(emu, "wf_forever", 4)
+
+    async def main() -> list[dict[str, Any]]:
+        tasks = [asyncio.ensure_future(first_event(trig(i, "wf_forever"))) for i in ids]
+        await asyncio.sleep(3 * POLL)
+        emu.revoke_key(KEY)
+        return await all_events_of(tasks)
+
+    events = asyncio.run(main())
+    assert [e["status"] for e in events] == ["error"] * 4
+    assert all("HTTP 401" in e["message"] for e in events)
+
+
+async def all_events_of(tasks: list[asyncio.Future[dict[str, Any]]]) -> list[dict[str, Any]]:
+    events = await asyncio.gather(*tasks)
+    assert poller.active_pollers_count() == 0 and aio.open_sessions_count() == 0
+    return list(events)
+
+
+# --- one budget per key ----------------------------------------------------------------------
+
+
+def test_a_429_storm_pauses_every_wait_on_the_key_once_per_429(emu: Emulator, metrics: Metrics) -> None:
+    coalesced = start(emu, "wf_batch", 10)
+    (alone,) = start(emu, "wf_deal_onboarding")  # no workflow type: polls alone, same budget
+    emu.add_fault("status", route="list_executions", status=429, retry_after=1, count=3)
+    before = emu.requests[-1].id
+    started = time.monotonic()
+    triggers = [trig(i, "wf_batch", deadline_in=30) for i in coalesced] + [trig(alone, None, deadline_in=30)]
+    events = asyncio.run(all_events(triggers))
+    assert {e["status"] for e in events} == {"success"}
+    assert time.monotonic() - started >= 3 * 1.0 - 0.1
+    new = [r for r in emu.requests if r.id > before]
+    refusals = [r for r in new if r.status == 429]
+    assert len(refusals) == 3  # one list a round was refused, not one request per wait
+    for refusal in refusals:
+        during = [r for r in new if refusal.time + 0.1 < r.time < refusal.time + 0.9]
+        assert not during, [(r.route, r.time - refusal.time) for r in during]  # nobody sent meanwhile
+    assert metrics.counts["smartmca.rate_limited"] == 3
+
+
+def test_transient_list_errors_delay_but_never_fail(emu: Emulator) -> None:
+    ids = start(emu, "wf_batch", 8)
+    emu.add_fault("status", route="list_executions", status=503, count=4)
+    emu.add_fault("drop_before", route="list_executions", count=2)
+    emu.add_fault("html_error", route="list_executions", count=1)
+    events = asyncio.run(all_events([trig(i, "wf_batch", deadline_in=30) for i in ids]))
+    assert {e["status"] for e in events} == {"success"}
+    assert emu.count(route="list_executions", status=503) == 4
+
+
+# --- independence ------------------------------------------------------------------------------
+
+
+def test_cancelling_one_wait_among_many_leaves_the_others_alone(emu: Emulator) -> None:
+    ids = start(emu, "wf_batch", 12)
+    doomed = ids[5]
+
+    async def main() -> tuple[list[dict[str, Any]], int]:
+        tasks = [asyncio.ensure_future(first_event(trig(i, "wf_batch", deadline_in=30))) for i in ids]
+        await asyncio.sleep(2 * POLL)
+        tasks[5].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[5]
+        mark = emu.requests[-1].id
+        others = await all_events_of(tasks[:5] + tasks[6:])
+        return others, mark
+
+    events, mark = asyncio.run(main())
+    assert {e["status"] for e in events} == {"success"}
+    assert not gets_of(emu, doomed, mark + 1)  # nothing is read for it any more
+    assert final_status(emu, doomed) == "completed"  # and nothing was done to it
+
+
+def test_the_pollers_failure_degrades_to_per_execution_gets(
+    emu: Emulator, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = start(emu, "wf_batch", 6)
+    rounds = [0]
+    original = poller.ExecutionPoller._serve
+
+    async def broken(self: Any, *args: Any) -> None:
+        rounds[0] += 1
+        if rounds[0] == 2:
+            raise RuntimeError("injected poller bug")
+        await original(self, *args)
+
+    monkeypatch.setattr(poller.ExecutionPoller, "_serve", broken)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_batch") for i in ids]))
+    assert {e["status"] for e in events} == {"success"}
+    assert metrics.counts["smartmca.poller.fallbacks"] == 6
+    for execution_id in ids:
+        assert gets_of(emu, execution_id, before)
+
+
+def test_a_stalled_poller_degrades_to_per_execution_gets(
+    emu: Emulator, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = start(emu, "wf_batch", 4)
+
+    async def hangs(self: Any, client: Any) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(poller.ExecutionPoller, "_round", hangs)
+    started = time.monotonic()
+    events = asyncio.run(all_events([trig(i, "wf_batch") for i in ids]))
+    assert {e["status"] for e in events} == {"success"}
+    # Grace: two request timeouts (2 s each here) and two intervals, then each wait polls alone.
+    assert time.monotonic() - started < 2 * 2 + 2 * POLL + 3
+    assert metrics.counts["smartmca.poller.fallbacks"] == 4
+
+
+def test_deadlines_still_end_waits_at_the_deadline(emu: Emulator) -> None:
+    ids = start(emu, "wf_forever", 3)
+    started = time.monotonic()
+    events = asyncio.run(all_events([trig(i, "wf_forever", deadline_in=1.0, poll=30) for i in ids]))
+    assert [e["status"] for e in events] == ["timeout"] * 3
+    assert time.monotonic() - started < 1.6  # at the deadline, not a 30 s poll later
+
+
+def test_nothing_leaks_after_the_last_wait_or_across_event_loops(emu: Emulator) -> None:
+    ids = start(emu, "wf_batch", 8)
+    results: dict[str, Any] = {}
+
+    def in_a_thread(name: str, subset: list[str]) -> None:
+        async def main() -> list[dict[str, Any]]:
+            tasks = [asyncio.ensure_future(first_event(trig(i, "wf_batch"))) for i in subset]
+            await asyncio.sleep(POLL)
+            results[name + "_pollers"] = poller.active_pollers_count()  # this loop's own poller
+            return await all_events_of(tasks)
+
+        try:
+            results[name] = asyncio.run(main())
+        except BaseException as exc:  # reported below
+            results[name] = exc
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=in_a_thread, args=(n, ids[k::2])) for k, n in enumerate("ab")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        gc.collect()
+    for name in "ab":
+        assert not isinstance(results[name], BaseException), results[name]
+        assert {e["status"] for e in results[name]} == {"success"}
+        assert results[name + "_pollers"] == 1
+    assert not [w for w in caught if "Unclosed" in str(w.message) or "never awaited" in str(w.message)]
+    # The loops are gone, and so is everything kept for them.
+    assert not any(len(v) for v in poller._POLLERS.values())
+    assert not any(len(v) for v in budget._BUDGETS.values())
+
+
+def test_a_cancelled_last_wait_still_releases_the_poller_and_session(emu: Emulator) -> None:
+    (execution_id,) = start(emu, "wf_forever")
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(first_event(trig(execution_id, "wf_forever"))) for _ in range(3)]
+        await asyncio.sleep(3 * POLL)
+        assert poller.active_pollers_count() == 1 and aio.open_sessions_count() == 1
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert poller.active_pollers_count() == 0 and aio.open_sessions_count() == 0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    assert not [w for w in caught if "Unclosed" in str(w.message)]
+
+
+# --- kwargs --------------------------------------------------------------------------------------
+
+
+def test_workflow_type_is_optional_and_old_kwargs_stay_valid() -> None:
+    old = {
+        "conn_id": "smartmca_default",
+        "execution_id": "exec_1",
+        "poll_interval": 5.0,
+        "deadline": None,
+        "failure_statuses": [],
+        "version": 1,
+    }
+    assert ExecutionTrigger(**old).workflow_type is None
+    assert ExecutionTrigger(**old).serialize()[1] == old  # unchanged: a downgrade can rebuild it
+    new = ExecutionTrigger(**old, workflow_type="wf_batch").serialize()[1]
+    assert new == {**old, "workflow_type": "wf_batch"}
+    assert ExecutionTrigger(**new).serialize()[1] == new
+    for bad in ("", "a/b", 12, "../x"):
+        with pytest.raises(SmartMCAValidationError, match="'workflow_type'"):
+            ExecutionTrigger(**old, workflow_type=bad)
+
+
+def test_key_never_leaks_through_the_poller(
+    emu: Emulator, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ids = start(emu, "wf_fails", 3)
+    emu.add_fault("status", route="list_executions", status=429, retry_after=0.3, count=1)
+    emu.add_fault("echo", route="list_executions", echo_in="json_body", status=502, count=1)
+    with caplog.at_level(logging.DEBUG):
+        events = asyncio.run(all_events([trig(i, "wf_fails") for i in ids]))
+    assert {e["status"] for e in events} == {"failure"}
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert "polling again in" in logs
+    assert KEY not in logs and KEY not in json.dumps(events)
+    assert KEY[:8] not in json.dumps(events)
+
+
+# --- the worker passes the workflow type -----------------------------------------------------
+
+
+class _TaskInstance:
+    try_number = 1
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
+
+
+def test_the_operator_and_the_sensor_defer_with_the_workflow_type(emu: Emulator) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_smartmca.operators import TriggerWorkflowOperator
+    from airflow_provider_smartmca.sensors import ExecutionSensor
+
+    operator = TriggerWorkflowOperator(
+        task_id="start",
+        workflow_type="wf_forever",
+        entity_type="deal",
+        entity_id="deal_1",
+        deferrable=True,
+        poll_interval=1,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"ti": _TaskInstance()})  # type: ignore[arg-type]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ExecutionTrigger)
+    assert trigger.serialize()[1]["workflow_type"] == "wf_forever"
+
+    sensor = ExecutionSensor(
+        task_id="wait", execution_id=trigger.execution_id, deferrable=True, poke_interval=1, timeout=60
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})  # type: ignore[arg-type]
+    assert deferred.value.trigger.serialize()[1]["workflow_type"] == "wf_forever"
+
+
+def test_an_odd_workflow_id_from_the_server_only_costs_coalescing() -> None:
+    from airflow_provider_smartmca.triggers.execution import usable_workflow_type
+
+    assert usable_workflow_type("wf_batch") == "wf_batch"
+    assert usable_workflow_type(None) is None
+    assert usable_workflow_type("a/b") is None and usable_workflow_type(12) is None
