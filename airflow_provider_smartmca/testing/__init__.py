@@ -61,6 +61,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # Lists the lazy names too, so help() and Sphinx autodoc see them.
+    return sorted(set(globals()) | _LAZY)
+
+
 __all__ = [
     "DRIFTS",
     "ECHO_MODES",

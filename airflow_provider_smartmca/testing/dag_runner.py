@@ -57,6 +57,7 @@ class DagRunResult:
     :param xcoms: return values (the ``return_value`` XCom) by the same task names; tasks that
         returned nothing are absent.
     :param dag_file: the file Airflow ran, under ``[core] dags_folder``.
+    :param all_xcoms: every XCom of the run, by ``(task_id, key, map_index)``.
     """
 
     dag_id: str
@@ -65,7 +66,7 @@ class DagRunResult:
     task_states: Mapping[str, str | None]
     xcoms: Mapping[str, Any]
     dag_file: Path
-    _all_xcoms: Mapping[tuple[str, str, int], Any] = field(default_factory=dict, repr=False)
+    all_xcoms: Mapping[tuple[str, str, int], Any] = field(default_factory=dict, repr=False)
 
     @property
     def succeeded(self) -> bool:
@@ -80,7 +81,7 @@ class DagRunResult:
         :param key: the XCom key (``return_value`` is the task's return value).
         :param map_index: the mapped task instance, ``-1`` for an unmapped task.
         """
-        return self._all_xcoms.get((task_id, key, map_index))
+        return self.all_xcoms.get((task_id, key, map_index))
 
 
 def prepare_airflow_home() -> Path | None:
@@ -257,5 +258,5 @@ def run_dag(
         task_states=task_states,
         xcoms=returned,
         dag_file=target,
-        _all_xcoms=all_xcoms,
+        all_xcoms=all_xcoms,
     )
