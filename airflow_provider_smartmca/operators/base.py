@@ -147,7 +147,8 @@ class SmartMCAExecutionOperator(BaseOperator):
         failure, e.g. ``["paused"]``. Other unknown statuses are waited on until the timeout.
     :param on_retry: ``"reattach"`` (default): a retry looks at this task's previous execution
         first and only starts a new one when it failed or was cancelled. ``"retrigger"``: every
-        try starts a fresh execution.
+        try starts a fresh execution, even when the previous try died with its POST in flight
+        (so it may start a second one: only for workflows that are safe to run twice).
     :param hook_params: hook settings for this task: ``timeout``, ``max_retries``,
         ``retry_min_wait``, ``retry_max_wait``, ``retry_after_cap`` (override the connection's).
     """
