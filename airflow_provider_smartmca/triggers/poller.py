@@ -32,6 +32,8 @@ alone, as before, through the same :class:`~airflow_provider_smartmca.triggers.b
 **What each wait keeps.** Its reading (an Execution, or the error of its GET or of the list)
 goes back to the trigger, which decides as before (:class:`~airflow_provider_smartmca.client.executions.ExecutionWatch`):
 the same events, deadlines, backoff of transient errors, fail-closed statuses and 401 re-read.
+A reading identical (status and progress) to the one the wait last judged "keep waiting" is not
+handed over again: the wait would only ask for the next one, so its task is not woken for nothing.
 A wait cancelled (task cleared, triggerer shutdown) only leaves; the others never notice.
 
 **Failure.** A list answer that breaks the contract or is refused (400/403/404: a server that
@@ -73,6 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, Execution
+from airflow_provider_smartmca.client.executions import progress
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, is_transient
 from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
 
@@ -92,8 +95,9 @@ REPROBE_ROUNDS = 10
 JITTER = 0.1
 #: Connection bound of the shared pool when the poller creates it (see ExecutionTrigger).
 POOL_LIMIT = 32
-#: Concurrent GETs of one round.
-GET_WORKERS = 32
+#: Concurrent GETs of one round. A handful keep a server busy; each more costs a TLS connection
+#: (CPU for its handshake, ~0.3 MB while it stays open in the pool).
+GET_WORKERS = 8
 
 
 class PollerUnavailable(Exception):
@@ -111,7 +115,18 @@ class Ticket:
     :param deadline: absolute epoch deadline, or None.
     """
 
-    __slots__ = ("base", "deadline", "due", "execution_id", "future", "group", "interval", "poller", "timer")
+    __slots__ = (
+        "base",
+        "deadline",
+        "due",
+        "execution_id",
+        "future",
+        "group",
+        "interval",
+        "last",
+        "poller",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -130,6 +145,8 @@ class Ticket:
         self.due = math.inf  # loop time of the next reading asked for
         self.future: asyncio.Future[Any] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        # (status, progress) of the last execution handed to the wait, None after an error.
+        self.last: tuple[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"Ticket({self.execution_id!r}, workflow_type={self.group.workflow_type!r})"
@@ -397,14 +414,24 @@ class ExecutionPoller:
             reading = readings.get(execution_id)
             if reading is None:  # pragma: no cover - every wanted id gets a reading
                 reading = RuntimeError(f"no reading for {execution_id}")
+            seen = None
             if isinstance(reading, Execution):
                 group.last_status[execution_id] = reading.status
+                seen = (reading.status, progress(reading))
             how = "get" if execution_id in unseen else "list"
             for ticket in tickets:
                 ticket.base = start
-                if ticket.future is not None and not ticket.future.done():
-                    ticket.future.set_result(reading)
-                    served[how] += 1
+                future = ticket.future
+                if future is None or future.done():
+                    continue
+                served[how] += 1
+                if seen is not None and seen == ticket.last:
+                    # What the wait last read and judged "keep waiting": it would only ask again,
+                    # one interval after this round. Its task is not woken for nothing.
+                    ticket.due = start + ticket.interval
+                    continue
+                ticket.last = seen
+                future.set_result(reading)
         incr("poller.waits_served.list", served["list"])
         incr("poller.waits_served.get", served["get"])
         group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
