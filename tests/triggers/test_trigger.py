@@ -286,6 +286,8 @@ def test_key_never_leaks(
         ({"deadline": object()}, "deadline"),
         ({"deadline": float("inf")}, "deadline"),
         ({"conn_id": ""}, "conn_id"),
+        ({"workflow_type": "a/b"}, "workflow_type"),
+        ({"workflow_type": ""}, "workflow_type"),
     ],
 )
 def test_bad_input_fails_at_construction_naming_the_argument(kwargs: dict[str, Any], argument: str) -> None:
