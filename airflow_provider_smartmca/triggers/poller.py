@@ -70,7 +70,7 @@ import math
 import random
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
@@ -390,36 +390,21 @@ class ExecutionPoller:
     async def _serve(
         self, client: AsyncClient, group: _Group, wanted: dict[str, list[Ticket]], start: float
     ) -> None:
-        """One round of one group: lists or GETs, then every due wait gets its reading."""
-        readings: dict[str, Any] = {}
-        timeout = _time_left(t for tickets in wanted.values() for t in tickets)
+        """One round of one group: lists, then GETs of what they did not settle; each wait gets its reading."""
+        group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
+        served = {"list": 0, "get": 0, "missed": 0}
         listed = self._lists_cheaper(group, wanted)
-        unseen = set(wanted)
-        if listed:
-            group.get_rounds = 0
-            unseen = await self._list(client, group, set(wanted), readings, timeout)
-        else:
-            group.get_rounds += 1
-        if unseen:
-            await self._get_each(client, group, unseen, wanted, readings)
-        if listed:
-            group.misses = sum(
-                1
-                for i in unseen
-                if isinstance(readings.get(i), Execution) and readings[i].status in ACTIVE_STATUSES
-            )
-            incr("poller.misses", group.misses)
-        served = {"list": 0, "get": 0}
-        for execution_id, tickets in wanted.items():
-            reading = readings.get(execution_id)
-            if reading is None:  # pragma: no cover - every wanted id gets a reading
-                reading = RuntimeError(f"no reading for {execution_id}")
+
+        def deliver(execution_id: str, reading: Any, how: str) -> None:
+            # Handed over at once: a wait whose execution was listed, or GET early in a round
+            # of many, does not wait for the rest of the round.
             seen = None
             if isinstance(reading, Execution):
                 group.last_status[execution_id] = reading.status
                 seen = (reading.status, progress(reading))
-            how = "get" if execution_id in unseen else "list"
-            for ticket in tickets:
+                if listed and how == "get" and reading.status in ACTIVE_STATUSES:
+                    served["missed"] += 1  # absent from the lists, yet running
+            for ticket in wanted[execution_id]:
                 ticket.base = start
                 future = ticket.future
                 if future is None or future.done():
@@ -432,9 +417,27 @@ class ExecutionPoller:
                     continue
                 ticket.last = seen
                 future.set_result(reading)
-        incr("poller.waits_served.list", served["list"])
-        incr("poller.waits_served.get", served["get"])
-        group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
+
+        unseen = set(wanted)
+        try:
+            if listed:
+                group.get_rounds = 0
+                readings: dict[str, Any] = {}
+                timeout = _time_left(t for tickets in wanted.values() for t in tickets)
+                unseen = await self._list(client, group, set(wanted), readings, timeout)
+                for execution_id, reading in readings.items():
+                    deliver(execution_id, reading, "list")
+                del readings
+            else:
+                group.get_rounds += 1
+            if unseen:
+                await self._get_each(client, group, unseen, wanted, deliver)
+            if listed:
+                group.misses = served["missed"]  # what the next choice must count in
+        finally:  # also when the last wait, served early in the round, stopped the poller
+            incr("poller.waits_served.list", served["list"])
+            incr("poller.waits_served.get", served["get"])
+            incr("poller.misses", served["missed"])
 
     def _lists_cheaper(self, group: _Group, wanted: dict[str, list[Ticket]]) -> bool:
         """Whether paging is expected to cost fewer requests than one GET per awaited execution."""
@@ -527,9 +530,9 @@ class ExecutionPoller:
         group: _Group,
         ids: set[str],
         wanted: dict[str, list[Ticket]],
-        readings: dict[str, Any],
+        deliver: Callable[[str, Any, str], None],
     ) -> None:
-        """GET each execution of ``ids``, a bounded number at once."""
+        """GET each execution of ``ids``, a bounded number at once, and hand each reading over."""
         queue = iter(sorted(ids))
 
         async def worker() -> None:
@@ -539,12 +542,14 @@ class ExecutionPoller:
                     request = group.gets[execution_id] = protocol.build_request(
                         self.settings, "get_execution", path_params={"execution_id": execution_id}
                     )
+                reading: Any
                 try:
                     raw = await self.budget.send(client, request, timeout=_time_left(wanted[execution_id]))
                     self._progress = self.loop.time()
-                    readings[execution_id] = protocol.parse_response(request, raw, self.settings)
+                    reading = protocol.parse_response(request, raw, self.settings)
                 except SmartMCAError as exc:
-                    readings[execution_id] = exc
+                    reading = exc
+                deliver(execution_id, reading, "get")
 
         workers = min(GET_WORKERS, len(ids))
         if workers == 1:
