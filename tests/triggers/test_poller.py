@@ -581,3 +581,85 @@ def test_coalescing_can_be_switched_off(emu: Emulator, monkeypatch: pytest.Monke
     events = asyncio.run(all_events([trig(i, "wf_batch") for i in ids]))
     assert {e["status"] for e in events} == {"success"}
     assert {r.route for r in emu.requests if r.id > before} == {"get_execution"}
+
+
+# --- the request budget on its own (what issue 13's event trigger reuses) ----------------------
+
+
+async def _settings() -> Any:
+    from airflow_provider_smartmca.triggers.execution import _resolve
+
+    return await _resolve("smartmca_default")
+
+
+def _get(settings: Any, execution_id: str) -> Any:
+    from airflow_provider_smartmca.client import protocol
+
+    return protocol.build_request(settings, "get_execution", path_params={"execution_id": execution_id})
+
+
+def test_budget_many_429s_at_once_pause_the_key_once(emu: Emulator, metrics: Metrics) -> None:
+    (execution_id,) = start(emu, "wf_forever")
+    emu.add_fault("status", route="get_execution", status=429, retry_after=1, count=5)
+
+    async def main() -> tuple[list[int], float, float]:
+        settings = await _settings()
+        shared = budget.RequestBudget.shared(settings)
+        assert budget.RequestBudget.shared(settings) is shared  # one per key in the loop
+        async with aio.shared_session(settings) as client:
+            request = _get(settings, execution_id)
+            answers = await asyncio.gather(*(shared.send(client, request) for _ in range(5)))
+            paused = shared.pause_left()
+            started = time.monotonic()
+            await shared.send(client, request)  # waits the pause out, once
+            return [a.status for a in answers], paused, time.monotonic() - started
+
+    statuses, paused, waited = asyncio.run(main())
+    assert statuses == [429] * 5
+    assert 0.8 < paused <= 1.0  # five refusals, one pause: not five seconds
+    assert 0.7 < waited < 1.5
+    assert metrics.counts["smartmca.rate_limited"] == 5
+    assert metrics.counts["smartmca.requests.get_execution"] == 6
+
+
+def test_budget_sends_nothing_when_the_pause_outlasts_the_callers_time(emu: Emulator) -> None:
+    from airflow_provider_smartmca.errors import SmartMCARateLimitError
+
+    (execution_id,) = start(emu, "wf_forever")
+
+    async def main() -> None:
+        settings = await _settings()
+        shared = budget.RequestBudget.shared(settings)
+        shared.pause(5)
+        before = len(emu.requests)
+        async with aio.shared_session(settings) as client:
+            started = time.monotonic()
+            with pytest.raises(SmartMCARateLimitError, match="not sent") as refused:
+                await shared.send(client, _get(settings, execution_id), timeout=0.5)
+            assert time.monotonic() - started < 0.1  # at once, not after the pause
+        assert refused.value.retry_after and refused.value.retry_after > 4
+        assert len(emu.requests) == before
+
+    asyncio.run(main())
+
+
+def test_budget_bounds_concurrency_and_vanishes_with_its_last_holder(emu: Emulator) -> None:
+    (execution_id,) = start(emu, "wf_forever")
+    emu.add_fault("latency", route="get_execution", latency=0.3, count=6)
+
+    async def main() -> float:
+        settings = await _settings()
+        narrow = budget.RequestBudget(settings, concurrency=2)
+        async with aio.shared_session(settings) as client:
+            request = _get(settings, execution_id)
+            started = time.monotonic()
+            await asyncio.gather(*(narrow.send(client, request) for _ in range(6)))
+            elapsed = time.monotonic() - started
+        shared = budget.RequestBudget.shared(settings)
+        assert len(budget._BUDGETS[asyncio.get_running_loop()]) == 1
+        del shared
+        gc.collect()
+        assert not budget._BUDGETS.get(asyncio.get_running_loop())
+        return elapsed
+
+    assert asyncio.run(main()) >= 3 * 0.3 - 0.05  # three waves of two
