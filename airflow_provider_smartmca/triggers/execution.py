@@ -45,6 +45,7 @@ from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, S
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
     from airflow_provider_smartmca.triggers.budget import RequestBudget
+    from airflow_provider_smartmca.triggers.poller import Ticket
 
 _OP = "ExecutionTrigger"
 # Poll intervals are stretched or shrunk by up to this fraction, so pollers that started
@@ -308,7 +309,7 @@ class ExecutionTrigger(BaseTrigger):
         return await self._poll(client, settings, watch, budget)
 
     async def _poll_shared(
-        self, ticket: Any, settings: ClientSettings, watch: executions.ExecutionWatch
+        self, ticket: Ticket, settings: ClientSettings, watch: executions.ExecutionWatch
     ) -> TriggerEvent:
         """
         Take the shared poller's readings until the execution ends or the deadline passes.
