@@ -31,6 +31,11 @@ subprocess.run(
     env=os.environ.copy(),
 )
 
-pytest_plugins = ["airflow_provider_smartmca.testing.pytest_plugin", "tests.airflow_harness"]
+# tests.airflow_versions: the differences between Airflow 3.0-3.3 that the suite handles (make matrix).
+pytest_plugins = [
+    "airflow_provider_smartmca.testing.pytest_plugin",
+    "tests.airflow_harness",
+    "tests.airflow_versions",
+]
 
 AIRFLOW_HOME = _HOME

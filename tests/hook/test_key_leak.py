@@ -69,7 +69,10 @@ def test_server_echoing_the_key_is_redacted():
 
 
 def test_key_registered_with_secrets_masker(hook):
-    from airflow.sdk._shared.secrets_masker import _secrets_masker
+    try:
+        from airflow.sdk._shared.secrets_masker import _secrets_masker
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import _secrets_masker  # type: ignore[no-redef]
 
     hook.settings  # noqa: B018 - resolving the connection registers the key
     assert _secrets_masker().redact(f"token {KEY}") != f"token {KEY}"
