@@ -663,3 +663,41 @@ def test_budget_bounds_concurrency_and_vanishes_with_its_last_holder(emu: Emulat
         return elapsed
 
     assert asyncio.run(main()) >= 3 * 0.3 - 0.05  # three waves of two
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_round_of_many_waits_never_blocks_the_loop(emu: Emulator) -> None:
+    ids = start(emu, "wf_staggered", 150)
+    triggers = [trig(ids[i % len(ids)], "wf_staggered", deadline_in=30) for i in range(300)]
+    records, logger = _Records(), logging.getLogger("asyncio")
+    logger.addHandler(records)
+    level, logger.level = logger.level, logging.DEBUG
+
+    async def main() -> list[dict[str, Any]]:
+        asyncio.get_running_loop().slow_callback_duration = 0.05
+        tasks = []
+        for i, trigger in enumerate(triggers):
+            tasks.append(asyncio.ensure_future(first_event(trigger)))
+            if i % 20 == 19:
+                await asyncio.sleep(0)  # added in batches, as the triggerer does
+        return await all_events_of(tasks)
+
+    gc.collect()
+    gc.freeze()  # Airflow's import heap makes full GC passes stop the world; see test_trigger.py
+    try:
+        events = asyncio.run(main(), debug=True)
+    finally:
+        gc.unfreeze()
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    assert {e["status"] for e in events} <= {"success", "failure"} and len(events) == 300
+    slow = [m for m in records.messages if "took" in m]
+    assert not slow, slow[:5]
