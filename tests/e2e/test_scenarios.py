@@ -38,6 +38,18 @@ def gets_of(reqs: list[dict[str, Any]], execution_id: str) -> list[dict[str, Any
     return [r for r in reqs if r["method"] == "GET" and r["path"] == EXEC_PATH + execution_id]
 
 
+def polls_of(reqs: list[dict[str, Any]], execution: dict[str, Any]) -> list[dict[str, Any]]:
+    """The requests that read ``execution``: its GETs, or (coalesced waiting) list pages of its workflow."""
+    lists = [
+        r
+        for r in reqs
+        if r["method"] == "GET"
+        and r["path"] == EXEC_PATH.rstrip("/")
+        and (r.get("query") or {}).get("workflow_type") == execution.get("workflowId")
+    ]
+    return gets_of(reqs, execution["executionId"]) + lists
+
+
 def assert_all_success(s: Stack, runs: list[tuple[str, str]], states: dict[tuple[str, str], str]) -> None:
     bad = {k: v for k, v in states.items() if v != "success"}
     assert not bad, f"DAG runs not successful: {bad}"
@@ -117,8 +129,8 @@ def test_1_happy_path_all_example_dags_deferrable(e2e: Stack) -> None:
             result = assert_result(s, dag_id, run_id, ti["task_id"], key[3])
             eid = result["executionId"]
             assert eid in known, f"{eid} unknown to the emulator"
-            in_window = [r for r in gets_of(reqs, eid) if window[0] <= r["time"] <= window[1]]
-            assert in_window, f"{key}: no GET of {eid} while observed deferred {window}"
+            in_window = [r for r in polls_of(reqs, result) if window[0] <= r["time"] <= window[1]]
+            assert in_window, f"{key}: {eid} not read (GET or list page) while observed deferred {window}"
             # Exactly-once: the execution id pushed to XCom is the one returned.
             assert s.airflow.xcom_key(dag_id, run_id, ti["task_id"], "execution_id", key[3]) == eid
     assert ours >= 1
