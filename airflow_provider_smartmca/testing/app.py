@@ -24,8 +24,10 @@ __all__ = ["API_PREFIX", "build_app", "error_response"]
 API_PREFIX = "/api/public/v1"
 STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("smartmca_state", EmulatorState)
 # What a handler did, read by the middleware for the request log.
-BODY_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("smartmca_body", dict)
-EXECUTION_KEY: web.RequestKey[str] = web.RequestKey("smartmca_execution_id", str)
+# web.RequestKey exists from aiohttp 3.13; Airflow 3.0's pinned aiohttp (3.12) takes plain strings.
+_RequestKey: Any = getattr(web, "RequestKey", None)
+BODY_KEY: Any = _RequestKey("smartmca_body", dict) if _RequestKey else "smartmca_body"
+EXECUTION_KEY: Any = _RequestKey("smartmca_execution_id", str) if _RequestKey else "smartmca_execution_id"
 
 READ, TRIGGER, UNDERWRITING = "workflows:read", "workflows:trigger", "underwriting:trigger"
 ROUTE_SCOPES = {
