@@ -568,9 +568,12 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.exceptions import AirflowException
 
     # The client's retry warnings would interleave with the table; failures are in the rows.
-    logger = logging.getLogger("airflow_provider_smartmca")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # Airflow's own loggers too: Airflow 3.0's BaseHook prints "Connection Retrieved" to stdout,
+    # which would break --json.
+    loggers = [logging.getLogger(name) for name in ("airflow_provider_smartmca", "airflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         try:
             client, target = _client(args)
@@ -582,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             client.close()
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     differs = any(r.verdict == DIFFERS for r in rows)
     if args.json:
         out = {

@@ -101,8 +101,10 @@ CELLS = [
         "3.3.2",
         "3.13",
         "2026-09-18",
-        tuple(SUITE),
-        "newest Airflow and highest Python: the unit suite and the example DAGs (dag.test)",
+        # `make test` runs the whole suite on Airflow 3.3 already (Python 3.11): here the smoke
+        # tests, the example DAGs and the hook's suite prove Python 3.13, in a third of the time.
+        (*SMOKE, "tests/operators/test_example_dags.py", "tests/hook"),
+        "newest Airflow and highest Python: smoke, the hook's suite and the example DAGs (dag.test)",
     ),
 ]
 
