@@ -209,6 +209,17 @@ class ExecutionTrigger(BaseTrigger):
             kwargs["workflow_type"] = self.workflow_type
         return (f"{type(self).__module__}.{type(self).__qualname__}", kwargs)
 
+    def _ended(self, watch: executions.ExecutionWatch, execution: Any) -> TriggerEvent | None:
+        """The final event for a reading that ends the wait, or None to keep waiting (both poll paths)."""
+        verdict = watch.seen(execution)
+        if verdict is Verdict.SUCCESS:
+            return self._event(
+                executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", watch.last
+            )
+        if verdict is Verdict.FAILURE:
+            return self._event(executions.EVENT_FAILURE, executions.failure_message(execution), watch.last)
+        return None
+
     def _event(self, status: str, message: str, execution: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent(executions.make_event(status, self.execution_id, message, execution))
 
@@ -334,15 +345,9 @@ class ExecutionTrigger(BaseTrigger):
                 continue
             if execution is None:  # the deadline passed while waiting for the reading
                 return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
-            verdict = watch.seen(execution)
-            if verdict is Verdict.SUCCESS:
-                return self._event(
-                    executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", watch.last
-                )
-            if verdict is Verdict.FAILURE:
-                return self._event(
-                    executions.EVENT_FAILURE, executions.failure_message(execution), watch.last
-                )
+            ended = self._ended(watch, execution)
+            if ended is not None:
+                return ended
             after = self.poll_interval
             del execution  # see _poll
 
@@ -385,15 +390,9 @@ class ExecutionTrigger(BaseTrigger):
                     # 403/404, bad request, TLS/config errors, a contract that differs: final.
                     return self._event(executions.EVENT_ERROR, str(exc), watch.last)
                 continue
-            verdict = watch.seen(execution)
-            if verdict is Verdict.SUCCESS:
-                return self._event(
-                    executions.EVENT_SUCCESS, f"SmartMCA execution {self.execution_id} completed", watch.last
-                )
-            if verdict is Verdict.FAILURE:
-                return self._event(
-                    executions.EVENT_FAILURE, executions.failure_message(execution), watch.last
-                )
+            ended = self._ended(watch, execution)
+            if ended is not None:
+                return ended
             # Drop this poll's objects before sleeping. Kept alive for a whole interval they
             # would be promoted to the oldest GC generation, and every full collection walks
             # Airflow's ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
