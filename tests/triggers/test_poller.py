@@ -59,6 +59,14 @@ CONFIG = {
             "node_seconds": 1.0,
             "outcome": {"fail_probability": 0.3, "seed": 3},
         },
+        {
+            "id": "wf_staggered_slow",
+            "name": "Staggered, slow",
+            "entityType": "deal",
+            "nodeCount": 3,
+            "node_seconds": 2.5,
+            "outcome": {"fail_probability": 0.3, "seed": 3},
+        },
         {"id": "wf_forever", "name": "Forever", "entityType": "deal", "nodeCount": 2, "node_seconds": 600},
     ],
 }
@@ -235,13 +243,14 @@ def test_waits_on_one_execution_share_its_get(emu: Emulator) -> None:
 def test_lists_that_change_between_pages_cost_gets_never_a_wrong_verdict(
     emu: Emulator, metrics: Metrics
 ) -> None:
-    # 250 executions of 3.2 s each: three pages a round. They end one after another (as they
+    # 250 executions of 7.5 s each: three pages a round. They end one after another (as they
     # were started), and each page takes 0.1 s, so executions end between the pages of a round
-    # and the later pages shift: some running executions are on none of the pages.
-    ids = start(emu, "wf_staggered", 250, spacing=0.004)
+    # and the later pages shift: some running executions are on none of the pages. 7.5 s leaves
+    # room for a slow machine to start all 250 before the first one ends (CI took over 3 s).
+    ids = start(emu, "wf_staggered_slow", 250, spacing=0.004)
     emu.add_fault("latency", route="list_executions", latency=0.1, count=10_000)
     before = emu.requests[-1].id
-    events = asyncio.run(all_events([trig(i, "wf_staggered", deadline_in=30) for i in ids]))
+    events = asyncio.run(all_events([trig(i, "wf_staggered_slow", deadline_in=40) for i in ids]))
     for execution_id, event in zip(ids, events, strict=True):
         assert event["status"] == expected_event(final_status(emu, execution_id)), execution_id
         assert gets_of(emu, execution_id, before)  # ended by a GET
