@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from airflow_provider_smartmca.triggers.events import ExecutionEventTrigger
 from airflow_provider_smartmca.triggers.execution import ExecutionTrigger
 
-__all__ = ["ExecutionTrigger"]
+__all__ = ["ExecutionEventTrigger", "ExecutionTrigger"]

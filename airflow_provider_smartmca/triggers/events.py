@@ -1,0 +1,517 @@
+"""ExecutionEventTrigger: start DAGs when SmartMCA executions end (an ``AssetWatcher`` trigger).
+
+The reference lets a client list executions filtered by ``status`` (and workflow, entity type),
+sorted by ``startedAt``; nothing lists them by the time they *ended*. An execution that ends now
+may have started an hour ago, deep in the list. So each poll reads three things, all on the
+server's clock (the ``Date`` header), never the triggerer's:
+
+1. **the active lists** (``pending``, ``running``): which executions may end later. Their ids
+   are the watermark's ``active`` set;
+2. **the window** of each watched final status, newest started first, back to the previous
+   poll (less a margin for late-visible rows): executions that started *and* ended between two
+   polls, and tracked ones that just ended;
+3. **one GET** for each tracked execution that left the active lists but was not in a window:
+   it ended (or the list shifted under paging: then it is still active and stays tracked).
+
+An execution fires when it reaches a watched status *after the watcher started*: history is not
+backfilled. Delivery (see ``docs/events.md``):
+
+* **Nothing is lost** across polls, restarts and several triggerers: the watermark
+  (:class:`WatermarkRecord`: the server time of the last poll, the ids still active then, and
+  the ids already fired inside the window) is kept in Airflow's ``asset_state_store`` (3.3+).
+* **At most once more per triggerer crash.** Airflow persists a yielded event after the
+  generator moves on, so the watermark covering a poll's events is saved only at the start of
+  the next poll: a crash in between repeats that one poll's events, never loses them.
+* Where Airflow keeps no watcher state (before 3.3, or ``dag.test``) the watermark lives in
+  memory; a (re)start looks back ``restart_lookback`` seconds (see the class docstring).
+
+A storm, a 429 or a contract error only delays a poll: the watermark moves only after a whole
+poll succeeded. Every request goes through the key's
+:class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`, shared with the execution waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.exceptions import AirflowException
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_provider_smartmca.client import protocol
+from airflow_provider_smartmca.client.contract import (
+    ACTIVE_STATUSES,
+    FAILED_STATUSES,
+    SUCCESS_STATUS,
+    Execution,
+    ExecutionPage,
+    parse_timestamp,
+)
+from airflow_provider_smartmca.errors import (
+    SmartMCAAuthError,
+    SmartMCAError,
+    SmartMCANotFoundError,
+    SmartMCAValidationError,
+)
+from airflow_provider_smartmca.triggers.execution import JITTER, POOL_LIMIT, _check_number, _resolve
+
+if TYPE_CHECKING:
+    from airflow_provider_smartmca.client.aio import AsyncClient
+    from airflow_provider_smartmca.client.settings import ClientSettings
+    from airflow_provider_smartmca.triggers.budget import RequestBudget
+
+_OP = "ExecutionEventTrigger"
+#: Final statuses a watcher may report.
+WATCHABLE_STATUSES = (SUCCESS_STATUS, *sorted(FAILED_STATUSES))
+#: The ``asset_state_store`` key of the watermark.
+STATE_KEY = "smartmca_execution_watermark"
+#: The window reaches this far before the previous poll: rows that become visible late (a
+#: replica behind, a transaction committed after our read) and the Date header's 1 s grain.
+MARGIN = timedelta(seconds=120)
+PAGE_LIMIT = 100
+#: Pages per window and status: 5,000 executions that started and ended between two polls.
+MAX_WINDOW_PAGES = 50
+#: Pages per active status: 1,000 pending and 1,000 running executions tracked at most (the
+#: watermark stays under Airflow's 64 KB state value limit).
+MAX_ACTIVE_PAGES = 10
+#: GETs per poll for executions that left the active lists; the rest wait for the next poll.
+MAX_GETS = 200
+
+
+@dataclass(frozen=True)
+class WatermarkRecord:
+    """
+    Where a watcher stands, on the server's clock; stored as JSON in ``asset_state_store``.
+
+    :param since: the server's time at the start of the last complete poll.
+    :param active: executions pending or running then: they may still end and fire.
+    :param fired: executions already fired whose start is still inside the window, by start time.
+    """
+
+    VERSION = 1
+
+    since: datetime
+    active: frozenset[str] = frozenset()
+    fired: dict[str, datetime] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.VERSION,
+            "since": self.since.isoformat(),
+            "active": sorted(self.active),
+            "fired": {k: v.isoformat() for k, v in sorted(self.fired.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> WatermarkRecord:
+        """
+        Read a stored record.
+
+        :raises ValueError: not a record of this version (the caller starts afresh, loudly).
+        """
+        if not isinstance(data, dict) or data.get("version") != cls.VERSION:
+            raise ValueError(f"not a version-{cls.VERSION} watermark")
+        try:
+            return cls(
+                since=parse_timestamp(data["since"]),
+                active=frozenset(str(x) for x in data["active"]),
+                fired={str(k): parse_timestamp(v) for k, v in data["fired"].items()},
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed watermark: {exc!r}") from None
+
+
+class _WatermarkStore:
+    """
+    The watermark's home: Airflow's ``asset_state_store`` accessors when injected (3.3+), else memory.
+
+    One watcher may serve several assets (Airflow runs one trigger for identical kwargs); each
+    asset gets the record, and on load the oldest one wins, so no asset misses an execution.
+    A store that fails is logged and the watcher carries on in memory: a failed save can only
+    cause repeats after a restart, never a loss.
+    """
+
+    def __init__(self, accessors: Any, log: Any) -> None:
+        self.log = log
+        self.targets: list[Any] = []
+        if accessors is not None:
+            # The public API reads a single asset's accessor directly; several need the mapping.
+            by_name = getattr(accessors, "_by_name", None)
+            by_uri = getattr(accessors, "_by_uri", None)
+            if isinstance(by_name, dict) and isinstance(by_uri, dict):
+                self.targets = [*by_name.values(), *by_uri.values()]
+            else:  # pragma: no cover - another Airflow's accessors object
+                self.targets = [accessors]
+
+    @property
+    def durable(self) -> bool:
+        return bool(self.targets)
+
+    async def load(self) -> WatermarkRecord | None:
+        records = []
+        for target in self.targets:
+            try:
+                value = await target.aget(STATE_KEY)
+            except Exception as exc:
+                self.log.warning("SmartMCA watcher: could not read its watermark (%s); starting afresh", exc)
+                return None
+            if value is None:
+                continue
+            try:
+                records.append(WatermarkRecord.from_json(value))
+            except ValueError as exc:
+                self.log.warning("SmartMCA watcher: ignoring the stored watermark: %s", exc)
+        return min(records, key=lambda r: r.since) if records else None
+
+    async def save(self, record: WatermarkRecord) -> None:
+        value = record.to_json()
+        for target in self.targets:
+            try:
+                await target.aset(STATE_KEY, value)
+            except Exception as exc:
+                self.log.warning(
+                    "SmartMCA watcher: could not save its watermark (%s); a restart may repeat events", exc
+                )
+
+
+class _Poll:
+    """One poll: the active lists, the windows, the GETs (module docstring). Raises on any list failure."""
+
+    def __init__(self, trigger: ExecutionEventTrigger, client: AsyncClient, budget: RequestBudget) -> None:
+        self.trigger, self.client, self.budget = trigger, client, budget
+        self.settings: ClientSettings = budget.settings
+        self.now: datetime | None = None  # the server's clock at the first response
+        self.newest_start: datetime | None = None  # stands in for ``now`` without a Date header
+
+    async def _send(self, name: str, **kwargs: Any) -> Any:
+        request = protocol.build_request(self.settings, name, **kwargs)
+        raw = await self.budget.send(self.client, request, timeout=self.settings.timeout)
+        return protocol.parse_response(request, raw, self.settings)
+
+    async def _page(self, status: str, page: int, order: str = "desc") -> ExecutionPage:
+        t = self.trigger
+        result: ExecutionPage = await self._send(
+            "list_executions",
+            query=protocol.list_executions_query(
+                workflow_type=t.workflow_type,
+                entity_type=t.entity_type,
+                status=status,
+                page=page,
+                limit=PAGE_LIMIT,
+                sort_by="startedAt",
+                sort_order=order,
+            ),
+        )
+        if self.now is None:
+            self.now = result.server_time
+        for item in result.items:
+            if item.started_at and (self.newest_start is None or item.started_at > self.newest_start):
+                self.newest_start = item.started_at
+        return result
+
+    @staticmethod
+    def _last(result: ExecutionPage, page: int) -> bool:
+        return (
+            not result.items
+            or len(result.items) < PAGE_LIMIT
+            or (result.total is not None and page * PAGE_LIMIT >= result.total)
+        )
+
+    async def active(self) -> set[str]:
+        """Ids of the executions listed as pending or running."""
+        ids: set[str] = set()
+        for status in sorted(ACTIVE_STATUSES):
+            for page in range(1, MAX_ACTIVE_PAGES + 1):
+                result = await self._page(status, page)
+                ids.update(e.execution_id for e in result.items if e.status in ACTIVE_STATUSES)
+                if self._last(result, page):
+                    break
+            else:
+                self.trigger.log.error(
+                    "SmartMCA watcher: more than %d %s executions match its filters; only the newest "
+                    "are tracked, and one of the others that ends may be missed. Narrow the filters.",
+                    MAX_ACTIVE_PAGES * PAGE_LIMIT,
+                    status,
+                )
+        return ids
+
+    async def window(self, status: str, start: datetime) -> list[Execution]:
+        """The executions in ``status`` that started at or after ``start``, newest first, order checked."""
+        found: dict[str, Execution] = {}
+        ordered, previous = True, None
+        for page in range(1, MAX_WINDOW_PAGES + 1):
+            result = await self._page(status, page)
+            older = False
+            for item in result.items:
+                started = item.started_at
+                if started is not None:
+                    ordered = ordered and (previous is None or started <= previous)
+                    previous = started
+                if started is None or started >= start:
+                    found.setdefault(item.execution_id, item)
+                else:
+                    older = True
+            if self._last(result, page):
+                return list(found.values())
+            # An older one ends the walk only on a server shown to sort as asked (see start_once.walk).
+            if ordered and older and await self._sorts(status, result.items):
+                return list(found.values())
+        self.trigger.log.error(
+            "SmartMCA watcher: more than %d %s executions started since its last poll; the oldest "
+            "of them were not read and will not fire",
+            MAX_WINDOW_PAGES * PAGE_LIMIT,
+            status,
+        )
+        return list(found.values())
+
+    async def _sorts(self, status: str, newest_first: Iterable[Execution]) -> bool:
+        if self.trigger._sorts is None:
+            newest = max((e.started_at for e in newest_first if e.started_at), default=None)
+            page = await self._page(status, 1, order="asc")
+            stamps = [e.started_at for e in page.items if e.started_at is not None]
+            self.trigger._sorts = (
+                newest is not None and bool(stamps) and stamps == sorted(stamps) and stamps[0] < newest
+            )
+            if not self.trigger._sorts:
+                self.trigger.log.warning(
+                    "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
+                )
+        return self.trigger._sorts
+
+    async def get(self, execution_id: str) -> Execution | None:
+        """The execution's reading; None when it cannot be read now (it stays tracked)."""
+        try:
+            result: Execution = await self._send("get_execution", path_params={"execution_id": execution_id})
+            return result
+        except SmartMCANotFoundError:
+            self.trigger.log.warning("SmartMCA execution %s is gone (404); no longer tracked", execution_id)
+            return Execution(execution_id=execution_id, status="gone")
+        except SmartMCAAuthError:
+            raise
+        except SmartMCAError as exc:
+            self.trigger.log.warning(
+                "SmartMCA watcher: reading %s failed (%s); trying next poll", execution_id, exc
+            )
+            return None
+
+
+class ExecutionEventTrigger(BaseEventTrigger):
+    """
+    Fire one event for each SmartMCA execution that ends in one of ``statuses`` after the watcher started.
+
+    For an ``AssetWatcher``: each event becomes an asset event whose ``extra`` is the payload
+    ``{"executionId", "workflowId", "workflowName", "entityType", "entityId", "status",
+    "startedAt", "completedAt"}``; a DAG scheduled on the asset reads it from
+    ``triggering_asset_events``. De-duplicate on ``executionId``: a triggerer crash may repeat
+    the last poll's events (see the module docstring and ``docs/events.md``).
+
+    Cost per poll: one page of each active status, one page of each watched status, and one GET
+    per tracked execution that ended; all through the key's shared request budget.
+
+    :param conn_id: the Airflow connection id; resolved in the triggerer, never serialized.
+    :param workflow_type: only executions of this workflow (its id), or None for all.
+    :param entity_type: only executions on this entity type (``deal``, ``application``, ...), or None.
+    :param statuses: the final statuses that fire: any of ``completed``, ``failed``, ``cancelled``.
+    :param poll_interval: seconds between polls (> 0), jittered by ±10 %.
+    :param restart_lookback: seconds looked back when the watcher starts **without** stored
+        state (Airflow < 3.3, or no asset): executions that started and ended in that window
+        fire. Restarts shorter than it lose nothing that started within it; its cost is repeats
+        of what ended inside it. 0 disables it. With Airflow's state store it is not used.
+    :param version: the kwargs' version (:attr:`KWARGS_VERSION`); set by ``serialize``.
+    """
+
+    KWARGS_VERSION = 1
+
+    def __init__(
+        self,
+        conn_id: str = "smartmca_default",
+        workflow_type: str | None = None,
+        entity_type: str | None = None,
+        statuses: Sequence[str] = (SUCCESS_STATUS,),
+        poll_interval: float = 60.0,
+        restart_lookback: float = 600.0,
+        version: int = KWARGS_VERSION,
+    ) -> None:
+        super().__init__()
+        if version != self.KWARGS_VERSION:
+            raise SmartMCAValidationError(
+                "version", f"trigger kwargs of version {version!r} are not understood", operation=_OP
+            )
+        if not isinstance(conn_id, str) or not conn_id.strip():
+            raise SmartMCAValidationError(
+                "conn_id", f"must be a non-empty string, got {conn_id!r}", operation=_OP
+            )
+        if isinstance(statuses, str) or not statuses or any(s not in WATCHABLE_STATUSES for s in statuses):
+            raise SmartMCAValidationError(
+                "statuses",
+                f"must be a non-empty list of {', '.join(WATCHABLE_STATUSES)}; got {statuses!r}",
+                operation=_OP,
+            )
+        self.conn_id = conn_id
+        self.workflow_type = (
+            None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
+        )
+        self.entity_type = (
+            None if entity_type is None else protocol.validate_id("entity_type", entity_type, _OP)
+        )
+        self.statuses = tuple(dict.fromkeys(statuses))
+        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
+        self.restart_lookback = _check_number("restart_lookback", restart_lookback, positive=False)
+        if self.restart_lookback < 0:
+            raise SmartMCAValidationError(
+                "restart_lookback", f"must be 0 or more seconds, got {restart_lookback!r}", operation=_OP
+            )
+        self._sorts: bool | None = None  # whether List Executions sorts as asked (probed once)
+        json.dumps(self.serialize()[1], allow_nan=False)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Classpath and kwargs: plain JSON, no key. Equal kwargs make Airflow run one watcher."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "workflow_type": self.workflow_type,
+                "entity_type": self.entity_type,
+                "statuses": list(self.statuses),
+                "poll_interval": self.poll_interval,
+                "restart_lookback": self.restart_lookback,
+                "version": self.KWARGS_VERSION,
+            },
+        )
+
+    @staticmethod
+    def payload(execution: Execution) -> dict[str, Any]:
+        """The event's payload (the asset event's ``extra``): who, what, when; nothing else."""
+
+        def stamp(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "executionId": execution.execution_id,
+            "workflowId": execution.workflow_id,
+            "workflowName": execution.workflow_name,
+            "entityType": execution.entity_type,
+            "entityId": execution.entity_id,
+            "status": execution.status,
+            "startedAt": stamp(execution.started_at),
+            "completedAt": stamp(execution.completed_at),
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll forever; yield an event per execution that ended in a watched status."""
+        from airflow_provider_smartmca.client.aio import shared_session
+        from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
+
+        store = _WatermarkStore(getattr(self, "asset_state_store", None), self.log)
+        record = await store.load()
+        unsaved: WatermarkRecord | None = None
+        failures = 0
+        while True:
+            if unsaved is not None:  # the previous poll's events were handed to Airflow a poll ago
+                await store.save(unsaved)
+                unsaved = None
+            fired: list[Execution] = []
+            try:
+                settings = await _resolve(self.conn_id)
+                async with shared_session(settings, pool_limit=POOL_LIMIT) as client:
+                    budget = RequestBudget.shared(settings)
+                    fired, record = await self._poll(_Poll(self, client, budget), record, store.durable)
+                failures = 0
+            except (SmartMCAError, AirflowException) as exc:
+                # Nothing moved: the next poll reads the same window again. Never an end.
+                failures += 1
+                incr("watcher.failed_polls")
+                log = self.log.warning if failures < 5 else self.log.error
+                log(
+                    "SmartMCA watcher poll failed (%d in a row); events are delayed, not lost: %s",
+                    failures,
+                    exc,
+                )
+            else:
+                if fired:
+                    incr("watcher.events", len(fired))
+                    for execution in fired:
+                        self.log.info(
+                            "SmartMCA execution %s %s: event for the watched asset",
+                            execution.execution_id,
+                            execution.status,
+                        )
+                        yield TriggerEvent(self.payload(execution))
+                unsaved = record
+            await asyncio.sleep(self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER))
+
+    async def _poll(
+        self, poll: _Poll, record: WatermarkRecord | None, durable: bool
+    ) -> tuple[list[Execution], WatermarkRecord]:
+        """One poll from ``record`` (None: the watcher's first); returns the executions to fire and the new record."""
+        active_now = await poll.active()
+        now = poll.now or poll.newest_start or (record.since if record else None)
+        if now is None:
+            raise SmartMCAError(
+                "SmartMCA sent no Date header and no execution has a startedAt: the watcher "
+                "cannot place itself on the server's clock yet",
+                operation=_OP,
+            )
+        fired: dict[str, Execution] = {}
+        already: dict[str, datetime] = dict(record.fired) if record else {}
+        if record is None:
+            if durable or self.restart_lookback == 0:
+                # The first start: no history. What is final now (and was not active a moment
+                # ago) ended before the watcher started: it goes into ``fired`` so that no later
+                # window reports it; the Date header's 1 s grain cannot tell "just before".
+                history = {
+                    item.execution_id: item.started_at or now
+                    for status in self.statuses
+                    for item in await poll.window(status, now - MARGIN)
+                    if item.status == status and item.execution_id not in active_now
+                }
+                return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
+            record = WatermarkRecord(since=now - timedelta(seconds=self.restart_lookback))
+        seen: set[str] = set()
+        for status in self.statuses:
+            for item in await poll.window(status, record.since - MARGIN):
+                seen.add(item.execution_id)
+                if item.status != status or item.execution_id in already or item.execution_id in fired:
+                    continue
+                if _ended_after(item, record, active_now):
+                    fired[item.execution_id] = item
+        # Tracked executions that left the active lists and were not in a window: GET each.
+        gone = sorted(record.active - active_now - seen)
+        later = set(gone[MAX_GETS:])
+        readings = await asyncio.gather(*(poll.get(i) for i in gone[:MAX_GETS]))
+        for execution_id, reading in zip(gone[:MAX_GETS], readings, strict=True):
+            if reading is None or reading.status in ACTIVE_STATUSES:
+                later.add(execution_id)  # unreadable now, or the list shifted under paging
+            elif reading.status in self.statuses and execution_id not in already and self._matches(reading):
+                fired[execution_id] = reading
+        # Keep the fired ids the next window can still show, so it does not fire them again.
+        horizon = now - MARGIN - timedelta(seconds=self.poll_interval)
+        for execution_id, item in fired.items():
+            already[execution_id] = item.started_at or now
+        kept = {k: v for k, v in already.items() if v >= horizon}
+        return list(fired.values()), WatermarkRecord(
+            since=now, active=frozenset(active_now | later), fired=kept
+        )
+
+    def _matches(self, execution: Execution) -> bool:
+        """Whether a GET's reading passes the filters (a stored watermark may predate a filter change)."""
+        return (self.workflow_type is None or execution.workflow_id in (None, self.workflow_type)) and (
+            self.entity_type is None or execution.entity_type in (None, self.entity_type)
+        )
+
+    async def cleanup(self) -> None:
+        """Do nothing: a watcher moved to another triggerer must not disturb anything remote."""
+
+
+def _ended_after(item: Execution, record: WatermarkRecord, active_now: set[str]) -> bool:
+    """Whether a final ``item`` from a window ended after the watermark (so it has not fired yet)."""
+    if item.execution_id in record.active or item.execution_id in active_now:
+        return True  # seen active, now final: it ended since
+    if item.completed_at is not None:
+        return item.completed_at >= record.since - timedelta(seconds=1)  # the Date header's grain
+    return item.started_at is None or item.started_at >= record.since
