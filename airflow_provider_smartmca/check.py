@@ -322,6 +322,58 @@ def _status_row(executions: list[Any]) -> Row:
     return Row(assumption, HOLDS, f"seen: {', '.join(sorted(seen))}")
 
 
+def _watcher_rows(final: Answer) -> list[Row]:
+    """What ExecutionEventTrigger relies on: the status filter, and completedAt on the Date header's clock."""
+    filtered = "list_executions honours status=completed (reference: status filter; the event watcher)"
+    stamped = (
+        "a completed execution has completedAt, not after the server's Date (assumed; the event watcher)"
+    )
+    if final.failure is not None or final.data is None:
+        why = "no usable answer"
+        return [Row(filtered, UNCHECKED, why), Row(stamped, UNCHECKED, why)]
+    items = [ex for ex in final.items() if isinstance(ex, dict)]
+    if not items:
+        return [
+            Row(filtered, UNCHECKED, "no completed execution listed"),
+            Row(stamped, UNCHECKED, "none listed"),
+        ]
+    others = sorted({str(ex.get("status"))[:30] for ex in items} - {"completed"})
+    rows = [
+        Row(
+            filtered,
+            DIFFERS,
+            f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)",
+        )
+        if others
+        else Row(filtered, HOLDS, f"{len(items)} item(s), all completed")
+    ]
+    server = contract.server_time(final.headers)
+    missing = late = 0
+    for ex in items:
+        if ex.get("status") != "completed":
+            continue
+        value = ex.get("completedAt")
+        try:
+            when = contract.parse_timestamp(value) if isinstance(value, str) else None
+        except ValueError:
+            when = None
+        if when is None:
+            missing += 1
+        elif server is not None and when.timestamp() > server.timestamp() + 1:
+            late += 1
+    if missing:
+        rows.append(
+            Row(stamped, DIFFERS, f"{missing} without a readable completedAt: startedAt decides instead")
+        )
+    elif late:
+        rows.append(Row(stamped, DIFFERS, f"{late} completedAt after the Date header: clocks differ"))
+    elif server is None:
+        rows.append(Row(stamped, UNCHECKED, "no readable Date header"))
+    else:
+        rows.append(Row(stamped, HOLDS, "every completedAt readable and not after Date"))
+    return rows
+
+
 def _clock_row(answers: list[Answer], skew: float) -> Row:
     assumption = f"the server clock (Date header) is within clock_skew={skew:g} s of this one (assumed)"
     for answer in answers:
@@ -430,7 +482,10 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     execution = (
         probe(client, "get_execution", path_params={"execution_id": execution_id}) if execution_id else None
     )
-    answers = [a for a in (workflows, workflow, desc, asc, page2, execution) if a is not None]
+    final = probe(
+        client, "list_executions", query=protocol.list_executions_query(limit=limit, status="completed")
+    )
+    answers = [a for a in (workflows, workflow, desc, asc, page2, execution, final) if a is not None]
 
     rows += [
         _endpoint_row(workflows, "list_workflows", ""),
@@ -468,6 +523,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     rows.append(_timestamp_row(executions))
     rows.append(_status_row(executions))
     rows.append(_clock_row(answers, settings.clock_skew))
+    rows += _watcher_rows(final)
     rows += _post_rows()
     return rows
 

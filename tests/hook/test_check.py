@@ -260,3 +260,19 @@ def test_an_insecure_base_url_exits_2(capsys):
 
 def test_a_bad_limit_exits_2(capsys):
     assert main(["--limit", "1"]) == 2
+
+
+def test_the_event_watchers_assumptions_are_checked(
+    populated: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("CHECK_KEY", FULL_KEY)
+    # ExecutionEventTrigger reads final executions by status and compares completedAt with Date.
+    populated.configure(clock_offset_seconds=-600)  # both on the server's clock: still holds
+    code, report, _ = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
+    held = rows(report, HOLDS)
+    assert any("honours status=completed" in r and "all completed" in r for r in held), held
+    assert any("completedAt, not after the server's Date" in r for r in held), held
+    populated.configure(clock_offset_seconds=0, drift=["bad_timestamps"])
+    code, report, _ = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
+    assert code == 1
+    assert any("completedAt, not after the server's Date" in r for r in rows(report, DIFFERS))
