@@ -60,12 +60,27 @@ def failure_message(execution: Execution) -> str:
     return f"{head}. Failed nodes: {details}"
 
 
+def nodes_done(execution: Execution) -> int | None:
+    """How many nodes completed or were skipped; None when the execution carries no node list.
+
+    A List Executions item has ``nodeCount`` but no ``nodes``: its count of nodes done is
+    unknown, not zero.
+    """
+    if not execution.nodes:
+        return None
+    return sum(1 for n in execution.nodes if n.status in ("completed", "skipped"))
+
+
 def progress(execution: Execution) -> str:
-    """One progress line: status, nodes done out of the total, current node."""
-    total = execution.node_count or len(execution.nodes)
-    done = sum(1 for n in execution.nodes if n.status in ("completed", "skipped"))
+    """One progress line: status, nodes done out of the total (when known), current node."""
     current = execution.current_node or next((n.name for n in execution.nodes if n.status == "running"), None)
-    line = f"execution {execution.execution_id} {execution.status}: {done}/{total} nodes done"
+    done = nodes_done(execution)
+    if done is None:
+        # No node list (a List Executions item): "0/6 nodes done" would read as no progress.
+        line = f"execution {execution.execution_id} {execution.status}"
+    else:
+        total = execution.node_count or len(execution.nodes)
+        line = f"execution {execution.execution_id} {execution.status}: {done}/{total} nodes done"
     return line + (f", current node: {current}" if current else "")
 
 
@@ -178,30 +193,49 @@ class ExecutionWatch:
         self.failure_statuses = frozenset(failure_statuses)
         #: Small summary of the last execution seen (kept small: see ``seen``), or None.
         self.last: dict[str, Any] | None = None
-        self._last_seen: tuple[str, str] | None = None
+        self._last_seen: tuple[str, str] | None = None  # (status, progress line) of the last reading
+        self._done: int | None = None  # nodes done, as the last reading with a node list said
         self._unknown_logged: set[str] = set()
         self._failures = 0
         self._contract_failures = 0
 
     def seen(self, execution: Execution) -> Verdict:
-        """Record one successful poll; log progress when it changed; return what it means."""
+        """
+        Record one successful poll; log its progress when it changed; return what it means.
+
+        A status change, or a change in the count of nodes done, is logged at info: what an
+        on-call engineer follows. A reading that only moves the current node (a List Executions
+        item has no node list, so its count is unknown) is logged at debug: with a thousand
+        waits in a triggerer, a line per node per wait would be most of the log and of the CPU.
+        """
         self._failures = self._contract_failures = 0
-        verdict = classify_status(execution.status, self.failure_statuses)
-        seen = (execution.status, progress(execution))
-        if seen != self._last_seen:
-            if verdict is Verdict.UNKNOWN and execution.status not in self._unknown_logged:
-                self._unknown_logged.add(execution.status)
-                self.log.warning(
-                    "SmartMCA execution %s has status %r, which the provider does not know; waiting until "
-                    "the deadline (never treated as success; list it in failure_statuses to fail fast)",
-                    self.execution_id,
-                    execution.status,
-                )
-            self._last_seen = seen
-            # Only a summary is kept: a whole execution per wait, replaced every poll, would be
-            # promoted to the oldest GC generation (costly with a thousand waits in a triggerer).
-            self.last = summary(execution)
-            self.log.info("SmartMCA %s", seen[1])
+        status = execution.status
+        verdict = classify_status(status, self.failure_statuses)
+        line = progress(execution)
+        last = self._last_seen
+        if last is not None and last[1] == line:  # the line names the status: nothing changed
+            return verdict
+        if verdict is Verdict.UNKNOWN and status not in self._unknown_logged:
+            self._unknown_logged.add(status)
+            self.log.warning(
+                "SmartMCA execution %s has status %r, which the provider does not know; waiting until "
+                "the deadline (never treated as success; list it in failure_statuses to fail fast)",
+                self.execution_id,
+                status,
+            )
+        done = nodes_done(execution)
+        # An unknown count (a list reading after a GET) is no change: the count did not go back.
+        moved = last is None or last[0] != status or (done is not None and done != self._done)
+        self._last_seen = (status, line)
+        if done is not None:
+            self._done = done
+        # Only a summary is kept: a whole execution per wait, replaced every poll, would be
+        # promoted to the oldest GC generation (costly with a thousand waits in a triggerer).
+        self.last = summary(execution)
+        if moved:
+            self.log.info("SmartMCA %s", line)
+        else:
+            self.log.debug("SmartMCA %s", line)
         return verdict
 
     def failed(self, exc: BaseException, settings: Any, interval: float) -> float:

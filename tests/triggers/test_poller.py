@@ -710,3 +710,101 @@ def test_a_round_of_many_waits_never_blocks_the_loop(emu: Emulator) -> None:
     assert {e["status"] for e in events} <= {"success", "failure"} and len(events) == 300
     slow = [m for m in records.messages if "took" in m]
     assert not slow, slow[:5]
+
+
+# --- what a coalesced wait logs ---------------------------------------------------------------
+
+
+class _Levels(logging.Handler):
+    """(level, message) of every record of one stdlib logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelno, record.getMessage()))
+
+
+def test_list_readings_log_no_node_count_and_only_status_changes_at_info(emu: Emulator) -> None:
+    ids = start(emu, "wf_staggered", 4)  # 1 s nodes at a 0.2 s poll: the current node moves between rounds
+    triggers = [trig(i, "wf_staggered") for i in ids]
+    records, logger = _Levels(), logging.getLogger("tests.triggers.progress")
+    logger.addHandler(records)
+    level, logger.level, logger.propagate = logger.level, logging.DEBUG, False
+    for trigger in triggers:
+        trigger._log = logger  # a plain logger at DEBUG: Airflow's drops debug before any handler
+    try:
+        events = asyncio.run(all_events(triggers))
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    assert {e["status"] for e in events} <= {"success", "failure"}
+    for execution_id, event in zip(ids, events, strict=True):
+        lines = [(lv, m) for lv, m in records.lines if m.startswith(f"SmartMCA execution {execution_id} ")]
+        # A list item has no node list: its line names no count ("0/3 nodes done" would be false).
+        listed = [m for _, m in lines if "nodes done" not in m]
+        assert listed and all(", current node: " in m or " pending" in m for m in listed), lines
+        assert not [m for m in listed if "running: 0/" in m]
+        # Info: each line changes the status, or gives a count of nodes done (a GET's reading).
+        status = None
+        for lv, message in lines:
+            now = message.split()[3].rstrip(":,")
+            if lv == logging.INFO:
+                assert now != status or "nodes done" in message, lines
+            else:
+                assert lv == logging.DEBUG and now == status and "nodes done" not in message, lines
+            status = now
+        # The last line is the GET that ended the wait, at info, with its nodes counted.
+        assert lines[-1][0] == logging.INFO and "/3 nodes done" in lines[-1][1]
+        assert event["execution"]["progress"] in lines[-1][1]
+    # Somewhere the current node moved between two list readings: logged, at debug.
+    assert [lv for lv, _ in records.lines].count(logging.DEBUG) >= 1, records.lines
+
+
+def test_a_get_after_list_readings_logs_its_count_then_lists_stay_quiet() -> None:
+    from airflow_provider_smartmca.client.contract import parse_execution
+    from airflow_provider_smartmca.client.executions import ExecutionWatch, progress
+
+    def reading(status: str, current: str | None, nodes: list[str] | None) -> Any:
+        data: dict[str, Any] = {
+            "executionId": "exec_1",
+            "status": status,
+            "nodeCount": 3,
+            "currentNode": current,
+        }
+        if nodes is not None:
+            data["nodes"] = [{"name": f"n{k}", "status": s} for k, s in enumerate(nodes)]
+        return parse_execution("get_execution", data)
+
+    listed = reading("running", "n1", None)
+    assert progress(listed) == "execution exec_1 running, current node: n1"
+    got = reading("running", "n1", ["completed", "running", "pending"])
+    assert progress(got) == "execution exec_1 running: 1/3 nodes done, current node: n1"
+
+    records, logger = _Levels(), logging.getLogger("tests.triggers.watch")
+    logger.addHandler(records)
+    logger.setLevel(logging.DEBUG)
+    try:
+        watch = ExecutionWatch("exec_1", logger)
+        watch.seen(reading("pending", None, None))  # first reading: info
+        watch.seen(listed)  # pending -> running: info
+        watch.seen(listed)  # nothing changed: nothing
+        watch.seen(reading("running", "n2", None))  # only the current node moved: debug
+        watch.seen(got)  # a count of nodes done: info
+        watch.seen(reading("running", "n1", None))  # a list item after a GET: count unknown, debug
+        watch.seen(reading("running", "n2", ["completed", "completed", "running"]))  # 2/3: info
+        watch.seen(reading("completed", None, ["completed"] * 3))  # info
+    finally:
+        logger.removeHandler(records)
+    assert [lv for lv, _ in records.lines] == [
+        logging.INFO,
+        logging.INFO,
+        logging.DEBUG,
+        logging.INFO,
+        logging.DEBUG,
+        logging.INFO,
+        logging.INFO,
+    ]
+    assert watch.last_status == "completed"
+    assert watch.last is not None and watch.last["progress"] == "execution exec_1 completed: 3/3 nodes done"
