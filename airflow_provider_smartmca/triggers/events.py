@@ -304,7 +304,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
     """
     Fire one event for each SmartMCA execution that ends in one of ``statuses`` after the watcher started.
 
-    For an ``AssetWatcher``: each event becomes an asset event whose ``extra`` is the payload
+    For an ``AssetWatcher``: each event becomes an asset event whose ``extra["payload"]`` is
     ``{"executionId", "workflowId", "workflowName", "entityType", "entityId", "status",
     "startedAt", "completedAt"}``; a DAG scheduled on the asset reads it from
     ``triggering_asset_events``. De-duplicate on ``executionId``: a triggerer crash may repeat
@@ -386,7 +386,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
 
     @staticmethod
     def payload(execution: Execution) -> dict[str, Any]:
-        """The event's payload (the asset event's ``extra``): who, what, when; nothing else."""
+        """The event's payload (the asset event's ``extra["payload"]``): who, what, when; nothing else."""
 
         def stamp(value: datetime | None) -> str | None:
             return None if value is None else value.isoformat()
