@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -300,6 +301,18 @@ class EmulatorProc:
     def fault(self, **spec: Any) -> dict[str, Any]:
         return dict(self.admin("POST", "faults", spec))
 
+    def start_execution(self, workflow_type: str, entity_type: str, entity_id: str) -> str:
+        """Start an execution through the public API, as the SmartMCA app or another system would."""
+        status, data = http(
+            "POST",
+            f"{self.url}/api/public/v1/workflows/trigger",
+            {"workflowType": workflow_type, "entityType": entity_type, "entityId": entity_id},
+            {"Authorization": f"Bearer {API_KEY}"},
+        )
+        if status != 202 or not isinstance(data, dict) or not data.get("executionId"):
+            raise E2EError(f"trigger {workflow_type}/{entity_id} -> {status} {data}")
+        return str(data["executionId"])
+
 
 # --------------------------------------------------------------------------- airflow
 class Airflow:
@@ -307,7 +320,14 @@ class Airflow:
 
     COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
-    def __init__(self, root: Path, db_url: str, emulator_url: str, dag_files: list[Path]):
+    def __init__(
+        self,
+        root: Path,
+        db_url: str,
+        emulator_url: str,
+        dag_files: list[Path],
+        extra_env: dict[str, str] | None = None,
+    ):
         self.root = root
         self.home = root / "airflow-home"
         self.dags = self.home / "dags"
@@ -368,6 +388,8 @@ class Airflow:
             AIRFLOW_VAR_SMARTMCA_POLL_INTERVAL="2",
             PYTHONDONTWRITEBYTECODE="1",
         )
+        # A stack's own settings (e.g. the event-driven stack turns USE_JOB_SCHEDULE back on).
+        env.update(extra_env or {})
         self.env = env
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -494,6 +516,40 @@ class Airflow:
             headers={"Authorization": f"Bearer {self.token()}"},
         )
         return json.dumps(data) if not isinstance(data, str) else data
+
+    def asset_id(self, uri: str) -> int:
+        """The id of the asset with this URI (it exists once its DAG is parsed)."""
+        data = self.api("GET", f"assets?uri_pattern={urllib.parse.quote(uri)}&limit=100")
+        ids = [a["id"] for a in data["assets"] if a["uri"] == uri]
+        if len(ids) != 1:
+            raise E2EError(f"asset {uri}: {len(ids)} matches in {data}")
+        return int(ids[0])
+
+    def asset_events(self, asset_id: int) -> list[dict[str, Any]]:
+        """Every event of an asset, oldest first."""
+        events: list[dict[str, Any]] = []
+        while True:
+            data = self.api(
+                "GET", f"assets/events?asset_id={asset_id}&order_by=timestamp&limit=100&offset={len(events)}"
+            )
+            page = list(data["asset_events"])
+            events += page
+            if not page or len(events) >= int(data["total_entries"]):
+                return events
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of a DAG, oldest first."""
+        runs: list[dict[str, Any]] = []
+        while True:
+            data = self.api("GET", f"dags/{dag_id}/dagRuns?order_by=run_after&limit=100&offset={len(runs)}")
+            page = list(data["dag_runs"])
+            runs += page
+            if not page or len(runs) >= int(data["total_entries"]):
+                return runs
+
+    def upstream_asset_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The asset events that triggered (and were consumed by) a run."""
+        return list(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"])
 
     def wait_runs(
         self,

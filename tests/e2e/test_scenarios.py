@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import EventStack, Stack
 from tests.e2e.harness import E2EError, RunObserver, task_process_pids, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -324,3 +324,257 @@ def test_6_two_triggerers_one_killed(e2e: Stack) -> None:
     for i in range(10):
         assert_result(s, dag, run[1], f"ha_{i:02d}")
     assert af.procs[next(p for p in job_to_proc.values() if p != victim)].alive()
+
+
+# --------------------------------------------------------------------------- event-driven scheduling
+# Issue 13: DAGs scheduled on an Asset whose AssetWatcher runs ExecutionEventTrigger. These run on
+# the event stack (tests/e2e/conftest.py: USE_JOB_SCHEDULE on, only asset-scheduled DAGs parsed).
+FUNDING_DAG = "example_smartmca_funding_on_onboarding"
+ONBOARDING_URI = "smartmca://workflows/wf_deal_onboarding/completed"
+EVENTS_DAG = "smartmca_e2e_events"
+MEDIUM_URI = "smartmca://workflows/wf_e2e_medium/completed"
+#: Both watchers of the event stack poll every 2 s (AIRFLOW_VAR_SMARTMCA_POLL_INTERVAL, the test DAG).
+WATCH_POLL = 2.0
+PAYLOAD_KEYS = {
+    "executionId",
+    "workflowId",
+    "workflowName",
+    "entityType",
+    "entityId",
+    "status",
+    "startedAt",
+    "completedAt",
+}
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def payload_of(event: dict[str, Any]) -> dict[str, Any]:
+    """The trigger's payload inside an asset event: Airflow stores ``{"from_trigger", "payload"}``."""
+    extra = event.get("extra") or {}
+    payload = extra.get("payload")
+    assert extra.get("from_trigger") is True and isinstance(payload, dict), f"not a watcher event: {event}"
+    return payload
+
+
+def fired_by_execution(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Asset events by the execution they report, oldest first."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for event in sorted(events, key=lambda e: (_ts(e["timestamp"]), e["id"])):
+        out.setdefault(str(payload_of(event)["executionId"]), []).append(event)
+    return out
+
+
+def last_watermark_save(s: Stack, asset_id: int) -> datetime | None:
+    """When the watcher last saved its watermark in Airflow's asset_state_store (3.3+), or None."""
+    rows = s.pg.query("select max(updated_at) from asset_state_store where asset_id = %s", (asset_id,))
+    return rows[0][0] if rows else None
+
+
+def wait_watcher_started(s: Stack, asset_id: int) -> datetime:
+    """A watermark saved in the state store: the watcher finished its first poll (its start point)."""
+    return wait_for(
+        f"the watcher of asset {asset_id} to save a watermark",
+        lambda: last_watermark_save(s, asset_id),
+        240,
+        interval=1,
+        on_timeout=s.airflow.tails(40),
+    )
+
+
+TERMINAL_STATES = ("success", "failed")
+
+
+class Watched:
+    """An asset with a watcher and the DAG scheduled on it, from a baseline: only what is new counts
+    (the event stack is shared by the event scenarios and is not reset between them)."""
+
+    def __init__(self, s: Stack, uri: str, dag_id: str):
+        self.s, self.af, self.dag_id = s, s.airflow, dag_id
+        self.asset = self.af.asset_id(uri)
+        self.old_events = {e["id"] for e in self.af.asset_events(self.asset)}
+        self.old_runs = {r["dag_run_id"] for r in self.af.dag_runs(dag_id)}
+
+    def events(self) -> list[dict[str, Any]]:
+        return [e for e in self.af.asset_events(self.asset) if e["id"] not in self.old_events]
+
+    def fired(self) -> dict[str, list[dict[str, Any]]]:
+        return fired_by_execution(self.events())
+
+    def wait_fired(self, ids: set[str], what: str, timeout: float = 240) -> None:
+        wait_for(what, lambda: ids <= set(self.fired()), timeout, interval=0.5, on_timeout=self.af.tails(40))
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [r for r in self.af.dag_runs(self.dag_id) if r["dag_run_id"] not in self.old_runs]
+
+    def consumed(self, runs: list[dict[str, Any]]) -> Counter[int]:
+        """How many of ``runs`` consumed each asset event (by event id)."""
+        out: Counter[int] = Counter()
+        for run in runs:
+            out.update(e["id"] for e in self.af.upstream_asset_events(self.dag_id, run["dag_run_id"]))
+        return out
+
+    def settled_runs(self, timeout: float = 300, all_consumed: bool = False) -> list[dict[str, Any]]:
+        """The new runs once none is queued or running (and, if asked, every new event is consumed)."""
+
+        def check() -> list[dict[str, Any]] | None:
+            self.af.check_alive()
+            runs = self.runs()
+            if any(r["state"] not in TERMINAL_STATES for r in runs):
+                return None
+            if all_consumed and not {e["id"] for e in self.events()} <= set(self.consumed(runs)):
+                return None
+            return runs or None
+
+        return list(wait_for(f"{self.dag_id} runs", check, timeout, interval=1, on_timeout=self.af.tails(40)))
+
+    def flush(self, workflow: str, entity_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """One more execution, ending alone: its run takes every event still waiting for a run.
+
+        Airflow 3.3.2 (without apache/airflow#62501) dates a DAG's run queue entry at the *first*
+        queued event and consumes only events up to that date; later events of the same burst stay
+        unconsumed, without a queue entry, until another event arrives. Delayed, never dropped."""
+        execution_id = self.s.emulator.start_execution(workflow, "deal", entity_id)
+        self.wait_fired({execution_id}, f"the flush execution {execution_id} to fire")
+        return execution_id, self.settled_runs(all_consumed=True)
+
+
+def test_7_event_driven_one_asset_event_per_execution(events: EventStack) -> None:
+    """Executions started through the emulator after the watcher started give one asset event each;
+    the funding example's runs (Airflow may merge events into one run) fund every execution once."""
+    s, af = events, events.airflow
+    af.wait_dags([FUNDING_DAG, EVENTS_DAG])
+    w = Watched(s, ONBOARDING_URI, FUNDING_DAG)
+    started_at = wait_watcher_started(s, w.asset)
+    s.log(f"onboarding watcher started (watermark saved {started_at.isoformat()})")
+    ids: list[str] = []
+    # Two waves: each ends within about one poll, the second a few polls after the first.
+    for wave in range(2):
+        for i in range(3):
+            ids.append(s.emulator.start_execution("wf_deal_onboarding", "deal", f"deal-evt-{wave}{i}"))
+        time.sleep(4 if wave == 0 else 0)
+    # Not watched: another workflow on the same entity type ends too (and fails).
+    other = s.emulator.start_execution("wf_deal_compliance_fail", "deal", "deal-evt-other")
+    w.wait_fired(set(ids), "an asset event for each execution", 180)
+    time.sleep(3)  # a few scheduler loops
+    runs = w.settled_runs()
+    waiting = {e["id"] for e in w.events()} - set(w.consumed(runs))
+    s.log(f"{len(ids)} executions fired; {len(runs)} run(s) so far; {len(waiting)} event(s) not consumed yet")
+    flush_id, _ = w.flush("wf_deal_onboarding", "deal-evt-flush")
+    ids.append(flush_id)
+    # Quiet for a few polls: a late repeat would show up now, and start another run.
+    time.sleep(4 * WATCH_POLL)
+    runs = w.settled_runs(all_consumed=True)
+
+    fired = w.fired()
+    counts = {eid: len(evs) for eid, evs in fired.items()}
+    s.log(f"{len(ids)} executions -> {sum(counts.values())} asset events -> {len(runs)} DAG run(s)")
+    assert counts == dict.fromkeys(ids, 1), f"expected exactly one event per execution: {counts}"
+    ever = fired_by_execution(af.asset_events(w.asset))
+    assert not set(s.before_watcher) & set(ever), "an execution that ended before the watcher fired"
+    assert other not in ever
+    # Each payload is the execution as SmartMCA reports it.
+    truth = {e["executionId"]: e for e in s.emulator.executions(workflow_type="wf_deal_onboarding")}
+    for eid, (event,) in fired.items():
+        payload = payload_of(event)
+        assert set(payload) == PAYLOAD_KEYS, payload
+        want = truth[eid]
+        for key in ("workflowId", "workflowName", "entityType", "entityId", "status"):
+            assert payload[key] == want[key], (key, payload, want)
+        assert payload["status"] == "completed"
+        assert _ts(payload["startedAt"]) == _ts(want["startedAt"])
+        assert _ts(payload["completedAt"]) == _ts(want["completedAt"])
+        assert _ts(event["timestamp"]) >= started_at, "an event from before the watcher started"
+
+    # Every run was started by the asset and succeeded; together the runs consumed every event
+    # once and funded every execution exactly once (the task de-duplicates by executionId).
+    funded: Counter[str] = Counter()
+    for run in runs:
+        assert run["run_type"] == "asset_triggered", run
+        assert run["state"] == "success", run
+        funded.update(af.xcom(FUNDING_DAG, run["dag_run_id"], "fund_onboarded_deals")["funded"])
+    consumed = w.consumed(runs)
+    new_events = [e for evs in fired.values() for e in evs]
+    assert all(consumed[e["id"]] == 1 for e in new_events), (consumed, new_events)
+    assert Counter({k: v for k, v in funded.items() if k in counts}) == Counter(ids), funded
+    # The task re-read each execution through the hook.
+    reqs = s.emulator.requests()
+    for eid in ids:
+        assert gets_of(reqs, eid), f"{eid} was never read by the funding task"
+
+
+def test_8_event_driven_triggerer_killed_no_loss_bounded_repeats(events: EventStack) -> None:
+    """``kill -9`` of the triggerer right after the watcher fired: every execution still fires, and
+    only what the watcher yielded after its last watermark save (at most one poll's events) fires
+    again, once, from the new triggerer.
+
+    Bound asserted: each execution has 1 or 2 asset events; an execution with 2 is one whose first
+    event was stored after the watcher's last ``asset_state_store`` save before the kill (the
+    watermark is saved one poll after its events are yielded), and its second event comes after
+    the kill."""
+    s, af = events, events.airflow
+    af.wait_dags([FUNDING_DAG, EVENTS_DAG])
+    w = Watched(s, MEDIUM_URI, EVENTS_DAG)
+    wait_watcher_started(s, w.asset)
+    # Batch 1 (~8 s each, started 0.5 s apart) ends across the kill; batch 2 ends while the
+    # triggerer is down or after the new one took over.
+    ids = []
+    for i in range(8):
+        ids.append(s.emulator.start_execution("wf_e2e_medium", "deal", f"deal-kill-a{i}"))
+        time.sleep(0.5)
+    batch1 = set(ids)
+    wait_for(
+        "two events of the first batch",
+        lambda: len(batch1 & set(w.fired())) >= 2,
+        120,
+        interval=0.25,
+        on_timeout=af.tails(40),
+    )
+    name = next(n for n in reversed(af.procs) if n.startswith("triggerer") and af.procs[n].alive())
+    af.procs[name].kill9()
+    killed_at = datetime.now(timezone.utc)
+    af.procs[name].expected_dead = True  # type: ignore[attr-defined]
+    # The triggerer is dead: this is the watermark a new one resumes from.
+    last_save = last_watermark_save(s, w.asset)
+    assert last_save is not None
+    s.log(
+        f"kill -9 {name} at {killed_at.isoformat()}; {len(batch1 & set(w.fired()))} of the first batch "
+        f"fired; last watermark save {last_save.isoformat()}"
+    )
+    for i in range(4):
+        ids.append(s.emulator.start_execution("wf_e2e_medium", "deal", f"deal-kill-b{i}"))
+    time.sleep(3)
+    af.start("triggerer", name=f"{name}-after-kill")
+    w.wait_fired(set(ids), "an asset event for each execution after the restart")
+    time.sleep(4 * WATCH_POLL)  # let any repeat arrive
+    flush_id, _ = w.flush("wf_e2e_medium", "deal-kill-flush")
+    time.sleep(4 * WATCH_POLL)
+    runs = w.settled_runs(all_consumed=True)
+
+    fired = w.fired()
+    counts = {eid: len(evs) for eid, evs in fired.items()}
+    repeated = sorted(eid for eid, n in counts.items() if n > 1)
+    after_save = [eid for eid, evs in fired.items() if last_save < _ts(evs[0]["timestamp"]) <= killed_at]
+    s.log(
+        f"{len(ids)} executions -> {sum(counts.values())} events; repeated {repeated}; "
+        f"fired after the last save and before the kill: {after_save}; {len(runs)} run(s)"
+    )
+    assert set(fired) == {*ids, flush_id}, f"lost: {sorted(set(ids) - set(fired))}; extra: {set(fired)}"
+    assert max(counts.values()) <= 2, counts
+    for eid in repeated:
+        first, second = (_ts(e["timestamp"]) for e in fired[eid])
+        assert last_save < first <= killed_at, (
+            f"{eid} repeated but its first event ({first}) is not among those fired after the "
+            f"last watermark save ({last_save}) and before the kill ({killed_at})"
+        )
+        assert second > killed_at, (eid, second, killed_at)
+    assert len(repeated) <= len(after_save)
+    assert counts[flush_id] == 1
+    # The runs saw every execution, and every stored event, duplicates included.
+    seen: Counter[str] = Counter()
+    for run in runs:
+        assert run["state"] == "success", run
+        seen.update(e["executionId"] for e in af.xcom(EVENTS_DAG, run["dag_run_id"], "record_events"))
+    assert all(seen[eid] >= n for eid, n in counts.items()), (seen, counts)
