@@ -33,11 +33,13 @@ poll succeeded. Every request goes through the key's
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
@@ -81,6 +83,11 @@ MAX_WINDOW_PAGES = 50
 MAX_ACTIVE_PAGES = 10
 #: GETs per poll for executions that left the active lists; the rest wait for the next poll.
 MAX_GETS = 200
+#: Reads of a failing state store at start, before looking back instead.
+LOAD_ATTEMPTS = 4
+FINAL_STATUSES = frozenset(WATCHABLE_STATUSES)
+GONE = "gone"  # the reading of an execution that answers 404
+_NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a stamp for what has none: pruned first
 
 
 @dataclass(frozen=True)
@@ -88,21 +95,23 @@ class WatermarkRecord:
     """
     Where a watcher stands, on the server's clock; stored as JSON in ``asset_state_store``.
 
-    :param since: the server's time at the start of the last complete poll.
+    :param since: the server's time at the start of the last complete poll; None while the
+        server has shown no clock at all (no ``Date`` header, nothing listed with a timestamp):
+        then everything listed later is newer.
     :param active: executions pending or running then: they may still end and fire.
     :param fired: executions already fired whose start is still inside the window, by start time.
     """
 
     VERSION = 1
 
-    since: datetime
+    since: datetime | None
     active: frozenset[str] = frozenset()
     fired: dict[str, datetime] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.VERSION,
-            "since": self.since.isoformat(),
+            "since": None if self.since is None else self.since.isoformat(),
             "active": sorted(self.active),
             "fired": {k: v.isoformat() for k, v in sorted(self.fired.items())},
         }
@@ -118,7 +127,7 @@ class WatermarkRecord:
             raise ValueError(f"not a version-{cls.VERSION} watermark")
         try:
             return cls(
-                since=parse_timestamp(data["since"]),
+                since=None if data["since"] is None else parse_timestamp(data["since"]),
                 active=frozenset(str(x) for x in data["active"]),
                 fired={str(k): parse_timestamp(v) for k, v in data["fired"].items()},
             )
@@ -126,18 +135,23 @@ class WatermarkRecord:
             raise ValueError(f"malformed watermark: {exc!r}") from None
 
 
+class _Unreadable(Exception):
+    """The stored watermark could not be read (the store failed)."""
+
+
 class _WatermarkStore:
     """
     The watermark's home: Airflow's ``asset_state_store`` accessors when injected (3.3+), else memory.
 
-    One watcher may serve several assets (Airflow runs one trigger for identical kwargs); each
-    asset gets the record, and on load the oldest one wins, so no asset misses an execution.
-    A store that fails is logged and the watcher carries on in memory: a failed save can only
-    cause repeats after a restart, never a loss.
+    An asset may have several watchers (other filters), and they all get the asset's one state:
+    each keeps its record under its own key (:attr:`ExecutionEventTrigger.state_key`). One
+    watcher may also serve several assets (Airflow runs one trigger for identical kwargs): each
+    asset gets the record, and on load the oldest wins, so no asset misses an execution. A save
+    that fails is logged and the watcher carries on: it can only cause repeats after a restart.
     """
 
-    def __init__(self, accessors: Any, log: Any) -> None:
-        self.log = log
+    def __init__(self, accessors: Any, key: str, log: Any) -> None:
+        self.key, self.log = key, log
         self.targets: list[Any] = []
         if accessors is not None:
             # The public API reads a single asset's accessor directly; several need the mapping.
@@ -152,27 +166,37 @@ class _WatermarkStore:
     def durable(self) -> bool:
         return bool(self.targets)
 
-    async def load(self) -> WatermarkRecord | None:
-        records = []
+    async def load(self) -> tuple[WatermarkRecord | None, bool]:
+        """
+        The stored record, and whether this is the watcher's first start (nothing stored at all).
+
+        A record of another version, or unreadable, gives ``(None, False)``: not a first start,
+        so the watcher looks back instead of skipping what ended while it was down.
+
+        :raises _Unreadable: the store failed.
+        """
+        records, foreign = [], False
         for target in self.targets:
             try:
-                value = await target.aget(STATE_KEY)
+                value = await target.aget(self.key)
             except Exception as exc:
-                self.log.warning("SmartMCA watcher: could not read its watermark (%s); starting afresh", exc)
-                return None
+                raise _Unreadable(str(exc)) from None
             if value is None:
                 continue
             try:
                 records.append(WatermarkRecord.from_json(value))
             except ValueError as exc:
-                self.log.warning("SmartMCA watcher: ignoring the stored watermark: %s", exc)
-        return min(records, key=lambda r: r.since) if records else None
+                foreign = True
+                self.log.warning("SmartMCA watcher: ignoring the stored watermark (%s); looking back", exc)
+        if records:
+            return min(records, key=lambda r: r.since or _NEVER), False
+        return None, not foreign
 
     async def save(self, record: WatermarkRecord) -> None:
         value = record.to_json()
         for target in self.targets:
             try:
-                await target.aset(STATE_KEY, value)
+                await target.aset(self.key, value)
             except Exception as exc:
                 self.log.warning(
                     "SmartMCA watcher: could not save its watermark (%s); a restart may repeat events", exc
@@ -186,7 +210,7 @@ class _Poll:
         self.trigger, self.client, self.budget = trigger, client, budget
         self.settings: ClientSettings = budget.settings
         self.now: datetime | None = None  # the server's clock at the first response
-        self.newest_start: datetime | None = None  # stands in for ``now`` without a Date header
+        self.newest: datetime | None = None  # the newest timestamp read: ``now`` without a Date header
 
     async def _send(self, name: str, **kwargs: Any) -> Any:
         request = protocol.build_request(self.settings, name, **kwargs)
@@ -210,9 +234,17 @@ class _Poll:
         if self.now is None:
             self.now = result.server_time
         for item in result.items:
-            if item.started_at and (self.newest_start is None or item.started_at > self.newest_start):
-                self.newest_start = item.started_at
+            for stamp in (item.started_at, item.completed_at):
+                if stamp is not None and (self.newest is None or stamp > self.newest):
+                    self.newest = stamp
         return result
+
+    async def clock(self) -> datetime | None:
+        """The server's clock: its ``Date`` header, else the newest timestamp it listed, else None."""
+        if self.now is None and self.newest is None:
+            for status in self.trigger.statuses:
+                await self._page(status, 1)
+        return self.now or self.newest
 
     @staticmethod
     def _last(result: ExecutionPage, page: int) -> bool:
@@ -223,25 +255,39 @@ class _Poll:
         )
 
     async def active(self) -> set[str]:
-        """Ids of the executions listed as pending or running."""
+        """
+        Ids of the executions listed as pending or running.
+
+        A list of several pages is read twice: an execution ending on page 1 while page 2 is
+        fetched moves page 2's first item onto page 1, so one pass can miss it; an execution
+        missed by both passes would need two such endings at those two moments.
+        """
         ids: set[str] = set()
         for status in sorted(ACTIVE_STATUSES):
-            for page in range(1, MAX_ACTIVE_PAGES + 1):
-                result = await self._page(status, page)
-                ids.update(e.execution_id for e in result.items if e.status in ACTIVE_STATUSES)
-                if self._last(result, page):
-                    break
-            else:
-                self.trigger.log.error(
-                    "SmartMCA watcher: more than %d %s executions match its filters; only the newest "
-                    "are tracked, and one of the others that ends may be missed. Narrow the filters.",
-                    MAX_ACTIVE_PAGES * PAGE_LIMIT,
-                    status,
-                )
+            if await self._pass(status, ids) > 1:
+                await self._pass(status, ids)
         return ids
 
-    async def window(self, status: str, start: datetime) -> list[Execution]:
-        """The executions in ``status`` that started at or after ``start``, newest first, order checked."""
+    async def _pass(self, status: str, ids: set[str]) -> int:
+        """Read the ``status`` list once into ``ids``; return how many pages it had."""
+        for page in range(1, MAX_ACTIVE_PAGES + 1):
+            result = await self._page(status, page)
+            ids.update(e.execution_id for e in result.items if e.status in ACTIVE_STATUSES)
+            if self._last(result, page):
+                return page
+        self.trigger.log.error(
+            "SmartMCA watcher: more than %d %s executions match its filters; only the newest are "
+            "tracked, and one of the others that ends may be missed. Narrow the filters.",
+            MAX_ACTIVE_PAGES * PAGE_LIMIT,
+            status,
+        )
+        return MAX_ACTIVE_PAGES
+
+    async def window(self, status: str, start: datetime | None) -> list[Execution]:
+        """
+        The executions in ``status`` that started at or after ``start`` (None: all), newest first,
+        order checked.
+        """
         found: dict[str, Execution] = {}
         ordered, previous = True, None
         for page in range(1, MAX_WINDOW_PAGES + 1):
@@ -252,7 +298,7 @@ class _Poll:
                 if started is not None:
                     ordered = ordered and (previous is None or started <= previous)
                     previous = started
-                if started is None or started >= start:
+                if started is None or start is None or started >= start:
                     found.setdefault(item.execution_id, item)
                 else:
                     older = True
@@ -290,7 +336,7 @@ class _Poll:
             return result
         except SmartMCANotFoundError:
             self.trigger.log.warning("SmartMCA execution %s is gone (404); no longer tracked", execution_id)
-            return Execution(execution_id=execution_id, status="gone")
+            return Execution(execution_id=execution_id, status=GONE)
         except SmartMCAAuthError:
             raise
         except SmartMCAError as exc:
@@ -367,6 +413,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 "restart_lookback", f"must be 0 or more seconds, got {restart_lookback!r}", operation=_OP
             )
         self._sorts: bool | None = None  # whether List Executions sorts as asked (probed once)
+        self._polled_at: float | None = None  # time.monotonic() of the last complete poll
         json.dumps(self.serialize()[1], allow_nan=False)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -402,13 +449,39 @@ class ExecutionEventTrigger(BaseEventTrigger):
             "completedAt": stamp(execution.completed_at),
         }
 
+    @property
+    def state_key(self) -> str:
+        """
+        This watcher's key in the asset's state: one per filter set, so several watchers of one
+        asset keep separate watermarks (the poll interval may change without losing it).
+        """
+        filters = json.dumps([self.conn_id, self.workflow_type, self.entity_type, sorted(self.statuses)])
+        return f"{STATE_KEY}:{hashlib.sha256(filters.encode()).hexdigest()[:16]}"
+
+    async def _load(self, store: _WatermarkStore) -> tuple[WatermarkRecord | None, bool]:
+        """The stored watermark, retried when the store fails; after that, look back (never a first start)."""
+        for attempt in range(LOAD_ATTEMPTS):
+            try:
+                return await store.load()
+            except _Unreadable as exc:
+                self.log.warning("SmartMCA watcher: could not read its watermark (%s)", exc)
+                if attempt + 1 < LOAD_ATTEMPTS:
+                    await asyncio.sleep(min(self.poll_interval, 2.0**attempt))
+        self.log.error(
+            "SmartMCA watcher: its watermark is unreadable; looking back %g s instead", self.restart_lookback
+        )
+        return None, False
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll forever; yield an event per execution that ended in a watched status."""
         from airflow_provider_smartmca.client.aio import shared_session
         from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
 
-        store = _WatermarkStore(getattr(self, "asset_state_store", None), self.log)
-        record = await store.load()
+        store = _WatermarkStore(getattr(self, "asset_state_store", None), self.state_key, self.log)
+        record, first_start = await self._load(store)
+        # Only a durable store can tell a first start from a restart; in memory, every start
+        # looks back (unless there is nothing to look back over).
+        first_start = (first_start and store.durable) or self.restart_lookback == 0
         unsaved: WatermarkRecord | None = None
         failures = 0
         while True:
@@ -420,7 +493,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 settings = await _resolve(self.conn_id)
                 async with shared_session(settings, pool_limit=POOL_LIMIT) as client:
                     budget = RequestBudget.shared(settings)
-                    fired, record = await self._poll(_Poll(self, client, budget), record, store.durable)
+                    fired, record = await self._poll(_Poll(self, client, budget), record, first_start)
+                self._polled_at = time.monotonic()
                 failures = 0
             except (SmartMCAError, AirflowException) as exc:
                 # Nothing moved: the next poll reads the same window again. Never an end.
@@ -446,56 +520,80 @@ class ExecutionEventTrigger(BaseEventTrigger):
             await asyncio.sleep(self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER))
 
     async def _poll(
-        self, poll: _Poll, record: WatermarkRecord | None, durable: bool
+        self, poll: _Poll, record: WatermarkRecord | None, first_start: bool
     ) -> tuple[list[Execution], WatermarkRecord]:
-        """One poll from ``record`` (None: the watcher's first); returns the executions to fire and the new record."""
+        """
+        One poll from ``record``; returns the executions to fire and the new record.
+
+        :param record: the watermark, or None before the first complete poll of this run.
+        :param first_start: with no record: True skips what ended before now (no backfill),
+            False looks back ``restart_lookback`` seconds.
+        """
         active_now = await poll.active()
-        now = poll.now or poll.newest_start or (record.since if record else None)
-        if now is None:
-            raise SmartMCAError(
-                "SmartMCA sent no Date header and no execution has a startedAt: the watcher "
-                "cannot place itself on the server's clock yet",
-                operation=_OP,
-            )
-        fired: dict[str, Execution] = {}
-        already: dict[str, datetime] = dict(record.fired) if record else {}
+        now = await poll.clock()
         if record is None:
-            if durable or self.restart_lookback == 0:
-                # The first start: no history. What is final now (and was not active a moment
-                # ago) ended before the watcher started: it goes into ``fired`` so that no later
-                # window reports it; the Date header's 1 s grain cannot tell "just before".
+            if first_start:
+                # No history. What is final now (and was not active a moment ago) ended before
+                # the watcher started: it goes into ``fired`` so that no later window reports it.
                 history = {
-                    item.execution_id: item.started_at or now
+                    item.execution_id: item.started_at or now or _NEVER
                     for status in self.statuses
-                    for item in await poll.window(status, now - MARGIN)
+                    for item in await poll.window(status, None if now is None else now - MARGIN)
                     if item.status == status and item.execution_id not in active_now
                 }
                 return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
-            record = WatermarkRecord(since=now - timedelta(seconds=self.restart_lookback))
-        seen: set[str] = set()
+            lookback = None if now is None else now - timedelta(seconds=self.restart_lookback)
+            record = WatermarkRecord(since=lookback)
+        since = record.since
+        if now is not None and since is not None and now < since - timedelta(seconds=1):  # Date's grain
+            # The server's clock stepped back: executions are now stamped before ``since``.
+            # Reach back by the time that really passed (a duration on this host's monotonic clock).
+            elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
+            step = (since - now).total_seconds()
+            since = now - timedelta(seconds=elapsed)
+            self.log.warning(
+                "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
+                step,
+                since.isoformat(),
+            )
+        fired: dict[str, Execution] = {}
+        already = dict(record.fired)
+        listed: set[str] = set()  # final in a window: settled without a GET
         for status in self.statuses:
-            for item in await poll.window(status, record.since - MARGIN):
-                seen.add(item.execution_id)
-                if item.status != status or item.execution_id in already or item.execution_id in fired:
-                    continue
-                if _ended_after(item, record, active_now):
-                    fired[item.execution_id] = item
+            for item in await poll.window(status, None if since is None else since - MARGIN):
+                if item.status != status or not self._matches(item):
+                    continue  # a server ignoring a filter
+                listed.add(item.execution_id)
+                # In a window and not fired yet: it ended after the watermark (what ended before
+                # is in ``already``: fired, or history at the first start).
+                if item.execution_id not in already:
+                    fired.setdefault(item.execution_id, item)
         # Tracked executions that left the active lists and were not in a window: GET each.
-        gone = sorted(record.active - active_now - seen)
+        gone = sorted(record.active - active_now - listed)
         later = set(gone[MAX_GETS:])
         readings = await asyncio.gather(*(poll.get(i) for i in gone[:MAX_GETS]))
         for execution_id, reading in zip(gone[:MAX_GETS], readings, strict=True):
             if reading is None or reading.status in ACTIVE_STATUSES:
                 later.add(execution_id)  # unreadable now, or the list shifted under paging
-            elif reading.status in self.statuses and execution_id not in already and self._matches(reading):
-                fired[execution_id] = reading
-        # Keep the fired ids the next window can still show, so it does not fire them again.
-        horizon = now - MARGIN - timedelta(seconds=self.poll_interval)
+            elif reading.status in self.statuses:
+                if execution_id not in already and self._matches(reading):
+                    fired[execution_id] = reading
+            elif reading.status not in FINAL_STATUSES and reading.status != GONE:
+                # A status the contract does not know: it may still end. Keep asking.
+                self.log.warning(
+                    "SmartMCA execution %s has unknown status %r; still tracked", execution_id, reading.status
+                )
+                later.add(execution_id)
+        # Keep what the next window can still show, so that it is not fired again: by start time,
+        # and anything a window listed this time (an item without startedAt is in every window).
+        now = now or since
         for execution_id, item in fired.items():
-            already[execution_id] = item.started_at or now
-        kept = {k: v for k, v in already.items() if v >= horizon}
+            already[execution_id] = item.started_at or now or _NEVER
+        if now is not None:
+            horizon = now - MARGIN - timedelta(seconds=self.poll_interval)
+            already = {k: v for k, v in already.items() if v >= horizon or k in listed}
         return list(fired.values()), WatermarkRecord(
-            since=now, active=frozenset(active_now | later), fired=kept
+            since=now, active=frozenset(active_now | later), fired=already
         )
 
     def _matches(self, execution: Execution) -> bool:
@@ -506,12 +604,3 @@ class ExecutionEventTrigger(BaseEventTrigger):
 
     async def cleanup(self) -> None:
         """Do nothing: a watcher moved to another triggerer must not disturb anything remote."""
-
-
-def _ended_after(item: Execution, record: WatermarkRecord, active_now: set[str]) -> bool:
-    """Whether a final ``item`` from a window ended after the watermark (so it has not fired yet)."""
-    if item.execution_id in record.active or item.execution_id in active_now:
-        return True  # seen active, now final: it ended since
-    if item.completed_at is not None:
-        return item.completed_at >= record.since - timedelta(seconds=1)  # the Date header's grain
-    return item.started_at is None or item.started_at >= record.since

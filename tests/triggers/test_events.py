@@ -99,6 +99,12 @@ class MemoryAssetStateStore:
         self.values[key] = json.dumps(value)
         self.writes += 1
 
+    def only_key(self) -> str:
+        """The one key a single watcher writes (``ExecutionEventTrigger.state_key``)."""
+        (key,) = self.values
+        assert key.startswith(STATE_KEY + ":"), key
+        return key
+
 
 def start(workflow: str, n: int = 1, entity_type: str = "deal") -> list[str]:
     """Start ``n`` executions through the sync hook (a real POST each)."""
@@ -268,7 +274,7 @@ def test_a_restart_with_the_stored_watermark_repeats_nothing_and_loses_nothing(e
         then=POLL * 3,  # one more poll: it saves the watermark covering the events
     )
     assert ids_of(first) == Counter(before)  # both ended while it ran; the next poll saved it
-    assert WatermarkRecord.from_json(json.loads(store.values[STATE_KEY])).since is not None
+    assert WatermarkRecord.from_json(json.loads(store.values[store.only_key()])).since is not None
     # Down: two start and end, one starts and is still running when the watcher is back.
     during_downtime = start("wf_long", 2)
     wait_all_ended(emu, during_downtime)
@@ -287,7 +293,7 @@ def test_a_tracked_execution_that_ends_while_the_watcher_is_down_fires_after_the
         watcher(store, workflow_type="wf_long"), 1.0, during=lambda: running.extend(start("wf_long", 2))
     )
     assert first == []
-    assert set(running) <= set(json.loads(store.values[STATE_KEY])["active"])
+    assert set(running) <= set(json.loads(store.values[store.only_key()])["active"])
     wait_all_ended(emu, running)
     second, _ = run_watcher(watcher(store, workflow_type="wf_long"), 5, until=lambda ev: len(ev) >= 2)
     assert ids_of(second) == Counter(running)

@@ -2,9 +2,11 @@
 
 Each test tries to make the watcher lose an execution, fire one twice outside the documented
 bound (once more per crash, only the last poll's events), fire one that ended before it
-started, leak the key, hang, or grow without bound. Tests that expose a real bug are
-``xfail(strict=True, raises=AssertionError)``: the reason names the bug, and a broken
-precondition raises ``RuntimeError`` so it shows as a failure rather than a false xfail.
+started, leak the key, hang, or grow without bound. Ten of them failed against the first
+version of the watcher (page shifts in the first poll, late-visible rows, no Date header, a
+clock stepping back, unknown statuses, a failing or foreign stored watermark, two watchers on
+one asset, items without timestamps); all pass now. A broken precondition raises
+``RuntimeError``, so a test cannot pass without having attacked.
 
 Everything is real: the watcher on a real event loop, the emulator over real HTTP. Where the
 emulator has no switch for a hostile behaviour (no ``Date`` header, rows that become visible
@@ -34,7 +36,7 @@ import pytest
 
 from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionEventTrigger, events
-from airflow_provider_smartmca.triggers.events import STATE_KEY, WatermarkRecord
+from airflow_provider_smartmca.triggers.events import WatermarkRecord
 from tests.triggers.conftest import FAST_RETRIES
 from tests.triggers.test_events import (
     KEY,
@@ -243,7 +245,7 @@ def run_many(
 
 
 def stored(store: MemoryAssetStateStore) -> WatermarkRecord:
-    return WatermarkRecord.from_json(json.loads(store.values[STATE_KEY]))
+    return WatermarkRecord.from_json(json.loads(store.values[store.only_key()]))
 
 
 def start_fast(emu: Emulator, workflow: str, n: int) -> list[str]:
@@ -293,14 +295,7 @@ def test_through_the_proxy_unchanged_every_execution_fires_once(emu: Emulator, p
 # --- losses ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: the first poll builds the active set from pages read one after another; an "
-    "execution pushed from page 2 to page 1 between the reads is in neither, and if it started "
-    "before the window (older than MARGIN) and ends before the next poll nothing ever reads it",
-)
-def test_a_running_execution_skipped_by_a_page_shift_in_the_first_poll_is_lost(
+def test_a_running_execution_skipped_by_a_page_shift_in_the_first_poll_still_fires(
     emu: Emulator, proxy: Proxy, small_margin: None
 ) -> None:
     x = start("wf_x")[0]  # ends ~9.1 s after this
@@ -338,15 +333,8 @@ def test_a_running_execution_skipped_by_a_page_shift_in_the_first_poll_is_lost(
     assert x in ids_of(events), "x ended after the watcher's first poll and never fired"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _ended_after fires an untracked row only if completedAt >= since - 1 s (or, "
-    "without completedAt, startedAt >= since); a row that becomes visible late (the case MARGIN "
-    "claims to cover) ended before the previous poll's Date and is dropped although never fired",
-)
 @pytest.mark.parametrize("strip", [(), ("completedAt",)], ids=["with_completedAt", "without_completedAt"])
-def test_rows_that_become_visible_late_inside_the_margin_are_lost(
+def test_rows_that_become_visible_late_inside_the_margin_still_fire(
     emu: Emulator, proxy: Proxy, strip: tuple[str, ...]
 ) -> None:
     # A list replica 3 s behind: far inside the 2-minute margin the docs say covers it.
@@ -362,14 +350,7 @@ def test_rows_that_become_visible_late_inside_the_margin_are_lost(
     assert ids_of(events) == Counter(ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: without a Date header the watcher places itself only on an *active* item's "
-    "startedAt (newest_start is read before the windows); while nothing is active every poll "
-    "fails, and executions that start and end between those polls become first-poll history",
-)
-def test_without_a_date_header_executions_ending_before_anything_is_active_are_lost(
+def test_without_a_date_header_executions_ending_before_anything_is_listed_still_fire(
     emu: Emulator, proxy: Proxy
 ) -> None:
     # The emulator always sends Date (no fault removes it): the proxy strips it.
@@ -394,14 +375,7 @@ def test_without_a_date_header_executions_ending_before_anything_is_active_are_l
     assert set(flash) <= set(ids_of(events)), "ended after the watcher started, never fired"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: the window starts at the previous poll's server time less MARGIN; when the "
-    "server's clock steps back by more than MARGIN, executions that start and end before the "
-    "next poll are below the window then, and below `since - 1 s` the poll after",
-)
-def test_a_server_clock_stepping_back_loses_what_ends_in_that_interval(emu: Emulator) -> None:
+def test_a_server_clock_stepping_back_loses_nothing_that_ends_after_the_step(emu: Emulator) -> None:
     def go() -> list[str]:
         n = emu.count(route="list_executions")
         wait_for(lambda: emu.count(route="list_executions") > n, 5, "a poll")
@@ -419,14 +393,7 @@ def test_a_server_clock_stepping_back_loses_what_ends_in_that_interval(emu: Emul
     assert ids_of(events) == Counter(ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a GET answering a status outside pending/running/watched (the unknown_status "
-    "drift, 'paused') drops the id from the active set silently (lines 488-491); when it later "
-    "completes it started before the window, so it is lost: a contract drift lost an event",
-)
-def test_an_unknown_status_drops_tracking_and_loses_the_later_completion(
+def test_an_unknown_status_keeps_the_execution_tracked_until_it_completes(
     emu: Emulator, small_margin: None
 ) -> None:
     x: list[str] = []
@@ -469,20 +436,13 @@ class FlakyStore(MemoryAssetStateStore):
 def _downtime(emu: Emulator, store: MemoryAssetStateStore) -> list[str]:
     """A first run that saves a watermark, then executions that end while the watcher is down."""
     first, _ = run_watcher(watcher(store, workflow_type="wf_quick"), 1.0)
-    assert first == [] and STATE_KEY in store.values
+    assert first == [] and store.values
     down = start("wf_quick", 3)
     wait_all_ended(emu, down)
     return down
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _WatermarkStore.load turns a failed aget into 'no record' (lines 158-162): the "
-    "watcher starts afresh as a first start, files what ended during the downtime as history, "
-    "and then overwrites the good watermark; one DB hiccup at startup loses the downtime",
-)
-def test_a_store_read_failing_once_at_restart_loses_the_downtime(emu: Emulator) -> None:
+def test_a_store_read_failing_once_at_restart_is_retried_and_loses_nothing(emu: Emulator) -> None:
     store = FlakyStore()
     down = _downtime(emu, store)
     store.fail_gets = 1
@@ -490,30 +450,16 @@ def test_a_store_read_failing_once_at_restart_loses_the_downtime(emu: Emulator) 
     assert ids_of(second) == Counter(down)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (or an undocumented choice): a stored watermark of another version is ignored "
-    "(lines 166-168) and the watcher starts afresh: a provider upgrade or downgrade across a "
-    "version bump loses what ended during the downtime; restart_lookback would bound it",
-)
-def test_a_watermark_of_another_version_loses_the_downtime(emu: Emulator) -> None:
+def test_a_watermark_of_another_version_looks_back_and_loses_nothing(emu: Emulator) -> None:
     store = MemoryAssetStateStore()
     down = _downtime(emu, store)
-    value = json.loads(store.values[STATE_KEY])
-    store.values[STATE_KEY] = json.dumps({**value, "version": 2, "more": "a newer provider's field"})
+    value = json.loads(store.values[store.only_key()])
+    store.values[store.only_key()] = json.dumps({**value, "version": 2, "more": "a newer provider's field"})
     second, _ = run_watcher(watcher(store, workflow_type="wf_quick"), 1.5)
     assert ids_of(second) == Counter(down)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: every watcher of an asset writes the same key (STATE_KEY) in the asset's state; "
-    "two watchers with different filters on one asset overwrite each other's watermark, so after "
-    "a restart one loads the other's active set and loses its own long-running executions",
-)
-def test_two_watchers_on_one_asset_clobber_each_others_watermark(emu: Emulator, small_margin: None) -> None:
+def test_two_watchers_on_one_asset_keep_separate_watermarks(emu: Emulator, small_margin: None) -> None:
     store = MemoryAssetStateStore()  # one asset, as Airflow injects it into each of its watchers
     tracked: list[str] = []
     a = watcher(store, workflow_type="wf_long")
@@ -533,16 +479,7 @@ def test_two_watchers_on_one_asset_clobber_each_others_watermark(emu: Emulator, 
     assert ids_of(again) == Counter(tracked)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: an execution with neither startedAt nor completedAt (both optional in the "
-    "contract) is in every window; once `fired` drops it (kept by `started_at or now`, line 495) "
-    "_ended_after says True (line 517) and it fires again, every MARGIN + poll_interval, forever",
-)
-def test_an_execution_without_timestamps_fires_again_and_again(
-    emu: Emulator, proxy: Proxy, small_margin: None
-) -> None:
+def test_an_execution_without_timestamps_fires_once(emu: Emulator, proxy: Proxy, small_margin: None) -> None:
     proxy.strip = ("startedAt", "completedAt")
     events, ids = run_watcher(
         watcher(MemoryAssetStateStore(), workflow_type="wf_quick"),
