@@ -18,7 +18,9 @@ backfilled. Delivery (see ``docs/events.md``):
 
 * **Nothing is lost** across polls, restarts and several triggerers: the watermark
   (:class:`WatermarkRecord`: the server time of the last poll, the ids still active then, and
-  the ids already fired inside the window) is kept in Airflow's ``asset_state_store`` (3.3+).
+  the ids already fired that a window can still list) is kept in Airflow's ``asset_state_store``
+  (3.3+). Any final item in a window that has not fired yet fires; what was final at the first
+  poll is recorded as already seen, so history is not backfilled.
 * **At most once more per triggerer crash.** Airflow persists a yielded event after the
   generator moves on, so the watermark covering a poll's events is saved only at the start of
   the next poll: a crash in between repeats that one poll's events, never loses them.
