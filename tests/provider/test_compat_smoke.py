@@ -57,6 +57,29 @@ with DAG("smoke_every_operator", schedule=None, start_date=datetime(2026, 1, 1),
 """
 
 
+WATCHED_DAG_FILE = """
+from datetime import datetime
+
+from airflow.sdk import DAG, Asset, AssetWatcher, task
+
+from airflow_provider_smartmca.triggers import ExecutionEventTrigger
+
+onboarded = Asset(
+    name="smoke_onboarded",
+    uri="smartmca://workflows/wf_deal_onboarding/completed",
+    watchers=[AssetWatcher(name="smoke_watcher", trigger=ExecutionEventTrigger(workflow_type="wf_deal_onboarding"))],
+)
+
+with DAG("smoke_watched", schedule=[onboarded], start_date=datetime(2026, 1, 1), catchup=False) as dag:
+
+    @task
+    def fund():
+        pass
+
+    fund()
+"""
+
+
 def _airflow_version() -> tuple[int, ...]:
     from airflow import __version__
 
@@ -71,13 +94,14 @@ def test_public_module_imports(module):
 def test_classes_derive_from_this_airflows_bases():
     """common-compat hands out each base class from where this Airflow keeps it."""
     from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, BaseSensorOperator
-    from airflow.triggers.base import BaseTrigger
+    from airflow.triggers.base import BaseEventTrigger, BaseTrigger
 
     from airflow_provider_smartmca.hooks import SmartMCAHook
     from airflow_provider_smartmca.operators import TriggerWorkflowOperator
     from airflow_provider_smartmca.sensors import ExecutionSensor
-    from airflow_provider_smartmca.triggers import ExecutionTrigger
+    from airflow_provider_smartmca.triggers import ExecutionEventTrigger, ExecutionTrigger
 
+    assert issubclass(ExecutionEventTrigger, BaseEventTrigger)
     assert issubclass(SmartMCAHook, BaseHook)
     assert issubclass(TriggerWorkflowOperator, BaseOperator)
     assert issubclass(ExecutionSensor, BaseSensorOperator)
@@ -127,6 +151,53 @@ def test_dag_with_every_operator_and_the_sensor_parses_and_serializes(tmp_path):
     start = back.task_dict["start"]
     assert "SmartMCA execution" in {link.name for link in start.operator_extra_links}
     assert back.task_dict["wait_deferred"].task_type == "ExecutionSensor"
+
+
+def test_dag_scheduled_on_a_watched_asset_parses_and_serializes(tmp_path):
+    """An asset watched by ExecutionEventTrigger: parsed, serialized and deserialized by this Airflow."""
+    (tmp_path / "smoke_watched.py").write_text(textwrap.dedent(WATCHED_DAG_FILE))
+    bag = _dagbag(tmp_path)
+    assert bag.import_errors == {}
+    dag = bag.dags["smoke_watched"]
+
+    from airflow.serialization import serialized_objects
+
+    serializer = getattr(serialized_objects, "DagSerialization", None) or serialized_objects.SerializedDAG
+    text = json.dumps(serializer.to_dict(dag))
+    assert "airflow_provider_smartmca.triggers.events.ExecutionEventTrigger" in text
+    serializer.from_dict(json.loads(text))
+
+
+@pytest.mark.timeout(120)
+def test_watcher_runs_through_this_airflows_async_connection_api(smartmca_connection, smartmca_emulator):
+    """Rebuilt from its kwargs and run as the triggerer runs a watcher (no state store before 3.3):
+    an execution that ends after its first poll gives one event."""
+    from airflow_provider_smartmca.hooks import SmartMCAHook
+    from airflow_provider_smartmca.triggers import ExecutionEventTrigger
+
+    kwargs = ExecutionEventTrigger(
+        conn_id=smartmca_connection, workflow_type="wf_deal_onboarding", poll_interval=0.2, restart_lookback=0
+    ).serialize()[1]
+    watcher = ExecutionEventTrigger(**json.loads(json.dumps(kwargs)))
+
+    async def first_event():
+        agen = watcher.run()
+        try:
+            first = asyncio.ensure_future(agen.__anext__())
+            await asyncio.sleep(0.6)  # the watcher's first poll: no backfill from here on
+            hook = SmartMCAHook(smartmca_connection)
+            try:
+                started = await asyncio.to_thread(
+                    hook.trigger_workflow, "wf_deal_onboarding", "deal", "deal_w"
+                )
+            finally:
+                hook.close()
+            return started.execution_id, (await asyncio.wait_for(first, 60)).payload
+        finally:
+            await agen.aclose()
+
+    execution_id, event = asyncio.run(first_event())
+    assert event["executionId"] == execution_id and event["status"] == "completed", event
 
 
 @pytest.mark.timeout(120)
