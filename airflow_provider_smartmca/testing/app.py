@@ -105,7 +105,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         route, handler = _unrouted(behaviour, request, handler)
     method = request.method
     rid = next(state.request_ids)
-    fault = state.faults.take(method, route, path)
+    fault = state.faults.take(method, route, path, request.query)
     key_name: str | None = None
     status: int | None = None
     handled = False
@@ -161,9 +161,12 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _date_header(request: web.Request, response: web.StreamResponse) -> None:
-    # aiohttp only fills Date when it is missing, so this one (the server's clock) wins.
+    # aiohttp fills Date before this hook runs and writes the headers after it, so what this
+    # hook leaves is what goes on the wire: the server's clock, or (date_header off) nothing.
     behaviour = request.app[STATE_KEY].behaviour
-    if behaviour.clock_offset_seconds:
+    if not behaviour.date_header and not request.path.startswith("/_emulator"):
+        response.headers.popall("Date", None)
+    elif behaviour.clock_offset_seconds:
         response.headers["Date"] = http_date(behaviour.now())
 
 
@@ -268,9 +271,13 @@ async def list_executions(request: web.Request) -> web.Response:
         raise ApiError(400, "sort_order must be asc or desc", field="sort_order")
     wt, et, eid = q.get("workflow_type"), q.get("entity_type"), q.get("entity_id")
     behaviour, now = state.behaviour, time.time()
+    # A lagging replica: what was created in the last list_lag_seconds is not there yet.
+    visible_before = now - behaviour.list_lag_seconds
     rows = []
     for ex in state.store.all():
         if (wt and ex.workflow.id != wt) or (et and ex.entity_type != et) or (eid and ex.entity_id != eid):
+            continue
+        if behaviour.list_lag_seconds and ex.created_at > visible_before:
             continue
         view = ex.view(now, with_nodes=False, stamp=behaviour.stamp)
         if status is None or view["status"] == status:

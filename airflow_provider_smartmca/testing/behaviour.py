@@ -1,4 +1,4 @@
-"""Emulator-wide behaviours: server clock offset, list order, trailing-slash lists, contract drift.
+"""Emulator-wide behaviours: server clock, Date header, list order and lag, trailing-slash lists, drift.
 
 Unlike a :class:`~airflow_provider_smartmca.testing.faults.Fault`, a behaviour
 applies to every request until changed. The same names are used in the config
@@ -29,6 +29,8 @@ DRIFTS = (
     "status_as_list",
     "nodes_as_number",
     "list_items_not_objects",
+    "no_timestamps",
+    "no_completed_at",
 )
 
 
@@ -44,17 +46,24 @@ class Behaviour:
 
     :param clock_offset_seconds: the server clock runs this far ahead (negative: behind) of
         the real clock; used for the ``Date`` header and every timestamp the server writes.
+    :param date_header: send a ``Date`` header on API responses; ``False``: none at all (as
+        some gateways and serverless platforms answer), so a client has no server clock.
     :param list_order: ``honour`` (``sort_by``/``sort_order``), ``ignore_asc`` (always oldest
         first) or ``shuffle`` (a seeded order fixed per execution id, so pages stay consistent).
     :param list_seed: seed of the ``shuffle`` order.
+    :param list_lag_seconds: List Executions omits executions created less than this many
+        seconds ago (``total`` counts only what it shows), as a read replica lagging behind
+        does: a new execution is visible to Get Execution at once, to the list only later.
     :param trailing_slash_list: answer ``GET .../workflows/executions/`` (and ``.../workflows/``)
         as the list endpoint, as many real servers do, instead of 404.
     :param drift: names from :data:`DRIFTS`; each makes the server answer in another shape.
     """
 
     clock_offset_seconds: float = 0.0
+    date_header: bool = True
     list_order: str = "honour"
     list_seed: int = 0
+    list_lag_seconds: float = 0.0
     trailing_slash_list: bool = False
     drift: frozenset[str] = field(default_factory=frozenset)
 
@@ -99,6 +108,12 @@ def parse_behaviour(data: Mapping[str, Any], base: Behaviour | None = None) -> B
         if name == "clock_offset_seconds":
             if not _number(value):
                 raise ValueError("clock_offset_seconds must be a finite number of seconds")
+            value = float(value)
+        elif name == "date_header" and not isinstance(value, bool):
+            raise ValueError("date_header must be true or false")
+        elif name == "list_lag_seconds":
+            if not _number(value) or value < 0:
+                raise ValueError("list_lag_seconds must be a non-negative finite number of seconds")
             value = float(value)
         elif name == "list_order" and value not in LIST_ORDERS:
             raise ValueError(f"list_order must be one of {list(LIST_ORDERS)}")

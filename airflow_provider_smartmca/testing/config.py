@@ -144,7 +144,7 @@ class EmulatorConfig:
     :param rate_limit: value of ``X-RateLimit-Limit`` on injected 429s.
     :param faults: fault specs (as for :func:`parse_fault`) installed at start and after each reset.
     :param behaviour: server-wide behaviours at start and after each reset (clock offset,
-        list order, trailing-slash lists, contract drift).
+        Date header, list order and lag, trailing-slash lists, contract drift).
     """
 
     keys: dict[str, ApiKey]

@@ -24,6 +24,11 @@ def _execution(drift: frozenset[str], ex: dict[str, Any], detail: bool) -> dict[
     if "unknown_status" in drift and ex.get("status") != "pending":
         # Once out of pending, an execution reports "paused" forever and never completes.
         ex.update(status="paused", completedAt=None, currentNode=None)
+    # The execution's own times only (absent, not null): its nodes keep theirs.
+    if "no_timestamps" in drift:
+        ex.pop("startedAt", None)
+    if "no_timestamps" in drift or "no_completed_at" in drift:
+        ex.pop("completedAt", None)
     if detail and "status_as_list" in drift:
         ex["status"] = [ex["status"]]
     if detail and "nodes_as_number" in drift and "nodes" in ex:

@@ -2,8 +2,9 @@
 
 A :class:`Fault` matches requests by route name (``trigger``, ``get_execution``
 ...), by path glob (anything containing ``/``), or ``*``; optionally by HTTP
-method.  It fires for the next ``count`` matching requests and/or with a seeded
-``probability``.
+method and by query parameters (``query={"status": "running", "page": "2"}``: one
+precise page of a list).  It fires for the next ``count`` matching requests and/or
+with a seeded ``probability``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ _CAMEL = {v: k for k, v in _ALIASES.items()}
 _ALLOWED = {
     "route",
     "method",
+    "query",
     "status",
     "retry_after",
     "latency",
@@ -85,6 +87,9 @@ class Fault:
         ``drop_after``, ``malformed_json``, ``hold``, ``trickle``, ``status_after``, ``drop_mid_body``.
     :param route: route name, path glob (e.g. ``/api/public/v1/workflows/executions/*``) or ``*``.
     :param method: HTTP method to match, or ``None`` for any.
+    :param query: query parameters the request must carry with exactly these values (others
+        may be present too), e.g. ``{"status": "running", "page": "2"}``; ``None`` for any.
+        A parameter the client leaves out does not match, even if the server defaults it.
     :param status: HTTP status for ``status`` (429/500/502/503...), ``status_after`` (default 500),
         ``malformed_json`` (default 200), ``html_error`` (default 502), ``huge_body`` (default 200)
         and ``echo`` (default 500; 302 for ``echo_in="location"``, 403 for ``"required_scope"``).
@@ -108,6 +113,7 @@ class Fault:
     kind: str
     route: str = "*"
     method: str | None = None
+    query: dict[str, str] | None = None
     status: int | None = None
     retry_after: int | str = 1
     latency: float = 0.0
@@ -127,9 +133,14 @@ class Fault:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
-    def matches(self, method: str, route: str, path: str) -> bool:
-        """Return whether this rule applies to the request (without consuming it)."""
+    def matches(self, method: str, route: str, path: str, query: Mapping[str, str] | None = None) -> bool:
+        """Return whether this rule applies to the request (without consuming it).
+
+        :param query: the request's query parameters (first value of each).
+        """
         if self.method is not None and self.method.upper() != method:
+            return False
+        if self.query and any((query or {}).get(k) != v for k, v in self.query.items()):
             return False
         if self.route == "*" or self.route == route:
             return True
@@ -146,6 +157,7 @@ class Fault:
             "kind": self.kind,
             "route": self.route,
             "method": self.method,
+            "query": self.query,
             "status": self.status,
             "retryAfter": self.retry_after,
             "latency": self.latency,
@@ -188,6 +200,23 @@ def _check_status(kind: str, data: dict[str, Any]) -> None:
         raise ValueError("status must be an HTTP status code")
 
 
+def _query(value: Any) -> dict[str, str]:
+    """Validate a ``query`` match; integers are taken as their text (``page=2`` is ``"2"``)."""
+    problem = 'query must be an object of parameter names to values, e.g. {"page": "2"}'
+    if not isinstance(value, Mapping):
+        raise ValueError(problem)
+    out: dict[str, str] = {}
+    for name, v in value.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(problem)
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str):
+            raise ValueError(f"query.{name} must be a string (or an integer)")
+        out[name] = v
+    return out
+
+
 def parse_fault(spec: Mapping[str, Any]) -> Fault:
     """Build a :class:`Fault` from keyword-style data (Python API or admin JSON).
 
@@ -205,6 +234,8 @@ def parse_fault(spec: Mapping[str, Any]) -> Fault:
             raise ValueError(f"{name} only applies to {sorted(_KIND_OPTIONS[name])} faults")
     if data.get("method") is not None and not isinstance(data["method"], str):
         raise ValueError("method must be an HTTP method name")
+    if data.get("query") is not None:
+        data["query"] = _query(data["query"]) or None  # {} matches any query
     route = data.get("route", "*")
     if not isinstance(route, str) or not (route == "*" or route in ROUTE_NAMES or "/" in route):
         raise ValueError(f"route must be '*', a path glob or one of {list(ROUTE_NAMES)}")
@@ -268,13 +299,18 @@ class FaultSet:
         with self._lock:
             return list(self._faults)
 
-    def take(self, method: str, route: str, path: str) -> Fault | None:
-        """Return the fault that fires for this request (consuming a count), if any."""
+    def take(
+        self, method: str, route: str, path: str, query: Mapping[str, str] | None = None
+    ) -> Fault | None:
+        """Return the fault that fires for this request (consuming a count), if any.
+
+        :param query: the request's query parameters (first value of each).
+        """
         if not self._faults:  # fast path: no lock when nothing is configured
             return None
         with self._lock:
             for f in self._faults:
-                if not f.matches(method, route, path):
+                if not f.matches(method, route, path, query):
                     continue
                 if f.probability is not None and f._rng.random() >= f.probability:
                     continue

@@ -230,8 +230,8 @@ class Emulator:
 
         e.g. ``configure(clock_offset_seconds=-60, list_order="ignore_asc", drift=["action_204"])``.
 
-        :param options: ``clock_offset_seconds``, ``list_order``, ``list_seed``,
-            ``trailing_slash_list``, ``drift`` (see docs/emulator-faults.md).
+        :param options: ``clock_offset_seconds``, ``date_header``, ``list_order``, ``list_seed``,
+            ``list_lag_seconds``, ``trailing_slash_list``, ``drift`` (see docs/emulator-faults.md).
         :raises ValueError: naming the field when an option is invalid.
         """
         return self.state.configure(**options)
@@ -243,9 +243,9 @@ class Emulator:
             ``huge_body`` (before the handler); ``drop_after``, ``malformed_json``, ``hold``,
             ``trickle``, ``status_after``, ``drop_mid_body`` (after it: the server acted).
         :param route: route name, path glob or ``*``.
-        :param options: ``method``, ``status``, ``retry_after``, ``latency``, ``count``,
-            ``probability``, ``seed``, ``hold_timeout``, ``bytes_per_second``, ``size``,
-            ``chunked``, ``echo_in``, ``offset``.
+        :param options: ``method``, ``query`` (e.g. ``{"status": "running", "page": "2"}``),
+            ``status``, ``retry_after``, ``latency``, ``count``, ``probability``, ``seed``,
+            ``hold_timeout``, ``bytes_per_second``, ``size``, ``chunked``, ``echo_in``, ``offset``.
         """
         return self.state.faults.add(parse_fault({"kind": kind, "route": route, **options}))
 

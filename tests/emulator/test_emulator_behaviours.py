@@ -1,7 +1,8 @@
-"""Emulator-wide behaviours over real HTTP: clock offset, list order, trailing-slash lists, action record."""
+"""Emulator-wide behaviours over real HTTP: clock, Date header, list order and lag, trailing slashes, actions."""
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -54,6 +55,68 @@ def test_clock_offset_moves_date_header_and_every_timestamp(api: Api, offset: fl
 
 def test_no_offset_keeps_aiohttps_own_date(api: Api) -> None:
     assert abs(_date(api.get("/workflows")) - time.time()) < 5
+
+
+def _raw_headers(api: Api, path: str) -> list[str]:
+    """The header lines exactly as they came over the socket (no client library in between)."""
+    with socket.create_connection((api.emu.host, api.emu.port), timeout=5) as sock:
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer smca_test_full\r\n"
+        sock.sendall((request + "Connection: close\r\n\r\n").encode())
+        raw = b""
+        while b"\r\n\r\n" not in raw and (chunk := sock.recv(4096)):
+            raw += chunk
+    return raw.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+
+
+def test_date_header_off_sends_no_date_on_any_api_response(api: Api) -> None:
+    api.emu.configure(date_header=False, clock_offset_seconds=-600)
+    ex = api.trigger("wf_merchant_kyc", "merchant", "m_nodate")["executionId"]
+    lines = _raw_headers(api, "/api/public/v1/workflows/executions")
+    assert lines and not [h for h in lines if h.lower().startswith("date:")], lines
+    # None on success, auth error, 404, a pre-handler fault, a stream, a post-handler fault.
+    api.emu.add_fault("status", route="list_workflows", status=429)
+    api.emu.add_fault("trickle", route="get_workflow", bytes_per_second=100_000)
+    api.emu.add_fault("malformed_json", route="list_executions")
+    responses = [
+        api.get(f"/workflows/executions/{ex}"),
+        api.get("/workflows"),
+        api.get("/workflows", headers={}),
+        api.get("/nope"),
+        api.get("/workflows/wf_merchant_kyc"),
+        api.get("/workflows/executions"),
+    ]
+    assert [r.status_code for r in responses] == [200, 429, 401, 404, 200, 200]
+    assert [r.headers.get("Date") for r in responses] == [None] * 6
+    # The clock still moves every timestamp the server writes, and X-RateLimit-Reset.
+    assert abs(_ts(responses[0].json()["startedAt"]) - (time.time() - 600)) < 5
+    assert int(responses[1].headers["X-RateLimit-Reset"]) < time.time() - 500
+    # The admin API is the emulator's, not the server's: it keeps its Date.
+    assert "Date" in requests.get(api.emu.base_url + "/_emulator/health", timeout=5).headers
+    api.emu.configure(date_header=True)
+    assert abs(_date(api.get("/workflows")) - (time.time() - 600)) < 5
+
+
+def _listed(api: Api, **params: Any) -> tuple[list[str], int]:
+    body = api.get("/workflows/executions", params=params).json()
+    return [x["executionId"] for x in body["data"]], body["total"]
+
+
+def test_list_lag_hides_new_executions_from_the_list_only(api: Api) -> None:
+    old = api.trigger("wf_merchant_kyc", "merchant", "m_old")["executionId"]
+    api.emu.configure(list_lag_seconds=0.6)
+    assert _listed(api) == ([], 0)  # old is younger than 0.6 s too
+    time.sleep(0.7)
+    new = [api.trigger("wf_merchant_kyc", "merchant", f"m_new{i}")["executionId"] for i in range(3)]
+    assert _listed(api) == ([old], 1)
+    assert _listed(api, workflow_type="wf_merchant_kyc", limit=1) == ([old], 1)  # total: what it shows
+    assert api.get(f"/workflows/executions/{new[0]}").json()["executionId"] == new[0]  # GET sees it
+    assert len(api.emu.executions()) == 4  # the emulator's own record sees everything
+    time.sleep(0.7)
+    assert _listed(api, limit=2) == (new[::-1][:2], 4)
+    assert _listed(api, limit=2, page=2) == ([new[0], old], 4)
+    api.emu.configure(list_lag_seconds=0)
+    api.trigger("wf_merchant_kyc", "merchant", "m_now")
+    assert _listed(api)[1] == 5
 
 
 def _ids(api: Api, order: str, page: int = 1, limit: int = 100) -> list[str]:
@@ -116,19 +179,24 @@ def test_behaviour_through_admin_api_config_and_reset(make_emulator: Any) -> Non
     url = emu.base_url + "/_emulator/behaviour"
     assert requests.get(url, timeout=5).json() == {
         "clock_offset_seconds": -60.0,
+        "date_header": True,
         "list_order": "honour",
         "list_seed": 0,
+        "list_lag_seconds": 0.0,
         "trailing_slash_list": False,
         "drift": ["action_204"],
     }
     r = requests.post(url, json={"list_order": "ignore_asc", "trailing_slash_list": True}, timeout=5)
     assert r.status_code == 200 and r.json()["list_order"] == "ignore_asc"
+    r = requests.post(url, json={"date_header": False, "list_lag_seconds": 2}, timeout=5)
+    assert r.status_code == 200 and (r.json()["date_header"], r.json()["list_lag_seconds"]) == (False, 2.0)
     assert r.json()["clock_offset_seconds"] == -60.0  # a partial update
     r = requests.post(url, json={"list_order": "random"}, timeout=5)
     assert r.status_code == 400
     assert r.json()["error"]["message"] == "list_order must be one of ['honour', 'ignore_asc', 'shuffle']"
     emu.reset()  # back to the config's behaviours
     assert emu.behaviour.list_order == "honour" and emu.behaviour.clock_offset_seconds == -60.0
+    assert emu.behaviour.date_header is True and emu.behaviour.list_lag_seconds == 0.0
 
 
 @pytest.mark.parametrize(
@@ -138,6 +206,12 @@ def test_behaviour_through_admin_api_config_and_reset(make_emulator: Any) -> Non
         ({"clock_offset_seconds": float("nan")}, "clock_offset_seconds must be a finite number of seconds"),
         ({"list_seed": 1.5}, "list_seed must be an integer"),
         ({"trailing_slash_list": "yes"}, "trailing_slash_list must be true or false"),
+        ({"date_header": "off"}, "date_header must be true or false"),
+        ({"date_header": 0}, "date_header must be true or false"),
+        ({"list_lag_seconds": -1}, "list_lag_seconds must be a non-negative finite number of seconds"),
+        ({"list_lag_seconds": "3"}, "list_lag_seconds must be a non-negative finite number of seconds"),
+        ({"list_lag_seconds": float("inf")}, "list_lag_seconds must be a non-negative"),
+        ({"drift": ["no_timestamp"]}, "drift has unknown name(s) ['no_timestamp']"),
         ({"drift": "action_204"}, "drift must be a list of drift names"),
         ({"drift": ["action_205"]}, "drift has unknown name(s) ['action_205']"),
         ({"clock_skew": 1}, "unknown behaviour field(s) ['clock_skew']"),

@@ -116,3 +116,23 @@ def test_drift_through_admin_api(api: Api) -> None:
     r = requests.post(api.emu.api_url + "/applications/a/advance-stage", headers=FULL, timeout=5)
     assert r.status_code == 204
     assert requests.post(url, json={"drift": []}, timeout=5).json()["drift"] == []
+
+
+def test_no_timestamps_drops_the_executions_times_only(api: Api) -> None:
+    api.emu.configure(drift=["no_timestamps"])
+    ex = _trigger(api).json()["executionId"]
+    body = api.wait_status(ex, ("completed",))
+    assert "startedAt" not in body and "completedAt" not in body and body["status"] == "completed"
+    assert all(n["startedAt"] and n["completedAt"] for n in body["nodes"])  # the nodes keep theirs
+    (item,) = api.get("/workflows/executions", params={"sort_by": "completedAt"}).json()["data"]
+    assert "startedAt" not in item and "completedAt" not in item and item["executionId"] == ex
+    assert api.emu.executions()[0]["completedAt"]  # the emulator's own record is canonical
+
+
+def test_no_completed_at_keeps_started_at(api: Api) -> None:
+    api.emu.configure(drift=["no_completed_at"])
+    ex = _trigger(api).json()["executionId"]
+    body = api.wait_status(ex, ("completed",))
+    assert "completedAt" not in body and body["startedAt"].endswith("Z")
+    (item,) = api.get("/workflows/executions").json()["data"]
+    assert "completedAt" not in item and item["startedAt"] == body["startedAt"]

@@ -12,7 +12,7 @@ import pytest
 import requests
 from emu_helpers import FULL, Api
 
-from airflow_provider_smartmca.testing import Emulator
+from airflow_provider_smartmca.testing import Emulator, EmulatorConfigError
 
 TRIGGER_BODY = {"workflowType": "wf_deal_onboarding", "entityType": "deal", "entityId": "d_f"}
 
@@ -59,6 +59,71 @@ def test_fault_matches_method_and_path_glob(api: Api) -> None:
     assert api.get("/workflows").status_code == 200  # glob needs something after /workflows/
     assert api.emu.clear_faults() == 1
     assert api.get("/workflows/wf_deal_onboarding").status_code == 200
+
+
+def _page(api: Api, query: str) -> int:
+    return api.get("/workflows/executions?" + query).status_code
+
+
+def test_fault_matches_query_parameters(api: Api) -> None:
+    api.emu.add_fault("status", route="list_executions", status=503, query={"status": "running", "page": 2})
+    assert _page(api, "status=running") == 200  # page left out: no match, whatever the server defaults
+    assert _page(api, "status=running&page=1") == 200
+    assert _page(api, "status=pending&page=2") == 200
+    assert _page(api, "page=2&limit=5&status=running") == 503  # other parameters may be there too
+    assert _page(api, "status=running&page=2") == 200  # count 1: retired
+    assert [r.status for r in api.emu.requests][-2:] == [503, 200]
+
+
+def test_a_hold_on_one_page_lets_the_other_pages_through(api: Api) -> None:
+    api.emu.add_fault("hold", route="list_executions", query={"page": "2"})
+    result: dict[str, Any] = {}
+
+    def call() -> None:
+        result["r"] = requests.get(api.emu.api_url + "/workflows/executions?page=2", headers=FULL, timeout=10)
+
+    held = threading.Thread(target=call)
+    held.start()
+    assert api.emu.wait_for_held(1, timeout=5)
+    assert _page(api, "page=1") == _page(api, "page=3") == 200 and "r" not in result
+    assert api.emu.release_held() == 1
+    held.join(5)
+    assert result["r"].status_code == 200
+
+
+def test_query_faults_through_admin_api_and_config(make_emulator: Any) -> None:
+    emu = make_emulator({"faults": [{"kind": "status", "status": 500, "query": {"page": 3}}]})
+    url = emu.api_url + "/workflows/executions"
+    assert requests.get(url + "?page=3", headers=FULL, timeout=5).status_code == 500
+    admin = emu.base_url + "/_emulator/faults"
+    r = requests.post(
+        admin, json={"kind": "latency", "latency": 0.2, "query": {"status": "pending"}}, timeout=5
+    )
+    assert r.status_code == 201 and r.json()["query"] == {"status": "pending"}
+    assert requests.get(admin, timeout=5).json()["data"][0]["query"] == {"status": "pending"}
+    r = requests.post(admin, json={"kind": "status", "status": 500, "query": "page=2"}, timeout=5)
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("query must be an object of parameter names to values")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("page=2", "query must be an object of parameter names to values"),
+        ({"page": 2.5}, "query.page must be a string (or an integer)"),
+        ({"page": None}, "query.page must be a string (or an integer)"),
+        ({"page": True}, "query.page must be a string (or an integer)"),
+        ({"": "x"}, "query must be an object of parameter names to values"),
+    ],
+)
+def test_invalid_query_names_the_field(query: Any, message: str) -> None:
+    emu = Emulator()
+    with pytest.raises(ValueError) as exc:
+        emu.add_fault("status", status=500, query=query)
+    assert str(exc.value).startswith(message)
+    with pytest.raises(EmulatorConfigError) as cfg_exc:
+        Emulator({"faults": [{"kind": "status", "status": 500, "query": query}]})
+    assert str(cfg_exc.value).startswith("config: faults[0]: " + message)
 
 
 def test_probability_fault_is_seeded(make_emulator: Any) -> None:

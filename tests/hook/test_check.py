@@ -34,6 +34,8 @@ DRIFT_NAMES: dict[str, tuple[str, ...] | None] = {
     "bad_timestamps": ("'data[0].startedAt' must be an ISO 8601", "'startedAt' must be an ISO 8601"),
     "status_as_list": ("'status' must be a non-empty string",),
     "nodes_as_number": ("'nodes' must be a list",),
+    "no_timestamps": ("without a readable completedAt",),
+    "no_completed_at": ("without a readable completedAt",),
 }
 
 

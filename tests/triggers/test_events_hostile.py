@@ -8,12 +8,13 @@ clock stepping back, unknown statuses, a failing or foreign stored watermark, tw
 one asset, items without timestamps); all pass now. A broken precondition raises
 ``RuntimeError``, so a test cannot pass without having attacked.
 
-Everything is real: the watcher on a real event loop, the emulator over real HTTP. Where the
-emulator has no switch for a hostile behaviour (no ``Date`` header, rows that become visible
-late, items without timestamps, holding one precise page), a small HTTP proxy in this file sits
-between the provider and the emulator and rewrites the answers; the provider's HTTP layer is
-untouched. Some attacks need an execution older than the window's 2-minute margin: they shrink
-``events.MARGIN`` (a module constant read at each poll) instead of waiting two minutes.
+Everything is real: the watcher on a real event loop, the emulator over real HTTP, misbehaving
+through its own switches (docs/emulator-faults.md): no ``Date`` header (``date_header``), rows
+that become visible late (``list_lag_seconds``), items without timestamps (the
+``no_timestamps`` and ``no_completed_at`` drift), one precise page held (a ``hold`` fault with
+a ``query`` match). Some attacks need an execution older than the window's 2-minute margin:
+they shrink ``events.MARGIN`` (a module constant read at each poll) instead of waiting two
+minutes.
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ import contextlib
 import http.client
 import json
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -63,7 +62,7 @@ CONFIG: dict[str, Any] = {
 
 
 def _conn(host: str) -> str:
-    # A generous timeout: the proxy may hold a page on purpose for a second or two.
+    # A generous timeout: a hold fault may keep a page back on purpose for a few seconds.
     return json.dumps(
         {"conn_type": "smartmca", "host": host, "password": KEY, "extra": {**FAST_RETRIES, "timeout": 10}}
     )
@@ -81,120 +80,6 @@ def emu(hostile_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", _conn(hostile_emulator.base_url))
     yield hostile_emulator
     hostile_emulator.reset()
-
-
-# --- a hostile proxy --------------------------------------------------------------------------
-
-
-class Proxy:
-    """
-    An HTTP proxy in front of the emulator that rewrites what the watcher reads.
-
-    :param strip_date: answer without a ``Date`` header (the emulator always sends one).
-    :param hide_younger: list answers omit executions that started less than this many
-        seconds ago: rows that become visible late (a replica behind, a late commit).
-    :param strip: fields removed from every execution the watcher reads (list items and GETs).
-    :param before: called with (path, query) before a request is forwarded; may block.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        split = urlsplit(upstream)
-        self.upstream = (split.hostname or "127.0.0.1", split.port or 80)
-        self.strip_date = False
-        self.hide_younger = 0.0
-        self.strip: tuple[str, ...] = ()
-        self.before: Callable[[str, dict[str, str]], None] | None = None
-        self.seen: list[tuple[str, dict[str, str]]] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def send_response(self, code: int, message: str | None = None) -> None:
-                # BaseHTTPRequestHandler adds Server and Date; the point is to control Date.
-                self.send_response_only(code, message)
-                if not proxy.strip_date:
-                    self.send_header("Date", self.date_time_string())
-
-            def _any(self) -> None:
-                proxy.forward(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _any
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def forward(self, h: BaseHTTPRequestHandler) -> None:
-        split = urlsplit(h.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
-        self.seen.append((split.path, query))
-        if self.before is not None:
-            self.before(split.path, query)
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else None
-        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
-        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
-        try:
-            conn.request(h.command, h.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            status, upstream_headers = resp.status, resp.getheaders()
-        finally:
-            conn.close()
-        if status == 200 and h.command == "GET" and "/workflows/executions" in split.path:
-            data = self._rewrite(split.path, data)
-        h.send_response(status)
-        for k, v in upstream_headers:
-            if k.lower() not in ("date", "server", "content-length", "transfer-encoding", "connection"):
-                h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
-
-    def _rewrite(self, path: str, data: bytes) -> bytes:
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            return data
-        if isinstance(doc, dict) and isinstance(doc.get("data"), list):  # List Executions
-            if self.hide_younger:
-                cutoff = time.time() - self.hide_younger
-                kept = [e for e in doc["data"] if _epoch(e.get("startedAt")) <= cutoff]
-                if isinstance(doc.get("total"), int):
-                    doc["total"] -= len(doc["data"]) - len(kept)
-                doc["data"] = kept
-            for item in doc["data"]:
-                for name in self.strip:
-                    item.pop(name, None)
-        elif isinstance(doc, dict) and "executionId" in doc:  # Get Execution
-            for name in self.strip:
-                doc.pop(name, None)
-        return json.dumps(doc).encode()
-
-
-def _epoch(stamp: Any) -> float:
-    from airflow_provider_smartmca.client.contract import parse_timestamp
-
-    return parse_timestamp(stamp).timestamp() if isinstance(stamp, str) else 0.0
-
-
-@pytest.fixture
-def proxy(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Proxy]:
-    """The connection goes through a hostile proxy (the hook's POSTs too; they pass unchanged)."""
-    p = Proxy(emu.base_url)
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", _conn(p.url))
-    yield p
-    p.close()
 
 
 @pytest.fixture
@@ -272,74 +157,89 @@ def start_fast(emu: Emulator, workflow: str, n: int) -> list[str]:
     return ids
 
 
+def get_raw(emu: Emulator, path: str) -> list[tuple[str, str]]:
+    """The response headers of a real GET, as http.client read them off the wire."""
+    split = urlsplit(emu.api_url)
+    conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=10)
+    try:
+        conn.request("GET", split.path + path, headers={"Authorization": f"Bearer {KEY}"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.getheaders()
+    finally:
+        conn.close()
+
+
+def epoch(stamp: str) -> float:
+    """A timestamp of the emulator's own record (real clock, ISO 8601 with Z) as Unix time."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def is_list(query: dict[str, str], status: str, page: int = 1) -> bool:
     return query.get("status") == status and query.get("page") == str(page)
-
-
-# --- the proxy itself ---------------------------------------------------------------------------
-
-
-def test_through_the_proxy_unchanged_every_execution_fires_once(emu: Emulator, proxy: Proxy) -> None:
-    # The baseline for the proxy attacks below: the proxy alone changes nothing.
-    events, ids = run_watcher(
-        watcher(MemoryAssetStateStore(), workflow_type="wf_quick"),
-        10,
-        during=lambda: start("wf_quick", 4),
-        until=lambda ev: len(ev) >= 4,
-        then=1.0,
-    )
-    assert ids_of(events) == Counter(ids)
-    assert any(q.get("status") == "running" for _, q in proxy.seen)
 
 
 # --- losses ---------------------------------------------------------------------------------------
 
 
 def test_a_running_execution_skipped_by_a_page_shift_in_the_first_poll_still_fires(
-    emu: Emulator, proxy: Proxy, small_margin: None
+    emu: Emulator, small_margin: None
 ) -> None:
     x = start("wf_x")[0]  # ends ~9.1 s after this
-    time.sleep(1.5)  # older than the (shrunk) margin when the watcher starts
+    # Older than the (shrunk) margin plus the Date header's 1 s grain when the watcher starts:
+    # out of every window, so only the active set can make x fire.
+    time.sleep(2.5)
     ys = start_fast(emu, "wf_y", 100)  # newer than x: page 1 of "running", x alone on page 2
     wait_for(lambda: set(statuses_of(emu, [x, *ys]).values()) == {"running"}, 5, "all 101 running")
-    state: dict[str, Any] = {"polls": 0, "shifted": False, "released": None}
+    # The first poll's first read of "running" page 1 is answered (x on page 2), then held.
+    emu.add_fault("hold", route="list_executions", query={"status": "running", "page": 1}, hold_timeout=20)
+    state: dict[str, Any] = {"shifted": False, "released": None}
 
-    def before(path: str, query: dict[str, str]) -> None:
-        if is_list(query, "pending"):
-            state["polls"] += 1
-            if state["polls"] == 2:  # the second poll: only after x ended (after the first poll)
-                wait_for(lambda: statuses_of(emu, [x])[x] == "completed", 12, "x completed")
-                state["released"] = time.monotonic()
-        elif is_list(query, "running", 2) and state["polls"] == 1:
-            if "completed" in statuses_of(emu, ys).values() or statuses_of(emu, [x])[x] != "running":
-                raise RuntimeError("a y ended before running page 1 was read")
-            # One newer execution ends between page 1 and page 2: x moves up to page 1.
-            wait_for(lambda: "completed" in statuses_of(emu, ys).values(), 8, "a y completed")
-            state["shifted"] = statuses_of(emu, [x])[x] == "running"
+    def stage() -> None:
+        if not emu.wait_for_held(1, timeout=5):
+            raise RuntimeError("running page 1 was not read")
+        first = next(r for r in emu.requests if r.route == "list_executions" and is_list(r.query, "pending"))
+        if first.time - epoch(emu.executions()[0]["startedAt"]) < events.MARGIN.total_seconds() + 1.1:
+            raise RuntimeError("x is not older than the margin when the watcher starts")
+        # The first poll has read "pending" already: the next "pending" read is the second poll's.
+        emu.add_fault("hold", route="list_executions", query={"status": "pending"}, hold_timeout=20)
+        if "completed" in statuses_of(emu, ys).values() or statuses_of(emu, [x])[x] != "running":
+            raise RuntimeError("a y ended before running page 1 was read")
+        # One newer execution ends between page 1 and page 2: x moves up to page 1.
+        wait_for(lambda: "completed" in statuses_of(emu, ys).values(), 8, "a y completed")
+        state["shifted"] = statuses_of(emu, [x])[x] == "running"
+        emu.release_held()  # page 2 is read now, after the shift
+        # The second poll goes on only after x ended (after the first poll).
+        if not emu.wait_for_held(1, timeout=8):
+            raise RuntimeError("the second poll did not start")
+        wait_for(lambda: statuses_of(emu, [x])[x] == "completed", 12, "x completed")
+        state["released"] = time.monotonic()
+        emu.release_held()
 
-    proxy.before = before
-    events, _ = run_watcher(
+    fired, _ = run_watcher(
         watcher(MemoryAssetStateStore(), poll_interval=0.5),
         20,
+        during=stage,
         # The second poll is over once every y (all tracked, all ended by then) has fired.
         until=lambda ev: state["released"] is not None and set(ys) <= set(ids_of(ev)),
         then=1.0,
     )
     if not state["shifted"]:
         raise RuntimeError("the page shift did not happen as staged")
-    if not set(ys) <= set(ids_of(events)):
+    if not set(ys) <= set(ids_of(fired)):
         raise RuntimeError("the second poll did not finish in time")
     assert statuses_of(emu, [x])[x] == "completed"
-    assert x in ids_of(events), "x ended after the watcher's first poll and never fired"
+    assert x in ids_of(fired), "x ended after the watcher's first poll and never fired"
 
 
-@pytest.mark.parametrize("strip", [(), ("completedAt",)], ids=["with_completedAt", "without_completedAt"])
-def test_rows_that_become_visible_late_inside_the_margin_still_fire(
-    emu: Emulator, proxy: Proxy, strip: tuple[str, ...]
-) -> None:
+@pytest.mark.parametrize(
+    "drift",
+    [[], ["no_completed_at"], ["no_timestamps"]],
+    ids=["with_timestamps", "no_completed_at", "no_timestamps"],
+)
+def test_rows_that_become_visible_late_inside_the_margin_still_fire(emu: Emulator, drift: list[str]) -> None:
     # A list replica 3 s behind: far inside the 2-minute margin the docs say covers it.
-    proxy.hide_younger = 3.0
-    proxy.strip = strip
+    emu.configure(list_lag_seconds=3.0, drift=drift)
     events, ids = run_watcher(
         watcher(MemoryAssetStateStore(), workflow_type="wf_quick"),
         10,
@@ -351,11 +251,14 @@ def test_rows_that_become_visible_late_inside_the_margin_still_fire(
 
 
 def test_without_a_date_header_executions_ending_before_anything_is_listed_still_fire(
-    emu: Emulator, proxy: Proxy
+    emu: Emulator,
 ) -> None:
-    # The emulator always sends Date (no fault removes it): the proxy strips it.
-    proxy.strip_date = True
-    lists = lambda: sum(1 for _, q in proxy.seen if is_list(q, "pending"))  # noqa: E731
+    emu.configure(date_header=False)
+    if "Date" in dict(get_raw(emu, "/workflows/executions")):
+        raise RuntimeError("the emulator still sends Date")
+    lists = lambda: sum(  # noqa: E731
+        1 for r in emu.requests if r.route == "list_executions" and is_list(r.query, "pending")
+    )
     flash: list[str] = []
 
     def go() -> None:
@@ -479,8 +382,8 @@ def test_two_watchers_on_one_asset_keep_separate_watermarks(emu: Emulator, small
     assert ids_of(again) == Counter(tracked)
 
 
-def test_an_execution_without_timestamps_fires_once(emu: Emulator, proxy: Proxy, small_margin: None) -> None:
-    proxy.strip = ("startedAt", "completedAt")
+def test_an_execution_without_timestamps_fires_once(emu: Emulator, small_margin: None) -> None:
+    emu.configure(drift=["no_timestamps"])
     events, ids = run_watcher(
         watcher(MemoryAssetStateStore(), workflow_type="wf_quick"),
         4.0,
