@@ -37,6 +37,8 @@ READS: dict[str, dict[str, str | None]] = {
     "action_no_execution": {},
     "unknown_status": {},
     "unsorted_list": {},
+    "no_timestamps": {},  # both optional: nothing breaks, the watcher and the lookups fall back
+    "no_completed_at": {},
     "bad_timestamps": {"get_execution": "startedAt", "list_executions": "data[0].startedAt"},
     "status_as_list": {"get_execution": "status"},
     "nodes_as_number": {"get_execution": "nodes"},
