@@ -70,7 +70,7 @@ async def run(api: str, exec_id: str, connections: int, total: int, max_seconds:
                         await r.read()
                         if r.status != 200:
                             errors += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     errors += 1
                 latencies.append(time.perf_counter() - t0)
 

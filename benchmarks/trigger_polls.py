@@ -96,7 +96,7 @@ def serve(args: argparse.Namespace) -> None:
         return "running" if now < t[1] else "completed"
 
     def iso(ts: float) -> str:
-        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat()
+        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
 
     def body(execution_id: str, now: float, with_nodes: bool) -> dict[str, Any]:
         i = index.get(execution_id)

@@ -177,7 +177,7 @@ class AsyncClient:
         route, ssl_option = self._route
         try:
             return await self._exchange(request, route, ssl_option, seconds)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = _failure(request, exc, route, seconds)
         # Raised outside the except block, so the library's exception is neither the cause nor
         # the context of what callers see.

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["BEHAVIOUR_FIELDS", "DRIFTS", "LIST_ORDERS", "Behaviour", "iso_ms", "parse_behaviour"]
@@ -36,7 +36,7 @@ DRIFTS = (
 
 def iso_ms(ts: float) -> str:
     """Format a Unix timestamp as ISO-8601 UTC with milliseconds and ``Z``."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

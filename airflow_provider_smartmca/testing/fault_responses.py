@@ -177,7 +177,7 @@ async def post_fault(
     state.held += 1
     try:
         await asyncio.wait_for(event.wait(), timeout=fault.hold_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     finally:
         state.held -= 1

@@ -29,7 +29,7 @@ def self_signed_cert(directory: str | Path, host: str = "127.0.0.1") -> tuple[Pa
         alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
     except ValueError:
         alt_names.append(x509.DNSName(host))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -197,7 +197,7 @@ class RequestBudget:
                 left = None if end is None else end - time.monotonic()
                 try:
                     await asyncio.wait_for(self._slots.acquire(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise protocol.connection_error(
                         request, "no free connection slot before the time limit", request_sent=False
                     ) from None

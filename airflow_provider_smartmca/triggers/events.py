@@ -41,7 +41,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
@@ -89,7 +89,7 @@ MAX_GETS = 200
 LOAD_ATTEMPTS = 4
 FINAL_STATUSES = frozenset(WATCHABLE_STATUSES)
 GONE = "gone"  # the reading of an execution that answers 404
-_NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a stamp for what has none: pruned first
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a stamp for what has none: pruned first
 
 
 @dataclass(frozen=True)

@@ -340,7 +340,7 @@ class ExecutionPoller:
                 return
             try:
                 await asyncio.wait_for(self._wake.wait(), None if due == math.inf else delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     def _ended(self, task: asyncio.Task[None]) -> None:

@@ -10,7 +10,7 @@ import os
 import signal
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -106,7 +106,7 @@ def test_1_happy_path_all_example_dags_deferrable(e2e: Stack) -> None:
     s.airflow.wait_dags(dag_ids)
     s.log(f"happy path over {dag_ids}")
     # Examples get a logical date (the daily one derives its application ids from it).
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     runs = [(d, s.airflow.trigger(d, logical_date=now if d in example_ids else None)) for d in dag_ids]
     obs = RunObserver(scan_processes=True)
     states = s.airflow.wait_runs(runs, 420, obs)
@@ -534,7 +534,7 @@ def test_8_event_driven_triggerer_killed_no_loss_bounded_repeats(events: EventSt
     )
     name = next(n for n in reversed(af.procs) if n.startswith("triggerer") and af.procs[n].alive())
     af.procs[name].kill9()
-    killed_at = datetime.now(timezone.utc)
+    killed_at = datetime.now(UTC)
     af.procs[name].expected_dead = True  # type: ignore[attr-defined]
     # The triggerer is dead: this is the watermark a new one resumes from.
     last_save = last_watermark_save(s, w.asset)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -114,7 +115,7 @@ def test_rename_fields_lists_the_keys_present_never_values(hook, smartmca_emulat
 
 
 def test_iter_and_find_executions_fail_named_on_a_drifted_list(hook, smartmca_emulator):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     finished(hook)
     smartmca_emulator.configure(drift=["list_items_without_id"])
@@ -122,7 +123,7 @@ def test_iter_and_find_executions_fail_named_on_a_drifted_list(hook, smartmca_em
         list(hook.iter_executions(entity_id="deal_1"))
     assert_named(err.value, "list_executions", "data[0].executionId")
     with pytest.raises(SmartMCAContractError) as err:
-        hook.find_executions_since(datetime.now(timezone.utc) - timedelta(hours=1), entity_id="deal_1")
+        hook.find_executions_since(datetime.now(UTC) - timedelta(hours=1), entity_id="deal_1")
     assert_named(err.value, "list_executions", "data[0].executionId")
 
 

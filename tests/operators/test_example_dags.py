@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -83,7 +83,7 @@ def test_funding_example_watches_completed_onboardings():
 def test_funding_example_deduplicates_by_execution_id():
     """A repeated event (a triggerer crash) adds nothing; the first event of each execution wins."""
     module = _funding_module()
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
 
     def event(seconds: int, execution_id: str, entity_id: str) -> SimpleNamespace:
         payload = {"executionId": execution_id, "entityId": entity_id, "status": "completed"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -173,7 +173,7 @@ def test_previous_execution_found_without_task_state_store(smartmca_connection, 
     """Airflow < 3.3 path: no task_state_store; try 2 finds try 1's execution by listing."""
     from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
-    run_start = datetime.now(timezone.utc) - timedelta(seconds=1)
+    run_start = datetime.now(UTC) - timedelta(seconds=1)
     first = SmartMCAHook().trigger_workflow("wf_deal_slow", "deal", "deal_9")  # try 1, then the worker died
 
     class TI:
