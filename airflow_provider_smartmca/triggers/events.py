@@ -62,7 +62,13 @@ from airflow_provider_smartmca.errors import (
     SmartMCANotFoundError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.triggers.execution import JITTER, POOL_LIMIT, _check_number, _resolve
+from airflow_provider_smartmca.triggers.execution import (
+    JITTER,
+    POOL_LIMIT,
+    _check_number,
+    _resolve,
+    check_trigger_kwargs,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
@@ -386,21 +392,13 @@ class ExecutionEventTrigger(BaseEventTrigger):
         version: int = KWARGS_VERSION,
     ) -> None:
         super().__init__()
-        if version != self.KWARGS_VERSION:
-            raise SmartMCAValidationError(
-                "version", f"trigger kwargs of version {version!r} are not understood", operation=_OP
-            )
-        if not isinstance(conn_id, str) or not conn_id.strip():
-            raise SmartMCAValidationError(
-                "conn_id", f"must be a non-empty string, got {conn_id!r}", operation=_OP
-            )
+        self.conn_id = check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
         if isinstance(statuses, str) or not statuses or any(s not in WATCHABLE_STATUSES for s in statuses):
             raise SmartMCAValidationError(
                 "statuses",
                 f"must be a non-empty list of {', '.join(WATCHABLE_STATUSES)}; got {statuses!r}",
                 operation=_OP,
             )
-        self.conn_id = conn_id
         self.workflow_type = (
             None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
         )
@@ -408,8 +406,10 @@ class ExecutionEventTrigger(BaseEventTrigger):
             None if entity_type is None else protocol.validate_id("entity_type", entity_type, _OP)
         )
         self.statuses = tuple(dict.fromkeys(statuses))
-        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
-        self.restart_lookback = _check_number("restart_lookback", restart_lookback, positive=False)
+        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True, operation=_OP)
+        self.restart_lookback = _check_number(
+            "restart_lookback", restart_lookback, positive=False, operation=_OP
+        )
         if self.restart_lookback < 0:
             raise SmartMCAValidationError(
                 "restart_lookback", f"must be 0 or more seconds, got {restart_lookback!r}", operation=_OP

@@ -58,13 +58,31 @@ JITTER = 0.1
 POOL_LIMIT = 32
 
 
-def _check_number(name: str, value: Any, *, positive: bool) -> float:
+def _check_number(name: str, value: Any, *, positive: bool, operation: str = _OP) -> float:
     """A finite int/float (not bool); clear error naming the argument otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SmartMCAValidationError(name, f"must be a finite number, got {value!r}", operation=_OP)
+        raise SmartMCAValidationError(name, f"must be a finite number, got {value!r}", operation=operation)
     if positive and value <= 0:
-        raise SmartMCAValidationError(name, f"must be greater than 0, got {value!r}", operation=_OP)
+        raise SmartMCAValidationError(name, f"must be greater than 0, got {value!r}", operation=operation)
     return float(value)
+
+
+def check_trigger_kwargs(operation: str, version: Any, expected: int, conn_id: Any) -> str:
+    """
+    What every trigger of this provider checks first in its kwargs: their version, and the
+    connection id (returned). Kwargs outlive the provider version that wrote them.
+
+    :raises SmartMCAValidationError: naming ``version`` or ``conn_id``.
+    """
+    if version != expected:
+        raise SmartMCAValidationError(
+            "version", f"trigger kwargs of version {version!r} are not understood", operation=operation
+        )
+    if not isinstance(conn_id, str) or not conn_id.strip():
+        raise SmartMCAValidationError(
+            "conn_id", f"must be a non-empty string, got {conn_id!r}", operation=operation
+        )
+    return conn_id
 
 
 def usable_workflow_type(value: Any) -> str | None:
@@ -165,19 +183,11 @@ class ExecutionTrigger(BaseTrigger):
         super().__init__()
         # Validated here, at construction on the worker, so a bad argument fails the task with
         # a clear message instead of failing later inside the shared triggerer.
-        if version != self.KWARGS_VERSION:
-            raise SmartMCAValidationError(
-                "version", f"trigger kwargs of version {version!r} are not understood", operation=_OP
-            )
-        if not isinstance(conn_id, str) or not conn_id.strip():
-            raise SmartMCAValidationError(
-                "conn_id", f"must be a non-empty string, got {conn_id!r}", operation=_OP
-            )
+        self.conn_id = check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
         if isinstance(failure_statuses, str) or not all(isinstance(x, str) for x in failure_statuses):
             raise SmartMCAValidationError(
                 "failure_statuses", f"must be a list of strings, got {failure_statuses!r}", operation=_OP
             )
-        self.conn_id = conn_id
         self.execution_id = protocol.validate_id("execution_id", execution_id, _OP)
         self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
         self.deadline = None if deadline is None else _check_number("deadline", deadline, positive=False)

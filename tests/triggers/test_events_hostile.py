@@ -36,7 +36,7 @@ import pytest
 from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionEventTrigger, events
 from airflow_provider_smartmca.triggers.events import WatermarkRecord
-from tests.triggers.conftest import FAST_RETRIES
+from tests.triggers.conftest import conn_json
 from tests.triggers.test_events import (
     KEY,
     MemoryAssetStateStore,
@@ -61,13 +61,6 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def _conn(host: str) -> str:
-    # A generous timeout: a hold fault may keep a page back on purpose for a few seconds.
-    return json.dumps(
-        {"conn_type": "smartmca", "host": host, "password": KEY, "extra": {**FAST_RETRIES, "timeout": 10}}
-    )
-
-
 @pytest.fixture(scope="module")
 def hostile_emulator() -> Iterator[Emulator]:
     with Emulator(CONFIG) as emu:
@@ -77,7 +70,8 @@ def hostile_emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def emu(hostile_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     hostile_emulator.reset()
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", _conn(hostile_emulator.base_url))
+    # A generous timeout: a hold fault may keep a page back on purpose for a few seconds.
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn_json(hostile_emulator, KEY, timeout=10))
     yield hostile_emulator
     hostile_emulator.reset()
 
@@ -502,9 +496,7 @@ def test_a_server_echoing_the_key_never_gets_it_into_logs_events_or_the_watermar
 def test_a_list_that_never_finishes_answering_delays_but_does_not_hang(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch, fault: dict[str, Any]
 ) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMARTMCA_DEFAULT", _conn(emu.base_url).replace('"timeout": 10', '"timeout": 2')
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn_json(emu, KEY, timeout=2))
 
     def go() -> list[str]:
         emu.add_fault(route="list_executions", count=2, **fault)

@@ -24,7 +24,7 @@ from airflow_provider_smartmca.client import aio
 from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionTrigger, budget, poller
-from tests.triggers.conftest import FAST_RETRIES
+from tests.triggers.conftest import conn_json
 
 KEY = "smca_test_full"
 POLL = 0.2
@@ -81,17 +81,7 @@ def shared_emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def emu(shared_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     shared_emulator.reset()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMARTMCA_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "smartmca",
-                "host": shared_emulator.base_url,
-                "password": KEY,
-                "extra": {**FAST_RETRIES, "timeout": 2},
-            }
-        ),
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn_json(shared_emulator, KEY, timeout=2))
     yield shared_emulator
     shared_emulator.reset()
 
