@@ -110,13 +110,20 @@ print("ok   ", ", ".join(c.__name__ for c in (SmartMCAHook, TriggerWorkflowOpera
 EOF
 
 step "the installed example DAGs parse"
-"$work/venv/bin/python" - <<'EOF'
+EXPECTED_EXAMPLES="$(cd "$repo/airflow_provider_smartmca/examples" && ls example_*.py)" "$work/venv/bin/python" - <<'EOF'
+import os
+from pathlib import Path
+
 import airflow_provider_smartmca.examples as examples
 from airflow.dag_processing.dagbag import DagBag
 
-bag = DagBag(dag_folder=examples.__path__[0])
+folder = Path(examples.__path__[0])
+bag = DagBag(dag_folder=str(folder))
 assert not bag.import_errors, bag.import_errors
-assert len(bag.dag_ids) == 3, bag.dag_ids
+# One DAG per example file of the source tree (each example's dag_id is its file name), so an
+# example missing from the wheel, or one that stopped defining its DAG, fails here.
+files = sorted(name.removesuffix(".py") for name in os.environ["EXPECTED_EXAMPLES"].split())
+assert sorted(bag.dag_ids) == files, (bag.dag_ids, files)
 print("ok    ", sorted(bag.dag_ids))
 EOF
 
