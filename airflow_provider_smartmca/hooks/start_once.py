@@ -155,8 +155,7 @@ def walk(
                 found.append(execution)
             else:
                 older_seen = True
-        last = len(page.items) < PAGE_SIZE or (page.total is not None and number * PAGE_SIZE >= page.total)
-        if last:
+        if page.is_last(number, PAGE_SIZE):
             return found, True, clock
         if ordered and older_seen:
             # An older one on a newest-first walk: the rest is older. But equal timestamps look
@@ -179,8 +178,7 @@ def _sorts_newest_first(hook: SmartMCAHook, filters: dict[str, str], newest: dat
             page=1, limit=PAGE_SIZE, sort_by="startedAt", sort_order="asc", **filters
         )
     )
-    stamps = [e.started_at for e in page.items if e.started_at is not None]
-    return newest is not None and bool(stamps) and stamps == sorted(stamps) and stamps[0] < newest
+    return page.proves_sorting(newest)
 
 
 def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:

@@ -254,14 +254,6 @@ class _Poll:
                 await self._page(status, 1)
         return self.now or self.newest
 
-    @staticmethod
-    def _last(result: ExecutionPage, page: int) -> bool:
-        return (
-            not result.items
-            or len(result.items) < PAGE_LIMIT
-            or (result.total is not None and page * PAGE_LIMIT >= result.total)
-        )
-
     async def active(self) -> set[str]:
         """
         Ids of the executions listed as pending or running.
@@ -281,7 +273,7 @@ class _Poll:
         for page in range(1, MAX_ACTIVE_PAGES + 1):
             result = await self._page(status, page)
             ids.update(e.execution_id for e in result.items if e.status in ACTIVE_STATUSES)
-            if self._last(result, page):
+            if result.is_last(page, PAGE_LIMIT):
                 return page
         self.trigger.log.error(
             "SmartMCA watcher: more than %d %s executions match its filters; only the newest are "
@@ -310,7 +302,7 @@ class _Poll:
                     found.setdefault(item.execution_id, item)
                 else:
                     older = True
-            if self._last(result, page):
+            if result.is_last(page, PAGE_LIMIT):
                 return list(found.values())
             # An older one ends the walk only on a server shown to sort as asked (see start_once.walk).
             if ordered and older and await self._sorts(status, result.items):
@@ -327,10 +319,7 @@ class _Poll:
         if self.trigger._sorts is None:
             newest = max((e.started_at for e in newest_first if e.started_at), default=None)
             page = await self._page(status, 1, order="asc")
-            stamps = [e.started_at for e in page.items if e.started_at is not None]
-            self.trigger._sorts = (
-                newest is not None and bool(stamps) and stamps == sorted(stamps) and stamps[0] < newest
-            )
+            self.trigger._sorts = page.proves_sorting(newest)
             if not self.trigger._sorts:
                 self.trigger.log.warning(
                     "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
