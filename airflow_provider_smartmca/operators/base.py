@@ -351,11 +351,15 @@ class SmartMCAExecutionOperator(BaseOperator):
         dag_run = context.get("dag_run")
         since = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
         if filters is None or since is None:
-            self.log.warning(
-                "No task_state_store (Airflow < 3.3) and no way to find this task's previous execution; "
-                "a new one is started"
+            # Nothing tells this try whether an earlier one sent its POST: never re-send silently.
+            raise SmartMCAAmbiguousTriggerError(
+                f"{self.operation}: this is try {ti.try_number}, and before Airflow 3.3 (no task_state_store) "
+                "nothing records whether an earlier try sent the request. It is not sent again, so that "
+                "nothing is done twice. Set lookup_workflow_type so that a retry can find the earlier "
+                "execution, or on_retry='retrigger' to accept sending it again.",
+                candidates=[],
+                operation=self.operation,
             )
-            return None
         # The DAG run's start is on Airflow's clock; the server stamps startedAt on its own.
         since -= timedelta(seconds=self.hook.settings.clock_skew)
         found = self.hook.patiently(lambda: self.hook.find_executions_since(since, **filters))

@@ -196,6 +196,50 @@ def test_previous_execution_found_without_task_state_store(smartmca_connection, 
     assert smartmca_emulator.executions_created() == 1
 
 
+class _RetryTI:
+    """A second try's task instance, as a worker before Airflow 3.3 has it (no task_state_store)."""
+
+    try_number = 2
+
+    def __init__(self):
+        self.pushed: dict = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+class _DagRun:
+    start_date = datetime.now(UTC) - timedelta(minutes=5)
+
+
+def test_action_retry_without_store_or_lookup_fails_closed(smartmca_connection, smartmca_emulator):
+    """Before Airflow 3.3 nothing tells try 2 whether try 1 sent a non-idempotent action: never re-send it."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_smartmca.operators import AdvanceApplicationStageOperator
+
+    op = AdvanceApplicationStageOperator(task_id="t", application_id="app_42", poll_interval=0.05)
+    with pytest.raises(AirflowFailException) as info:
+        op.execute({"ti": _RetryTI(), "dag_run": _DagRun()})  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "lookup_workflow_type" in message and "on_retry='retrigger'" in message
+    assert smartmca_emulator.count(route="advance_stage", method="POST") == 0
+
+
+def test_action_retry_without_store_sends_again_only_when_opted_in(smartmca_connection, smartmca_emulator):
+    from airflow_provider_smartmca.operators import AdvanceApplicationStageOperator
+
+    op = AdvanceApplicationStageOperator(
+        task_id="t",
+        application_id="app_42",
+        poll_interval=0.05,
+        on_retry="retrigger",
+        wait_for_completion=False,
+    )
+    op.execute({"ti": _RetryTI(), "dag_run": _DagRun()})  # type: ignore[arg-type]
+    assert smartmca_emulator.count(route="advance_stage", method="POST") == 1
+
+
 def test_on_kill_says_what_is_left_running(smartmca_connection, smartmca_emulator, capfd):
     op = TriggerWorkflowOperator(**TRIGGER)
     op._execution_id = "exec_abc"
