@@ -4,8 +4,8 @@ What :class:`~airflow_provider_smartmca.client.settings.ClientSettings` states, 
 (proxy and trusted CAs), what a response may cost, and what a failed exchange means.
 
 **May the request have reached the server?** :func:`failure` answers from facts, for requests,
-urllib3 and aiohttp alike, walking the exception's chain (``args``, ``reason``, ``__cause__``,
-``__context__``). "Not sent" (``request_sent=False``: a POST may be sent again) only where nothing
+urllib3 and aiohttp alike, walking the exception's chain (``args``, ``reason`` and the like,
+``__cause__``, ``__context__``). "Not sent" (``request_sent=False``: a POST may be sent again) only where nothing
 of the request can have left: the connection was refused or timed out while connecting, the name
 did not resolve, or the proxy refused before a tunnel or a forward was set up (CONNECT answered
 non-2xx, the proxy unreachable). A chain that also shows the connection breaking once it was up
@@ -231,73 +231,43 @@ def tls_failure(request: protocol.PreparedRequest, reason: str, route: Route) ->
 
 # --- one rule for both transports: what a failure means -------------------------------------------
 
-# Classes by "<top-level package>.<name>", matched anywhere in an exception's class hierarchy.
-_TLS = frozenset({"ssl.SSLError", "requests.SSLError", "urllib3.SSLError", "aiohttp.ClientSSLError"})
-_UNBUILDABLE = frozenset(
-    {
-        "requests.InvalidHeader",
-        "requests.InvalidURL",
-        "requests.InvalidSchema",
-        "requests.MissingSchema",
-        "aiohttp.InvalidURL",
-    }
+
+def _names(text: str) -> frozenset[str]:
+    """Exception classes as "<top-level package>.<name>", matched anywhere in a class hierarchy."""
+    return frozenset(text.split())
+
+
+_TLS = _names("ssl.SSLError requests.SSLError urllib3.SSLError aiohttp.ClientSSLError")
+_UNBUILDABLE = _names(
+    "requests.InvalidHeader requests.InvalidURL requests.InvalidSchema requests.MissingSchema aiohttp.InvalidURL"
 )
-# Nothing of the request left: no connection, no tunnel, no forward was set up ...
-_NEVER_CONNECTED = frozenset(
-    {
-        "builtins.ConnectionRefusedError",
-        "socket.gaierror",
-        "urllib3.NewConnectionError",  # DNS failures too
-        "urllib3.ConnectTimeoutError",
-        "requests.ConnectTimeout",
-        "aiohttp.ClientConnectorError",  # DNS failures and an unreachable proxy too
-        "aiohttp.ConnectionTimeoutError",
-        "aiohttp.ClientHttpProxyError",  # CONNECT answered non-2xx
-    }
+# Nothing of the request left: no connection was made, a connect timed out, a name did not resolve
+# (urllib3's NewConnectionError, aiohttp's ClientConnectorError), the proxy was unreachable or
+# answered CONNECT with a non-2xx (aiohttp's ClientHttpProxyError) ...
+_UNREACHABLE = _names(
+    "builtins.ConnectionRefusedError urllib3.NewConnectionError aiohttp.ClientConnectorError"
 )
-_TIMED_OUT = frozenset({"urllib3.ConnectTimeoutError", "aiohttp.ConnectionTimeoutError"})
-_UNREACHABLE = frozenset(
-    {"urllib3.NewConnectionError", "aiohttp.ClientConnectorError", "builtins.ConnectionRefusedError"}
+_TIMED_OUT = _names("urllib3.ConnectTimeoutError aiohttp.ConnectionTimeoutError")
+_NEVER_CONNECTED = _UNREACHABLE | _TIMED_OUT | {"socket.gaierror", "aiohttp.ClientHttpProxyError"}
+# ... unless the chain also shows a connection that was up, then broke or went silent (a
+# ConnectionResetError: http.client's RemoteDisconnected too).
+_WAS_UP = _names(
+    "builtins.ConnectionResetError builtins.BrokenPipeError urllib3.ReadTimeoutError urllib3.ProtocolError "
+    "aiohttp.ServerDisconnectedError aiohttp.SocketTimeoutError aiohttp.ClientPayloadError"
 )
-_PROXY = frozenset(
-    {
-        "requests.ProxyError",
-        "urllib3.ProxyError",
-        "aiohttp.ClientHttpProxyError",
-        "aiohttp.ClientProxyConnectionError",
-    }
+_PROXY = _names(
+    "requests.ProxyError urllib3.ProxyError aiohttp.ClientHttpProxyError aiohttp.ClientProxyConnectionError"
 )
-# ... unless the chain also shows a connection that was up, then broke or went silent.
-_WAS_UP = frozenset(
-    {
-        "builtins.ConnectionResetError",  # http.client's RemoteDisconnected too
-        "builtins.BrokenPipeError",
-        "urllib3.ReadTimeoutError",
-        "urllib3.ProtocolError",
-        "aiohttp.ServerDisconnectedError",
-        "aiohttp.SocketTimeoutError",
-        "aiohttp.ClientPayloadError",
-    }
+_TIMEOUT = _names(
+    "builtins.TimeoutError requests.ReadTimeout urllib3.ReadTimeoutError aiohttp.ServerTimeoutError"
 )
-_TIMEOUT = frozenset(
-    {
-        "builtins.TimeoutError",
-        "requests.ReadTimeout",
-        "urllib3.ReadTimeoutError",
-        "aiohttp.ServerTimeoutError",
-    }
-)
-_CUT_SHORT = frozenset(
-    {
-        "requests.ChunkedEncodingError",
-        "requests.ContentDecodingError",
-        "urllib3.ProtocolError",
-        "urllib3.DecodeError",
-        "http.HTTPException",
-        "aiohttp.ClientPayloadError",
-    }
+_CUT_SHORT = _names(
+    "requests.ChunkedEncodingError requests.ContentDecodingError urllib3.ProtocolError urllib3.DecodeError "
+    "http.HTTPException aiohttp.ClientPayloadError"
 )
 _CHAIN_LIMIT = 16
+# Where a library keeps the exception it wraps, besides args: urllib3 (reason), aiohttp (the others).
+_WRAPPING = ("reason", "os_error", "certificate_error")
 
 
 def _kinds(exc: BaseException) -> frozenset[str]:
@@ -305,15 +275,16 @@ def _kinds(exc: BaseException) -> frozenset[str]:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and what it wraps (``args``, ``reason``, ``__cause__``, ``__context__``), at most 16."""
+    """``exc`` and what it wraps (``args``, ``_WRAPPING``, ``__cause__``, ``__context__``), at most 16."""
     seen: list[BaseException] = []
     todo = [exc]
     while todo and len(seen) < _CHAIN_LIMIT:
         current = todo.pop(0)
-        if any(current is s for s in seen):
+        if current in seen:  # exceptions compare by identity
             continue
         seen.append(current)
-        linked = (*current.args, getattr(current, "reason", None), current.__cause__, current.__context__)
+        wrapped = (getattr(current, name, None) for name in _WRAPPING)
+        linked = (*current.args, *wrapped, current.__cause__, current.__context__)
         todo.extend(e for e in linked if isinstance(e, BaseException))
     return seen
 
@@ -335,10 +306,9 @@ def _not_sent(chain: list[BaseException]) -> str | None:
 def _tls_reason(chain: list[BaseException]) -> str:
     """The ``ssl`` error's own words (no URL, no header), found in the library's wrapping."""
     for exc in chain:
-        if "ssl.SSLError" in _kinds(exc):
-            return str(
-                getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
-            )
+        words = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+        if words and "ssl.SSLError" in _kinds(exc):
+            return str(words)
     return type(chain[0]).__name__
 
 
