@@ -23,6 +23,7 @@ Requests are read by ``Content-Length`` (no chunked request bodies: neither tran
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import ssl
@@ -74,6 +75,8 @@ class Proxy:
 
     def close(self) -> None:
         """Stop accepting connections (open ones end when either side closes)."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self._listener.close()
 
     # -- faults -------------------------------------------------------------------------------
