@@ -5,14 +5,14 @@ What :class:`~airflow_provider_smartmca.client.settings.ClientSettings` states, 
 
 **May the request have reached the server?** :func:`failure` answers from facts, for requests,
 urllib3 and aiohttp alike, walking the exception's chain (``args``, ``reason`` and the like,
-``__cause__``, ``__context__``). "Not sent" (``request_sent=False``: a POST may be sent again) only where nothing
-of the request can have left: the connection was refused or timed out while connecting, the name
-did not resolve, or the proxy refused before a tunnel or a forward was set up (CONNECT answered
-non-2xx, the proxy unreachable). A chain that also shows the connection breaking once it was up
-(a reset, a remote close, a read timeout) is "unknown", and so is everything else
-(``request_sent=True``: a POST is then looked up, never sent again). requests reports a drop behind
-a proxy as a ``ProxyError`` whatever its moment: its wrapped cause decides. TLS failures and
-requests that cannot be built are settings errors (``SmartMCAConfigError``).
+``__cause__``, ``__context__``). "Not sent" (``request_sent=False``: a POST may be sent again)
+only where nothing of the request can have left: the connection was refused or timed out while
+connecting, the name did not resolve, or the proxy refused before a tunnel or a forward was set
+up (CONNECT answered non-2xx, the proxy unreachable). A chain that also shows the connection
+breaking once it was up (a reset, a remote close, a read timeout) is "unknown", and so is
+everything else (``request_sent=True``: a POST is then looked up, never sent again). requests
+reports a drop behind a proxy as a ``ProxyError`` whatever its moment: its wrapped cause decides.
+TLS failures and requests that cannot be built are settings errors (``SmartMCAConfigError``).
 
 Exceptions are matched by class name, so importing this module imports neither HTTP library.
 """
