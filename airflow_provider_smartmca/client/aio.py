@@ -5,9 +5,9 @@ TLS setting): a triggerer running a thousand waits keeps one bounded connection 
 opening a TCP+TLS connection per poll. The session is reference counted and closed when its
 last user leaves, cancelled or not, so no "Unclosed client session" warning is left behind.
 
-It follows the transport rules stated once in
-:class:`~airflow_provider_smartmca.client.settings.ClientSettings` (total deadline, body cap,
-proxy, trusted CAs), like the worker's :mod:`~airflow_provider_smartmca.client.sync`.
+It follows the transport rules of :mod:`~airflow_provider_smartmca.client.transport` (total
+deadline, body cap, proxy, trusted CAs, what a failure means), like the worker's
+:mod:`~airflow_provider_smartmca.client.sync`.
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ from typing import Any
 import aiohttp
 
 from airflow_provider_smartmca.client import protocol
-from airflow_provider_smartmca.client.settings import (
-    ClientSettings,
+from airflow_provider_smartmca.client.settings import ClientSettings
+from airflow_provider_smartmca.client.transport import (
     Route,
     body_too_large,
-    deadline_detail,
     declared_length,
+    failure,
     resolve_route,
-    tls_failure,
 )
-from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError
+from airflow_provider_smartmca.errors import SmartMCAConfigError
 
 DEFAULT_POOL_LIMIT = 100
 
@@ -78,31 +77,6 @@ def _open_route(settings: ClientSettings) -> tuple[Route, ssl.SSLContext | bool]
     except (ssl.SSLError, OSError, ValueError):
         message = f"the CA bundle from {route.verify_source} ({ca_path!r}) cannot be loaded"
     raise SmartMCAConfigError(message)
-
-
-def _failure(
-    request: protocol.PreparedRequest, exc: BaseException, route: Route, seconds: float
-) -> SmartMCAError:
-    """The SmartMCA error for a library exception; it never quotes the exception (it may hold headers)."""
-    if isinstance(exc, aiohttp.ClientSSLError):
-        reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
-        detail = (
-            getattr(reason, "verify_message", None) or getattr(reason, "reason", None) or type(exc).__name__
-        )
-        return tls_failure(request, str(detail), route)
-    if isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)):
-        return protocol.connection_error(
-            request, "the proxy refused or failed the connection", request_sent=False
-        )
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return protocol.connection_error(request, "connect timed out", request_sent=False)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return protocol.connection_error(request, "connection refused or unreachable", request_sent=False)
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return protocol.connection_error(request, "response cut short", request_sent=True)
-    return protocol.connection_error(request, f"connection dropped ({type(exc).__name__})", request_sent=True)
 
 
 def open_sessions_count() -> int:
@@ -178,7 +152,7 @@ class AsyncClient:
         try:
             return await self._exchange(request, route, ssl_option, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = _failure(request, exc, route, seconds)
+            error = failure(request, exc, route, seconds)
         # Raised outside the except block, so the library's exception is neither the cause nor
         # the context of what callers see.
         raise error

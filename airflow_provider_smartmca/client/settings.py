@@ -2,8 +2,8 @@
 
 This module knows nothing of Airflow: it takes the connection's plain fields, so the worker
 (sync ``get_connection``) and the triggerer (async connection API) share one interpretation.
-It also states, once, the rules both transports (:mod:`.sync` on workers, :mod:`.aio` in the
-triggerer) follow: the request deadline, the body cap, the proxy and the trusted CAs.
+:class:`ClientSettings` states the rules both transports follow (the request deadline, the body
+cap, the proxy and the trusted CAs); :mod:`.transport` applies them.
 """
 
 from __future__ import annotations
@@ -17,27 +17,16 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from airflow_provider_smartmca.client.endpoints import API_PREFIX, KNOWN_SCOPES
-from airflow_provider_smartmca.errors import (
-    SmartMCAConfigError,
-    SmartMCAInvalidResponseError,
-    SmartMCAValidationError,
-)
-
-if TYPE_CHECKING:
-    from airflow_provider_smartmca.client.protocol import PreparedRequest
+from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAValidationError
 
 log = logging.getLogger("airflow_provider_smartmca.client")
 
 DEFAULT_BASE_URL = "https://api.smartmca.com"
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-#: Bytes a transport asks for per read while streaming a body.
-READ_CHUNK = 64 * 1024
-#: Environment variables naming a CA bundle, in priority order (see :func:`resolve_route`).
-CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 _PREFIXED_EXTRA = "extra__smartmca__"
 
 
@@ -303,7 +292,8 @@ def normalize_key(password: str | None) -> str:
 # --- the base URL -------------------------------------------------------------------------------
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback(hostname: str) -> bool:
+    """Whether ``hostname`` is this machine (``localhost``, ``*.localhost``, a loopback address)."""
     if hostname == "localhost" or hostname.endswith(".localhost"):
         return True
     try:
@@ -364,7 +354,7 @@ def normalize_base_url(
             raise SmartMCAConfigError(
                 f"connection host {shown!r} names port {url_port} but the connection port is {port}"
             )
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
         raise SmartMCAConfigError(
             f"connection host {shown!r} uses plain http:// on a non-loopback host; use https:// "
             "or set the extra 'allow_insecure_http' to true"
@@ -441,193 +431,3 @@ def settings_from_connection(
     if message:
         log.warning("SmartMCA connection: %s", message)
     return settings
-
-
-# --- one rule for both transports: proxy and trusted CAs ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Route:
-    """
-    How this process reaches the API: the proxy and the trusted CAs, per the rules in
-    :class:`ClientSettings`. Built by :func:`resolve_route`; never holds the key.
-
-    :param proxy: the proxy URL, or None for a direct connection. May hold proxy credentials:
-        never put it in a message.
-    :param verify: False (no verification), True (the default store, certifi), or the path of a
-        CA bundle file or directory.
-    :param verify_source: where ``verify`` came from, for messages.
-    """
-
-    proxy: str | None = field(default=None, repr=False)
-    verify: bool | str = True
-    verify_source: str = "the default CA store (certifi)"
-
-    @property
-    def ca_path(self) -> str | None:
-        """The CA bundle path to load, the default store's included; None when not verifying."""
-        if self.verify is False:
-            return None
-        if self.verify is True:
-            import certifi  # installed with requests; imported only by a transport
-
-            return str(certifi.where())
-        return str(self.verify)
-
-
-def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
-    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
-    if not no_proxy.strip():
-        return False
-    try:
-        address = ipaddress.ip_address(hostname)
-    except ValueError:
-        address = None
-    for entry in (e.strip() for e in no_proxy.split(",")):
-        if address is not None and "/" in entry:
-            try:
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                continue
-    # Names, ".suffix", "*" and "host:port": the standard library's reading of NO_PROXY (as
-    # requests'). Imported here: urllib.request is heavy, and DAG files import this module.
-    import urllib.request
-
-    target = f"{hostname}:{port}" if port else hostname
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    return bool(bypass(target, {"no": no_proxy}))
-
-
-def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
-    parts = urlsplit(base_url)
-    hostname = parts.hostname or ""
-    for name in (f"{parts.scheme}_proxy", "all_proxy"):
-        variable = name if env.get(name) else name.upper()
-        value = (env.get(variable) or "").strip()
-        if not value:
-            continue
-        if _no_proxy(hostname, parts.port, env):
-            return None
-        if "://" not in value:
-            value = "http://" + value  # as curl and requests read "proxy:3128"
-        scheme = value.split("://", 1)[0].lower()
-        if scheme not in ("http", "https") or not urlsplit(value).hostname:
-            # The value may hold proxy credentials: name the variable, not the value.
-            raise SmartMCAConfigError(
-                f"the environment variable {variable} is not an http:// or https:// proxy URL "
-                f"(scheme {scheme!r}); this provider supports only HTTP proxies"
-            )
-        return value
-    return None
-
-
-def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = None) -> Route:
-    """
-    Decide the proxy and the trusted CAs for ``settings`` from this process's environment.
-
-    The one place both transports take these decisions from; see :class:`ClientSettings`.
-
-    :param settings: the client settings.
-    :param environ: the environment to read, ``os.environ`` by default.
-    :raises SmartMCAConfigError: a CA path that does not exist, or a proxy that is not HTTP.
-    """
-    env = os.environ if environ is None else environ
-    proxy = _proxy_for(settings.base_url, env)
-    if not settings.base_url.startswith("https://"):
-        return Route(proxy=proxy, verify=False, verify_source="plain http")
-    verify = settings.verify_ssl
-    if verify is False or isinstance(verify, str):
-        if isinstance(verify, str) and not os.path.exists(verify):
-            raise SmartMCAConfigError(
-                f"connection extra 'verify_ssl' names {verify!r}, which does not exist in this process"
-            )
-        return Route(proxy=proxy, verify=verify, verify_source="connection extra 'verify_ssl'")
-    for variable in CA_BUNDLE_ENV:
-        path = (env.get(variable) or "").strip()
-        if not path:
-            continue
-        if not os.path.exists(path):
-            raise SmartMCAConfigError(
-                f"the environment variable {variable} names {path!r}, which does not exist; fix it, "
-                "or set the connection extra 'verify_ssl' to a CA bundle path"
-            )
-        return Route(proxy=proxy, verify=path, verify_source=f"the environment variable {variable}")
-    return Route(proxy=proxy)
-
-
-# --- one rule for both transports: what a response may cost -------------------------------------
-
-
-def declared_length(headers: Mapping[str, str]) -> int | None:
-    """The ``Content-Length`` a response announces, or None (absent, chunked or unreadable)."""
-    value = headers.get("content-length") or headers.get("Content-Length")
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
-
-
-def body_too_large(
-    request: PreparedRequest, status: int, limit: int, declared: int | None
-) -> SmartMCAInvalidResponseError:
-    """The error for a 2xx body over the cap (see :class:`ClientSettings`), naming endpoint and cap."""
-    endpoint = request.endpoint
-    size = f"of {declared} bytes" if declared is not None else "that went on"
-    return SmartMCAInvalidResponseError(
-        f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {status} with a body {size}, "
-        f"over the cap of {limit} bytes; it was not read further. If such an answer is real, raise "
-        "the connection extra 'max_response_bytes'",
-        operation=endpoint.name,
-        method=endpoint.method,
-        path=request.path,
-        status=status,
-    )
-
-
-def deadline_detail(seconds: float) -> str:
-    """What a transport says when a request ran out of time."""
-    return f"no complete response within {seconds:g} s (the 'timeout' setting: total per request)"
-
-
-# OpenSSL's reasons when the server's first bytes are not a TLS record: almost always a plain-HTTP
-# answer to the ClientHello (OpenSSL 3.2+ says RECORD_LAYER_FAILURE where older ones said
-# WRONG_VERSION_NUMBER).
-_NOT_TLS_REASONS = frozenset(
-    {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
-)
-
-
-def tls_failure(request: PreparedRequest, reason: str, route: Route) -> SmartMCAConfigError:
-    """
-    The error for a failed TLS handshake, the same for both transports.
-
-    A server that answers plain HTTP on an ``https://`` URL is named as such, with the fix: a
-    host without a scheme and a ``smartmca://`` URI both mean ``https://``, and the CA store
-    or ``verify_ssl`` cannot help.
-
-    :param request: the request that failed (its URL holds no credentials).
-    :param reason: the ``ssl`` error's reason, e.g. ``WRONG_VERSION_NUMBER``.
-    :param route: where the trusted CAs came from.
-    """
-    name = request.endpoint.name
-    parts = urlsplit(request.url)
-    if reason.upper() not in _NOT_TLS_REASONS or parts.scheme != "https":
-        return SmartMCAConfigError(
-            f"{name}: TLS to the SmartMCA API failed ({reason}); trusted CAs come from "
-            f"{route.verify_source}: check the certificate or the connection extra 'verify_ssl'"
-        )
-    http_host = f"http://{parts.netloc}"
-    if _is_loopback(parts.hostname or ""):
-        fix = f'use the JSON connection form with "host": "{http_host}"'
-    else:
-        fix = (
-            f'if it really serves plain HTTP, set the host to "{http_host}" and the extra '
-            "'allow_insecure_http' to true (the key then crosses the network in clear text); "
-            "otherwise check the host and port"
-        )
-    return SmartMCAConfigError(
-        f"{name}: TLS to the SmartMCA API failed ({reason}): the server at {parts.netloc} did not "
-        "answer with TLS, so it looks like a plain-HTTP server on an https:// URL. A host without a "
-        f"scheme and a smartmca:// URI both mean https://; {fix}. The extra 'verify_ssl' does not "
-        "change this"
-    )

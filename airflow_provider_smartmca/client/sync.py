@@ -1,14 +1,13 @@
 """Blocking transport over one ``requests.Session`` (keep-alive), used on workers.
 
-It follows the transport rules stated once in
-:class:`~airflow_provider_smartmca.client.settings.ClientSettings` (total deadline, body cap,
-proxy, trusted CAs), like the triggerer's :mod:`~airflow_provider_smartmca.client.aio`.
+It follows the transport rules of :mod:`~airflow_provider_smartmca.client.transport` (total
+deadline, body cap, proxy, trusted CAs, what a failure means), like the triggerer's
+:mod:`~airflow_provider_smartmca.client.aio`.
 """
 
 from __future__ import annotations
 
 import http.client
-import ssl
 import time
 from collections.abc import Mapping
 from contextlib import suppress
@@ -20,87 +19,24 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_smartmca.client import protocol
-from airflow_provider_smartmca.client.settings import (
+from airflow_provider_smartmca.client.settings import ClientSettings
+from airflow_provider_smartmca.client.transport import (
     READ_CHUNK,
-    ClientSettings,
     Route,
     body_too_large,
     deadline_detail,
     declared_length,
+    failure,
     resolve_route,
-    tls_failure,
 )
-from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError
 
-# What requests, urllib3, http.client and sockets raise while sending or reading; see _failure.
+# What requests, urllib3, http.client and sockets raise while sending or reading; see transport.failure.
 _TRANSPORT_ERRORS = (
     requests.RequestException,
     urllib3.exceptions.HTTPError,
     http.client.HTTPException,
     OSError,
 )
-# Raised while the request is built, before anything is sent: a setting that cannot work.
-_UNSENDABLE = (
-    requests.exceptions.InvalidHeader,
-    requests.exceptions.InvalidURL,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.MissingSchema,
-)
-
-
-def _never_reached_server(exc: BaseException) -> bool:
-    """True when the connection itself failed (refused, DNS), so the request was never sent."""
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, urllib3.exceptions.MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError))
-
-
-def _tls_reason(exc: BaseException) -> str:
-    """The ``ssl`` error's own words (no URL, no header), found in the library's wrapping."""
-    todo: list[BaseException] = [exc]
-    for _ in range(16):
-        if not todo:
-            break
-        current = todo.pop()
-        if isinstance(current, ssl.SSLError):
-            return str(getattr(current, "verify_message", None) or current.reason or type(current).__name__)
-        linked = (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args)
-        todo.extend(e for e in linked if isinstance(e, BaseException))
-    return type(exc).__name__
-
-
-def _failure(
-    request: protocol.PreparedRequest, exc: BaseException, route: Route, seconds: float
-) -> SmartMCAError:
-    """The SmartMCA error for a library exception; it never quotes the exception (it holds headers)."""
-    name = request.endpoint.name
-    if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError)):
-        return tls_failure(request, _tls_reason(exc), route)
-    if isinstance(exc, (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError)):
-        return protocol.connection_error(
-            request, "the proxy refused or failed the connection", request_sent=False
-        )
-    if isinstance(exc, (requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
-        return protocol.connection_error(request, "connect timed out", request_sent=False)
-    if isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
-        return protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
-    if isinstance(exc, requests.exceptions.ConnectionError) and _never_reached_server(exc):
-        return protocol.connection_error(request, "connection refused or unreachable", request_sent=False)
-    if isinstance(exc, _UNSENDABLE):
-        return SmartMCAConfigError(f"{name}: the request could not be built ({type(exc).__name__})")
-    if isinstance(
-        exc,
-        (
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-            urllib3.exceptions.ProtocolError,
-            urllib3.exceptions.DecodeError,
-            http.client.HTTPException,
-        ),
-    ):
-        return protocol.connection_error(request, "response cut short", request_sent=True)
-    return protocol.connection_error(request, f"connection dropped ({type(exc).__name__})", request_sent=True)
 
 
 def _read_body(
@@ -186,7 +122,7 @@ class SyncClient:
         try:
             return self._exchange(session, request, seconds, time.monotonic() + seconds)
         except _TRANSPORT_ERRORS as exc:
-            error = _failure(request, exc, self._route, seconds)
+            error = failure(request, exc, self._route, seconds)
         # Raised outside the except block, so the library's exception (whose .request holds the
         # Authorization header) is neither the cause nor the context of what callers see.
         raise error

@@ -11,7 +11,9 @@ Example::
         emu.add_fault("status", route="get_execution", status=503, count=3)
         emu.configure(clock_offset_seconds=-60, drift=["action_204"])
 
-Every fault and behaviour is listed in ``docs/emulator-faults.md``.
+Every fault and behaviour is listed in ``docs/emulator-faults.md``, with :class:`Proxy`: a loopback
+HTTP proxy (CONNECT and forwarding) that can drop a request after the server acted, or refuse a
+CONNECT.
 
 Run a DAG file offline (``dag.test()`` with the file placed under ``[core] dags_folder``)::
 
@@ -36,6 +38,7 @@ from airflow_provider_smartmca.testing.config import (
     load_config,
 )
 from airflow_provider_smartmca.testing.faults import ECHO_MODES, FAULT_KINDS, ROUTE_NAMES, Fault
+from airflow_provider_smartmca.testing.proxy import Proxy
 from airflow_provider_smartmca.testing.runtime import RequestRecord
 from airflow_provider_smartmca.testing.server import Emulator
 
@@ -81,6 +84,7 @@ __all__ = [
     "EmulatorError",
     "Fault",
     "Outcome",
+    "Proxy",
     "RequestRecord",
     "RunDagError",
     "WorkflowDef",

@@ -97,13 +97,15 @@ def test_key_not_in_repr():
     ],
 )
 def test_one_proxy_rule(env, proxy):
-    from airflow_provider_smartmca.client.settings import ClientSettings, resolve_route
+    from airflow_provider_smartmca.client.settings import ClientSettings
+    from airflow_provider_smartmca.client.transport import resolve_route
 
     assert resolve_route(ClientSettings(), env).proxy == proxy
 
 
 def test_one_ca_rule(tmp_path):
-    from airflow_provider_smartmca.client.settings import ClientSettings, resolve_route
+    from airflow_provider_smartmca.client.settings import ClientSettings
+    from airflow_provider_smartmca.client.transport import resolve_route
 
     bundle = tmp_path / "ca.pem"
     bundle.write_text("")

@@ -11,7 +11,10 @@ and the worker are hostile. A schedule draws:
 - the POST's outcome: a 202, a 5xx before the server acts (``status``), a 5xx after it acted
   (``status_after``), the answer dropped mid-body (``drop_mid_body``), the connection dropped
   after (``drop_after``) or before (``drop_before``) the server acts, the answer held
-  (``hold``: the client times out), or 1-4 429s (``retry_after=0``) against 0-1 client retries;
+  (``hold``: the client times out), 1-4 429s (``retry_after=0``) against 0-1 client retries, or
+  a proxy that sends the POST on and drops the connection once the server has answered: a plain
+  forward proxy (``proxy_forward_drop``) or a CONNECT tunnel (``proxy_connect_drop``, the task
+  then speaks HTTPS to a TLS-inspecting proxy), the production route;
 - a worker death in try 1 (a ``BaseException`` nothing in the provider catches): *before* the
   POST (the intent is stored, nothing is sent), *during* it (the intent is stored, the POST goes
   out with the drawn outcome, the worker is gone before any answer), *after* it (the POST got its
@@ -87,8 +90,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_smartmca.testing.catalog import ALL_SCOPES, DEFAULT_KEYS
+from airflow_provider_smartmca.testing.proxy import Proxy
 from airflow_provider_smartmca.testing.pytest_plugin import FAST_CONFIG
 from airflow_provider_smartmca.testing.server import Emulator
+from airflow_provider_smartmca.testing.tls import self_signed_cert
 
 EXAMPLES = int(os.environ.get("SMARTMCA_PROPERTY_EXAMPLES", "300"))
 TRIES = 3  # retries=2
@@ -135,6 +140,7 @@ OTHER_OPERATION = {
     "assign_underwriter": "change_status",
 }
 POST_OUTCOMES = ("ok", "5xx_before", "5xx_after", "drop_mid_body", "drop_after", "drop_before", "hold", "429")
+PROXY_DROPS = ("proxy_forward_drop", "proxy_connect_drop")  # also POST outcomes; see Run.route_through_proxy
 # The fault each POST outcome injects: (kind, options).
 POST_FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "5xx_before": ("status", {"status": 500}),
@@ -187,7 +193,7 @@ def schedules() -> st.SearchStrategy[Schedule]:
         operation=st.sampled_from(sorted(OPERATIONS)),
         known_workflow=st.booleans(),
         blind=st.sampled_from((False, False, False, True)),
-        post=st.sampled_from(POST_OUTCOMES),
+        post=st.sampled_from(POST_OUTCOMES + PROXY_DROPS),
         rate_limits=st.integers(1, 4),
         max_retries=st.integers(0, 1),
         death=st.sampled_from(DEATHS),
@@ -294,6 +300,14 @@ def start_once_emulator() -> Iterator[Emulator]:
         yield emu
 
 
+@pytest.fixture(scope="session")
+def start_once_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proxy, str]]:
+    """A proxy that can drop a POST after forwarding it, in CONNECT tunnels too; and the CA it uses."""
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("proxy_tls"))
+    with Proxy(intercept=(cert, key)) as proxy:
+        yield proxy, str(cert)
+
+
 @pytest.fixture
 def connections(start_once_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     for skew in SKEWS:
@@ -355,8 +369,11 @@ class Outcome:
 class Run:
     """One schedule against the emulator: set-up, the task's tries, and what the emulator recorded."""
 
-    def __init__(self, emu: Emulator, schedule: Schedule, entity: str, stats: Counter[str]) -> None:
-        self.emu, self.s, self.entity, self.stats = emu, schedule, entity, stats
+    def __init__(
+        self, emu: Emulator, schedule: Schedule, entity: str, stats: Counter[str], proxy: tuple[Proxy, str]
+    ) -> None:
+        self.emu, self.s, self.entity, self.stats, self.proxy = emu, schedule, entity, stats, proxy
+        self.saved_env: dict[str, str | None] = {}
         _, self.route, path, body, self.workflow, self.entity_type = OPERATIONS[schedule.operation]
         self.path = path.format(id=entity)
         self.body = {**body, "entityId": entity} if schedule.operation == "trigger" else dict(body)
@@ -402,6 +419,8 @@ class Run:
             self.emu.add_fault(
                 "status", route=self.route, method="POST", status=429, retry_after=0, count=s.rate_limits
             )
+        elif s.post in PROXY_DROPS:
+            self.proxy[0].drop_after_forward("POST", count=1)
         elif s.post in POST_FAULTS:
             kind, options = POST_FAULTS[s.post]
             fault = self.emu.add_fault(kind, route=self.route, method="POST", **options)
@@ -449,10 +468,29 @@ class Run:
             self.post(self.path, self.body, self.key)
         raise WorkerDied(s.death)
 
+    def route_through_proxy(self) -> None:
+        """For a proxy drop: the task reaches the emulator through the proxy, for this schedule."""
+        proxy, ca = self.proxy
+        proxy.clear()
+        proxy.dropped = 0
+        env = {"no_proxy": "", "NO_PROXY": ""}
+        if self.s.post == "proxy_forward_drop":
+            env["http_proxy"] = proxy.url
+        else:  # HTTPS to the emulator's port: the proxy answers the TLS and speaks plain HTTP to it
+            variable = f"AIRFLOW_CONN_{_conn_id(self.s.clock_skew, self.s.blind).upper()}"
+            conn = json.loads(os.environ[variable])
+            conn["host"] = f"https://127.0.0.1:{self.emu.port}"
+            conn["extra"]["verify_ssl"] = ca
+            env.update({"https_proxy": proxy.url, variable: json.dumps(conn)})
+        self.saved_env = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+
     # -- set-up, tries, judgement --
 
     def set_up(self) -> None:
         s, emu = self.s, self.emu
+        if s.post in PROXY_DROPS:
+            self.route_through_proxy()
         workflow = emu.config.workflows[self.workflow]
         # History, created in the store directly (fast; the POST record stays this schedule's).
         for _ in range(s.old):
@@ -544,6 +582,14 @@ class Run:
         return last
 
     def tear_down(self) -> None:
+        for name, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self.proxy[0].clear()
+        self.stats["fault fired: proxy dropped a POST it forwarded"] += self.proxy[0].dropped
+        self.proxy[0].dropped = 0
         self.emu.release_held()
         for thread in self.held:
             thread.join(10)
@@ -648,7 +694,9 @@ def _table(stats: Counter[str], examples: int, seconds: float) -> str:
 # The suite's 300 s per test is for one test's worth of work; the long run needs more (about 65 ms
 # a schedule here, and shrinking a failure takes a few hundred more).
 @pytest.mark.timeout(max(300, EXAMPLES // 2))
-def test_start_once_holds_under_hostile_schedules(start_once_emulator, connections, capsys, monkeypatch):
+def test_start_once_holds_under_hostile_schedules(
+    start_once_emulator, start_once_proxy, connections, capsys, monkeypatch
+):
     from airflow_provider_smartmca.errors import SmartMCAAmbiguousTriggerError
     from airflow_provider_smartmca.hooks import start_once
 
@@ -686,7 +734,7 @@ def test_start_once_holds_under_hostile_schedules(start_once_emulator, connectio
         nonlocal examples
         examples += 1
         emu.reset()
-        run = Run(emu, schedule, f"e{examples}", stats)
+        run = Run(emu, schedule, f"e{examples}", stats, start_once_proxy)
         current.append(run)
         try:
             run.set_up()

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import certifi
 import psutil
@@ -32,6 +30,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAInvalidResponseError,
     SmartMCAServerError,
 )
+from airflow_provider_smartmca.testing.proxy import Proxy
 from airflow_provider_smartmca.testing.pytest_plugin import FAST_CONFIG
 from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.testing.tls import self_signed_cert
@@ -249,69 +248,10 @@ def test_a_small_cap_is_honoured_and_keep_alive_survives(smartmca_emulator, tran
 # --- proxy (finding 6) ----------------------------------------------------------------------------
 
 
-class LoopbackProxy:
-    """A real forwarding proxy on 127.0.0.1: CONNECT tunnels, and absolute-form plain HTTP requests."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.request_lines: list[str] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = client.recv(65536)
-                if not data:
-                    return
-                head += data
-            line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            self.request_lines.append(line)
-            method, target, _ = line.split(" ", 2)
-            if method == "CONNECT":
-                host, port = target.rsplit(":", 1)
-                upstream = socket.create_connection((host, int(port)), timeout=10)
-                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                rest = head.split(b"\r\n\r\n", 1)[1]
-            else:
-                parts = urlsplit(target)
-                upstream = socket.create_connection((parts.hostname, parts.port), timeout=10)
-                rest = head
-            with upstream:
-                if rest:
-                    upstream.sendall(rest)
-                self._pump(client, upstream)
-
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        with selectors.DefaultSelector() as sel:
-            sel.register(a, selectors.EVENT_READ, b)
-            sel.register(b, selectors.EVENT_READ, a)
-            while True:
-                for key, _ in sel.select(timeout=30):
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        return
-                    key.data.sendall(data)
-
-    def close(self) -> None:
-        self._listener.close()
-
-
 @pytest.fixture
-def proxy() -> Iterator[LoopbackProxy]:
-    p = LoopbackProxy()
-    yield p
-    p.close()
+def proxy() -> Iterator[Proxy]:
+    with Proxy() as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
@@ -456,3 +396,120 @@ def test_transport_errors_have_no_library_exception_behind_them(smartmca_emulato
         SENDERS[transport](settings)
     assert err.value.request_sent is (fault != "refused")
     assert_carries_nothing(err.value)
+
+
+# --- a proxy between the client and the server: sent, or not? (issue 16) --------------------------
+
+DROPS = ["connect, the server drops", "connect, the proxy drops", "forward, the proxy drops"]
+TRIGGER = {"workflowType": "wf_deal_onboarding", "entityType": "deal"}
+
+
+@pytest.fixture
+def intercepting_proxy(tls_files: tuple[Path, Path]) -> Iterator[Proxy]:
+    with Proxy(intercept=tls_files) as p:
+        yield p
+
+
+def drop_through_proxy(
+    case: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Emulator, str, dict[str, Any]]:
+    """Route the client through a proxy that loses the answer to the next 3 POSTs, after the server
+    acted: an opaque CONNECT tunnel passing on the server's close, or the proxy closing the client's
+    connection itself (TLS-inspecting CONNECT, or plain forwarding). Returns (emulator, host, extras)."""
+    if case == "connect, the server drops":
+        emu, files, proxy = (request.getfixturevalue(n) for n in ("tls_emu", "tls_files", "proxy"))
+        emu.add_fault("drop_after", route="trigger", count=3)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        return emu, emu.base_url, {"verify_ssl": str(files[0])}
+    emu = request.getfixturevalue("smartmca_emulator")
+    if case == "connect, the proxy drops":
+        files, proxy = request.getfixturevalue("tls_files"), request.getfixturevalue("intercepting_proxy")
+        proxy.drop_after_forward("POST", count=3)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        return emu, f"https://127.0.0.1:{emu.port}", {"verify_ssl": str(files[0])}
+    proxy = request.getfixturevalue("proxy")
+    proxy.drop_after_forward("POST", count=3)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    return emu, emu.base_url, {}
+
+
+@pytest.mark.parametrize("case", DROPS)
+def test_a_post_the_server_acted_on_is_found_not_sent_again_when_a_proxy_drops_it(
+    case, request, monkeypatch, make_hook
+):
+    """Production reaches the API through a proxy; the connection drops after the server acted."""
+    emu, host, extra = drop_through_proxy(case, request, monkeypatch)
+    hook = make_hook(host=host, extra={**extra, "max_retries": 2})
+    intents: list[Any] = []
+    result = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_proxy_drop", on_intent=intents.append)
+    assert emu.count(route="trigger") == 1
+    assert emu.executions_created(entity_id="d_proxy_drop") == 1
+    assert result.recovered is True
+    assert len(intents) == 1 and intents[0] is not None  # the stored intent is kept
+
+
+@pytest.mark.parametrize("transport", ["sync", "async"])
+@pytest.mark.parametrize("case", DROPS)
+def test_both_transports_call_a_proxy_drop_after_sending_unknown(case, transport, request, monkeypatch):
+    emu, host, extra = drop_through_proxy(case, request, monkeypatch)
+    settings = settings_from_connection(host=host, port=None, password=KEY, extra={"max_retries": 0, **extra})
+    body = {**TRIGGER, "entityId": f"d_unknown_{transport}"}
+    with pytest.raises(SmartMCAConnectionError) as err:
+        SENDERS[transport](settings, "trigger_workflow", body=body)
+    assert err.value.request_sent is True, err.value
+    assert emu.executions_created(entity_id=body["entityId"]) == 1
+    assert_carries_nothing(err.value)
+
+
+def refusing_proxy(refusal: str, proxy: Proxy, monkeypatch: pytest.MonkeyPatch, count: int | None) -> None:
+    if refusal == "unreachable":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{s.getsockname()[1]}")
+        return
+    proxy.refuse_connect(int(refusal), count=count)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+
+
+@pytest.mark.parametrize("transport", ["sync", "async"])
+@pytest.mark.parametrize("refusal", ["407", "502", "unreachable"])
+def test_a_proxy_that_refused_before_forwarding_means_not_sent(
+    tls_emu, tls_files, proxy, monkeypatch, transport, refusal
+):
+    refusing_proxy(refusal, proxy, monkeypatch, count=None)
+    settings = settings_for(tls_emu, verify_ssl=str(tls_files[0]))
+    with pytest.raises(SmartMCAConnectionError) as err:
+        SENDERS[transport](settings, "trigger_workflow", body={**TRIGGER, "entityId": "d_refused"})
+    assert err.value.request_sent is False, err.value
+    assert tls_emu.count() == 0
+    assert_carries_nothing(err.value)
+
+
+@pytest.mark.parametrize("refusal", ["407 once", "unreachable"])
+def test_a_post_a_proxy_refused_is_sent_again_and_forgotten_when_it_never_got_through(
+    tls_emu, tls_files, proxy, monkeypatch, make_hook, refusal
+):
+    """Refused before any forward: sending again is safe, and so is forgetting the stored intent."""
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    hook = make_hook(host=tls_emu.base_url, extra={"verify_ssl": str(tls_files[0]), "max_retries": 2})
+    intents: list[Any] = []
+
+    def on_intent(intent: Any) -> None:
+        # After the snapshot, just before the POST: the proxy turns hostile, and the pooled tunnel
+        # is gone (as after a proxy's idle timeout), so the POST needs a new CONNECT.
+        if not intents:
+            refusing_proxy(refusal.split()[0], proxy, monkeypatch, count=1)
+            hook.client.close()
+        intents.append(intent)
+
+    if refusal == "407 once":  # refused once: the retry goes through
+        result = hook.trigger_workflow("wf_deal_onboarding", "deal", "d_refused", on_intent=on_intent)
+        assert result.recovered is False and len(intents) == 1
+        assert tls_emu.count(route="trigger") == 1 and tls_emu.executions_created(entity_id="d_refused") == 1
+        assert [line.split(" ")[0] for line in proxy.request_lines] == ["CONNECT"] * 3
+        return
+    with pytest.raises(SmartMCAConnectionError) as err:
+        hook.trigger_workflow("wf_deal_onboarding", "deal", "d_refused", on_intent=on_intent)
+    assert err.value.request_sent is False
+    assert tls_emu.count(route="trigger") == 0
+    assert len(intents) == 2 and intents[-1] is None

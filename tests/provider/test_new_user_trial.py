@@ -20,13 +20,9 @@ import pytest
 import requests
 
 from airflow_provider_smartmca.client import aio, protocol
-from airflow_provider_smartmca.client.settings import (
-    ClientSettings,
-    Route,
-    settings_from_connection,
-    tls_failure,
-)
+from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.client.sync import SyncClient
+from airflow_provider_smartmca.client.transport import Route, tls_failure
 from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAValidationError
 from airflow_provider_smartmca.hooks import SmartMCAHook
 from airflow_provider_smartmca.operators import TriggerWorkflowOperator
