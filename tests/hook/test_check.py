@@ -281,7 +281,9 @@ def test_the_event_watchers_assumptions_are_checked(
     assert any("completedAt, not after the server's Date" in r for r in rows(report, DIFFERS))
 
 
-def test_a_date_header_ahead_of_the_timestamps_differs(populated: Emulator, capsys: pytest.CaptureFixture[str]):
+def test_a_date_header_ahead_of_the_timestamps_differs(
+    populated: Emulator, capsys: pytest.CaptureFixture[str]
+):
     # The harmless direction (completedAt after Date) is another row; this is the one that loses events.
     populated.configure(date_offset_seconds=300)
     code, report, _ = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
