@@ -7,7 +7,7 @@ Run it once against the real tenant before going to production::
     SMARTMCA_API_KEY=... smartmca-check --base-url https://api.smartmca.com
 
 It sends GETs only: List Workflows, Get Workflow, List Executions (page 1 newest first and oldest
-first, and page 2 when there is one) and Get Execution, through the provider's own client. Each
+first, and page 2 when page 1 is full, whatever ``total`` says) and Get Execution, through the provider's own client. Each
 answer is read twice: by the provider's parser, as a task would read it, and field by field
 against :data:`~airflow_provider_smartmca.client.contract.SHAPES`, so the table names every field
 that differs, not only the first. What GETs cannot show (the write scopes, the answers to POSTs,
@@ -21,6 +21,7 @@ not start (no connection, no key, a bad base URL).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -39,6 +40,7 @@ from airflow_provider_smartmca.client.endpoints import (
     SCOPE_TRIGGER,
     SCOPE_UNDERWRITING,
 )
+from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.sync import SyncClient
 from airflow_provider_smartmca.errors import (
     SmartMCAContractError,
@@ -78,6 +80,7 @@ class Answer:
     :param data: the decoded JSON (key redacted), when a 2xx JSON body came back.
     :param failure: why there is no usable answer (an HTTP error, no connection, not JSON).
     :param broken: the provider's parser refused the JSON (the contract differs).
+    :param parsed: what the provider's parser made of it, when it accepted it.
     :param local_time: the local clock halfway through the exchange (epoch seconds).
     """
 
@@ -85,6 +88,7 @@ class Answer:
     data: Any = None
     failure: SmartMCAError | None = None
     broken: SmartMCAContractError | None = None
+    parsed: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     local_time: float = 0.0
 
@@ -105,9 +109,9 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
         for attempt in tenacity.Retrying(**protocol.retry_policy(settings, prepared.endpoint)):
             with attempt:
                 raw = client.send(prepared)
-                broken = None
+                broken, parsed = None, None
                 try:
-                    protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
+                    parsed = protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
                 except SmartMCAContractError as exc:
                     broken = exc  # not retried here: the field rows say what differs
     except SmartMCAError as exc:
@@ -116,6 +120,7 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
         name,
         data=protocol.load_json(raw.body, settings.api_key),
         broken=broken,
+        parsed=parsed,
         headers=raw.headers,
         local_time=(started + time.time()) / 2,
     )
@@ -246,7 +251,9 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     rows = []
     items, total = desc.items(), _total(desc)
     a_page = f"list_executions returns at most limit={limit} items per page (reference: page, limit)"
-    a_total = "list_executions total counts every match, not only this page (assumed)"
+    a_total = (
+        "list_executions total counts every match, not only this page (assumed; walks take it as a hint)"
+    )
     a_page2 = "list_executions honours page=2 (another page than page 1) (reference: page)"
     if (
         desc.failure is not None
@@ -257,15 +264,30 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
         return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
     n = len(items)
     rows.append(Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"))
+    more = len(page2.items()) if page2 is not None and page2.failure is None else 0
     if total is None:
         rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
+    elif total < n + more:
+        what = f"total={total} counts only page 1" if total <= n else f"total={total} is below pages 1 and 2"
+        rows.append(
+            Row(
+                a_total,
+                DIFFERS,
+                f"{what} ({n} item(s); page 2 holds {more} more): walks read on to a short page, "
+                "so the poller's cost estimate is low",
+            )
+        )
     elif n != min(total, limit):
         rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
     else:
         rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
     if page2 is None:
-        why = "no total: page 2 not probed" if total is None else f"total={total}: no second page"
-        rows.append(Row(a_page2, UNCHECKED, why))
+        why = (
+            "page 1 is unreadable (see its rows)"
+            if desc.parsed is None
+            else f"page 1 is short ({n} of {limit})"
+        )
+        rows.append(Row(a_page2, UNCHECKED, f"{why}: no second page probed"))
     elif page2.failure is not None:
         rows.append(Row(a_page2, DIFFERS, _failure_text(page2.failure)))
     else:
@@ -393,6 +415,48 @@ def _clock_row(answers: list[Answer], skew: float) -> Row:
     return Row(assumption, UNCHECKED, "no readable Date header")
 
 
+def _epochs(objects: list[Any]) -> list[float]:
+    """The readable ``startedAt`` and ``completedAt`` of ``objects``, as Unix time."""
+    out = []
+    for ex in objects:
+        for name in ("startedAt", "completedAt"):
+            value = ex.get(name) if isinstance(ex, dict) else None
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    out.append(contract.parse_timestamp(value).timestamp())
+    return out
+
+
+def _date_lead_row(answers: list[Answer], skew: float) -> Row:
+    """
+    How far ``Date`` runs ahead of the timestamps. A timestamp is never ahead of its own clock, so
+    ``Date`` less the newest timestamp of the same answer bounds the lead from above.
+    """
+    assumption = (
+        f"the Date header runs ahead of the timestamps by at most clock_skew={skew:g} s "
+        "(assumed by start-once's lookup window; the event watcher allows for it)"
+    )
+    lead: float | None = None
+    for answer in answers:
+        server = contract.server_time(answer.headers) if answer.failure is None else None
+        stamps = _epochs(answer.items() or ([answer.data] if isinstance(answer.data, dict) else []))
+        if server is not None and stamps:
+            # Date has whole seconds (rounded down): one more second is within its grain.
+            this = server.timestamp() + 1 - max(stamps)
+            lead = this if lead is None else min(lead, this)
+    if lead is None:
+        return Row(assumption, UNCHECKED, "no Date header next to a readable timestamp")
+    if lead <= skew:
+        return Row(assumption, HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
+    return Row(
+        assumption,
+        DIFFERS,
+        f"Date {lead:+.0f} s after the newest timestamp: it runs ahead of the timestamps' clock (or nothing "
+        "started or ended in that time: check again just after an execution ends). A lost answer's "
+        f"execution is then outside start-once's lookup window: set clock_skew above {lead:.0f}",
+    )
+
+
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
     statuses = {a.failure.status for a in answers if a.failure is not None}
     reached = [a for a in answers if a.failure is None]
@@ -474,10 +538,14 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order))
         for order in ("desc", "asc")
     )
-    total = _total(desc)
     page2 = None
-    if total is not None and total > limit:
-        page2 = probe(client, "list_executions", query=protocol.list_executions_query(page=2, limit=limit))
+    walk = ListingWalk(limit, 2)  # a full page 1 has a page 2, whatever total says
+    if isinstance(desc.parsed, contract.ExecutionPage):
+        walk.feed(desc.parsed)
+    fetch = walk.next() if walk.pages else None
+    if fetch is not None:
+        query = protocol.list_executions_query(page=fetch.page, limit=limit, sort_order=fetch.order)
+        page2 = probe(client, "list_executions", query=query)
     execution_id = _first(desc.items(), "executionId")
     execution = (
         probe(client, "get_execution", path_params={"execution_id": execution_id}) if execution_id else None
@@ -523,6 +591,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     rows.append(_timestamp_row(executions))
     rows.append(_status_row(executions))
     rows.append(_clock_row(answers, settings.clock_skew))
+    rows.append(_date_lead_row(answers, settings.clock_skew))
     rows += _watcher_rows(final)
     rows += _post_rows()
     return rows
