@@ -7,10 +7,10 @@ Run it once against the real tenant before going to production::
     SMARTMCA_API_KEY=... smartmca-check --base-url https://api.smartmca.com
 
 It sends GETs only: List Workflows, Get Workflow, List Executions (page 1 newest first and oldest
-first, and page 2 when page 1 is full, whatever ``total`` says) and Get Execution, through the provider's own client. Each
-answer is read twice: by the provider's parser, as a task would read it, and field by field
-against :data:`~airflow_provider_smartmca.client.contract.SHAPES`, so the table names every field
-that differs, not only the first. What GETs cannot show (the write scopes, the answers to POSTs,
+first, and page 2 when page 1 is full, whatever ``total`` says) and Get Execution, through the
+provider's own client. Each answer is read twice: by the provider's parser, as a task would read
+it, and field by field against :data:`~airflow_provider_smartmca.client.contract.SHAPES`, so the
+table names every field that differs, not only the first. What GETs cannot show (the write scopes, the answers to POSTs,
 error bodies) is reported as "cannot be checked", never as holding.
 
 Only keys, JSON types and counts are printed, never a response's values, and never the key.
