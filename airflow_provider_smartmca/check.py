@@ -21,8 +21,6 @@ not start (no connection, no key, a bad base URL).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import json
 import logging
 import os
@@ -40,7 +38,7 @@ from airflow_provider_smartmca.client.endpoints import (
     SCOPE_TRIGGER,
     SCOPE_UNDERWRITING,
 )
-from airflow_provider_smartmca.client.listing import ListingWalk
+from airflow_provider_smartmca.client.listing import ListingWalk, proves_sorting
 from airflow_provider_smartmca.client.sync import SyncClient
 from airflow_provider_smartmca.errors import (
     SmartMCAContractError,
@@ -216,34 +214,19 @@ def _field_label(label: str, spec: contract.Field) -> str:
     )
 
 
-def _timestamps(items: list[Any]) -> list[Any]:
-    return [
-        item.get("startedAt")
-        for item in items
-        if isinstance(item, dict) and item.get("startedAt") is not None
-    ]
-
-
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
     assumption = "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)"
     if asc.failure is not None:
         return Row(assumption, DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
-    pages = []
-    for answer in (desc, asc):
-        values = _timestamps(answer.items())
-        try:
-            pages.append([contract.parse_timestamp(v) for v in values if isinstance(v, str)])
-        except ValueError:
-            return Row(assumption, UNCHECKED, "startedAt is not ISO 8601 (see its row)")
-    newest, oldest = pages
-    if len(newest) < 2 or len(oldest) < 2:
+    if not all(isinstance(a.parsed, contract.ExecutionPage) for a in (desc, asc)):
+        return Row(assumption, UNCHECKED, "a page the provider cannot read (see its rows)")
+    newest = [e.started_at for e in desc.parsed.items if e.started_at is not None]
+    if len(newest) < 2 or sum(e.started_at is not None for e in asc.parsed.items) < 2:
         return Row(assumption, UNCHECKED, "fewer than 2 executions with startedAt")
-    if any(a < b for a, b in itertools.pairwise(newest)):
+    if newest != sorted(newest, reverse=True):
         return Row(assumption, DIFFERS, "sort_order=desc: page 1 is not newest first by startedAt")
-    if any(a > b for a, b in itertools.pairwise(oldest)):
-        return Row(assumption, DIFFERS, "sort_order=asc: page 1 is not oldest first by startedAt")
-    if min(oldest) > min(newest) or max(oldest) > max(newest):
-        return Row(assumption, DIFFERS, "sort_order=asc page 1 holds newer executions than sort_order=desc")
+    if not proves_sorting(asc.parsed.items, newest[0]):  # the walks' own proof
+        return Row(assumption, DIFFERS, "sort_order=asc page 1 is not oldest first and older than desc's")
     return Row(assumption, HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)")
 
 
@@ -251,9 +234,7 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     rows = []
     items, total = desc.items(), _total(desc)
     a_page = f"list_executions returns at most limit={limit} items per page (reference: page, limit)"
-    a_total = (
-        "list_executions total counts every match, not only this page (assumed; walks take it as a hint)"
-    )
+    a_total = "list_executions total counts every match, not only this page (assumed; a hint)"
     a_page2 = "list_executions honours page=2 (another page than page 1) (reference: page)"
     if (
         desc.failure is not None
@@ -267,27 +248,16 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     more = len(page2.items()) if page2 is not None and page2.failure is None else 0
     if total is None:
         rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
-    elif total < n + more:
-        what = f"total={total} counts only page 1" if total <= n else f"total={total} is below pages 1 and 2"
-        rows.append(
-            Row(
-                a_total,
-                DIFFERS,
-                f"{what} ({n} item(s); page 2 holds {more} more): walks read on to a short page, "
-                "so the poller's cost estimate is low",
-            )
-        )
+    elif total < n + more:  # walks read on to a short page; only the poller's estimate is low
+        what = "counts only page 1" if total <= n else "is below pages 1 and 2"
+        rows.append(Row(a_total, DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)"))
     elif n != min(total, limit):
         rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
     else:
         rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
     if page2 is None:
-        why = (
-            "page 1 is unreadable (see its rows)"
-            if desc.parsed is None
-            else f"page 1 is short ({n} of {limit})"
-        )
-        rows.append(Row(a_page2, UNCHECKED, f"{why}: no second page probed"))
+        why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
+        rows.append(Row(a_page2, UNCHECKED, f"page 1 {why}: no second page probed"))
     elif page2.failure is not None:
         rows.append(Row(a_page2, DIFFERS, _failure_text(page2.failure)))
     else:
@@ -415,18 +385,6 @@ def _clock_row(answers: list[Answer], skew: float) -> Row:
     return Row(assumption, UNCHECKED, "no readable Date header")
 
 
-def _epochs(objects: list[Any]) -> list[float]:
-    """The readable ``startedAt`` and ``completedAt`` of ``objects``, as Unix time."""
-    out = []
-    for ex in objects:
-        for name in ("startedAt", "completedAt"):
-            value = ex.get(name) if isinstance(ex, dict) else None
-            if isinstance(value, str):
-                with contextlib.suppress(ValueError):
-                    out.append(contract.parse_timestamp(value).timestamp())
-    return out
-
-
 def _date_lead_row(answers: list[Answer], skew: float) -> Row:
     """
     How far ``Date`` runs ahead of the timestamps. A timestamp is never ahead of its own clock, so
@@ -436,16 +394,22 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
         f"the Date header runs ahead of the timestamps by at most clock_skew={skew:g} s "
         "(assumed by start-once's lookup window; the event watcher allows for it)"
     )
-    lead: float | None = None
+    leads = []
     for answer in answers:
-        server = contract.server_time(answer.headers) if answer.failure is None else None
-        stamps = _epochs(answer.items() or ([answer.data] if isinstance(answer.data, dict) else []))
-        if server is not None and stamps:
-            # Date has whole seconds (rounded down): one more second is within its grain.
-            this = server.timestamp() + 1 - max(stamps)
-            lead = this if lead is None else min(lead, this)
-    if lead is None:
+        parsed, server = answer.parsed, contract.server_time(answer.headers)
+        listed = parsed.items if isinstance(parsed, contract.ExecutionPage) else [parsed]
+        stamps = [
+            t
+            for e in listed
+            if isinstance(e, contract.Execution)
+            for t in (e.started_at, e.completed_at)
+            if t
+        ]
+        if server is not None and stamps:  # Date is rounded down to the second: one more is its grain
+            leads.append(server.timestamp() + 1 - max(stamps).timestamp())
+    if not leads:
         return Row(assumption, UNCHECKED, "no Date header next to a readable timestamp")
+    lead = min(leads)
     if lead <= skew:
         return Row(assumption, HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
     return Row(

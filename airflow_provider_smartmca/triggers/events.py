@@ -98,6 +98,11 @@ LOAD_ATTEMPTS = 4
 FINAL_STATUSES = frozenset(WATCHABLE_STATUSES)
 GONE = "gone"  # the reading of an execution that answers 404
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a stamp for what has none: pruned first
+_ACTIVE_CAPPED = (
+    "match its filters; only the newest are tracked, and one of the others that ends may be missed. "
+    "Narrow the filters."
+)
+_WINDOW_CAPPED = "started since its last poll; the oldest of them were not read and will not fire"
 
 
 @dataclass(frozen=True)
@@ -249,11 +254,15 @@ class _Poll:
                     t._newest = stamp
         return result
 
-    async def _walk(self, status: str, walk: ListingWalk) -> list[Execution]:
-        """Read the ``status`` list as ``walk`` asks (:class:`ListingWalk`); return what it kept."""
+    async def _walk(self, status: str, walk: ListingWalk, capped: str) -> list[Execution]:
+        """Read the ``status`` list as ``walk`` asks; return what it kept. ``capped`` is logged at its cap."""
         found: list[Execution] = []
         while (fetch := walk.next()) is not None:
             found += walk.feed(await self._page(status, fetch.page, fetch.order))
+        if not walk.complete:
+            self.trigger.log.error(
+                "SmartMCA watcher: more than %d %s executions " + capped, walk.max_pages * PAGE_LIMIT, status
+            )
         return found
 
     async def clock(self) -> datetime | None:
@@ -287,16 +296,8 @@ class _Poll:
         for status in sorted(ACTIVE_STATUSES):
             for _ in range(2):
                 walk = ListingWalk(PAGE_LIMIT, MAX_ACTIVE_PAGES)
-                ids.update(
-                    e.execution_id for e in await self._walk(status, walk) if e.status in ACTIVE_STATUSES
-                )
-                if not walk.complete:
-                    self.trigger.log.error(
-                        "SmartMCA watcher: more than %d %s executions match its filters; only the newest "
-                        "are tracked, and one of the others that ends may be missed. Narrow the filters.",
-                        MAX_ACTIVE_PAGES * PAGE_LIMIT,
-                        status,
-                    )
+                listed = await self._walk(status, walk, _ACTIVE_CAPPED)
+                ids.update(e.execution_id for e in listed if e.status in ACTIVE_STATUSES)
                 if walk.pages == 1:
                     break
         return ids
@@ -308,19 +309,12 @@ class _Poll:
         """
         t = self.trigger
         walk = ListingWalk(PAGE_LIMIT, MAX_WINDOW_PAGES, since=start, sorts=t._sorts)
-        found = await self._walk(status, walk)
+        found = await self._walk(status, walk, _WINDOW_CAPPED)
         if walk.sorts is False and t._sorts is None:
             t.log.warning(
                 "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
             )
         t._sorts = walk.sorts
-        if not walk.complete:
-            t.log.error(
-                "SmartMCA watcher: more than %d %s executions started since its last poll; the oldest "
-                "of them were not read and will not fire",
-                MAX_WINDOW_PAGES * PAGE_LIMIT,
-                status,
-            )
         return found
 
     async def get(self, execution_id: str) -> Execution | None:
