@@ -77,7 +77,7 @@ class ListingWalk:
         self.total: int | None = None
         #: Whether the walk ended at its last page or its sorted end (False: the cap, or not done).
         self.complete = False
-        self.done = False
+        self.done = max_pages < 1
         self._seen: set[str] = set()
         self._ordered, self._proving = True, False
         self._previous: datetime | None = None
