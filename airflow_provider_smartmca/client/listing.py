@@ -92,12 +92,10 @@ class ListingWalk:
     def feed(self, page: ExecutionPage) -> list[Execution]:
         """Take the page :meth:`next` asked for; return its items not fed before and not before ``since``."""
         if self._proving:
-            self._proving = False
-            self.sorts = proves_sorting(page.items, self._newest)
+            self._proving, self.sorts = False, proves_sorting(page.items, self._newest)
             if self.sorts:
                 self._end(complete=True)
-            elif self.pages >= self.max_pages:
-                self._end(complete=False)
+            self._cap()
             return []
         self.pages += 1
         if self.pages == 1:
@@ -105,8 +103,21 @@ class ListingWalk:
             if self.since is None and self.skew is not None and self.clock is not None:
                 self.since = self.clock - timedelta(seconds=self.skew)
         self.total = page.total
+        new, older = self._take(page.items)
+        if len(page.items) < self.limit:
+            self._end(complete=True)
+        elif self._ordered and older and self.sorts is not False:
+            # Newest first and past ``since``: the rest is older, on a server proved to sort.
+            self._proving = not self.sorts
+            if self.sorts:
+                self._end(complete=True)
+        self._cap()
+        return new
+
+    def _take(self, items: Iterable[Execution]) -> tuple[list[Execution], bool]:
+        """The items not seen before and not before ``since``; whether one was before it."""
         new, older = [], False
-        for item in page.items:
+        for item in items:
             if item.execution_id in self._seen:
                 continue
             self._seen.add(item.execution_id)
@@ -119,17 +130,11 @@ class ListingWalk:
                 new.append(item)
             else:
                 older = True
-        if len(page.items) < self.limit:
-            self._end(complete=True)
-        elif self._ordered and older and self.sorts is not False:
-            # Newest first and past ``since``: the rest is older, on a server proved to sort.
-            if self.sorts:
-                self._end(complete=True)
-            else:
-                self._proving = True
+        return new, older
+
+    def _cap(self) -> None:
         if not self.done and not self._proving and self.pages >= self.max_pages:
             self._end(complete=False)
-        return new
 
     @property
     def pages_expected(self) -> int:

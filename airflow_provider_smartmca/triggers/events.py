@@ -265,21 +265,23 @@ class _Poll:
             )
         return found
 
-    async def clock(self) -> datetime | None:
+    async def clock(self, since: datetime | None) -> datetime | None:
         """
         The poll's time on the clock of the timestamps: the earlier of the ``Date`` header and the
-        newest timestamp listed so far. None while nothing was listed at all: then everything
-        listed later is newer.
+        newest timestamp listed so far (or ``since``, the last poll's time). None while nothing was
+        listed at all: then everything listed later is newer.
 
         A timestamp is never ahead of the clock that wrote it, so a ``Date`` that runs ahead of
         the timestamps (another host's clock) cannot put a window after executions that started
         since; ``Date`` caps timestamps that run ahead of it.
         """
-        newest = self.trigger._newest
-        if newest is None:
-            for status in self.trigger.statuses:
+        t = self.trigger
+        if since is not None and (t._newest is None or since > t._newest):
+            t._newest = since  # a restart: the stored time was read off a timestamp (or Date)
+        if t._newest is None:
+            for status in t.statuses:
                 await self._page(status, 1)
-            newest = self.trigger._newest
+        newest = t._newest
         if newest is None:  # items without timestamps: only Date tells the time
             return self.now if self.listed else None
         return newest if self.now is None else min(self.now, newest)
@@ -513,14 +515,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
         :param first_start: with no record: True skips what ended before now (no backfill),
             False looks back ``restart_lookback`` seconds.
         """
-        if (
-            record is not None
-            and record.since is not None
-            and (self._newest is None or record.since > self._newest)
-        ):
-            self._newest = record.since  # a restart: the stored time was read off a timestamp or Date
         active_now = await poll.active()
-        now = await poll.clock()
+        now = await poll.clock(None if record is None else record.since)
         if record is None:
             if first_start:
                 # No history. What is final now (and was not active a moment ago) ended before
