@@ -7,10 +7,10 @@ Run it once against the real tenant before going to production::
     SMARTMCA_API_KEY=... smartmca-check --base-url https://api.smartmca.com
 
 It sends GETs only: List Workflows, Get Workflow, List Executions (page 1 newest first and oldest
-first, and page 2 when there is one) and Get Execution, through the provider's own client. Each
-answer is read twice: by the provider's parser, as a task would read it, and field by field
-against :data:`~airflow_provider_smartmca.client.contract.SHAPES`, so the table names every field
-that differs, not only the first. What GETs cannot show (the write scopes, the answers to POSTs,
+first, and page 2 when page 1 is full, whatever ``total`` says) and Get Execution, through the
+provider's own client. Each answer is read twice: by the provider's parser, as a task would read
+it, and field by field against :data:`~airflow_provider_smartmca.client.contract.SHAPES`, so the
+table names every field that differs, not only the first. What GETs cannot show (the write scopes, the answers to POSTs,
 error bodies) is reported as "cannot be checked", never as holding.
 
 Only keys, JSON types and counts are printed, never a response's values, and never the key.
@@ -21,7 +21,6 @@ not start (no connection, no key, a bad base URL).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from airflow_provider_smartmca.client.endpoints import (
     SCOPE_TRIGGER,
     SCOPE_UNDERWRITING,
 )
+from airflow_provider_smartmca.client.listing import ListingWalk, proves_sorting
 from airflow_provider_smartmca.client.sync import SyncClient
 from airflow_provider_smartmca.errors import (
     SmartMCAContractError,
@@ -78,6 +78,7 @@ class Answer:
     :param data: the decoded JSON (key redacted), when a 2xx JSON body came back.
     :param failure: why there is no usable answer (an HTTP error, no connection, not JSON).
     :param broken: the provider's parser refused the JSON (the contract differs).
+    :param parsed: what the provider's parser made of it, when it accepted it.
     :param local_time: the local clock halfway through the exchange (epoch seconds).
     """
 
@@ -85,6 +86,7 @@ class Answer:
     data: Any = None
     failure: SmartMCAError | None = None
     broken: SmartMCAContractError | None = None
+    parsed: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     local_time: float = 0.0
 
@@ -105,9 +107,9 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
         for attempt in tenacity.Retrying(**protocol.retry_policy(settings, prepared.endpoint)):
             with attempt:
                 raw = client.send(prepared)
-                broken = None
+                broken, parsed = None, None
                 try:
-                    protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
+                    parsed = protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
                 except SmartMCAContractError as exc:
                     broken = exc  # not retried here: the field rows say what differs
     except SmartMCAError as exc:
@@ -116,6 +118,7 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
         name,
         data=protocol.load_json(raw.body, settings.api_key),
         broken=broken,
+        parsed=parsed,
         headers=raw.headers,
         local_time=(started + time.time()) / 2,
     )
@@ -211,34 +214,19 @@ def _field_label(label: str, spec: contract.Field) -> str:
     )
 
 
-def _timestamps(items: list[Any]) -> list[Any]:
-    return [
-        item.get("startedAt")
-        for item in items
-        if isinstance(item, dict) and item.get("startedAt") is not None
-    ]
-
-
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
     assumption = "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)"
     if asc.failure is not None:
         return Row(assumption, DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
-    pages = []
-    for answer in (desc, asc):
-        values = _timestamps(answer.items())
-        try:
-            pages.append([contract.parse_timestamp(v) for v in values if isinstance(v, str)])
-        except ValueError:
-            return Row(assumption, UNCHECKED, "startedAt is not ISO 8601 (see its row)")
-    newest, oldest = pages
-    if len(newest) < 2 or len(oldest) < 2:
+    if not all(isinstance(a.parsed, contract.ExecutionPage) for a in (desc, asc)):
+        return Row(assumption, UNCHECKED, "a page the provider cannot read (see its rows)")
+    newest = [e.started_at for e in desc.parsed.items if e.started_at is not None]
+    if len(newest) < 2 or sum(e.started_at is not None for e in asc.parsed.items) < 2:
         return Row(assumption, UNCHECKED, "fewer than 2 executions with startedAt")
-    if any(a < b for a, b in itertools.pairwise(newest)):
+    if newest != sorted(newest, reverse=True):
         return Row(assumption, DIFFERS, "sort_order=desc: page 1 is not newest first by startedAt")
-    if any(a > b for a, b in itertools.pairwise(oldest)):
-        return Row(assumption, DIFFERS, "sort_order=asc: page 1 is not oldest first by startedAt")
-    if min(oldest) > min(newest) or max(oldest) > max(newest):
-        return Row(assumption, DIFFERS, "sort_order=asc page 1 holds newer executions than sort_order=desc")
+    if not proves_sorting(asc.parsed.items, newest[0]):  # the walks' own proof
+        return Row(assumption, DIFFERS, "sort_order=asc page 1 is not oldest first and older than desc's")
     return Row(assumption, HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)")
 
 
@@ -246,7 +234,7 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     rows = []
     items, total = desc.items(), _total(desc)
     a_page = f"list_executions returns at most limit={limit} items per page (reference: page, limit)"
-    a_total = "list_executions total counts every match, not only this page (assumed)"
+    a_total = "list_executions total counts every match, not only this page (assumed; a hint)"
     a_page2 = "list_executions honours page=2 (another page than page 1) (reference: page)"
     if (
         desc.failure is not None
@@ -257,15 +245,19 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
         return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
     n = len(items)
     rows.append(Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"))
+    more = len(page2.items()) if page2 is not None and page2.failure is None else 0
     if total is None:
         rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
+    elif total < n + more:  # walks read on to a short page; only the poller's estimate is low
+        what = "counts only page 1" if total <= n else "is below pages 1 and 2"
+        rows.append(Row(a_total, DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)"))
     elif n != min(total, limit):
         rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
     else:
         rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
     if page2 is None:
-        why = "no total: page 2 not probed" if total is None else f"total={total}: no second page"
-        rows.append(Row(a_page2, UNCHECKED, why))
+        why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
+        rows.append(Row(a_page2, UNCHECKED, f"page 1 {why}: no second page probed"))
     elif page2.failure is not None:
         rows.append(Row(a_page2, DIFFERS, _failure_text(page2.failure)))
     else:
@@ -393,6 +385,42 @@ def _clock_row(answers: list[Answer], skew: float) -> Row:
     return Row(assumption, UNCHECKED, "no readable Date header")
 
 
+def _date_lead_row(answers: list[Answer], skew: float) -> Row:
+    """
+    How far ``Date`` runs ahead of the timestamps. A timestamp is never ahead of its own clock, so
+    ``Date`` less the newest timestamp of the same answer bounds the lead from above.
+    """
+    assumption = (
+        f"the Date header runs ahead of the timestamps by at most clock_skew={skew:g} s "
+        "(assumed by start-once's lookup window; the event watcher allows for it)"
+    )
+    leads = []
+    for answer in answers:
+        parsed, server = answer.parsed, contract.server_time(answer.headers)
+        listed = parsed.items if isinstance(parsed, contract.ExecutionPage) else [parsed]
+        stamps = [
+            t
+            for e in listed
+            if isinstance(e, contract.Execution)
+            for t in (e.started_at, e.completed_at)
+            if t
+        ]
+        if server is not None and stamps:  # Date is rounded down to the second: one more is its grain
+            leads.append(server.timestamp() + 1 - max(stamps).timestamp())
+    if not leads:
+        return Row(assumption, UNCHECKED, "no Date header next to a readable timestamp")
+    lead = min(leads)
+    if lead <= skew:
+        return Row(assumption, HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
+    return Row(
+        assumption,
+        DIFFERS,
+        f"Date {lead:+.0f} s after the newest timestamp: it runs ahead of the timestamps' clock (or nothing "
+        "started or ended in that time: check again just after an execution ends). A lost answer's "
+        f"execution is then outside start-once's lookup window: set clock_skew above {lead:.0f}",
+    )
+
+
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
     statuses = {a.failure.status for a in answers if a.failure is not None}
     reached = [a for a in answers if a.failure is None]
@@ -474,10 +502,14 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order))
         for order in ("desc", "asc")
     )
-    total = _total(desc)
     page2 = None
-    if total is not None and total > limit:
-        page2 = probe(client, "list_executions", query=protocol.list_executions_query(page=2, limit=limit))
+    walk = ListingWalk(limit, 2)  # a full page 1 has a page 2, whatever total says
+    if isinstance(desc.parsed, contract.ExecutionPage):
+        walk.feed(desc.parsed)
+    fetch = walk.next() if walk.pages else None
+    if fetch is not None:
+        query = protocol.list_executions_query(page=fetch.page, limit=limit, sort_order=fetch.order)
+        page2 = probe(client, "list_executions", query=query)
     execution_id = _first(desc.items(), "executionId")
     execution = (
         probe(client, "get_execution", path_params={"execution_id": execution_id}) if execution_id else None
@@ -523,6 +555,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     rows.append(_timestamp_row(executions))
     rows.append(_status_row(executions))
     rows.append(_clock_row(answers, settings.clock_skew))
+    rows.append(_date_lead_row(answers, settings.clock_skew))
     rows += _watcher_rows(final)
     rows += _post_rows()
     return rows

@@ -232,29 +232,16 @@ class Execution:
 @dataclass(frozen=True)
 class ExecutionPage:
     """
-    One page of List Executions.
+    One page of List Executions. What pages mean together (the last page, the order) is
+    :class:`~airflow_provider_smartmca.client.listing.ListingWalk`'s.
 
+    :param total: the server's count of matches: a hint, never trusted to end a walk.
     :param server_time: the server's clock when it answered (``Date`` header), or None.
     """
 
     items: tuple[Execution, ...]
     total: int | None
     server_time: datetime | None = None
-
-    def is_last(self, number: int, limit: int) -> bool:
-        """Whether this, page ``number`` of ``limit`` items a page, is the last: short, or ``total`` reached."""
-        return len(self.items) < limit or (self.total is not None and number * limit >= self.total)
-
-    def proves_sorting(self, newest: datetime | None) -> bool:
-        """
-        For page 1 sorted ``startedAt`` ascending: whether it proves the server sorts as asked.
-
-        It must be oldest first and start strictly before ``newest`` (the newest start seen
-        sorted descending). A server that ignores ``sort_order`` answers both orders alike,
-        which passes only if every timestamp is equal: no.
-        """
-        stamps = [e.started_at for e in self.items if e.started_at is not None]
-        return newest is not None and bool(stamps) and stamps == sorted(stamps) and stamps[0] < newest
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from airflow_provider_smartmca.client.contract import (
 )
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
+from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.protocol import backoff_seconds, list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
@@ -266,10 +267,11 @@ class SmartMCAHook(BaseHook):
         self, limit: int = 100, *, max_pages: int = 100, **filters: Any
     ) -> Iterator[Execution]:
         """
-        Yield every matching execution, fetching pages lazily. Needs ``workflows:read``.
+        Yield every matching execution once, fetching pages lazily until a short page (never
+        stopping at a full page because of ``total``). Needs ``workflows:read``.
 
         :param limit: page size, 1 to 100.
-        :param max_pages: pages read at most (the walk is bounded even if the server's ``total`` is wrong).
+        :param max_pages: pages read at most.
         :param filters: any ``list_executions`` argument but ``page``.
         """
         if "page" in filters:
@@ -277,11 +279,9 @@ class SmartMCAHook(BaseHook):
                 "page", "iter_executions walks every page itself", operation="iter_executions"
             )
         list_executions_query(limit=limit, **filters)  # validate before the first request is sent
-        for page in range(1, max_pages + 1):
-            result = self.list_executions(page=page, limit=limit, **filters)
-            yield from result.items
-            if len(result.items) < limit or (result.total is not None and page * limit >= result.total):
-                return
+        walk = ListingWalk(limit, max_pages)
+        while (fetch := walk.next()) is not None:
+            yield from walk.feed(self.list_executions(page=fetch.page, limit=limit, **filters))
 
     @requires_scope("get_execution")
     def get_execution(self, execution_id: str) -> Execution:

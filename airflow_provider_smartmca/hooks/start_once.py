@@ -14,10 +14,10 @@ The rules, in one place:
    of the right workflow and not in the snapshot, and there is exactly one such. Executions are
    told apart by the snapshot's ids, never by the worker's clock; the only time window is on the
    server's clock (snapshot ``Date`` less ``clock_skew``), to bound the walk.
-4. **List pages are walked without trusting the server's order**, up to :data:`MAX_PAGES`; the
-   walk stops early only while the pages really are newest first: the server must also answer
-   oldest first when asked (equal timestamps look newest first in any order, so they prove
-   nothing). Hitting the cap is ambiguous.
+4. **List pages are walked without trusting the server's order, nor its ``total``**, up to
+   :data:`MAX_PAGES` (:class:`~airflow_provider_smartmca.client.listing.ListingWalk`); the walk
+   stops early only while the pages really are newest first, as proved by the server answering
+   oldest first when asked. Hitting the cap is ambiguous.
 5. **Anything else is ambiguous** (:class:`~airflow_provider_smartmca.errors.SmartMCAAmbiguousTriggerError`):
    no snapshot, no candidate, several, or an action whose workflow is not known (another client may
    act on the same application). An application action may succeed without starting any execution,
@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client.contract import Accepted, Execution
+from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.protocol import build_request
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
@@ -120,7 +121,9 @@ def walk(
 ) -> tuple[list[Execution], bool, datetime | None]:
     """
     The executions matching ``filters`` started at or after ``since`` (an execution not started
-    yet counts), walking pages newest first without trusting the order.
+    yet counts), walking pages newest first by the rules of
+    :class:`~airflow_provider_smartmca.client.listing.ListingWalk` (a short page is the last; the
+    order is proved before it ends the walk), each page read patiently.
 
     :param since: a time on the server's clock, or None.
     :param skew: with no ``since``, start the window ``skew`` seconds before the server's clock at
@@ -128,57 +131,16 @@ def walk(
     :return: the executions, whether the walk saw everything it needed (False: the page cap was
         hit), and the server's clock at the first page.
     """
+    walk = ListingWalk(PAGE_SIZE, MAX_PAGES, since=since, skew=skew)
     found: list[Execution] = []
-    seen: set[str] = set()  # a page boundary shifts when an execution starts mid-walk: no item twice
-    ordered, previous, newest, clock, sorts = True, None, None, None, None
-    for number in range(1, MAX_PAGES + 1):
+    while (fetch := walk.next()) is not None:
         page = hook.patiently(
-            lambda n=number: hook.list_executions(
-                page=n, limit=PAGE_SIZE, sort_by="startedAt", sort_order="desc", **filters
+            lambda f=fetch: hook.list_executions(
+                page=f.page, limit=PAGE_SIZE, sort_by="startedAt", sort_order=f.order, **filters
             )
         )
-        if number == 1:
-            clock = page.server_time
-            if since is None and skew is not None and clock is not None:
-                since = clock - timedelta(seconds=skew)
-        older_seen = False
-        for execution in page.items:
-            if execution.execution_id in seen:
-                continue
-            seen.add(execution.execution_id)
-            started = execution.started_at
-            if started is not None:
-                ordered = ordered and (previous is None or started <= previous)
-                newest = newest or started
-                previous = started
-            if since is None or started is None or started >= since:
-                found.append(execution)
-            else:
-                older_seen = True
-        if page.is_last(number, PAGE_SIZE):
-            return found, True, clock
-        if ordered and older_seen:
-            # An older one on a newest-first walk: the rest is older. But equal timestamps look
-            # newest first in any order (a batch stamped alike, served oldest first or shuffled),
-            # so the server must first show that it sorts at all.
-            sorts = _sorts_newest_first(hook, filters, newest) if sorts is None else sorts
-            if sorts:
-                return found, True, clock
-    return found, False, clock
-
-
-def _sorts_newest_first(hook: SmartMCAHook, filters: dict[str, str], newest: datetime | None) -> bool:
-    """
-    Whether the server sorts by ``startedAt`` as asked: its first page in the other order must be
-    oldest first and start strictly before the newest-first walk did. A server that ignores
-    ``sort_order`` answers both orders alike, which passes only if every timestamp is equal: no.
-    """
-    page = hook.patiently(
-        lambda: hook.list_executions(
-            page=1, limit=PAGE_SIZE, sort_by="startedAt", sort_order="asc", **filters
-        )
-    )
-    return page.proves_sorting(newest)
+        found += walk.feed(page)
+    return found, walk.complete, walk.clock
 
 
 def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:

@@ -166,8 +166,8 @@ async def _date_header(request: web.Request, response: web.StreamResponse) -> No
     behaviour = request.app[STATE_KEY].behaviour
     if not behaviour.date_header and not request.path.startswith("/_emulator"):
         response.headers.popall("Date", None)
-    elif behaviour.clock_offset_seconds:
-        response.headers["Date"] = http_date(behaviour.now())
+    elif behaviour.clock_offset_seconds or behaviour.date_offset_seconds:
+        response.headers["Date"] = http_date(behaviour.now() + behaviour.date_offset_seconds)
 
 
 async def _body(request: web.Request, required: bool) -> dict[str, Any]:

@@ -31,6 +31,7 @@ DRIFTS = (
     "list_items_not_objects",
     "no_timestamps",
     "no_completed_at",
+    "total_counts_page",
 )
 
 
@@ -46,6 +47,8 @@ class Behaviour:
 
     :param clock_offset_seconds: the server clock runs this far ahead (negative: behind) of
         the real clock; used for the ``Date`` header and every timestamp the server writes.
+    :param date_offset_seconds: the ``Date`` header runs this far ahead (negative: behind) of
+        the timestamps the server writes, as a gateway whose clock differs from the database's.
     :param date_header: send a ``Date`` header on API responses; ``False``: none at all (as
         some gateways and serverless platforms answer), so a client has no server clock.
     :param list_order: ``honour`` (``sort_by``/``sort_order``), ``ignore_asc`` (always oldest
@@ -60,6 +63,7 @@ class Behaviour:
     """
 
     clock_offset_seconds: float = 0.0
+    date_offset_seconds: float = 0.0
     date_header: bool = True
     list_order: str = "honour"
     list_seed: int = 0
@@ -105,9 +109,9 @@ def parse_behaviour(data: Mapping[str, Any], base: Behaviour | None = None) -> B
         raise ValueError(f"unknown behaviour field(s) {unknown} (expected some of {list(BEHAVIOUR_FIELDS)})")
     out: dict[str, Any] = {}
     for name, value in data.items():
-        if name == "clock_offset_seconds":
+        if name in ("clock_offset_seconds", "date_offset_seconds"):
             if not _number(value):
-                raise ValueError("clock_offset_seconds must be a finite number of seconds")
+                raise ValueError(f"{name} must be a finite number of seconds")
             value = float(value)
         elif name == "date_header" and not isinstance(value, bool):
             raise ValueError("date_header must be true or false")

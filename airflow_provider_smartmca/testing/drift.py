@@ -61,6 +61,8 @@ def apply_drift(drift: frozenset[str], route: str, resp: web.Response) -> web.Re
     data = json.loads(resp.body)
     if route in LISTS:
         items = _items(drift, route, data.pop("data"))
+        if "total_counts_page" in drift:
+            data["total"] = len(items)
         if "list_envelope" in drift:
             data = {"items": items, "count": data.pop("total"), **data}
         else:

@@ -3,7 +3,8 @@
 The reference lets a client list executions filtered by ``status`` (and workflow, entity type),
 sorted by ``startedAt``; nothing lists them by the time they *ended*. An execution that ends now
 may have started an hour ago, deep in the list. So each poll reads three things, all on the
-server's clock (the ``Date`` header), never the triggerer's:
+server's clock, never the triggerer's (the ``Date`` header, or the newest timestamp listed when
+that is earlier: a ``Date`` ahead of the timestamps must not move the windows past them):
 
 1. **the active lists** (``pending``, ``running``): which executions may end later. Their ids
    are the watermark's ``active`` set;
@@ -39,7 +40,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ from airflow_provider_smartmca.client.contract import (
     ExecutionPage,
     parse_timestamp,
 )
+from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCAError,
@@ -96,6 +98,11 @@ LOAD_ATTEMPTS = 4
 FINAL_STATUSES = frozenset(WATCHABLE_STATUSES)
 GONE = "gone"  # the reading of an execution that answers 404
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a stamp for what has none: pruned first
+_ACTIVE_CAPPED = (
+    "match its filters; only the newest are tracked, and one of the others that ends may be missed. "
+    "Narrow the filters."
+)
+_WINDOW_CAPPED = "started since its last poll; the oldest of them were not read and will not fire"
 
 
 @dataclass(frozen=True)
@@ -103,9 +110,8 @@ class WatermarkRecord:
     """
     Where a watcher stands, on the server's clock; stored as JSON in ``asset_state_store``.
 
-    :param since: the server's time at the start of the last complete poll; None while the
-        server has shown no clock at all (no ``Date`` header, nothing listed with a timestamp):
-        then everything listed later is newer.
+    :param since: the server's time at the start of the last complete poll (:meth:`_Poll.clock`);
+        None while the server has listed nothing at all: then everything listed later is newer.
     :param active: executions pending or running then: they may still end and fire.
     :param fired: executions already fired whose start is still inside the window, by start time.
     """
@@ -217,8 +223,8 @@ class _Poll:
     def __init__(self, trigger: ExecutionEventTrigger, client: AsyncClient, budget: RequestBudget) -> None:
         self.trigger, self.client, self.budget = trigger, client, budget
         self.settings: ClientSettings = budget.settings
-        self.now: datetime | None = None  # the server's clock at the first response
-        self.newest: datetime | None = None  # the newest timestamp read: ``now`` without a Date header
+        self.now: datetime | None = None  # the server's Date at the first response
+        self.listed = False  # whether any list showed an item
 
     async def _send(self, name: str, **kwargs: Any) -> Any:
         request = protocol.build_request(self.settings, name, **kwargs)
@@ -241,18 +247,44 @@ class _Poll:
         )
         if self.now is None:
             self.now = result.server_time
+        self.listed = self.listed or bool(result.items)
         for item in result.items:
             for stamp in (item.started_at, item.completed_at):
-                if stamp is not None and (self.newest is None or stamp > self.newest):
-                    self.newest = stamp
+                if stamp is not None and stamp > _NEVER and (t._newest is None or stamp > t._newest):
+                    t._newest = stamp
         return result
 
-    async def clock(self) -> datetime | None:
-        """The server's clock: its ``Date`` header, else the newest timestamp it listed, else None."""
-        if self.now is None and self.newest is None:
-            for status in self.trigger.statuses:
+    async def _walk(self, status: str, walk: ListingWalk, capped: str) -> list[Execution]:
+        """Read the ``status`` list as ``walk`` asks; return what it kept. ``capped`` is logged at its cap."""
+        found: list[Execution] = []
+        while (fetch := walk.next()) is not None:
+            found += walk.feed(await self._page(status, fetch.page, fetch.order))
+        if not walk.complete:
+            self.trigger.log.error(
+                "SmartMCA watcher: more than %d %s executions " + capped, walk.max_pages * PAGE_LIMIT, status
+            )
+        return found
+
+    async def clock(self, since: datetime | None) -> datetime | None:
+        """
+        The poll's time on the clock of the timestamps: the earlier of the ``Date`` header and the
+        newest timestamp listed so far (or ``since``, the last poll's time). None while nothing was
+        listed at all: then everything listed later is newer.
+
+        A timestamp is never ahead of the clock that wrote it, so a ``Date`` that runs ahead of
+        the timestamps (another host's clock) cannot put a window after executions that started
+        since; ``Date`` caps timestamps that run ahead of it.
+        """
+        t = self.trigger
+        if since is not None and (t._newest is None or since > t._newest):
+            t._newest = since  # a restart: the stored time was read off a timestamp (or Date)
+        if t._newest is None:
+            for status in t.statuses:
                 await self._page(status, 1)
-        return self.now or self.newest
+        newest = t._newest
+        if newest is None:  # items without timestamps: only Date tells the time
+            return self.now if self.listed else None
+        return newest if self.now is None else min(self.now, newest)
 
     async def active(self) -> set[str]:
         """
@@ -264,67 +296,28 @@ class _Poll:
         """
         ids: set[str] = set()
         for status in sorted(ACTIVE_STATUSES):
-            if await self._pass(status, ids) > 1:
-                await self._pass(status, ids)
+            for _ in range(2):
+                walk = ListingWalk(PAGE_LIMIT, MAX_ACTIVE_PAGES)
+                listed = await self._walk(status, walk, _ACTIVE_CAPPED)
+                ids.update(e.execution_id for e in listed if e.status in ACTIVE_STATUSES)
+                if walk.pages == 1:
+                    break
         return ids
-
-    async def _pass(self, status: str, ids: set[str]) -> int:
-        """Read the ``status`` list once into ``ids``; return how many pages it had."""
-        for page in range(1, MAX_ACTIVE_PAGES + 1):
-            result = await self._page(status, page)
-            ids.update(e.execution_id for e in result.items if e.status in ACTIVE_STATUSES)
-            if result.is_last(page, PAGE_LIMIT):
-                return page
-        self.trigger.log.error(
-            "SmartMCA watcher: more than %d %s executions match its filters; only the newest are "
-            "tracked, and one of the others that ends may be missed. Narrow the filters.",
-            MAX_ACTIVE_PAGES * PAGE_LIMIT,
-            status,
-        )
-        return MAX_ACTIVE_PAGES
 
     async def window(self, status: str, start: datetime | None) -> list[Execution]:
         """
         The executions in ``status`` that started at or after ``start`` (None: all), newest first,
         order checked.
         """
-        found: dict[str, Execution] = {}
-        ordered, previous = True, None
-        for page in range(1, MAX_WINDOW_PAGES + 1):
-            result = await self._page(status, page)
-            older = False
-            for item in result.items:
-                started = item.started_at
-                if started is not None:
-                    ordered = ordered and (previous is None or started <= previous)
-                    previous = started
-                if started is None or start is None or started >= start:
-                    found.setdefault(item.execution_id, item)
-                else:
-                    older = True
-            if result.is_last(page, PAGE_LIMIT):
-                return list(found.values())
-            # An older one ends the walk only on a server shown to sort as asked (see start_once.walk).
-            if ordered and older and await self._sorts(status, result.items):
-                return list(found.values())
-        self.trigger.log.error(
-            "SmartMCA watcher: more than %d %s executions started since its last poll; the oldest "
-            "of them were not read and will not fire",
-            MAX_WINDOW_PAGES * PAGE_LIMIT,
-            status,
-        )
-        return list(found.values())
-
-    async def _sorts(self, status: str, newest_first: Iterable[Execution]) -> bool:
-        if self.trigger._sorts is None:
-            newest = max((e.started_at for e in newest_first if e.started_at), default=None)
-            page = await self._page(status, 1, order="asc")
-            self.trigger._sorts = page.proves_sorting(newest)
-            if not self.trigger._sorts:
-                self.trigger.log.warning(
-                    "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
-                )
-        return self.trigger._sorts
+        t = self.trigger
+        walk = ListingWalk(PAGE_LIMIT, MAX_WINDOW_PAGES, since=start, sorts=t._sorts)
+        found = await self._walk(status, walk, _WINDOW_CAPPED)
+        if walk.sorts is False and t._sorts is None:
+            t.log.warning(
+                "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
+            )
+        t._sorts = walk.sorts
+        return found
 
     async def get(self, execution_id: str) -> Execution | None:
         """The execution's reading; None when it cannot be read now (it stays tracked)."""
@@ -353,8 +346,9 @@ class ExecutionEventTrigger(BaseEventTrigger):
     ``triggering_asset_events``. De-duplicate on ``executionId``: a triggerer crash may repeat
     the last poll's events (see the module docstring and ``docs/events.md``).
 
-    Cost per poll: one page of each active status, one page of each watched status, and one GET
-    per tracked execution that ended; all through the key's shared request budget.
+    Cost per poll: one page of each active status, one page of each watched status (two while
+    the server has listed nothing yet), and one GET per tracked execution that ended; all through
+    the key's shared request budget.
 
     :param conn_id: the Airflow connection id; resolved in the triggerer, never serialized.
     :param workflow_type: only executions of this workflow (its id), or None for all.
@@ -404,6 +398,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 "restart_lookback", f"must be 0 or more seconds, got {restart_lookback!r}", operation=_OP
             )
         self._sorts: bool | None = None  # whether List Executions sorts as asked (probed once)
+        self._newest: datetime | None = None  # the newest timestamp listed: never ahead of their clock
         self._polled_at: float | None = None  # time.monotonic() of the last complete poll
         json.dumps(self.serialize()[1], allow_nan=False)
 
@@ -521,7 +516,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
             False looks back ``restart_lookback`` seconds.
         """
         active_now = await poll.active()
-        now = await poll.clock()
+        now = await poll.clock(None if record is None else record.since)
         if record is None:
             if first_start:
                 # No history. What is final now (and was not active a moment ago) ended before

@@ -11,7 +11,8 @@ with the same interval settle into one round per interval. A newcomer joins its 
 round when that comes within its first interval. Per group of waits sharing a workflow type
 (the List Executions ``workflow_type`` filter), a round:
 
-1. chooses, from the lists' ``total`` (last round's, or the first page's), whichever is
+1. chooses, from the lists' length (last round's, or the first page's ``total``: an estimate
+   only, since a full page always has a next one and only a short page is the last), whichever is
    cheaper: paging through the ``pending`` and ``running`` lists (``limit=100``), or one GET
    per awaited execution. One lone wait, or a tenant whose active executions far outnumber our
    waits, keeps one GET per execution per round. The choice is made again before every page,
@@ -76,6 +77,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, Execution
 from airflow_provider_smartmca.client.executions import progress
+from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, is_transient
 from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
 
@@ -467,8 +469,9 @@ class ExecutionPoller:
         """Page through the active lists; return the awaited executions they did not show as active."""
         statuses = self._statuses(group, unseen)
         for index, status in enumerate(statuses):
-            page = 1
-            while unseen:
+            walk = ListingWalk(PAGE_LIMIT, MAX_PAGES)
+            while unseen and (fetch := walk.next()) is not None:
+                page = fetch.page
                 # Choose again before every page: paging on only if it stays cheaper than GETs.
                 left = group.pages.get(status, 1) - page + 1 + _list_pages(group, statuses[index + 1 :])
                 if (page > 1 or index > 0) and left + group.misses >= len(unseen):
@@ -491,20 +494,14 @@ class ExecutionPoller:
                         return self._deliver(exc, unseen, readings)
                     self._unusable(exc)  # refused or drifted: GETs from now on
                     return unseen
-                items = result.items
-                for item in items:
+                for item in walk.feed(result):
                     if item.execution_id in unseen and item.status in ACTIVE_STATUSES:
                         readings[item.execution_id] = item
                         unseen.discard(item.execution_id)
-                if result.total is not None:
-                    pages = math.ceil(result.total / PAGE_LIMIT)
-                else:  # no total: a full page may have a next one
-                    pages = page + 1 if len(items) >= PAGE_LIMIT else page
-                group.pages[status] = max(1, min(pages, MAX_PAGES))
-                if page >= pages or page >= MAX_PAGES or not items:
-                    break
-                page += 1
-                del result, items
+                # total only estimates the pages (a server may count only the page): a full
+                # page always has a next one, a short page is the last.
+                group.pages[status] = max(1, min(walk.pages_expected, MAX_PAGES))
+                del result
         return unseen
 
     @staticmethod

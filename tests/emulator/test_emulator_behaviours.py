@@ -53,6 +53,16 @@ def test_clock_offset_moves_date_header_and_every_timestamp(api: Api, offset: fl
     assert abs(_ts(api.emu.executions()[0]["startedAt"]) - now) < 5
 
 
+def test_date_offset_moves_the_date_header_alone(api: Api) -> None:
+    api.emu.configure(clock_offset_seconds=-60, date_offset_seconds=300)
+    ex = api.trigger("wf_merchant_kyc", "merchant", "m_date")["executionId"]
+    r = api.get(f"/workflows/executions/{ex}")
+    assert abs(_date(r) - (time.time() + 240)) < 5  # the server's clock, then 300 s more
+    assert abs(_ts(r.json()["startedAt"]) - (time.time() - 60)) < 5  # the timestamps: the server's clock
+    with pytest.raises(ValueError, match="date_offset_seconds must be a finite number"):
+        api.emu.configure(date_offset_seconds=float("inf"))
+
+
 def test_no_offset_keeps_aiohttps_own_date(api: Api) -> None:
     assert abs(_date(api.get("/workflows")) - time.time()) < 5
 
@@ -179,6 +189,7 @@ def test_behaviour_through_admin_api_config_and_reset(make_emulator: Any) -> Non
     url = emu.base_url + "/_emulator/behaviour"
     assert requests.get(url, timeout=5).json() == {
         "clock_offset_seconds": -60.0,
+        "date_offset_seconds": 0.0,
         "date_header": True,
         "list_order": "honour",
         "list_seed": 0,

@@ -47,6 +47,17 @@ def test_list_envelope(api: Api) -> None:
     assert api.get("/workflows").json()["count"] == 9
 
 
+def test_total_counts_page(api: Api) -> None:
+    for entity in ("m_t1", "m_t2", "m_t3"):
+        api.post("/workflows/trigger", json={**TRIGGER_BODY, "entityId": entity})
+    api.emu.configure(drift=["total_counts_page"])
+    first = api.get("/workflows/executions", params={"limit": 2}).json()
+    assert (len(first["data"]), first["total"]) == (2, 2)
+    second = api.get("/workflows/executions", params={"limit": 2, "page": 2}).json()
+    assert (len(second["data"]), second["total"]) == (1, 1)  # more matches than either total says
+    assert api.get("/workflows", params={}).json()["total"] == len(api.get("/workflows").json()["data"])
+
+
 def test_list_items_without_id_and_not_objects(api: Api) -> None:
     _trigger(api)
     api.emu.configure(drift=["list_items_without_id"])

@@ -36,6 +36,7 @@ DRIFT_NAMES: dict[str, tuple[str, ...] | None] = {
     "nodes_as_number": ("'nodes' must be a list",),
     "no_timestamps": ("without a readable completedAt",),
     "no_completed_at": ("without a readable completedAt",),
+    "total_counts_page": ("total=5 counts only page 1",),
 }
 
 
@@ -278,3 +279,18 @@ def test_the_event_watchers_assumptions_are_checked(
     code, report, _ = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
     assert code == 1
     assert any("completedAt, not after the server's Date" in r for r in rows(report, DIFFERS))
+
+
+def test_a_date_header_ahead_of_the_timestamps_differs(
+    populated: Emulator, capsys: pytest.CaptureFixture[str]
+):
+    # The harmless direction (completedAt after Date) is another row; this is the one that loses events.
+    populated.configure(date_offset_seconds=300)
+    code, report, _ = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
+    assert code == 1
+    (row,) = [r for r in rows(report, DIFFERS) if "Date header runs ahead" in r]
+    assert "+30" in row.split("|")[1]  # about 300 s, never a timestamp
+    populated.configure(date_offset_seconds=0)
+    code, report, _ = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
+    assert code == 0
+    assert any("Date header runs ahead" in r for r in rows(report, HOLDS))

@@ -40,6 +40,7 @@ READS: dict[str, dict[str, str | None]] = {
     "unsorted_list": {},
     "no_timestamps": {},  # both optional: nothing breaks, the watcher and the lookups fall back
     "no_completed_at": {},
+    "total_counts_page": {},  # a hint only: no walk stops on it (tests/hook/test_listing_hostile.py)
     "bad_timestamps": {"get_execution": "startedAt", "list_executions": "data[0].startedAt"},
     "status_as_list": {"get_execution": "status"},
     "nodes_as_number": {"get_execution": "nodes"},
@@ -287,7 +288,9 @@ def test_an_action_answered_without_execution_id_is_done_with_nothing_to_wait_fo
     assert posts(smartmca_emulator) == 1  # the server did act: never sent again
 
 
-@pytest.mark.parametrize("drift", ["unknown_status", "unsorted_list", "status_as_list", "nodes_as_number"])
+@pytest.mark.parametrize(
+    "drift", ["unknown_status", "unsorted_list", "status_as_list", "nodes_as_number", "total_counts_page"]
+)
 def test_drifts_that_leave_the_list_and_202_readable_let_a_trigger_through(hook, smartmca_emulator, drift):
     finished(hook)
     smartmca_emulator.configure(drift=[drift])

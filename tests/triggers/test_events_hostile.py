@@ -389,6 +389,51 @@ def test_an_execution_without_timestamps_fires_once(emu: Emulator, small_margin:
 # --- what holds -----------------------------------------------------------------------------------
 
 
+def test_a_total_that_counts_only_the_page_loses_no_running_execution(
+    emu: Emulator, small_margin: None
+) -> None:
+    # 150 running, older than the window when the watcher starts: only the active lists can make
+    # them fire. A total of 100 on a full page of 100 must not end the read of the running list.
+    emu.configure(drift=["total_counts_page"])
+    ids = start_fast(emu, "wf_x", 150)  # each ends ~9.1 s after its start
+    time.sleep(2.5)
+    wait_for(lambda: set(statuses_of(emu, ids).values()) == {"running"}, 5, "all 150 running")
+    events, _ = run_watcher(
+        watcher(MemoryAssetStateStore(), workflow_type="wf_x", poll_interval=0.5),
+        20,
+        until=lambda ev: len(ids_of(ev)) >= 150,
+        then=0.5,
+    )
+    assert set(statuses_of(emu, ids).values()) == {"completed"}
+    assert ids_of(events) == Counter(ids)
+
+
+def test_a_date_header_ahead_of_the_timestamps_by_more_than_the_margin_loses_nothing(emu: Emulator) -> None:
+    # A gateway clock 5 minutes ahead of the database's: every startedAt reads 300 s before Date.
+    emu.configure(date_offset_seconds=300)
+    wait_all_ended(emu, start("wf_flash"))  # history: the server has shown a timestamp
+    lists = lambda: sum(  # noqa: E731
+        1 for r in emu.requests if r.route == "list_executions" and is_list(r.query, "pending")
+    )
+    flash: list[str] = []
+
+    def go() -> None:
+        n = lists()
+        wait_for(lambda: lists() > n, 5, "a poll")  # just after a poll ...
+        flash.extend(start("wf_flash", 2))  # ... two start and end well before the next one
+        wait_all_ended(emu, flash)
+        if lists() > n + 1:
+            raise RuntimeError("a poll saw them running")
+
+    events, _ = run_watcher(
+        watcher(MemoryAssetStateStore(), workflow_type="wf_flash", poll_interval=2.0),
+        6,
+        during=go,
+        until=lambda ev: set(flash) <= set(ids_of(ev)),
+    )
+    assert ids_of(events) == Counter(flash), "ended after the watcher started: each fires once"
+
+
 def test_pages_shifting_under_a_slow_storm_lose_nothing_and_repeat_nothing(emu: Emulator) -> None:
     # 150 running (two pages of "running") ending while the watcher pages slowly through 429/503s.
     def go() -> list[str]:

@@ -303,6 +303,22 @@ def test_the_lists_total_chooses_gets_when_the_tenant_is_busy(emu: Emulator) -> 
     assert ids  # (the quick ones are not awaited here)
 
 
+def test_a_total_that_counts_only_the_page_never_ends_the_lists_after_a_full_page(emu: Emulator) -> None:
+    # 150 running waits: two pages of "running". The server's total says 100 on the full page 1.
+    emu.configure(drift=["total_counts_page"])
+    workflow = emu.config.workflows["wf_forever"]
+    ids = [emu.state.store.create(workflow, "deal", f"deal_total_{i}").id for i in range(150)]
+    before = emu.requests[-1].id if emu.requests else 0
+    events = asyncio.run(all_events([trig(i, "wf_forever", deadline_in=2.0) for i in ids]))
+    assert [e["status"] for e in events] == ["timeout"] * 150
+    new = [r for r in emu.requests if r.id > before]
+    assert any(r.route == "list_executions" and r.query["page"] == "2" for r in new)
+    # Page 2's executions are read from the lists like page 1's, not by a GET each round.
+    gets = Counter(r.path.rsplit("/", 1)[1] for r in new if r.route == "get_execution")
+    per_wait = [gets[i] for i in ids]
+    assert max(per_wait) - min(per_wait) <= 2, sorted(Counter(per_wait).items())
+
+
 def test_a_refused_or_drifted_list_falls_back_to_gets(emu: Emulator, metrics: Metrics) -> None:
     ids = start(emu, "wf_batch", 6)
     emu.configure(drift=["list_envelope"])
