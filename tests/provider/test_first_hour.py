@@ -1,0 +1,73 @@
+"""Issue 17, "a user's first hour": each item replayed the way a new user meets it.
+
+Real ``airflow`` CLI and console scripts in subprocesses, real HTTP on loopback against the emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_smartmca.testing import Emulator
+from tests.provider.airflow_cli import AIRFLOW
+
+KEY = "smca_test_full"
+CHECK = str(Path(sys.executable).with_name("smartmca-check"))
+
+
+def _env() -> dict[str, str]:
+    """This session's environment, without any connection given as an environment variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+
+
+# --- a connection added with `airflow connections add`, used outside a task ------------------------
+
+
+@pytest.fixture
+def cli_connection(smartmca_emulator: Emulator) -> Iterator[str]:
+    """A connection stored in the metadata database by the README's own command."""
+    conn_id = f"smartmca_first_hour_{uuid.uuid4().hex[:8]}"
+    add = [AIRFLOW, "connections", "add", conn_id, "--conn-type", "smartmca"]
+    add += ["--conn-host", smartmca_emulator.base_url, "--conn-password", KEY]
+    add += ["--conn-extra", '{"scopes": "workflows:read workflows:trigger underwriting:trigger"}']
+    proc = subprocess.run(add, capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    yield conn_id
+    subprocess.run([AIRFLOW, "connections", "delete", conn_id], capture_output=True, env=_env(), timeout=120)
+
+
+def test_smartmca_check_finds_a_connection_added_with_the_cli(cli_connection: str, smartmca_emulator):
+    proc = subprocess.run(
+        [CHECK, "--conn-id", cli_connection], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert smartmca_emulator.base_url in proc.stdout
+    assert KEY not in proc.stdout + proc.stderr
+
+
+def test_a_hook_in_a_plain_script_reads_a_connection_added_with_the_cli(
+    cli_connection: str, smartmca_emulator: Emulator
+):
+    script = textwrap.dedent(
+        f"""
+        from airflow_provider_smartmca.hooks import SmartMCAHook
+
+        hook = SmartMCAHook({cli_connection!r})
+        print(hook.settings.base_url)
+        print(len(hook.list_workflows().items))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base_url, count = proc.stdout.split()[-2:]
+    assert base_url == smartmca_emulator.base_url
+    assert int(count) > 0
