@@ -71,3 +71,69 @@ def test_a_hook_in_a_plain_script_reads_a_connection_added_with_the_cli(
     base_url, count = proc.stdout.split()[-2:]
     assert base_url == smartmca_emulator.base_url
     assert int(count) > 0
+
+
+# --- the pytest plugin writes only under its throwaway home, whatever the import order -------------
+
+USER_CONFTEST = 'pytest_plugins = ["airflow_provider_smartmca.testing.pytest_plugin"]\n'
+USER_TEST = """
+from airflow_provider_smartmca.hooks import SmartMCAHook  # imports Airflow before the plugin runs a DAG
+
+DAG_FILE = '''
+from airflow.sdk import DAG
+from airflow_provider_smartmca.operators import TriggerWorkflowOperator
+
+with DAG("first_hour_import_order", schedule=None) as dag:
+    TriggerWorkflowOperator(
+        task_id="start", workflow_type="wf_deal_onboarding", entity_type="deal", entity_id="deal_1",
+        poll_interval=0.05,
+    )
+'''
+
+
+def test_user_dag(smartmca_connection, smartmca_run_dag, tmp_path):
+    assert SmartMCAHook(smartmca_connection).settings.base_url
+    (tmp_path / "user_dag.py").write_text(DAG_FILE)
+    result = smartmca_run_dag(tmp_path / "user_dag.py")
+    assert result.state == "success", result.task_states
+"""
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_the_plugin_writes_nothing_under_home_when_the_hook_is_imported_first(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    # What importing Airflow itself creates under an unset AIRFLOW_HOME (its log folder): not ours.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    subprocess.run([sys.executable, "-c", "import airflow"], env={**env, "HOME": str(bare)}, check=True)
+    user_home = tmp_path / "home"
+    user_home.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(USER_CONFTEST)
+    (project / "test_user.py").write_text(USER_TEST)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(tmp_path / "t"),
+            ".",
+        ],
+        env={**env, "HOME": str(user_home)},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _tree(user_home) == _tree(bare), "written under HOME: " + ", ".join(
+        sorted(_tree(user_home) - _tree(bare))
+    )
