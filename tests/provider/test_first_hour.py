@@ -137,3 +137,28 @@ def test_the_plugin_writes_nothing_under_home_when_the_hook_is_imported_first(tm
     assert _tree(user_home) == _tree(bare), "written under HOME: " + ", ".join(
         sorted(_tree(user_home) - _tree(bare))
     )
+
+
+# --- typed list results behave as sequences -----------------------------------------------------
+
+
+def test_list_results_iterate_index_and_count_the_page_not_the_total(smartmca_connection: str) -> None:
+    from airflow_provider_smartmca.hooks import SmartMCAHook
+
+    hook = SmartMCAHook(smartmca_connection)
+    workflows = hook.list_workflows()
+    assert [wf.id for wf in workflows] == [wf.id for wf in workflows.items]
+    assert len(workflows) == len(workflows.items) > 1
+    assert workflows[0] == workflows.items[0] and workflows[-1] == workflows.items[-1]
+    assert workflows[:2] == workflows.items[:2]
+    assert workflows[0].raw["id"] == workflows[0].id  # the JSON as received
+    for i in range(3):
+        hook.trigger_workflow("wf_deal_onboarding", "deal", f"deal_list_{i}")
+    page = hook.list_executions(limit=2)
+    assert page.total == 3 and len(page) == 2  # the page's items, not every match
+    assert [e.execution_id for e in page] == [page[0].execution_id, page[1].execution_id]
+    assert page[0].raw["executionId"] == page[0].execution_id
+    with pytest.raises(IndexError):
+        page[2]
+    empty = hook.list_executions(entity_id="deal_nobody")
+    assert len(empty) == 0 and not empty and list(empty) == []
