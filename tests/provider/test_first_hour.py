@@ -162,3 +162,16 @@ def test_list_results_iterate_index_and_count_the_page_not_the_total(smartmca_co
         page[2]
     empty = hook.list_executions(entity_id="deal_nobody")
     assert len(empty) == 0 and not empty and list(empty) == []
+
+
+# --- what a pip user reads: the README fits PyPI, the test extra is declared ---------------------
+
+
+def test_the_readme_fits_the_pypi_page_and_pytest_is_the_testing_extra() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    assert len((root / "README.md").read_bytes()) <= 16000
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert any(req.startswith("pytest") for req in project["optional-dependencies"]["testing"])
+    assert "[testing]" in (root / "README.md").read_text()
