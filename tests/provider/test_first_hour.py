@@ -175,3 +175,36 @@ def test_the_readme_fits_the_pypi_page_and_pytest_is_the_testing_extra() -> None
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     assert any(req.startswith("pytest") for req in project["optional-dependencies"]["testing"])
     assert "[testing]" in (root / "README.md").read_text()
+
+
+def test_the_documented_constraints_files_pin_their_airflow_and_a_common_compat_that_fits() -> None:
+    import importlib.util
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("smartmca_matrix_script", root / "scripts" / "matrix.py")
+    assert spec is not None and spec.loader is not None
+    matrix = importlib.util.module_from_spec(spec)
+    sys.modules["smartmca_matrix_script"] = matrix  # its dataclasses look their module up
+    spec.loader.exec_module(matrix)
+    airflow_of = {cell.constraints.name: cell.airflow for cell in matrix.CELLS}
+    named = set()
+    for page in (root / "README.md", root / "docs" / "guide" / "install.md"):
+        named |= set(re.findall(r"-c requirements/(airflow-3\.\d\.txt)", page.read_text()))
+    assert named and named <= set(airflow_of), named
+    floor = next(
+        Requirement(r)
+        for r in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+        if r.startswith("apache-airflow-providers-common-compat")
+    )
+    for name, airflow in airflow_of.items():
+        pins = dict(
+            line.split("#")[0].strip().split("==")
+            for line in (root / "requirements" / name).read_text().splitlines()
+            if "==" in line and not line.startswith("#")
+        )
+        assert pins["apache-airflow"] == airflow, name
+        assert floor.specifier.contains(pins["apache-airflow-providers-common-compat"]), name
