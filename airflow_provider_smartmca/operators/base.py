@@ -464,14 +464,16 @@ class SmartMCAExecutionOperator(BaseOperator):
         }
         seen.update((k, v) for k, v in getattr(self, "_lineage_seen", {}).items() if v is not None)
         execution_id = seen.get("executionId") or self._execution_id
-        url = None
-        if execution_id:
-            try:
-                template = self.hook.settings.execution_url_template
-                url = template.format(execution_id=execution_id) if template else None
-            except (SmartMCAError, KeyError, IndexError, ValueError):
-                url = None
+        url = self._execution_url(execution_id) if execution_id else None
         return operator_lineage(seen, execution_id, url, failed=failed)
+
+    def _execution_url(self, execution_id: str) -> str | None:
+        """The execution in the SmartMCA app (the extra ``execution_url_template``), or None."""
+        try:
+            template = self.hook.settings.execution_url_template
+            return template.format(execution_id=execution_id) if template else None
+        except (SmartMCAError, KeyError, IndexError, ValueError):
+            return None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
@@ -491,13 +493,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         if execution_id is None:
             self.log.info("Task killed before any SmartMCA execution was started")
             return
-        where = f"GET /api/public/v1/workflows/executions/{execution_id}"
-        try:
-            template = self.hook.settings.execution_url_template
-            if template:
-                where = template.format(execution_id=execution_id)
-        except (SmartMCAError, KeyError, IndexError, ValueError):
-            pass
+        where = self._execution_url(execution_id) or f"GET /api/public/v1/workflows/executions/{execution_id}"
         self.log.warning(
             "Task killed; SmartMCA execution %s is left running (the SmartMCA API has no cancel endpoint). "
             "Find it at %s. A retry of this task reattaches to it (on_retry='reattach').",
