@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -594,13 +594,47 @@ def render_table(rows: list[Row], target: str) -> str:
     return "\n".join(lines)
 
 
+#: The cause of differing rows, by what their SEEN says, first match first: (test, what to do).
+_CAUSES: list[tuple[Callable[[str], bool], str]] = [
+    (
+        lambda seen: seen.startswith("HTTP 401"),
+        "the API key is refused (HTTP 401): check the key (the connection's password) and that it "
+        "is not revoked.",
+    ),
+    (
+        lambda seen: seen.startswith("HTTP 403"),
+        f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}.",
+    ),
+    (
+        lambda seen: "which the connection does not declare" in seen,
+        f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
+    ),
+    (
+        lambda seen: "the server did not receive it" in seen or "the server may have received it" in seen,
+        "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the "
+        "base URL and the network.",
+    ),
+    (
+        lambda seen: seen.startswith("HTTP 5"),
+        "the API answers server errors (HTTP 5xx), even after retries: try again later.",
+    ),
+]
+
+
 def summary(rows: list[Row]) -> str:
-    """One line: how many rows hold, differ, cannot be checked, and what that means."""
+    """One line: how many rows hold, differ, cannot be checked, and the cause of what differs."""
     count = {v: sum(r.verdict == v for r in rows) for v in (HOLDS, DIFFERS, UNCHECKED)}
     head = f"{count[HOLDS]} hold, {count[DIFFERS]} differ, {count[UNCHECKED]} cannot be checked"
-    if count[DIFFERS]:
-        return f"{head}: the API differs from what the provider assumes (see docs/api-contract.md)."
-    return f"{head}: every assumption a read-only probe can check holds."
+    if not count[DIFFERS]:
+        return f"{head}: every assumption a read-only probe can check holds."
+    seen = [r.seen for r in rows if r.verdict == DIFFERS]
+    for test, cause in _CAUSES:
+        if any(test(text) for text in seen):
+            return f"{head}: {cause}"
+    return (
+        f"{head}: the API answers differently from what the provider assumes. Each 'differs' row "
+        "names the endpoint and the field; tasks fail on them (SmartMCAContractError) until they agree."
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

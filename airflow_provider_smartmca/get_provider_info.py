@@ -72,7 +72,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "timeout": {
                         "label": "Timeout (seconds)",
-                        "description": "Read timeout of one HTTP request.",
+                        "description": "Total seconds one HTTP request may take, body included.",
                         "schema": {"type": ["number", "null"], "default": 30, "minimum": 0.001},
                     },
                     "max_retries": {
@@ -83,7 +83,8 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "verify_ssl": {
                         "label": "Verify SSL",
-                        "description": "Verify the server's TLS certificate.",
+                        "description": "Verify the server's TLS certificate (off: not verified). A CA bundle path "
+                        "goes in the extra 'verify_ssl' as text, or in REQUESTS_CA_BUNDLE.",
                         "schema": {"type": ["boolean", "null"], "default": True},
                     },
                 },

@@ -61,6 +61,8 @@ class Cell:
     resolved_as_of: str
     tests: tuple[str, ...]
     proves: str
+    #: Requirements resolved into this cell's constraints besides the provider's own.
+    extras: tuple[str, ...] = ()
 
     @property
     def minor(self) -> str:
@@ -103,8 +105,10 @@ CELLS = [
         "2026-09-18",
         # `make test` runs the whole suite on Airflow 3.3 already (Python 3.11): here the smoke
         # tests, the example DAGs and the hook's suite prove Python 3.13, in a third of the time.
-        (*SMOKE, "tests/operators/test_example_dags.py", "tests/hook"),
-        "newest Airflow and highest Python: smoke, the hook's suite and the example DAGs (dag.test)",
+        (*SMOKE, "tests/operators/test_example_dags.py", "tests/operators/test_openlineage.py", "tests/hook"),
+        "newest Airflow and highest Python: smoke, the hook's suite, the example DAGs (dag.test) and "
+        "the OpenLineage facets (with the OpenLineage provider; the other cells run without it)",
+        ("apache-airflow-providers-openlineage",),
     ),
 ]
 
@@ -255,12 +259,14 @@ def compile_constraints(cells: list[Cell]) -> None:
             *[f"--exclude-newer-package={name}={date}" for name, date in RAISED.items()],
             "--annotation-style", "line",
             "--custom-compile-command", f"python scripts/matrix.py --compile {cell.name}",
-            # The Airflow pin comes on stdin ("-"), so no temporary path lands in the annotations.
+            # The Airflow pin (and the cell's extras) come on stdin ("-"), so no temporary path lands
+            # in the annotations.
             "pyproject.toml", "requirements/matrix.in", "-",
             "-o", str(cell.constraints.relative_to(ROOT)),
         ]  # fmt: skip
         log(f"{cell.name}: resolving {cell.constraints.relative_to(ROOT)} as of {cell.resolved_as_of}")
-        subprocess.run(command, check=True, cwd=ROOT, input=f"apache-airflow=={cell.airflow}\n", text=True)
+        pins = "".join(f"{line}\n" for line in (f"apache-airflow=={cell.airflow}", *cell.extras))
+        subprocess.run(command, check=True, cwd=ROOT, input=pins, text=True)
 
 
 def main() -> int:

@@ -15,11 +15,11 @@ Everything else in the provider reads the typed objects built here, never raw di
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, overload
 
 from airflow_provider_smartmca.errors import SmartMCAContractError
 
@@ -232,8 +232,12 @@ class Execution:
 @dataclass(frozen=True)
 class ExecutionPage:
     """
-    One page of List Executions. What pages mean together (the last page, the order) is
+    One page of List Executions; it iterates, indexes and sizes like its ``items``. What pages
+    mean together (the last page, the order) is
     :class:`~airflow_provider_smartmca.client.listing.ListingWalk`'s.
+
+    ``len(page)`` counts this page's items, not ``total`` (every match); an empty page is falsy
+    even when ``total`` says more pages exist.
 
     :param total: the server's count of matches: a hint, never trusted to end a walk.
     :param server_time: the server's clock when it answered (``Date`` header), or None.
@@ -242,6 +246,19 @@ class ExecutionPage:
     items: tuple[Execution, ...]
     total: int | None
     server_time: datetime | None = None
+
+    def __iter__(self) -> Iterator[Execution]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Execution: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Execution, ...]: ...
+    def __getitem__(self, index: int | slice) -> Execution | tuple[Execution, ...]:
+        return self.items[index]
 
 
 @dataclass(frozen=True)
@@ -256,10 +273,28 @@ class Workflow:
 
 @dataclass(frozen=True)
 class WorkflowList:
-    """List Workflows: the definitions and the reported total."""
+    """
+    List Workflows: the definitions and the reported total; it iterates, indexes and sizes like
+    its ``items``.
+
+    ``len()`` counts the definitions received, not ``total``; an empty list is falsy.
+    """
 
     items: tuple[Workflow, ...]
     total: int | None
+
+    def __iter__(self) -> Iterator[Workflow]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Workflow: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Workflow, ...]: ...
+    def __getitem__(self, index: int | slice) -> Workflow | tuple[Workflow, ...]:
+        return self.items[index]
 
 
 @dataclass(frozen=True)

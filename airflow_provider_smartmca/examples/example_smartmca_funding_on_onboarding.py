@@ -48,6 +48,7 @@ from airflow_provider_smartmca.triggers import ExecutionEventTrigger
 WORKFLOW = "wf_deal_onboarding"
 POLL_INTERVAL = float(os.environ.get("AIRFLOW_VAR_SMARTMCA_POLL_INTERVAL", "60"))
 
+# START watcher
 #: One asset per (workflow, status): its asset events are the executions that ended so.
 onboarding_completed = Asset(
     name="smartmca_deal_onboarding_completed",
@@ -63,6 +64,7 @@ onboarding_completed = Asset(
         )
     ],
 )
+# END watcher
 
 
 def event_payload(extra: Mapping[str, Any]) -> Mapping[str, Any]:

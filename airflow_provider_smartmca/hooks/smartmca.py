@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
@@ -11,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 # Through common-compat: airflow.sdk has no BaseHook before Airflow 3.1.
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_smartmca.client.contract import (
     Accepted,
@@ -123,6 +124,29 @@ class SmartMCAHook(BaseHook):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(smartmca_conn_id={self.smartmca_conn_id!r})"
+
+    @classmethod
+    def get_connection(cls, conn_id: str) -> Any:
+        """
+        The connection, wherever ``airflow connections get`` finds it.
+
+        Inside a task (or the triggerer, or DAG parsing) the Task SDK's lookup answers, through the
+        supervisor. Outside one (``smartmca-check``, a plain script) Airflow 3.3's Task SDK reads only
+        the environment and configured secrets backends; a connection it does not find there is read
+        with ``airflow.models.Connection.get_connection_from_secrets``, which also reads the metadata
+        database. "Inside" is Airflow's own test: the task runner holds its supervisor channel.
+        """
+        try:
+            return super().get_connection(conn_id)
+        except AirflowNotFoundException:
+            runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+            if hasattr(runner, "SUPERVISOR_COMMS"):
+                raise
+            try:
+                from airflow.models.connection import Connection
+            except ImportError:  # pragma: no cover - a worker with the Task SDK only
+                raise
+        return Connection.get_connection_from_secrets(conn_id)
 
     @cached_property
     def settings(self) -> ClientSettings:

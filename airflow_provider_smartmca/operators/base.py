@@ -236,11 +236,14 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         try:
-            return self._execute(context)
+            return self._seen(self._execute(context))
         except _FINAL_ERRORS as exc:
             # Bad input, a missing scope, a bad key, an API that differs: a retry would fail the
             # same way; an ambiguous start must not be retried at all.
             raise AirflowFailException(str(exc)) from exc
+        except SmartMCAExecutionError as exc:
+            self._seen({"executionId": exc.execution_id, "status": exc.execution_status})
+            raise
 
     def _execute(self, context: Context) -> Any:
         from airflow_provider_smartmca.hooks.start_once import TaskStartRecord, TaskStartStore
@@ -417,6 +420,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         self, context: Context, event: Any = None, execution_id: str | None = None
     ) -> dict[str, Any]:
         """Resume after the trigger: validate the event, re-read the execution, same result as sync mode."""
+        self._seen(event.get("execution") if isinstance(event, dict) else None)
         event = validate_event(event, expected_execution_id=execution_id)
         execution_id = event["execution_id"]
         self._execution_id = execution_id
@@ -444,19 +448,56 @@ class SmartMCAExecutionOperator(BaseOperator):
         # that differs, an unusable connection) a task retry would only meet again.
         raise AirflowFailException(f"Waiting for SmartMCA execution {execution_id} failed: {message}")
 
+    # --- OpenLineage (called by the OpenLineage provider, when it is installed) ----------------
+
+    def _seen(self, result: Any) -> Any:
+        """Keep the execution JSON the task last saw, for the OpenLineage facet; return ``result``."""
+        if isinstance(result, dict):
+            self._lineage_seen = result
+        return result
+
+    def _lineage(self, *, failed: bool) -> Any:
+        from airflow_provider_smartmca.operators.lineage import operator_lineage
+
+        # What the task saw wins; the task's own target (its lookup filters) fills the gaps.
+        target = self.lookup_filters() or {}
+        seen = {
+            "workflowId": getattr(self, "_workflow_type", None) or target.get("workflow_type"),
+            "entityType": target.get("entity_type"),
+            "entityId": target.get("entity_id"),
+        }
+        seen.update((k, v) for k, v in getattr(self, "_lineage_seen", {}).items() if v is not None)
+        execution_id = seen.get("executionId") or self._execution_id
+        url = self._execution_url(execution_id) if execution_id else None
+        return operator_lineage(seen, execution_id, url, failed=failed)
+
+    def _execution_url(self, execution_id: str) -> str | None:
+        """The execution in the SmartMCA app (the extra ``execution_url_template``), or None."""
+        try:
+            template = self.hook.settings.execution_url_template
+            return template.format(execution_id=execution_id) if template else None
+        except (SmartMCAError, KeyError, IndexError, ValueError):
+            return None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        OpenLineage: an ``OperatorLineage`` whose run facet ``smartmca_execution`` names the
+        execution (id, workflow, entity, status, link), built from what the task saw: no request.
+        None when OpenLineage is not installed.
+        """
+        return self._lineage(failed=False)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage on failure: as on complete; without an execution, the facet says none was started."""
+        return self._lineage(failed=True)
+
     def on_kill(self) -> None:
         """SmartMCA has no cancel endpoint: say which execution is left running and how to find it."""
         execution_id = self._execution_id
         if execution_id is None:
             self.log.info("Task killed before any SmartMCA execution was started")
             return
-        where = f"GET /api/public/v1/workflows/executions/{execution_id}"
-        try:
-            template = self.hook.settings.execution_url_template
-            if template:
-                where = template.format(execution_id=execution_id)
-        except (SmartMCAError, KeyError, IndexError, ValueError):
-            pass
+        where = self._execution_url(execution_id) or f"GET /api/public/v1/workflows/executions/{execution_id}"
         self.log.warning(
             "Task killed; SmartMCA execution %s is left running (the SmartMCA API has no cancel endpoint). "
             "Find it at %s. A retry of this task reattaches to it (on_retry='reattach').",

@@ -5,9 +5,9 @@ a DAG file outside ``[core] dags_folder`` fails with "the dag is not serialized"
 puts the file where Airflow looks, migrates the database when it has to, runs the DAG and returns
 a :class:`DagRunResult`.
 
-Airflow reads ``AIRFLOW_HOME`` once, when it is first imported. :func:`prepare_airflow_home`
-therefore gives Airflow a throwaway home only while nothing has imported Airflow and no home is
-configured; otherwise the configured home (and its dags folder and database) is used.
+Unless ``AIRFLOW_HOME`` or ``AIRFLOW_CONFIG`` is set, :func:`prepare_airflow_home` gives Airflow
+a throwaway home, also when Airflow is already imported (it is then pointed there), and every
+subprocess inherits it; a home set on purpose is used as it is.
 
 Nothing here imports Airflow at import time.
 """
@@ -86,15 +86,19 @@ class DagRunResult:
 
 def prepare_airflow_home() -> Path | None:
     """
-    Give Airflow a throwaway ``AIRFLOW_HOME`` (with a ``dags`` folder) unless one is configured.
+    Give Airflow a throwaway ``AIRFLOW_HOME`` (with a ``dags`` folder) unless one is set on purpose.
 
-    Call it before anything imports Airflow, e.g. at the top of ``conftest.py``. It does nothing
-    when Airflow is already imported (its configuration is then fixed) or when ``AIRFLOW_HOME`` or
-    ``AIRFLOW_CONFIG`` is set. The throwaway home is removed when the process exits.
+    A home is set on purpose when ``AIRFLOW_HOME`` or ``AIRFLOW_CONFIG`` is in the environment;
+    then this does nothing. Otherwise the throwaway home goes into the environment, so every
+    subprocess (``airflow db migrate``) uses it. If Airflow is already imported, it read its
+    default home (``~/airflow``) on import: its dags folder and metadata database are pointed at
+    the throwaway home too, unless ``AIRFLOW__CORE__DAGS_FOLDER`` or
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set. The throwaway home is removed when the
+    process exits.
 
     :returns: the home it created, or None when the configured one is kept.
     """
-    if "airflow" in sys.modules or os.environ.get("AIRFLOW_HOME") or os.environ.get("AIRFLOW_CONFIG"):
+    if os.environ.get("AIRFLOW_HOME") or os.environ.get("AIRFLOW_CONFIG"):
         return None
     home = Path(tempfile.mkdtemp(prefix="smartmca-airflow-home-"))
     (home / "dags").mkdir()
@@ -102,6 +106,13 @@ def prepare_airflow_home() -> Path | None:
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(home / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     atexit.register(shutil.rmtree, home, ignore_errors=True)
+    if "airflow.settings" in sys.modules:
+        os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+        from airflow import settings
+
+        settings.configure_vars()  # the dags folder and database URL, read again from the environment
+        settings.dispose_orm()
+        settings.configure_orm()
     log.info("run_dag: using the throwaway AIRFLOW_HOME %s", home)
     return home
 

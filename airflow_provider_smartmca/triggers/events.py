@@ -15,7 +15,7 @@ that is earlier: a ``Date`` ahead of the timestamps must not move the windows pa
    it ended (or the list shifted under paging: then it is still active and stays tracked).
 
 An execution fires when it reaches a watched status *after the watcher started*: history is not
-backfilled. Delivery (see ``docs/events.md``):
+backfilled. Delivery (see ``docs/guide/events.md``):
 
 * **Nothing is lost** across polls, restarts and several triggerers: the watermark
   (:class:`WatermarkRecord`: the server time of the last poll, the ids still active then, and
@@ -344,7 +344,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
     ``{"executionId", "workflowId", "workflowName", "entityType", "entityId", "status",
     "startedAt", "completedAt"}``; a DAG scheduled on the asset reads it from
     ``triggering_asset_events``. De-duplicate on ``executionId``: a triggerer crash may repeat
-    the last poll's events (see the module docstring and ``docs/events.md``).
+    the last poll's events (see the module docstring and ``docs/guide/events.md``).
 
     Cost per poll: one page of each active status, one page of each watched status (two while
     the server has listed nothing yet), and one GET per tracked execution that ended; all through

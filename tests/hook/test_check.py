@@ -294,3 +294,47 @@ def test_a_date_header_ahead_of_the_timestamps_differs(
     code, report, _ = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
     assert code == 0
     assert any("Date header runs ahead" in r for r in rows(report, HOLDS))
+
+
+# --- the summary names the cause, without pointing at files a pip user does not have -------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CAUSES = {
+    "key refused": "the API key is refused (HTTP 401)",
+    "host unreachable": "cannot be reached",
+    "scope missing": "lacks a scope (HTTP 403)",
+    "scope undeclared": "does not declare",
+    "api differs": "the API answers differently from what the provider assumes",
+}
+
+
+@pytest.mark.parametrize("cause", list(CAUSES))
+def test_the_summary_names_the_cause_and_stands_alone(
+    cause: str, smartmca_emulator: Emulator, make_hook, capsys, monkeypatch
+) -> None:
+    args = ["--base-url", smartmca_emulator.base_url, "--key-env", "CHECK_KEY"]
+    if cause == "key refused":
+        monkeypatch.setenv("CHECK_KEY", "smca_wrong_key_7e21abcd")
+    elif cause == "host unreachable":
+        args[1] = f"http://127.0.0.1:{_free_port()}"
+    elif cause == "scope missing":
+        for route in ("list_workflows", "get_workflow", "list_executions", "get_execution"):
+            smartmca_emulator.add_fault("status", route=route, status=403, count=20)
+    elif cause == "scope undeclared":
+        make_hook(extra={"scopes": "workflows:trigger"})  # the connection smartmca_default
+        args = ["--conn-id", "smartmca_default"]
+    else:
+        populate(make_hook(), smartmca_emulator, n=2)
+        smartmca_emulator.configure(drift=["rename_fields"])
+    code, report, _ = run_json(capsys, *args)
+    assert code == 1
+    assert "docs/" not in report["summary"]
+    assert CAUSES[cause] in report["summary"], report["summary"]
