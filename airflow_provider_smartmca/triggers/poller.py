@@ -23,6 +23,9 @@ round when that comes within its first interval. Per group of waits sharing a wo
 3. GETs every awaited execution the lists did not show as active. **Absence from a list never
    ends a wait**: only a GET says how an execution ended. A list that changes between pages
    (an execution ending shifts the later pages) or ignores its filters only costs extra GETs.
+   **Nor can a list hold a wait**: an execution listed the same (status and progress) for
+   :data:`CONFIRM_ROUNDS` list rounds in a row is read with its own GET the next round, so a
+   replica that keeps listing an ended execution as running delays its end by at most that.
 
 Waits without a workflow type (kwargs from before it was passed, or an execution whose
 ``workflowId`` the server did not report) are not coalesced: an unfiltered list pages through
@@ -49,7 +52,8 @@ releases the shared HTTP session. Nothing crosses event loops or outlives the wa
 :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`: a 429 pauses every wait on
 the key once, and concurrency is bounded. Metrics (Airflow ``Stats``): ``smartmca.requests.<kind>``,
 ``smartmca.rate_limited``, ``smartmca.poller.waits_served.{list,get}`` (readings delivered),
-``smartmca.poller.misses`` (listed as absent, still running), ``smartmca.poller.fallbacks``
+``smartmca.poller.misses`` (listed as absent, still running), ``smartmca.poller.confirmations``
+(listed unchanged, read by GET), ``smartmca.poller.fallbacks``
 (waits that had to poll alone), ``smartmca.poller.lists_unusable``.
 
 **Why not Airflow 3.3's shared streams** (``BaseEventTrigger.shared_stream_key``,
@@ -70,7 +74,7 @@ import math
 import random
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
@@ -91,6 +95,11 @@ PAGE_LIMIT = 100
 MAX_PAGES = 50
 #: A group polled by GETs looks at the lists again after this many rounds.
 REPROBE_ROUNDS = 10
+#: A wait whose listed reading (status and progress) was the same for this many list rounds in
+#: a row is read with its own GET the next round, so a list that never shows an end (a replica
+#: behind) holds a wait at most this many rounds. Costs at most one GET per wait every
+#: ``CONFIRM_ROUNDS + 1`` rounds on top of the lists, for waits whose execution does not move.
+CONFIRM_ROUNDS = 10
 #: A wait is served by a round that starts up to this fraction of its interval early.
 JITTER = 0.1
 #: Connection bound of the shared pool when the poller creates it (see ExecutionTrigger).
@@ -185,6 +194,8 @@ class _Group:
         self.workflow_type = workflow_type
         self.tickets: dict[str, list[Ticket]] = {}  # execution id -> its waits
         self.last_status: dict[str, str] = {}  # execution id -> status of its last reading
+        # execution id -> its last listed (status, progress), and for how many list rounds in a row
+        self.listed: dict[str, tuple[tuple[str, str], int]] = {}
         self.gets: dict[str, protocol.PreparedRequest] = {}  # execution id -> its GET, built once
         self.pages: dict[str, int] = {}  # status -> pages of its list last time
         self.misses = 0  # last list round: awaited executions absent from the lists yet active
@@ -249,6 +260,7 @@ class ExecutionPoller:
         if not same:
             del group.tickets[ticket.execution_id]
             group.last_status.pop(ticket.execution_id, None)
+            group.listed.pop(ticket.execution_id, None)
             group.gets.pop(ticket.execution_id, None)
             if not group.tickets:
                 del self._groups[group.workflow_type]
@@ -393,7 +405,9 @@ class ExecutionPoller:
         """One round of one group: lists, then GETs of what they did not settle; each wait gets its reading."""
         group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
         served = {"list": 0, "get": 0, "missed": 0}
-        listed = self._lists_cheaper(group, wanted)
+        # Listed the same for CONFIRM_ROUNDS rounds: read by its own GET, whatever the lists say.
+        confirm = {i for i in wanted if group.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
+        listed = self._lists_cheaper(group, wanted.keys() - confirm)
 
         def deliver(execution_id: str, reading: Any, how: str) -> None:
             # Handed over at once: a wait whose execution was listed, or GET early in a round
@@ -402,8 +416,18 @@ class ExecutionPoller:
             if isinstance(reading, Execution):
                 group.last_status[execution_id] = reading.status
                 seen = (reading.status, progress(reading))
-                if listed and how == "get" and reading.status in ACTIVE_STATUSES:
+                if (
+                    listed
+                    and how == "get"
+                    and reading.status in ACTIVE_STATUSES
+                    and execution_id not in confirm
+                ):
                     served["missed"] += 1  # absent from the lists, yet running
+            if how == "list" and seen is not None:
+                before, rounds = group.listed.get(execution_id, ((), 0))
+                group.listed[execution_id] = (seen, rounds + 1 if before == seen else 1)
+            else:
+                group.listed.pop(execution_id, None)
             for ticket in wanted[execution_id]:
                 ticket.base = start
                 future = ticket.future
@@ -424,7 +448,7 @@ class ExecutionPoller:
                 group.get_rounds = 0
                 readings: dict[str, Any] = {}
                 timeout = _time_left(t for tickets in wanted.values() for t in tickets)
-                unseen = await self._list(client, group, set(wanted), readings, timeout)
+                unseen = await self._list(client, group, wanted.keys() - confirm, readings, timeout) | confirm
                 for execution_id, reading in readings.items():
                     deliver(execution_id, reading, "list")
                 del readings
@@ -438,9 +462,10 @@ class ExecutionPoller:
             incr("poller.waits_served.list", served["list"])
             incr("poller.waits_served.get", served["get"])
             incr("poller.misses", served["missed"])
+            incr("poller.confirmations", len(confirm))
 
-    def _lists_cheaper(self, group: _Group, wanted: dict[str, list[Ticket]]) -> bool:
-        """Whether paging is expected to cost fewer requests than one GET per awaited execution."""
+    def _lists_cheaper(self, group: _Group, wanted: Collection[str]) -> bool:
+        """Whether paging is expected to cost fewer requests than one GET per execution of ``wanted``."""
         if self.lists_unusable is not None or len(wanted) < 2:
             return False
         if group.get_rounds >= REPROBE_ROUNDS:

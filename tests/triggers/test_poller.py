@@ -276,6 +276,28 @@ def test_absent_from_the_active_lists_is_never_an_end(emu: Emulator) -> None:
     assert any(r.route == "get_execution" for r in new)
 
 
+def test_a_list_that_never_shows_the_end_cannot_hold_a_wait(emu: Emulator, metrics: Metrics) -> None:
+    # A list replica that never sees the end: it shows the ended executions running, on their
+    # last node, for ever, while GET says completed. Each wait's reading stops changing, so
+    # after CONFIRM_ROUNDS list rounds its own GET confirms it, and the wait ends.
+    ids = start(emu, "wf_batch", 5)
+    while {final_status(emu, i) for i in ids} != {"completed"}:
+        time.sleep(0.1)
+    emu.configure(list_end_lag_seconds=1e9)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_batch", deadline_in=8.0) for i in ids]))
+    assert [e["status"] for e in events] == ["success"] * 5
+    new = [r for r in emu.requests if r.id > before]
+    lists = [r for r in new if r.route == "list_executions"]
+    gets = [r for r in new if r.route == "get_execution"]
+    assert all(r.query["status"] in ("pending", "running") for r in lists)
+    # A bounded number of rounds: the first (pending and running lists), CONFIRM_ROUNDS - 1
+    # more of the running list, then one GET per execution.
+    assert len(lists) <= poller.CONFIRM_ROUNDS + 1, len(lists)
+    assert len(gets) == 5, len(gets)
+    assert metrics.counts["smartmca.poller.confirmations"] == 5
+
+
 def test_a_404_ends_only_its_own_wait(emu: Emulator) -> None:
     ids = start(emu, "wf_batch", 3)
     triggers = [trig(i, "wf_batch") for i in [*ids, "exec_does_not_exist"]]
