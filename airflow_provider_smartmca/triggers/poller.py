@@ -1,4 +1,4 @@
-"""ExecutionPoller: one poller per key serves every ExecutionTrigger of a triggerer.
+"""ExecutionPoller: one poller per connection serves every ExecutionTrigger of a triggerer.
 
 A deferred wait used to GET its own execution every poll interval: a thousand waits cost the
 SmartMCA API a thousand requests a round. The waits of one event loop (in a triggerer: of the
@@ -45,8 +45,10 @@ poller itself fails (an unexpected exception) or stalls (no progress for two req
 and two intervals, outside a 429 pause), every wait it serves gets :class:`PollerUnavailable`
 and polls alone from then on, as before: a poller never kills or stalls a wait.
 
-**Lifetime.** Pollers are kept per event loop; the last wait to leave stops its poller, which
-releases the shared HTTP session. Nothing crosses event loops or outlives the waits.
+**Lifetime.** Pollers are kept by their event loop's
+:class:`~airflow_provider_smartmca.triggers.context.TriggererContext`; the last wait to leave
+stops its poller, which releases the shared HTTP session. Nothing crosses event loops or
+outlives the waits.
 
 **Requests.** Every request goes through the key's
 :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`: a 429 pauses every wait on
@@ -68,24 +70,24 @@ poller per event loop works on all of them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import random
 import time
-import weakref
 from collections.abc import Callable, Collection, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, Execution
 from airflow_provider_smartmca.client.executions import progress
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, is_transient
-from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
+from airflow_provider_smartmca.triggers.budget import incr
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
     from airflow_provider_smartmca.client.settings import ClientSettings
+    from airflow_provider_smartmca.triggers.budget import RequestBudget
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,6 @@ REPROBE_ROUNDS = 10
 CONFIRM_ROUNDS = 10
 #: A wait is served by a round that starts up to this fraction of its interval early.
 JITTER = 0.1
-#: Connection bound of the shared pool when the poller creates it (see ExecutionTrigger).
-POOL_LIMIT = 32
 #: Concurrent GETs of one round. A handful keep a server busy; each more costs a TLS connection
 #: (CPU for its handshake, ~0.3 MB while it stays open in the pool).
 GET_WORKERS = 8
@@ -115,7 +115,7 @@ class PollerUnavailable(Exception):
 
 class Ticket:
     """
-    One wait's registration with a poller. Made by :func:`join`; ended by :meth:`leave`.
+    One wait's registration with a poller. Made by :meth:`ExecutionPoller.join`; ended by :meth:`leave`.
 
     :param poller: the poller serving it.
     :param execution_id: the execution awaited.
@@ -207,16 +207,28 @@ class ExecutionPoller:
     """
     Serves every wait of one event loop on one connection (see the module docstring).
 
-    Made by :func:`join`; not meant to be built directly.
+    Made by :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`.
 
     :param settings: the connection's client settings.
+    :param budget: the request budget of its key.
+    :param session: borrows the loop's shared HTTP session (``session(settings)``).
+    :param registry: where the context keeps it, under ``key``; it leaves when it stops or fails.
     """
 
-    def __init__(self, settings: ClientSettings, key: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        budget: RequestBudget,
+        session: Callable[[ClientSettings], AbstractAsyncContextManager[AsyncClient]],
+        registry: dict[Any, ExecutionPoller],
+        key: Any,
+    ) -> None:
         self.settings = settings
+        self.budget = budget
+        self._session = session
+        self._registry = registry
         self.key = key
         self.loop = asyncio.get_running_loop()
-        self.budget = RequestBudget.shared(settings)
         self.failure: BaseException | None = None
         #: Why lists are not used any more (a refused or drifted list), or None.
         self.lists_unusable: str | None = None
@@ -238,7 +250,8 @@ class ExecutionPoller:
 
     # --- waits ---------------------------------------------------------------------------------
 
-    def _join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
+    def join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
+        """Register a wait (see :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`)."""
         group = self._groups.get(workflow_type)
         if group is None:
             group = self._groups[workflow_type] = _Group(workflow_type)
@@ -266,9 +279,7 @@ class ExecutionPoller:
                 del self._groups[group.workflow_type]
         if self._waits:
             return None
-        per_loop = _POLLERS.get(self.loop)
-        if per_loop is not None and per_loop.get(self.key) is self:
-            del per_loop[self.key]
+        self._unregister()
         self._task.cancel()
         return self._task
 
@@ -334,10 +345,12 @@ class ExecutionPoller:
                     if ticket.future is not None and not ticket.future.done():
                         yield ticket
 
-    async def _run(self) -> None:
-        from airflow_provider_smartmca.client.aio import shared_session
+    def _unregister(self) -> None:
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
 
-        async with shared_session(self.settings, pool_limit=POOL_LIMIT) as client:
+    async def _run(self) -> None:
+        async with self._session(self.settings) as client:
             while self._waits:
                 await self._sleep_until_due()
                 await self._round(client)
@@ -372,9 +385,7 @@ class ExecutionPoller:
             self._waits,
             exc_info=exc,
         )
-        per_loop = _POLLERS.get(self.loop)
-        if per_loop is not None and per_loop.get(self.key) is self:
-            del per_loop[self.key]  # new waits get a new poller
+        self._unregister()  # new waits get a new poller
         for ticket in list(self._pending()):
             assert ticket.future is not None
             ticket.future.set_exception(PollerUnavailable(f"the shared poller failed: {type(exc).__name__}"))
@@ -596,47 +607,3 @@ def _time_left(tickets: Iterable[Ticket]) -> float | None:
             return None
         latest = max(latest, ticket.deadline)
     return max(0.001, latest - time.time())
-
-
-# Per event loop, then per connection: keyed by the loop so nothing crosses loops; an entry is
-# removed by its last wait (or when its poller fails), so a finished loop keeps nothing alive.
-_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], ExecutionPoller]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _poller_key(settings: ClientSettings) -> tuple[Any, ...]:
-    # The key's hash, never the key (ClientSettings compares without it); the other settings
-    # too, so every wait a poller serves is read with the timeout, CA and caps of its own connection.
-    return (hashlib.sha256(settings.api_key.encode()).hexdigest(), settings)
-
-
-def join(
-    settings: ClientSettings,
-    execution_id: str,
-    workflow_type: str,
-    poll_interval: float,
-    deadline: float | None,
-) -> Ticket:
-    """
-    Register a wait with the running loop's poller for ``settings`` (created on first use).
-
-    :param settings: the wait's connection settings.
-    :param execution_id: the execution awaited.
-    :param workflow_type: its workflow type (the list filter that groups waits).
-    :param poll_interval: seconds between readings.
-    :param deadline: absolute epoch deadline, or None.
-    :return: the wait's :class:`Ticket`; call :meth:`Ticket.leave` when done, whatever happens.
-    """
-    loop = asyncio.get_running_loop()
-    per_loop = _POLLERS.setdefault(loop, {})
-    key = _poller_key(settings)
-    poller = per_loop.get(key)
-    if poller is None or poller.failure is not None:
-        poller = per_loop[key] = ExecutionPoller(settings, key)
-    return poller._join(execution_id, workflow_type, poll_interval, deadline)
-
-
-def active_pollers_count() -> int:
-    """How many pollers run in the running loop (for tests and benchmarks)."""
-    return len(_POLLERS.get(asyncio.get_running_loop(), {}))

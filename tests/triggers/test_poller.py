@@ -23,7 +23,7 @@ import pytest
 from airflow_provider_smartmca.client import aio
 from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.testing.server import Emulator
-from airflow_provider_smartmca.triggers import ExecutionTrigger, budget, poller
+from airflow_provider_smartmca.triggers import ExecutionTrigger, budget, context, poller
 from tests.triggers.conftest import conn_json
 
 KEY = "smca_test_full"
@@ -145,8 +145,8 @@ async def first_event(trigger: ExecutionTrigger, timeout: float = 30) -> dict[st
 async def all_events(triggers: list[ExecutionTrigger]) -> list[dict[str, Any]]:
     events = await asyncio.gather(*(first_event(t) for t in triggers))
     # Everything is released once the last wait has left.
-    assert poller.active_pollers_count() == 0
-    assert aio.open_sessions_count() == 0
+    assert len(context.current().pollers) == 0
+    assert context.current().open_sessions == 0
     return events
 
 
@@ -352,7 +352,7 @@ def test_a_401_on_a_list_reads_the_connection_again_then_fails_each_wait(emu: Em
 
 async def all_events_of(tasks: list[asyncio.Future[dict[str, Any]]]) -> list[dict[str, Any]]:
     events = await asyncio.gather(*tasks)
-    assert poller.active_pollers_count() == 0 and aio.open_sessions_count() == 0
+    assert len(context.current().pollers) == 0 and context.current().open_sessions == 0
     return list(events)
 
 
@@ -466,7 +466,7 @@ def test_nothing_leaks_after_the_last_wait_or_across_event_loops(emu: Emulator) 
         async def main() -> list[dict[str, Any]]:
             tasks = [asyncio.ensure_future(first_event(trig(i, "wf_batch"))) for i in subset]
             await asyncio.sleep(POLL)
-            results[name + "_pollers"] = poller.active_pollers_count()  # this loop's own poller
+            results[name + "_pollers"] = len(context.current().pollers)  # this loop's own poller
             return await all_events_of(tasks)
 
         try:
@@ -488,8 +488,7 @@ def test_nothing_leaks_after_the_last_wait_or_across_event_loops(emu: Emulator) 
         assert results[name + "_pollers"] == 1
     assert not [w for w in caught if "Unclosed" in str(w.message) or "never awaited" in str(w.message)]
     # The loops are gone, and so is everything kept for them.
-    assert not any(len(v) for v in poller._POLLERS.values())
-    assert not any(len(v) for v in budget._BUDGETS.values())
+    assert not any(c.pollers or c.budgets or c.lookups or c.open_sessions for c in context._CONTEXTS.values())
 
 
 def test_a_cancelled_last_wait_still_releases_the_poller_and_session(emu: Emulator) -> None:
@@ -498,11 +497,11 @@ def test_a_cancelled_last_wait_still_releases_the_poller_and_session(emu: Emulat
     async def main() -> None:
         tasks = [asyncio.ensure_future(first_event(trig(execution_id, "wf_forever"))) for _ in range(3)]
         await asyncio.sleep(3 * POLL)
-        assert poller.active_pollers_count() == 1 and aio.open_sessions_count() == 1
+        assert len(context.current().pollers) == 1 and context.current().open_sessions == 1
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert poller.active_pollers_count() == 0 and aio.open_sessions_count() == 0
+        assert len(context.current().pollers) == 0 and context.current().open_sessions == 0
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -608,9 +607,7 @@ def test_coalescing_can_be_switched_off(emu: Emulator, monkeypatch: pytest.Monke
 
 
 async def _settings() -> Any:
-    from airflow_provider_smartmca.triggers.execution import _resolve
-
-    return await _resolve("smartmca_default")
+    return await context.current().settings("smartmca_default")
 
 
 def _get(settings: Any, execution_id: str) -> Any:
@@ -625,8 +622,8 @@ def test_budget_many_429s_at_once_pause_the_key_once(emu: Emulator, metrics: Met
 
     async def main() -> tuple[list[int], float, float]:
         settings = await _settings()
-        shared = budget.RequestBudget.shared(settings)
-        assert budget.RequestBudget.shared(settings) is shared  # one per key in the loop
+        shared = context.current().budget(settings)
+        assert context.current().budget(settings) is shared  # one per key in the loop
         async with aio.shared_session(settings) as client:
             request = _get(settings, execution_id)
             answers = await asyncio.gather(*(shared.send(client, request) for _ in range(5)))
@@ -650,7 +647,7 @@ def test_budget_sends_nothing_when_the_pause_outlasts_the_callers_time(emu: Emul
 
     async def main() -> None:
         settings = await _settings()
-        shared = budget.RequestBudget.shared(settings)
+        shared = context.current().budget(settings)
         shared.pause(5)
         before = len(emu.requests)
         async with aio.shared_session(settings) as client:
@@ -676,11 +673,11 @@ def test_budget_bounds_concurrency_and_vanishes_with_its_last_holder(emu: Emulat
             started = time.monotonic()
             await asyncio.gather(*(narrow.send(client, request) for _ in range(6)))
             elapsed = time.monotonic() - started
-        shared = budget.RequestBudget.shared(settings)
-        assert len(budget._BUDGETS[asyncio.get_running_loop()]) == 1
+        shared = context.current().budget(settings)
+        assert len(context.current().budgets) == 1
         del shared
         gc.collect()
-        assert not budget._BUDGETS.get(asyncio.get_running_loop())
+        assert not context.current().budgets
         return elapsed
 
     assert asyncio.run(main()) >= 3 * 0.3 - 0.05  # three waves of two
