@@ -292,12 +292,14 @@ class ExecutionTrigger(BaseTrigger):
         from airflow_provider_smartmca.triggers.poller import PollerUnavailable
 
         # Held for the whole wait: the key's budget lives while any of its waits does.
-        own = _OwnGet(self, client, settings, shared.budget(settings))
-        reader: _OwnGet | Ticket = own
+        budget = shared.budget(settings)
+        reader: _OwnGet | Ticket
         if self.coalesce and self.workflow_type is not None:
             reader = shared.ticket(
                 settings, self.execution_id, self.workflow_type, self.poll_interval, self.deadline
             )
+        else:
+            reader = _OwnGet(self, client, settings, budget)
         after: float | None = None  # the first reading: a random point of the first interval
         try:
             while True:
@@ -313,7 +315,7 @@ class ExecutionTrigger(BaseTrigger):
                         exc,
                     )
                     await reader.leave()
-                    reader = own
+                    reader = _OwnGet(self, client, settings, budget)
                     continue
                 except SmartMCAAuthError:
                     raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 import logging
 import threading
@@ -508,6 +509,42 @@ def test_a_cancelled_last_wait_still_releases_the_poller_and_session(emu: Emulat
         asyncio.run(main())
         gc.collect()
     assert not [w for w in caught if "Unclosed" in str(w.message)]
+
+
+def test_one_context_per_event_loop_keys_each_registry_by_its_rule(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another connection with the same key and another timeout: its own lookup and poller (its
+    # waits are read with its own settings), but the key's one budget and the one session.
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_SAME_KEY", conn_json(emu, KEY, timeout=3))
+    ids = start(emu, "wf_forever", 4)
+    contexts: list[context.TriggererContext] = []
+
+    def other(execution_id: str) -> ExecutionTrigger:
+        return ExecutionTrigger(
+            "smartmca_same_key", execution_id, POLL, time.time() + 2, workflow_type="wf_forever"
+        )
+
+    async def main() -> list[dict[str, Any]]:
+        shared = context.current()
+        contexts.append(shared)
+        assert context.current() is shared
+        triggers = [trig(i, "wf_forever", deadline_in=2) for i in ids[:2]] + [other(i) for i in ids[2:]]
+        tasks = [asyncio.ensure_future(first_event(t)) for t in triggers]
+        await asyncio.sleep(3 * POLL)
+        assert len(shared.pollers) == 2 and shared.open_sessions == 1
+        assert list(shared.budgets) == [hashlib.sha256(KEY.encode()).hexdigest()]
+        assert KEY not in repr([*shared.pollers, *shared.budgets, *shared.lookups, shared])
+        events = await all_events_of(tasks)
+        assert not shared.pollers and not shared.lookups and shared.open_sessions == 0
+        return events
+
+    async def remember() -> None:
+        contexts.append(context.current())
+
+    assert [e["status"] for e in asyncio.run(main())] == ["timeout"] * 4
+    asyncio.run(remember())
+    assert contexts[0] is not contexts[1]  # one per event loop
 
 
 # --- kwargs --------------------------------------------------------------------------------------
