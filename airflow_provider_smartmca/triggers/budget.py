@@ -1,9 +1,9 @@
 """RequestBudget: one request budget per SmartMCA key, shared by everything a triggerer sends with it.
 
 A triggerer runs every deferred wait (and every asset watcher) of the deployment on one event
-loop. Each of them used to find out about a ``429`` on its own, so one rate-limit answer turned
-into a thousand more requests that were sure to be refused. A budget is the single gate all of
-them pass through:
+loop. Were each of them to find out about a ``429`` on its own, one rate-limit answer would turn
+into a thousand more requests sure to be refused. A budget is the single gate all of them pass
+through:
 
 * **A 429 pauses the key once.** The first ``429`` sets a pause (its ``Retry-After``, capped by
   the connection's ``retry_after_cap``; without one, an exponential backoff). Every request on

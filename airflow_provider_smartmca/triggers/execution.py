@@ -157,8 +157,8 @@ class ExecutionTrigger(BaseTrigger):
     KWARGS_VERSION = 1
 
     #: Serve waits that know their workflow type with the shared poller (the default). False:
-    #: every wait polls alone with its own GETs, as before the poller existed (the benchmark's
-    #: baseline, and a way out should a server's List Executions misbehave).
+    #: every wait polls alone with its own GETs (the benchmark's baseline, and a way out should
+    #: a server's List Executions misbehave).
     coalesce: bool = True
 
     def __init__(

@@ -1,9 +1,9 @@
 """ExecutionPoller: one poller per connection serves every ExecutionTrigger of a triggerer.
 
-A deferred wait used to GET its own execution every poll interval: a thousand waits cost the
+A wait that GETs its own execution every poll interval makes a thousand waits cost the
 SmartMCA API a thousand requests a round. The waits of one event loop (in a triggerer: of the
-process) that share a connection (base URL, key and settings) now register with one poller,
-which learns many executions' states per request from List Executions.
+process) that share a connection (base URL, key and settings) register with one poller
+instead, which learns many executions' states per request from List Executions.
 
 **Rounds.** Each wait asks for its next *reading* one poll interval after its previous one; the
 poller serves every wait that is due (within ``JITTER`` of its interval) in one round, so waits
@@ -30,10 +30,10 @@ round when that comes within its first interval. Per group of waits sharing a wo
 Waits without a workflow type (kwargs from before it was passed, or an execution whose
 ``workflowId`` the server did not report) are not coalesced: an unfiltered list pages through
 the whole tenant's active executions, and such waits drain with their deadlines. They poll
-alone, as before, through the same :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`.
+alone with their own GETs, through the same :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`.
 
 **What each wait keeps.** Its reading (an Execution, or the error of its GET or of the list)
-goes back to the trigger, which decides as before (:class:`~airflow_provider_smartmca.client.executions.ExecutionWatch`):
+goes back to the trigger, which decides as for its own GET (:class:`~airflow_provider_smartmca.client.executions.ExecutionWatch`):
 the same events, deadlines, backoff of transient errors, fail-closed statuses and 401 re-read.
 A reading identical (status and progress) to the one the wait last judged "keep waiting" is not
 handed over again: the wait would only ask for the next one, so its task is not woken for nothing.
@@ -43,7 +43,7 @@ A wait cancelled (task cleared, triggerer shutdown) only leaves; the others neve
 does not support the filter) makes this poller serve by GETs for the rest of its life. If the
 poller itself fails (an unexpected exception) or stalls (no progress for two request timeouts
 and two intervals, outside a 429 pause), every wait it serves gets :class:`PollerUnavailable`
-and polls alone from then on, as before: a poller never kills or stalls a wait.
+and polls alone from then on: a poller never kills or stalls a wait.
 
 **Lifetime.** Pollers are kept by their event loop's
 :class:`~airflow_provider_smartmca.triggers.context.TriggererContext`; the last wait to leave
