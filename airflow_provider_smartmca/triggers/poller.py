@@ -202,6 +202,22 @@ class _Group:
         self.get_rounds = 0  # GET rounds since the lists were last looked at
         self.next_round: float | None = None  # loop time of the group's next round, if planned
 
+    def note(self, execution_id: str, reading: Any, listed: bool) -> tuple[str, str] | None:
+        """Record a reading (listed, or read by GET); return its (status, progress), None for an error."""
+        if not isinstance(reading, Execution):
+            self.listed.pop(execution_id, None)
+            return None
+        seen = (reading.status, progress(reading))
+        self.last_status[execution_id] = reading.status
+        before, rounds = self.listed.pop(execution_id, ((), 0))
+        if listed:
+            self.listed[execution_id] = (seen, rounds + 1 if before == seen else 1)
+        return seen
+
+    def unchanged(self, ids: Iterable[str]) -> set[str]:
+        """The executions of ``ids`` listed the same for :data:`CONFIRM_ROUNDS` list rounds in a row."""
+        return {i for i in ids if self.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
+
 
 class ExecutionPoller:
     """
@@ -416,29 +432,21 @@ class ExecutionPoller:
         """One round of one group: lists, then GETs of what they did not settle; each wait gets its reading."""
         group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
         served = {"list": 0, "get": 0, "missed": 0}
-        # Listed the same for CONFIRM_ROUNDS rounds: read by its own GET, whatever the lists say.
-        confirm = {i for i in wanted if group.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
+        confirm = group.unchanged(wanted)  # read by their own GETs, whatever the lists say
         listed = self._lists_cheaper(group, wanted.keys() - confirm)
 
         def deliver(execution_id: str, reading: Any, how: str) -> None:
             # Handed over at once: a wait whose execution was listed, or GET early in a round
             # of many, does not wait for the rest of the round.
-            seen = None
-            if isinstance(reading, Execution):
-                group.last_status[execution_id] = reading.status
-                seen = (reading.status, progress(reading))
-                if (
-                    listed
-                    and how == "get"
-                    and reading.status in ACTIVE_STATUSES
-                    and execution_id not in confirm
-                ):
-                    served["missed"] += 1  # absent from the lists, yet running
-            if how == "list" and seen is not None:
-                before, rounds = group.listed.get(execution_id, ((), 0))
-                group.listed[execution_id] = (seen, rounds + 1 if before == seen else 1)
-            else:
-                group.listed.pop(execution_id, None)
+            seen = group.note(execution_id, reading, how == "list")
+            if (
+                listed
+                and how == "get"
+                and seen
+                and seen[0] in ACTIVE_STATUSES
+                and execution_id not in confirm
+            ):
+                served["missed"] += 1  # absent from the lists, yet running
             for ticket in wanted[execution_id]:
                 ticket.base = start
                 future = ticket.future
