@@ -547,6 +547,38 @@ def test_one_context_per_event_loop_keys_each_registry_by_its_rule(
     assert contexts[0] is not contexts[1]  # one per event loop
 
 
+def test_an_event_watcher_shares_the_waits_session_and_budget(emu: Emulator) -> None:
+    from airflow_provider_smartmca.triggers import ExecutionEventTrigger
+
+    ids = start(emu, "wf_forever", 3)
+    # The watcher's first window list is refused: every wait on the key pauses with it.
+    emu.add_fault("status", route="list_executions", query={"status": "completed"}, status=429, retry_after=1)
+    before = emu.requests[-1].id
+
+    async def main() -> set[tuple[int, int]]:
+        shared = context.current()
+        waits = [asyncio.ensure_future(first_event(trig(i, "wf_forever", deadline_in=3))) for i in ids]
+        watcher = ExecutionEventTrigger(workflow_type="wf_forever", poll_interval=POLL).run()
+        watching = asyncio.ensure_future(watcher.__anext__())
+        seen = set()
+        await asyncio.sleep(POLL)  # every trigger has started
+        while not all(w.done() for w in waits):
+            seen.add((shared.open_sessions, len(shared.budgets)))
+            await asyncio.sleep(POLL / 4)
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        await watcher.aclose()
+        assert {e["status"] for e in await all_events_of(waits)} == {"timeout"}
+        return seen
+
+    assert asyncio.run(main()) == {(1, 1)}  # one session, one budget, all along
+    new = [r for r in emu.requests if r.id > before]
+    (refusal,) = [r for r in new if r.status == 429]
+    during = [r for r in new if refusal.time + 0.2 < r.time < refusal.time + 0.9]
+    assert not during, [(r.route, r.time - refusal.time) for r in during]  # nobody sent meanwhile
+    assert any(r.route == "get_execution" or r.query.get("status") == "running" for r in new)
+
+
 # --- kwargs --------------------------------------------------------------------------------------
 
 
