@@ -153,7 +153,7 @@ class AsyncClient:
     and its own loop is the retry policy (the trigger polls; it never blocks in a retry cycle).
 
     :param settings: where and how to connect.
-    :param session: the session to use; see :func:`shared_session`.
+    :param session: the session to use; from a :class:`SessionPool`.
     """
 
     def __init__(self, settings: ClientSettings, session: aiohttp.ClientSession) -> None:
