@@ -203,9 +203,13 @@ class _Group:
         self.next_round: float | None = None  # loop time of the group's next round, if planned
 
     def note(self, execution_id: str, reading: Any, listed: bool) -> tuple[str, str] | None:
-        """Record a reading (listed, or read by GET); return its (status, progress), None for an error."""
+        """
+        Record a reading (listed, or read by GET); return its (status, progress), None for an error.
+
+        An error changes no count: a list that fails now and then cannot reset what it held, and
+        a confirming GET that fails is sent again the next round.
+        """
         if not isinstance(reading, Execution):
-            self.listed.pop(execution_id, None)
             return None
         seen = (reading.status, progress(reading))
         self.last_status[execution_id] = reading.status

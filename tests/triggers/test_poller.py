@@ -299,6 +299,23 @@ def test_a_list_that_never_shows_the_end_cannot_hold_a_wait(emu: Emulator, metri
     assert metrics.counts["smartmca.poller.confirmations"] == 5
 
 
+def test_a_list_that_fails_now_and_then_cannot_reset_what_it_holds(emu: Emulator) -> None:
+    # The same stale replica, and a third of its answers are 503s: a failed list round is no
+    # reading, so it neither counts nor restarts the rounds a wait has been listed unchanged.
+    ids = start(emu, "wf_batch", 5)
+    while {final_status(emu, i) for i in ids} != {"completed"}:
+        time.sleep(0.1)
+    emu.configure(list_end_lag_seconds=1e9)
+    emu.add_fault("status", route="list_executions", status=503, probability=0.35, seed=4)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_batch", deadline_in=10.0) for i in ids]))
+    assert [e["status"] for e in events] == ["success"] * 5
+    lists = [r for r in emu.requests if r.id > before and r.route == "list_executions"]
+    answered = [r for r in lists if r.status == 200 and r.query["status"] == "running"]
+    assert len(answered) <= poller.CONFIRM_ROUNDS, len(answered)  # then the GETs
+    assert len(lists) <= 3 * poller.CONFIRM_ROUNDS, len(lists)
+
+
 def test_a_404_ends_only_its_own_wait(emu: Emulator) -> None:
     ids = start(emu, "wf_batch", 3)
     triggers = [trig(i, "wf_batch") for i in [*ids, "exec_does_not_exist"]]
