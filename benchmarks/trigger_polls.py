@@ -261,7 +261,8 @@ async def run_bare(n: int, poll: float, base: str, cert: str) -> None:
 
     import aiohttp
 
-    from airflow_provider_smartmca.triggers.execution import JITTER, POOL_LIMIT
+    from airflow_provider_smartmca.triggers.context import POOL_LIMIT
+    from airflow_provider_smartmca.triggers.execution import JITTER
 
     async def poller(session: aiohttp.ClientSession, i: int) -> None:
         await asyncio.sleep(random.uniform(0, poll))
@@ -290,7 +291,8 @@ def measure(args: argparse.Namespace) -> int:
 
     from airflow_provider_smartmca.client import aio  # noqa: F401
     from airflow_provider_smartmca.triggers import budget, poller  # noqa: F401
-    from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, _resolve
+    from airflow_provider_smartmca.triggers.context import _resolve
+    from airflow_provider_smartmca.triggers.execution import ExecutionTrigger
 
     asyncio.run(_resolve("smartmca_default"))
     if args.run == "per-execution":

@@ -1,9 +1,11 @@
 """Async transport over aiohttp, for the triggerer.
 
-One ``aiohttp.ClientSession`` is shared by every user with the same (event loop, base URL, key,
-TLS setting): a triggerer running a thousand waits keeps one bounded connection pool instead of
-opening a TCP+TLS connection per poll. The session is reference counted and closed when its
-last user leaves, cancelled or not, so no "Unclosed client session" warning is left behind.
+A :class:`SessionPool` shares one ``aiohttp.ClientSession`` between every user with the same
+base URL, key and TLS setting: a triggerer running a thousand waits keeps one bounded
+connection pool instead of opening a TCP+TLS connection per poll. The triggerer's pool is its
+event loop's (:class:`~airflow_provider_smartmca.triggers.context.TriggererContext`). A session
+is reference counted and closed when its last user leaves, cancelled or not, so no "Unclosed
+client session" warning is left behind.
 
 It follows the transport rules of :mod:`~airflow_provider_smartmca.client.transport` (total
 deadline, body cap, proxy, trusted CAs, what a failure means), like the worker's
@@ -17,9 +19,8 @@ import functools
 import hashlib
 import os
 import ssl
-import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,19 +46,6 @@ class _Shared:
     users: int = 0
 
 
-# Sessions are bound to the loop that created them; keying by loop keeps tests that run several
-# loops (and a triggerer that restarts its loop) from ever sharing one across loops.
-_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _Shared]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _session_key(settings: ClientSettings) -> tuple[Any, ...]:
-    # A hash, not the key itself, so the registry never holds the secret in clear.
-    key_hash = hashlib.sha256(settings.api_key.encode()).hexdigest()
-    return (settings.base_url, key_hash, settings.verify_ssl)
-
-
 @functools.lru_cache(maxsize=16)
 def _ssl_context(ca_path: str) -> ssl.SSLContext:
     # Loading a CA bundle costs milliseconds: once per path and process, not per trigger.
@@ -79,40 +67,57 @@ def _open_route(settings: ClientSettings) -> tuple[Route, ssl.SSLContext | bool]
     raise SmartMCAConfigError(message)
 
 
-def open_sessions_count() -> int:
-    """How many shared sessions are open in the running loop (for tests and benchmarks)."""
-    return len(_SESSIONS.get(asyncio.get_running_loop(), {}))
+class SessionPool:
+    """
+    The shared sessions of one event loop (a session belongs to the loop that made it), keyed
+    by base URL, key hash (never the key in clear) and TLS setting.
+    """
+
+    def __init__(self) -> None:
+        self._shared: dict[tuple[str, str, Any], _Shared] = {}
+
+    def __len__(self) -> int:
+        return len(self._shared)
+
+    @asynccontextmanager
+    async def borrow(
+        self, settings: ClientSettings, pool_limit: int = DEFAULT_POOL_LIMIT
+    ) -> AsyncIterator[AsyncClient]:
+        """
+        Borrow the session for ``settings`` for the duration of the ``async with`` block.
+
+        :param settings: connection settings; users with equal base URL, key and TLS share one pool.
+        :param pool_limit: the connector's connection bound, applied when the session is created.
+        """
+        key = (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest(), settings.verify_ssl)
+        shared = self._shared.get(key)
+        if shared is None or shared.session.closed:
+            connector = aiohttp.TCPConnector(limit=pool_limit)
+            # trust_env off: proxy and CAs come from the Route, per request (the worker's rule),
+            # and no .netrc entry replaces the bearer key.
+            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            shared = self._shared[key] = _Shared(session)
+        shared.users += 1
+        try:
+            yield AsyncClient(settings, shared.session)
+        finally:
+            shared.users -= 1
+            if shared.users == 0 and self._shared.get(key) is shared:
+                del self._shared[key]
+                # Shielded so a cancelled user still closes the pool it was the last to hold.
+                await asyncio.shield(shared.session.close())
 
 
-@asynccontextmanager
-async def shared_session(
+def shared_session(
     settings: ClientSettings, pool_limit: int = DEFAULT_POOL_LIMIT
-) -> AsyncIterator[AsyncClient]:
+) -> AbstractAsyncContextManager[AsyncClient]:
     """
-    Borrow the shared session for ``settings`` for the duration of the ``async with`` block.
+    A session of its own for an ``async with`` block, closed at its end (a one-user pool).
 
-    :param settings: connection settings; users with equal base URL, key and TLS share one pool.
-    :param pool_limit: the connector's connection bound, applied when the session is created.
+    Triggers borrow their event loop's shared session instead
+    (:meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.session`).
     """
-    loop = asyncio.get_running_loop()
-    per_loop = _SESSIONS.setdefault(loop, {})
-    key = _session_key(settings)
-    shared = per_loop.get(key)
-    if shared is None or shared.session.closed:
-        connector = aiohttp.TCPConnector(limit=pool_limit)
-        # trust_env off: proxy and CAs come from the Route, per request (the worker's rule), and
-        # no .netrc entry replaces the bearer key.
-        session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        shared = per_loop[key] = _Shared(session)
-    shared.users += 1
-    try:
-        yield AsyncClient(settings, shared.session)
-    finally:
-        shared.users -= 1
-        if shared.users == 0 and per_loop.get(key) is shared:
-            del per_loop[key]
-            # Shielded so a cancelled user still closes the pool it was the last to hold.
-            await asyncio.shield(shared.session.close())
+    return SessionPool().borrow(settings, pool_limit)
 
 
 class AsyncClient:
@@ -122,7 +127,7 @@ class AsyncClient:
     and its own loop is the retry policy (the trigger polls; it never blocks in a retry cycle).
 
     :param settings: where and how to connect.
-    :param session: the session to use; see :func:`shared_session`.
+    :param session: the session to use; from a :class:`SessionPool`.
     """
 
     def __init__(self, settings: ClientSettings, session: aiohttp.ClientSession) -> None:

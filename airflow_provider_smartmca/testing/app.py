@@ -279,7 +279,14 @@ async def list_executions(request: web.Request) -> web.Response:
             continue
         if behaviour.list_lag_seconds and ex.created_at > visible_before:
             continue
-        view = ex.view(now, with_nodes=False, stamp=behaviour.stamp)
+        at = now
+        if behaviour.list_end_lag_seconds and ex.clock_start is not None:
+            # A replica applying status updates late: an execution that ended is listed as it
+            # was just before its end.
+            end = ex.clock_start + ex.terminal_time()
+            if end <= now < end + behaviour.list_end_lag_seconds:
+                at = end - 0.001
+        view = ex.view(at, with_nodes=False, stamp=behaviour.stamp)
         if status is None or view["status"] == status:
             rows.append(view)
     desc = order == "desc"

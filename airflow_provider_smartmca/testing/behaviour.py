@@ -57,6 +57,10 @@ class Behaviour:
     :param list_lag_seconds: List Executions omits executions created less than this many
         seconds ago (``total`` counts only what it shows), as a read replica lagging behind
         does: a new execution is visible to Get Execution at once, to the list only later.
+    :param list_end_lag_seconds: List Executions shows an execution that ended less than this
+        many seconds ago as it was just before its end (``running`` on its last node, or
+        ``pending``), as a read replica applying status updates late does; Get Execution says
+        how it ended at once. A large value is a replica that never catches up.
     :param trailing_slash_list: answer ``GET .../workflows/executions/`` (and ``.../workflows/``)
         as the list endpoint, as many real servers do, instead of 404.
     :param drift: names from :data:`DRIFTS`; each makes the server answer in another shape.
@@ -68,6 +72,7 @@ class Behaviour:
     list_order: str = "honour"
     list_seed: int = 0
     list_lag_seconds: float = 0.0
+    list_end_lag_seconds: float = 0.0
     trailing_slash_list: bool = False
     drift: frozenset[str] = field(default_factory=frozenset)
 
@@ -115,9 +120,9 @@ def parse_behaviour(data: Mapping[str, Any], base: Behaviour | None = None) -> B
             value = float(value)
         elif name == "date_header" and not isinstance(value, bool):
             raise ValueError("date_header must be true or false")
-        elif name == "list_lag_seconds":
+        elif name in ("list_lag_seconds", "list_end_lag_seconds"):
             if not _number(value) or value < 0:
-                raise ValueError("list_lag_seconds must be a non-negative finite number of seconds")
+                raise ValueError(f"{name} must be a non-negative finite number of seconds")
             value = float(value)
         elif name == "list_order" and value not in LIST_ORDERS:
             raise ValueError(f"list_order must be one of {list(LIST_ORDERS)}")

@@ -230,8 +230,9 @@ class Emulator:
 
         e.g. ``configure(clock_offset_seconds=-60, list_order="ignore_asc", drift=["action_204"])``.
 
-        :param options: ``clock_offset_seconds``, ``date_offset_seconds``, ``date_header``, ``list_order``, ``list_seed``,
-            ``list_lag_seconds``, ``trailing_slash_list``, ``drift`` (see docs/emulator-faults.md).
+        :param options: ``clock_offset_seconds``, ``date_offset_seconds``, ``date_header``,
+            ``list_order``, ``list_seed``, ``list_lag_seconds``, ``list_end_lag_seconds``,
+            ``trailing_slash_list``, ``drift`` (see docs/emulator-faults.md).
         :raises ValueError: naming the field when an option is invalid.
         """
         return self.state.configure(**options)

@@ -1,9 +1,9 @@
 """RequestBudget: one request budget per SmartMCA key, shared by everything a triggerer sends with it.
 
 A triggerer runs every deferred wait (and every asset watcher) of the deployment on one event
-loop. Each of them used to find out about a ``429`` on its own, so one rate-limit answer turned
-into a thousand more requests that were sure to be refused. A budget is the single gate all of
-them pass through:
+loop. Were each of them to find out about a ``429`` on its own, one rate-limit answer would turn
+into a thousand more requests sure to be refused. A budget is the single gate all of them pass
+through:
 
 * **A 429 pauses the key once.** The first ``429`` sets a pause (its ``Retry-After``, capped by
   the connection's ``retry_after_cap``; without one, an exponential backoff). Every request on
@@ -14,13 +14,13 @@ them pass through:
 * **Metrics.** Every request is counted by kind (``smartmca.requests.<endpoint>``) and every
   429 (``smartmca.rate_limited``), through Airflow's ``Stats``.
 
-One budget exists per (event loop, base URL, key): in a triggerer, one per key in the process.
-Budgets are held by their users (:meth:`RequestBudget.shared` returns the live one) and vanish
-with the last of them, so nothing outlives its waits or crosses event loops.
+One budget exists per event loop and API key: in a triggerer, one per key in the process. The
+loop's :class:`~airflow_provider_smartmca.triggers.context.TriggererContext` keeps them; they
+are held by their users and vanish with the last of them.
 
-Usage, from any trigger (the execution waits' poller and the event watchers use it alike)::
+Usage, from any trigger (the execution waits, their poller and the event watchers alike)::
 
-    budget = RequestBudget.shared(settings)  # keep a reference while in use
+    budget = context.current().budget(settings)  # keep a reference while in use
     raw = await budget.send(client, request, timeout=seconds_left)
     result = protocol.parse_response(request, raw, settings)
 """
@@ -28,10 +28,8 @@ Usage, from any trigger (the execution waits' poller and the event watchers use 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
@@ -88,17 +86,6 @@ def incr(stat: str, count: int = 1) -> None:
             log.debug("metrics backend failed for %s", stat, exc_info=True)
 
 
-def _budget_key(settings: ClientSettings) -> tuple[str, str]:
-    # A hash, not the key itself, so the registry never holds the secret in clear.
-    return (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest())
-
-
-# Per event loop (asyncio primitives belong to one loop), weakly: a budget lives while used.
-_BUDGETS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[tuple[str, str], RequestBudget]
-] = weakref.WeakKeyDictionary()
-
-
 class RequestBudget:
     """
     The request budget of one SmartMCA key in one event loop (see the module docstring).
@@ -117,20 +104,6 @@ class RequestBudget:
 
     def __repr__(self) -> str:
         return f"RequestBudget(base_url={self.settings.base_url!r}, concurrency={self.concurrency})"
-
-    @classmethod
-    def shared(cls, settings: ClientSettings, concurrency: int = DEFAULT_CONCURRENCY) -> RequestBudget:
-        """
-        The budget of ``settings``' key in the running event loop, created on first use.
-
-        Hold the returned object while sending: the budget is forgotten with its last holder.
-        """
-        per_loop = _BUDGETS.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
-        key = _budget_key(settings)
-        budget = per_loop.get(key)
-        if budget is None:
-            budget = per_loop[key] = cls(settings, concurrency)
-        return budget
 
     def pause_left(self) -> float:
         """Seconds until requests on this key may be sent again (0 when not paused)."""

@@ -64,13 +64,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCANotFoundError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.triggers.execution import (
-    JITTER,
-    POOL_LIMIT,
-    _check_number,
-    _resolve,
-    check_trigger_kwargs,
-)
+from airflow_provider_smartmca.triggers.execution import JITTER, _check_number, check_trigger_kwargs
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
@@ -460,8 +454,10 @@ class ExecutionEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll forever; yield an event per execution that ended in a watched status."""
-        from airflow_provider_smartmca.client.aio import shared_session
-        from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
+        from airflow_provider_smartmca.triggers import context
+        from airflow_provider_smartmca.triggers.budget import incr
+
+        shared = context.current()
 
         store = _WatermarkStore(getattr(self, "asset_state_store", None), self.state_key, self.log)
         record, first_start = await self._load(store)
@@ -476,9 +472,9 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 unsaved = None
             fired: list[Execution] = []
             try:
-                settings = await _resolve(self.conn_id)
-                async with shared_session(settings, pool_limit=POOL_LIMIT) as client:
-                    budget = RequestBudget.shared(settings)
+                settings = await shared.settings(self.conn_id)
+                async with shared.session(settings) as client:
+                    budget = shared.budget(settings)
                     fired, record = await self._poll(_Poll(self, client, budget), record, first_start)
                 self._polled_at = time.monotonic()
                 failures = 0

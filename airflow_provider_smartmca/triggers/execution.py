@@ -3,20 +3,15 @@
 One triggerer process runs every deferred wait of the deployment (about a thousand) on ONE
 event loop, so everything here is async and cheap:
 
-* the connection is resolved once per run, through Airflow's async connection API (the sync
-  ``get_connection`` / ``extra_dejson`` mask secrets with a blocking call to the supervisor and
-  break the triggerer on Airflow 3);
-* every trigger with the same base URL and key shares one aiohttp session with a bounded
-  connector (:func:`~airflow_provider_smartmca.client.aio.shared_session`), instead of one TCP+TLS
-  connection per poll;
-* waits that know their execution's workflow type are served together by one poller per
-  connection (:mod:`~airflow_provider_smartmca.triggers.poller`), which learns many executions'
-  states per request from List Executions and GETs only what the lists cannot settle; a lone
-  wait, or one without a workflow type, polls alone with one GET per interval, jittered, so a
-  thousand tasks deferred together do not poll in lockstep;
-* every request of a key goes through its one
-  :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`: a 429 pauses every wait on
-  that key once.
+* what the triggers of the loop share (connection lookups, HTTP sessions, request budgets,
+  pollers) is in its :class:`~airflow_provider_smartmca.triggers.context.TriggererContext`: the
+  connection is resolved once per run through Airflow's async API, one bounded aiohttp session
+  serves every trigger of a connection, and a 429 pauses every wait on its key once;
+* a wait reads its execution with one loop over a *reader*: its poller's ticket, when it knows
+  its execution's workflow type (:mod:`~airflow_provider_smartmca.triggers.poller` learns many
+  executions' states per request from List Executions, and GETs only what the lists cannot
+  settle), else its own GET once per interval, jittered, so a thousand tasks deferred together
+  do not poll in lockstep. A wait whose poller fails reads with its own GET from then on.
 
 Status classification, error mapping and event shapes are not decided here: they come from
 :mod:`airflow_provider_smartmca.client.executions`, :mod:`~airflow_provider_smartmca.client.protocol`
@@ -30,7 +25,6 @@ import json
 import math
 import random
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,23 +33,20 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_smartmca.client import executions, protocol
 from airflow_provider_smartmca.client.executions import Verdict
-from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, SmartMCAValidationError
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
+    from airflow_provider_smartmca.client.contract import Execution
+    from airflow_provider_smartmca.client.settings import ClientSettings
     from airflow_provider_smartmca.triggers.budget import RequestBudget
+    from airflow_provider_smartmca.triggers.context import TriggererContext
     from airflow_provider_smartmca.triggers.poller import Ticket
 
 _OP = "ExecutionTrigger"
 # Poll intervals are stretched or shrunk by up to this fraction, so pollers that started
 # together drift apart instead of hitting the API in bursts.
 JITTER = 0.1
-# Connection bound of the shared pool when a trigger creates it. Polls are tiny GETs on
-# keep-alive connections: a thousand triggers polling every second need only a handful. Each
-# idle TLS connection costs ~0.3 MB (asyncio's SSL protocol buffers), and a loop stall (a GC
-# pass) makes every due poll ask for a connection at once, growing the pool to its bound.
-POOL_LIMIT = 32
 
 
 def _check_number(name: str, value: Any, *, positive: bool, operation: str = _OP) -> float:
@@ -98,41 +89,41 @@ def usable_workflow_type(value: Any) -> str | None:
         return None
 
 
-async def _mask_key(secret: str) -> None:
-    """Register the key with the secrets masker without blocking the event loop.
+class _OwnGet:
+    """The reader of a wait that polls alone: its own GET, one interval (jittered) after the last."""
 
-    ``mask_secret`` also tells the supervisor with a *synchronous* send, which can deadlock the
-    triggerer while another async call is in flight; ``amask_secret`` (Airflow 3.3+) uses
-    ``asend``. Older versions fall back to the sync call (there the connection API already masks).
-    """
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # pragma: no cover - Airflow < 3.3
-        from airflow_provider_smartmca.hooks.smartmca import mask_key
+    def __init__(
+        self, trigger: ExecutionTrigger, client: AsyncClient, settings: ClientSettings, budget: RequestBudget
+    ) -> None:
+        self.interval, self.deadline = trigger.poll_interval, trigger.deadline
+        self.client, self.settings, self.budget = client, settings, budget
+        # The same for every poll: built (validated, headers made) once per run.
+        self.request = protocol.build_request(
+            settings, "get_execution", path_params={"execution_id": trigger.execution_id}
+        )
 
-        mask_key(secret)
-        return
-    await amask_secret(secret)
+    async def read(self, after: float | None) -> Execution:
+        """Sleep ``after`` seconds (jittered) or, first, a random part of an interval; then GET once."""
+        # The first poll at a random point of the first interval: the sensor has just checked once
+        # on the worker, and tasks deferred together must not poll together.
+        wait = (
+            random.uniform(0, self.interval)
+            if after is None
+            else after * random.uniform(1 - JITTER, 1 + JITTER)
+        )
+        left = None
+        if self.deadline is not None:
+            wait = min(wait, max(0.0, self.deadline - time.time()))
+        await asyncio.sleep(wait)
+        if self.deadline is not None:
+            left = max(0.001, self.deadline - time.time())
+        # One attempt per reading (no tenacity): the trigger's loop is the retry policy, so a
+        # poll never blocks for a whole retry cycle and the deadline stays honoured.
+        raw = await self.budget.send(self.client, self.request, timeout=left)
+        return protocol.parse_response(self.request, raw, self.settings)  # type: ignore[no-any-return]
 
-
-async def _resolve(conn_id: str) -> ClientSettings:
-    """The connection's client settings, through the async API (see the module docstring)."""
-    from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-
-    conn = await get_async_connection(conn_id)
-    if conn.password:
-        await _mask_key(conn.password)
-    extra = await get_async_extra_dejson(conn)
-    settings = settings_from_connection(host=conn.host, port=conn.port, password=conn.password, extra=extra)
-    if settings.api_key != conn.password:
-        await _mask_key(settings.api_key)  # the masker matches exact strings: the stripped key too
-    return settings
-
-
-# Connection lookups in flight, per event loop and connection id (see ExecutionTrigger._settings).
-_LOOKUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[ClientSettings]]] = (
-    weakref.WeakKeyDictionary()
-)
+    async def leave(self) -> None:
+        """Nothing to release."""
 
 
 class ExecutionTrigger(BaseTrigger):
@@ -166,8 +157,8 @@ class ExecutionTrigger(BaseTrigger):
     KWARGS_VERSION = 1
 
     #: Serve waits that know their workflow type with the shared poller (the default). False:
-    #: every wait polls alone with its own GETs, as before the poller existed (the benchmark's
-    #: baseline, and a way out should a server's List Executions misbehave).
+    #: every wait polls alone with its own GETs (the benchmark's baseline, and a way out should
+    #: a server's List Executions misbehave).
     coalesce: bool = True
 
     def __init__(
@@ -237,23 +228,6 @@ class ExecutionTrigger(BaseTrigger):
         message = executions.ExecutionWatch(self.execution_id, self.log).timeout_message()
         return self._event(executions.EVENT_TIMEOUT, message)
 
-    async def _settings(self) -> ClientSettings:
-        """Resolve the connection once for this run, sharing a lookup already in flight.
-
-        When the triggerer starts (or restarts) it launches its triggers together; a thousand
-        of them on one connection then share one lookup instead of making a thousand round
-        trips to the supervisor. Nothing is cached: a trigger starting after the lookup ended
-        makes a new one, so a changed key is always picked up.
-        """
-        loop = asyncio.get_running_loop()
-        in_flight = _LOOKUPS.setdefault(loop, {})
-        lookup = in_flight.get(self.conn_id)
-        if lookup is None:
-            lookup = in_flight[self.conn_id] = loop.create_task(_resolve(self.conn_id))
-            lookup.add_done_callback(lambda done: in_flight.pop(self.conn_id, None))
-        # Shielded: a cancelled trigger must not cancel the lookup other triggers wait for.
-        return await asyncio.shield(lookup)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until a final event; one event is yielded, then the generator ends."""
         # A rebuilt trigger whose deadline already passed (the triggerer was down, or the task
@@ -262,10 +236,13 @@ class ExecutionTrigger(BaseTrigger):
         if self.deadline is not None and time.time() >= self.deadline:
             yield self._timeout_event()
             return
+        from airflow_provider_smartmca.triggers import context
+
+        shared = context.current()
         watch = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
         for attempt in (1, 2):
             try:
-                settings = await self._settings()
+                settings = await shared.settings(self.conn_id)
             except AirflowException as exc:
                 # A missing connection (AirflowNotFoundException) or an unusable one (SmartMCAConfigError):
                 # final, so report it as an event. Anything else is a bug and propagates with its traceback.
@@ -273,17 +250,13 @@ class ExecutionTrigger(BaseTrigger):
                     executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
                 )
                 return
-            # Imported here so that importing this module (e.g. from a DAG file via the sensor)
-            # never imports aiohttp.
-            from airflow_provider_smartmca.client.aio import shared_session
-
             # ``async with`` returns the session to the shared pool on every exit: event, error,
             # or CancelledError (triggerer shutdown, trigger moved). The session is closed by its
             # last user. CancelledError is never caught here, so it propagates untouched, and
             # nothing is sent to SmartMCA on the way out: the execution is left alone.
             try:
-                async with shared_session(settings, pool_limit=POOL_LIMIT) as client:
-                    event = await self._wait(client, settings, watch)
+                async with shared.session(settings) as client:
+                    event = await self._wait(shared, client, settings, watch)
             except SmartMCAAuthError as exc:
                 if attempt == 2:
                     event = self._event(executions.EVENT_ERROR, str(exc), watch.last)
@@ -303,107 +276,65 @@ class ExecutionTrigger(BaseTrigger):
         """
 
     async def _wait(
-        self, client: AsyncClient, settings: ClientSettings, watch: executions.ExecutionWatch
-    ) -> TriggerEvent:
-        """Wait with the shared poller when it can serve this wait, else (or when it fails) alone."""
-        from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
-
-        # Held for the whole wait: the key's budget lives while any of its waits does.
-        budget = RequestBudget.shared(settings)
-        if self.coalesce and self.workflow_type is not None:
-            from airflow_provider_smartmca.triggers import poller
-
-            ticket = poller.join(
-                settings, self.execution_id, self.workflow_type, self.poll_interval, self.deadline
-            )
-            try:
-                return await self._poll_shared(ticket, settings, watch)
-            except poller.PollerUnavailable as exc:
-                incr("poller.fallbacks")
-                self.log.warning(
-                    "Waiting for SmartMCA execution %s with its own GETs from now on: %s",
-                    self.execution_id,
-                    exc,
-                )
-            finally:
-                await ticket.leave()
-        return await self._poll(client, settings, watch, budget)
-
-    async def _poll_shared(
-        self, ticket: Ticket, settings: ClientSettings, watch: executions.ExecutionWatch
-    ) -> TriggerEvent:
-        """
-        Take the shared poller's readings until the execution ends or the deadline passes.
-
-        The same decisions as :meth:`_poll`, on readings the poller fetched (a list item, or this
-        execution's GET). A 401 propagates (see ``run``); :class:`~airflow_provider_smartmca.triggers.poller.PollerUnavailable`
-        too (then the wait polls alone).
-        """
-        after: float | None = None  # the first reading: the group's next round
-        while True:
-            if self.deadline is not None and self.deadline - time.time() <= 0:
-                return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
-            try:
-                execution = await ticket.read(after)
-            except SmartMCAAuthError:
-                raise
-            except SmartMCAError as exc:
-                try:
-                    after = watch.failed(exc, settings, self.poll_interval)
-                except SmartMCAError:
-                    return self._event(executions.EVENT_ERROR, str(exc), watch.last)
-                continue
-            if execution is None:  # the deadline passed while waiting for the reading
-                return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
-            ended = self._ended(watch, execution)
-            if ended is not None:
-                return ended
-            after = self.poll_interval
-            del execution  # see _poll
-
-    async def _poll(
         self,
+        shared: TriggererContext,
         client: AsyncClient,
         settings: ClientSettings,
         watch: executions.ExecutionWatch,
-        budget: RequestBudget,
     ) -> TriggerEvent:
-        """Poll until the execution ends or the deadline passes. A 401 propagates (see ``run``)."""
-        # The request is the same for every poll: built (validated, headers made) once per run.
-        request = protocol.build_request(
-            settings, "get_execution", path_params={"execution_id": self.execution_id}
-        )
-        # First poll at a random point of the first interval: the sensor has just checked once
-        # on the worker, and tasks deferred together must not poll together.
-        wait = random.uniform(0, self.poll_interval)
-        while True:
-            if self.deadline is not None:
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
+        """
+        Take readings until the execution ends or the deadline passes. A 401 propagates (see ``run``).
+
+        The reader is the shared poller's ticket when it can serve this wait, else (or once the
+        poller fails) the wait's own GET; each reading is judged by ``watch`` alike.
+        """
+        from airflow_provider_smartmca.triggers.budget import incr
+        from airflow_provider_smartmca.triggers.poller import PollerUnavailable
+
+        # Held for the whole wait: the key's budget lives while any of its waits does.
+        budget = shared.budget(settings)
+        reader: _OwnGet | Ticket
+        if self.coalesce and self.workflow_type is not None:
+            reader = shared.ticket(
+                settings, self.execution_id, self.workflow_type, self.poll_interval, self.deadline
+            )
+        else:
+            reader = _OwnGet(self, client, settings, budget)
+        after: float | None = None  # the first reading: a random point of the first interval
+        try:
+            while True:
+                if self.deadline is not None and self.deadline - time.time() <= 0:
                     return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
-                wait = min(wait, remaining)
-            await asyncio.sleep(wait)
-            wait = self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER)
-            try:
-                # One attempt per poll (no tenacity): this loop is the retry policy, so a poll
-                # never blocks for a whole retry cycle and the deadline stays honoured.
-                left = None if self.deadline is None else max(0.001, self.deadline - time.time())
-                execution = protocol.parse_response(
-                    request, await budget.send(client, request, timeout=left), settings
-                )
-            except SmartMCAAuthError:
-                raise
-            except SmartMCAError as exc:
                 try:
-                    wait = watch.failed(exc, settings, wait)
-                except SmartMCAError:
-                    # 403/404, bad request, TLS/config errors, a contract that differs: final.
-                    return self._event(executions.EVENT_ERROR, str(exc), watch.last)
-                continue
-            ended = self._ended(watch, execution)
-            if ended is not None:
-                return ended
-            # Drop this poll's objects before sleeping. Kept alive for a whole interval they
-            # would be promoted to the oldest GC generation, and every full collection walks
-            # Airflow's ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
-            del execution
+                    execution = await reader.read(after)
+                except PollerUnavailable as exc:
+                    incr("poller.fallbacks")
+                    self.log.warning(
+                        "Waiting for SmartMCA execution %s with its own GETs from now on: %s",
+                        self.execution_id,
+                        exc,
+                    )
+                    await reader.leave()
+                    reader = _OwnGet(self, client, settings, budget)
+                    continue
+                except SmartMCAAuthError:
+                    raise
+                except SmartMCAError as exc:
+                    try:
+                        after = watch.failed(exc, settings, self.poll_interval)
+                    except SmartMCAError:
+                        # 403/404, bad request, TLS/config errors, a contract that differs: final.
+                        return self._event(executions.EVENT_ERROR, str(exc), watch.last)
+                    continue
+                if execution is None:  # the deadline passed while the poller had no reading
+                    return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
+                ended = self._ended(watch, execution)
+                if ended is not None:
+                    return ended
+                after = self.poll_interval
+                # Drop this reading before waiting. Kept alive for a whole interval it would be
+                # promoted to the oldest GC generation, and every full collection walks Airflow's
+                # ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
+                del execution
+        finally:
+            await reader.leave()

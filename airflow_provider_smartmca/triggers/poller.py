@@ -1,9 +1,9 @@
-"""ExecutionPoller: one poller per key serves every ExecutionTrigger of a triggerer.
+"""ExecutionPoller: one poller per connection serves every ExecutionTrigger of a triggerer.
 
-A deferred wait used to GET its own execution every poll interval: a thousand waits cost the
+A wait that GETs its own execution every poll interval makes a thousand waits cost the
 SmartMCA API a thousand requests a round. The waits of one event loop (in a triggerer: of the
-process) that share a connection (base URL, key and settings) now register with one poller,
-which learns many executions' states per request from List Executions.
+process) that share a connection (base URL, key and settings) register with one poller
+instead, which learns many executions' states per request from List Executions.
 
 **Rounds.** Each wait asks for its next *reading* one poll interval after its previous one; the
 poller serves every wait that is due (within ``JITTER`` of its interval) in one round, so waits
@@ -24,14 +24,17 @@ round when that comes within its first interval. Per group of waits sharing a wo
 3. GETs every awaited execution the lists did not show as active. **Absence from a list never
    ends a wait**: only a GET says how an execution ended. A list that changes between pages
    (an execution ending shifts the later pages) or ignores its filters only costs extra GETs.
+   **Nor can a list hold a wait**: an execution listed the same (status and progress) for
+   :data:`CONFIRM_ROUNDS` list rounds in a row is read with its own GET the next round, so a
+   replica that keeps listing an ended execution as running delays its end by at most that.
 
 Waits without a workflow type (kwargs from before it was passed, or an execution whose
 ``workflowId`` the server did not report) are not coalesced: an unfiltered list pages through
 the whole tenant's active executions, and such waits drain with their deadlines. They poll
-alone, as before, through the same :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`.
+alone with their own GETs, through the same :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`.
 
 **What each wait keeps.** Its reading (an Execution, or the error of its GET or of the list)
-goes back to the trigger, which decides as before (:class:`~airflow_provider_smartmca.client.executions.ExecutionWatch`):
+goes back to the trigger, which decides as for its own GET (:class:`~airflow_provider_smartmca.client.executions.ExecutionWatch`):
 the same events, deadlines, backoff of transient errors, fail-closed statuses and 401 re-read.
 A reading identical (status and progress) to the one the wait last judged "keep waiting" is not
 handed over again: the wait would only ask for the next one, so its task is not woken for nothing.
@@ -41,16 +44,19 @@ A wait cancelled (task cleared, triggerer shutdown) only leaves; the others neve
 does not support the filter) makes this poller serve by GETs for the rest of its life. If the
 poller itself fails (an unexpected exception) or stalls (no progress for two request timeouts
 and two intervals, outside a 429 pause), every wait it serves gets :class:`PollerUnavailable`
-and polls alone from then on, as before: a poller never kills or stalls a wait.
+and polls alone from then on: a poller never kills or stalls a wait.
 
-**Lifetime.** Pollers are kept per event loop; the last wait to leave stops its poller, which
-releases the shared HTTP session. Nothing crosses event loops or outlives the waits.
+**Lifetime.** Pollers are kept by their event loop's
+:class:`~airflow_provider_smartmca.triggers.context.TriggererContext`; the last wait to leave
+stops its poller, which releases the shared HTTP session. Nothing crosses event loops or
+outlives the waits.
 
 **Requests.** Every request goes through the key's
 :class:`~airflow_provider_smartmca.triggers.budget.RequestBudget`: a 429 pauses every wait on
 the key once, and concurrency is bounded. Metrics (Airflow ``Stats``): ``smartmca.requests.<kind>``,
 ``smartmca.rate_limited``, ``smartmca.poller.waits_served.{list,get}`` (readings delivered),
-``smartmca.poller.misses`` (listed as absent, still running), ``smartmca.poller.fallbacks``
+``smartmca.poller.misses`` (listed as absent, still running), ``smartmca.poller.confirmations``
+(listed unchanged, read by GET), ``smartmca.poller.fallbacks``
 (waits that had to poll alone), ``smartmca.poller.lists_unusable``.
 
 **Why not Airflow 3.3's shared streams** (``BaseEventTrigger.shared_stream_key``,
@@ -65,13 +71,12 @@ poller per event loop works on all of them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import random
 import time
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
@@ -79,11 +84,12 @@ from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, Execution
 from airflow_provider_smartmca.client.executions import progress
 from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, is_transient
-from airflow_provider_smartmca.triggers.budget import RequestBudget, incr
+from airflow_provider_smartmca.triggers.budget import incr
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
     from airflow_provider_smartmca.client.settings import ClientSettings
+    from airflow_provider_smartmca.triggers.budget import RequestBudget
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +99,13 @@ PAGE_LIMIT = 100
 MAX_PAGES = 50
 #: A group polled by GETs looks at the lists again after this many rounds.
 REPROBE_ROUNDS = 10
+#: A wait whose listed reading (status and progress) was the same for this many list rounds in
+#: a row is read with its own GET the next round, so a list that never shows an end (a replica
+#: behind) holds a wait at most this many rounds. Costs at most one GET per wait every
+#: ``CONFIRM_ROUNDS + 1`` rounds on top of the lists, for waits whose execution does not move.
+CONFIRM_ROUNDS = 10
 #: A wait is served by a round that starts up to this fraction of its interval early.
 JITTER = 0.1
-#: Connection bound of the shared pool when the poller creates it (see ExecutionTrigger).
-POOL_LIMIT = 32
 #: Concurrent GETs of one round. A handful keep a server busy; each more costs a TLS connection
 #: (CPU for its handshake, ~0.3 MB while it stays open in the pool).
 GET_WORKERS = 8
@@ -108,7 +117,7 @@ class PollerUnavailable(Exception):
 
 class Ticket:
     """
-    One wait's registration with a poller. Made by :func:`join`; ended by :meth:`leave`.
+    One wait's registration with a poller. Made by :meth:`ExecutionPoller.join`; ended by :meth:`leave`.
 
     :param poller: the poller serving it.
     :param execution_id: the execution awaited.
@@ -187,27 +196,61 @@ class _Group:
         self.workflow_type = workflow_type
         self.tickets: dict[str, list[Ticket]] = {}  # execution id -> its waits
         self.last_status: dict[str, str] = {}  # execution id -> status of its last reading
+        # execution id -> its last listed (status, progress), and for how many list rounds in a row
+        self.listed: dict[str, tuple[tuple[str, str], int]] = {}
         self.gets: dict[str, protocol.PreparedRequest] = {}  # execution id -> its GET, built once
         self.pages: dict[str, int] = {}  # status -> pages of its list last time
         self.misses = 0  # last list round: awaited executions absent from the lists yet active
         self.get_rounds = 0  # GET rounds since the lists were last looked at
         self.next_round: float | None = None  # loop time of the group's next round, if planned
 
+    def note(self, execution_id: str, reading: Any, listed: bool) -> tuple[str, str] | None:
+        """
+        Record a reading (listed, or read by GET); return its (status, progress), None for an error.
+
+        An error changes no count: a list that fails now and then cannot reset what it held, and
+        a confirming GET that fails is sent again the next round.
+        """
+        if not isinstance(reading, Execution):
+            return None
+        seen = (reading.status, progress(reading))
+        self.last_status[execution_id] = reading.status
+        before, rounds = self.listed.pop(execution_id, ((), 0))
+        if listed:
+            self.listed[execution_id] = (seen, rounds + 1 if before == seen else 1)
+        return seen
+
+    def unchanged(self, ids: Iterable[str]) -> set[str]:
+        """The executions of ``ids`` listed the same for :data:`CONFIRM_ROUNDS` list rounds in a row."""
+        return {i for i in ids if self.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
+
 
 class ExecutionPoller:
     """
     Serves every wait of one event loop on one connection (see the module docstring).
 
-    Made by :func:`join`; not meant to be built directly.
+    Made by :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`.
 
     :param settings: the connection's client settings.
+    :param budget: the request budget of its key.
+    :param session: borrows the loop's shared HTTP session (``session(settings)``).
+    :param registry: where the context keeps it, under ``key``; it leaves when it stops or fails.
     """
 
-    def __init__(self, settings: ClientSettings, key: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        budget: RequestBudget,
+        session: Callable[[ClientSettings], AbstractAsyncContextManager[AsyncClient]],
+        registry: dict[Any, ExecutionPoller],
+        key: Any,
+    ) -> None:
         self.settings = settings
+        self.budget = budget
+        self._session = session
+        self._registry = registry
         self.key = key
         self.loop = asyncio.get_running_loop()
-        self.budget = RequestBudget.shared(settings)
         self.failure: BaseException | None = None
         #: Why lists are not used any more (a refused or drifted list), or None.
         self.lists_unusable: str | None = None
@@ -229,7 +272,8 @@ class ExecutionPoller:
 
     # --- waits ---------------------------------------------------------------------------------
 
-    def _join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
+    def join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
+        """Register a wait (see :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`)."""
         group = self._groups.get(workflow_type)
         if group is None:
             group = self._groups[workflow_type] = _Group(workflow_type)
@@ -251,14 +295,13 @@ class ExecutionPoller:
         if not same:
             del group.tickets[ticket.execution_id]
             group.last_status.pop(ticket.execution_id, None)
+            group.listed.pop(ticket.execution_id, None)
             group.gets.pop(ticket.execution_id, None)
             if not group.tickets:
                 del self._groups[group.workflow_type]
         if self._waits:
             return None
-        per_loop = _POLLERS.get(self.loop)
-        if per_loop is not None and per_loop.get(self.key) is self:
-            del per_loop[self.key]
+        self._unregister()
         self._task.cancel()
         return self._task
 
@@ -324,10 +367,12 @@ class ExecutionPoller:
                     if ticket.future is not None and not ticket.future.done():
                         yield ticket
 
-    async def _run(self) -> None:
-        from airflow_provider_smartmca.client.aio import shared_session
+    def _unregister(self) -> None:
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
 
-        async with shared_session(self.settings, pool_limit=POOL_LIMIT) as client:
+    async def _run(self) -> None:
+        async with self._session(self.settings) as client:
             while self._waits:
                 await self._sleep_until_due()
                 await self._round(client)
@@ -362,9 +407,7 @@ class ExecutionPoller:
             self._waits,
             exc_info=exc,
         )
-        per_loop = _POLLERS.get(self.loop)
-        if per_loop is not None and per_loop.get(self.key) is self:
-            del per_loop[self.key]  # new waits get a new poller
+        self._unregister()  # new waits get a new poller
         for ticket in list(self._pending()):
             assert ticket.future is not None
             ticket.future.set_exception(PollerUnavailable(f"the shared poller failed: {type(exc).__name__}"))
@@ -395,17 +438,21 @@ class ExecutionPoller:
         """One round of one group: lists, then GETs of what they did not settle; each wait gets its reading."""
         group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
         served = {"list": 0, "get": 0, "missed": 0}
-        listed = self._lists_cheaper(group, wanted)
+        confirm = group.unchanged(wanted)  # read by their own GETs, whatever the lists say
+        listed = self._lists_cheaper(group, wanted.keys() - confirm)
 
         def deliver(execution_id: str, reading: Any, how: str) -> None:
             # Handed over at once: a wait whose execution was listed, or GET early in a round
             # of many, does not wait for the rest of the round.
-            seen = None
-            if isinstance(reading, Execution):
-                group.last_status[execution_id] = reading.status
-                seen = (reading.status, progress(reading))
-                if listed and how == "get" and reading.status in ACTIVE_STATUSES:
-                    served["missed"] += 1  # absent from the lists, yet running
+            seen = group.note(execution_id, reading, how == "list")
+            if (
+                listed
+                and how == "get"
+                and seen
+                and seen[0] in ACTIVE_STATUSES
+                and execution_id not in confirm
+            ):
+                served["missed"] += 1  # absent from the lists, yet running
             for ticket in wanted[execution_id]:
                 ticket.base = start
                 future = ticket.future
@@ -426,7 +473,7 @@ class ExecutionPoller:
                 group.get_rounds = 0
                 readings: dict[str, Any] = {}
                 timeout = _time_left(t for tickets in wanted.values() for t in tickets)
-                unseen = await self._list(client, group, set(wanted), readings, timeout)
+                unseen = await self._list(client, group, wanted.keys() - confirm, readings, timeout) | confirm
                 for execution_id, reading in readings.items():
                     deliver(execution_id, reading, "list")
                 del readings
@@ -440,9 +487,10 @@ class ExecutionPoller:
             incr("poller.waits_served.list", served["list"])
             incr("poller.waits_served.get", served["get"])
             incr("poller.misses", served["missed"])
+            incr("poller.confirmations", len(confirm))
 
-    def _lists_cheaper(self, group: _Group, wanted: dict[str, list[Ticket]]) -> bool:
-        """Whether paging is expected to cost fewer requests than one GET per awaited execution."""
+    def _lists_cheaper(self, group: _Group, wanted: Collection[str]) -> bool:
+        """Whether paging is expected to cost fewer requests than one GET per execution of ``wanted``."""
         if self.lists_unusable is not None or len(wanted) < 2:
             return False
         if group.get_rounds >= REPROBE_ROUNDS:
@@ -568,47 +616,3 @@ def _time_left(tickets: Iterable[Ticket]) -> float | None:
             return None
         latest = max(latest, ticket.deadline)
     return max(0.001, latest - time.time())
-
-
-# Per event loop, then per connection: keyed by the loop so nothing crosses loops; an entry is
-# removed by its last wait (or when its poller fails), so a finished loop keeps nothing alive.
-_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], ExecutionPoller]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _poller_key(settings: ClientSettings) -> tuple[Any, ...]:
-    # The key's hash, never the key (ClientSettings compares without it); the other settings
-    # too, so every wait a poller serves is read with the timeout, CA and caps of its own connection.
-    return (hashlib.sha256(settings.api_key.encode()).hexdigest(), settings)
-
-
-def join(
-    settings: ClientSettings,
-    execution_id: str,
-    workflow_type: str,
-    poll_interval: float,
-    deadline: float | None,
-) -> Ticket:
-    """
-    Register a wait with the running loop's poller for ``settings`` (created on first use).
-
-    :param settings: the wait's connection settings.
-    :param execution_id: the execution awaited.
-    :param workflow_type: its workflow type (the list filter that groups waits).
-    :param poll_interval: seconds between readings.
-    :param deadline: absolute epoch deadline, or None.
-    :return: the wait's :class:`Ticket`; call :meth:`Ticket.leave` when done, whatever happens.
-    """
-    loop = asyncio.get_running_loop()
-    per_loop = _POLLERS.setdefault(loop, {})
-    key = _poller_key(settings)
-    poller = per_loop.get(key)
-    if poller is None or poller.failure is not None:
-        poller = per_loop[key] = ExecutionPoller(settings, key)
-    return poller._join(execution_id, workflow_type, poll_interval, deadline)
-
-
-def active_pollers_count() -> int:
-    """How many pollers run in the running loop (for tests and benchmarks)."""
-    return len(_POLLERS.get(asyncio.get_running_loop(), {}))

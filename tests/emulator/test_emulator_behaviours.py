@@ -129,6 +129,19 @@ def test_list_lag_hides_new_executions_from_the_list_only(api: Api) -> None:
     assert _listed(api)[1] == 5
 
 
+def test_list_end_lag_lists_an_ended_execution_as_it_was_before_its_end(api: Api) -> None:
+    ex = api.trigger("wf_merchant_kyc", "merchant", "m_end_lag")["executionId"]
+    got = api.wait_status(ex, ("completed",))
+    api.emu.configure(list_end_lag_seconds=1e9)  # a replica that never sees the end
+    (row,) = api.get("/workflows/executions", params={"status": "running"}).json()["data"]
+    assert (row["executionId"], row["status"], row["completedAt"]) == (ex, "running", None)
+    assert row["currentNode"] == got["nodes"][-1]["name"]  # on its last node
+    assert api.get("/workflows/executions", params={"status": "completed"}).json()["data"] == []
+    assert api.get(f"/workflows/executions/{ex}").json()["status"] == "completed"  # GET says the end
+    api.emu.configure(list_end_lag_seconds=0)
+    assert api.get("/workflows/executions").json()["data"][0]["status"] == "completed"
+
+
 def _ids(api: Api, order: str, page: int = 1, limit: int = 100) -> list[str]:
     params: dict[str, Any] = {"sort_order": order, "page": page, "limit": limit}
     return [x["executionId"] for x in api.get("/workflows/executions", params=params).json()["data"]]
@@ -194,6 +207,7 @@ def test_behaviour_through_admin_api_config_and_reset(make_emulator: Any) -> Non
         "list_order": "honour",
         "list_seed": 0,
         "list_lag_seconds": 0.0,
+        "list_end_lag_seconds": 0.0,
         "trailing_slash_list": False,
         "drift": ["action_204"],
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 import logging
 import threading
@@ -23,7 +24,7 @@ import pytest
 from airflow_provider_smartmca.client import aio
 from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.testing.server import Emulator
-from airflow_provider_smartmca.triggers import ExecutionTrigger, budget, poller
+from airflow_provider_smartmca.triggers import ExecutionTrigger, budget, context, poller
 from tests.triggers.conftest import conn_json
 
 KEY = "smca_test_full"
@@ -145,8 +146,8 @@ async def first_event(trigger: ExecutionTrigger, timeout: float = 30) -> dict[st
 async def all_events(triggers: list[ExecutionTrigger]) -> list[dict[str, Any]]:
     events = await asyncio.gather(*(first_event(t) for t in triggers))
     # Everything is released once the last wait has left.
-    assert poller.active_pollers_count() == 0
-    assert aio.open_sessions_count() == 0
+    assert len(context.current().pollers) == 0
+    assert context.current().open_sessions == 0
     return events
 
 
@@ -276,6 +277,45 @@ def test_absent_from_the_active_lists_is_never_an_end(emu: Emulator) -> None:
     assert any(r.route == "get_execution" for r in new)
 
 
+def test_a_list_that_never_shows_the_end_cannot_hold_a_wait(emu: Emulator, metrics: Metrics) -> None:
+    # A list replica that never sees the end: it shows the ended executions running, on their
+    # last node, for ever, while GET says completed. Each wait's reading stops changing, so
+    # after CONFIRM_ROUNDS list rounds its own GET confirms it, and the wait ends.
+    ids = start(emu, "wf_batch", 5)
+    while {final_status(emu, i) for i in ids} != {"completed"}:
+        time.sleep(0.1)
+    emu.configure(list_end_lag_seconds=1e9)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_batch", deadline_in=8.0) for i in ids]))
+    assert [e["status"] for e in events] == ["success"] * 5
+    new = [r for r in emu.requests if r.id > before]
+    lists = [r for r in new if r.route == "list_executions"]
+    gets = [r for r in new if r.route == "get_execution"]
+    assert all(r.query["status"] in ("pending", "running") for r in lists)
+    # A bounded number of rounds: the first (pending and running lists), CONFIRM_ROUNDS - 1
+    # more of the running list, then one GET per execution.
+    assert len(lists) <= poller.CONFIRM_ROUNDS + 1, len(lists)
+    assert len(gets) == 5, len(gets)
+    assert metrics.counts["smartmca.poller.confirmations"] == 5
+
+
+def test_a_list_that_fails_now_and_then_cannot_reset_what_it_holds(emu: Emulator) -> None:
+    # The same stale replica, and a third of its answers are 503s: a failed list round is no
+    # reading, so it neither counts nor restarts the rounds a wait has been listed unchanged.
+    ids = start(emu, "wf_batch", 5)
+    while {final_status(emu, i) for i in ids} != {"completed"}:
+        time.sleep(0.1)
+    emu.configure(list_end_lag_seconds=1e9)
+    emu.add_fault("status", route="list_executions", status=503, probability=0.35, seed=4)
+    before = emu.requests[-1].id
+    events = asyncio.run(all_events([trig(i, "wf_batch", deadline_in=10.0) for i in ids]))
+    assert [e["status"] for e in events] == ["success"] * 5
+    lists = [r for r in emu.requests if r.id > before and r.route == "list_executions"]
+    answered = [r for r in lists if r.status == 200 and r.query["status"] == "running"]
+    assert len(answered) <= poller.CONFIRM_ROUNDS, len(answered)  # then the GETs
+    assert len(lists) <= 3 * poller.CONFIRM_ROUNDS, len(lists)
+
+
 def test_a_404_ends_only_its_own_wait(emu: Emulator) -> None:
     ids = start(emu, "wf_batch", 3)
     triggers = [trig(i, "wf_batch") for i in [*ids, "exec_does_not_exist"]]
@@ -346,7 +386,7 @@ def test_a_401_on_a_list_reads_the_connection_again_then_fails_each_wait(emu: Em
 
 async def all_events_of(tasks: list[asyncio.Future[dict[str, Any]]]) -> list[dict[str, Any]]:
     events = await asyncio.gather(*tasks)
-    assert poller.active_pollers_count() == 0 and aio.open_sessions_count() == 0
+    assert len(context.current().pollers) == 0 and context.current().open_sessions == 0
     return list(events)
 
 
@@ -460,7 +500,7 @@ def test_nothing_leaks_after_the_last_wait_or_across_event_loops(emu: Emulator) 
         async def main() -> list[dict[str, Any]]:
             tasks = [asyncio.ensure_future(first_event(trig(i, "wf_batch"))) for i in subset]
             await asyncio.sleep(POLL)
-            results[name + "_pollers"] = poller.active_pollers_count()  # this loop's own poller
+            results[name + "_pollers"] = len(context.current().pollers)  # this loop's own poller
             return await all_events_of(tasks)
 
         try:
@@ -482,8 +522,7 @@ def test_nothing_leaks_after_the_last_wait_or_across_event_loops(emu: Emulator) 
         assert results[name + "_pollers"] == 1
     assert not [w for w in caught if "Unclosed" in str(w.message) or "never awaited" in str(w.message)]
     # The loops are gone, and so is everything kept for them.
-    assert not any(len(v) for v in poller._POLLERS.values())
-    assert not any(len(v) for v in budget._BUDGETS.values())
+    assert not any(c.pollers or c.budgets or c.lookups or c.open_sessions for c in context._CONTEXTS.values())
 
 
 def test_a_cancelled_last_wait_still_releases_the_poller_and_session(emu: Emulator) -> None:
@@ -492,17 +531,85 @@ def test_a_cancelled_last_wait_still_releases_the_poller_and_session(emu: Emulat
     async def main() -> None:
         tasks = [asyncio.ensure_future(first_event(trig(execution_id, "wf_forever"))) for _ in range(3)]
         await asyncio.sleep(3 * POLL)
-        assert poller.active_pollers_count() == 1 and aio.open_sessions_count() == 1
+        assert len(context.current().pollers) == 1 and context.current().open_sessions == 1
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert poller.active_pollers_count() == 0 and aio.open_sessions_count() == 0
+        assert len(context.current().pollers) == 0 and context.current().open_sessions == 0
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         asyncio.run(main())
         gc.collect()
     assert not [w for w in caught if "Unclosed" in str(w.message)]
+
+
+def test_one_context_per_event_loop_keys_each_registry_by_its_rule(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another connection with the same key and another timeout: its own lookup and poller (its
+    # waits are read with its own settings), but the key's one budget and the one session.
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_SAME_KEY", conn_json(emu, KEY, timeout=3))
+    ids = start(emu, "wf_forever", 4)
+    contexts: list[context.TriggererContext] = []
+
+    def other(execution_id: str) -> ExecutionTrigger:
+        return ExecutionTrigger(
+            "smartmca_same_key", execution_id, POLL, time.time() + 2, workflow_type="wf_forever"
+        )
+
+    async def main() -> list[dict[str, Any]]:
+        shared = context.current()
+        contexts.append(shared)
+        assert context.current() is shared
+        triggers = [trig(i, "wf_forever", deadline_in=2) for i in ids[:2]] + [other(i) for i in ids[2:]]
+        tasks = [asyncio.ensure_future(first_event(t)) for t in triggers]
+        await asyncio.sleep(3 * POLL)
+        assert len(shared.pollers) == 2 and shared.open_sessions == 1
+        assert list(shared.budgets) == [hashlib.sha256(KEY.encode()).hexdigest()]
+        assert KEY not in repr([*shared.pollers, *shared.budgets, *shared.lookups, shared])
+        events = await all_events_of(tasks)
+        assert not shared.pollers and not shared.lookups and shared.open_sessions == 0
+        return events
+
+    async def remember() -> None:
+        contexts.append(context.current())
+
+    assert [e["status"] for e in asyncio.run(main())] == ["timeout"] * 4
+    asyncio.run(remember())
+    assert contexts[0] is not contexts[1]  # one per event loop
+
+
+def test_an_event_watcher_shares_the_waits_session_and_budget(emu: Emulator) -> None:
+    from airflow_provider_smartmca.triggers import ExecutionEventTrigger
+
+    ids = start(emu, "wf_forever", 3)
+    # The watcher's first window list is refused: every wait on the key pauses with it.
+    emu.add_fault("status", route="list_executions", query={"status": "completed"}, status=429, retry_after=1)
+    before = emu.requests[-1].id
+
+    async def main() -> set[tuple[int, int]]:
+        shared = context.current()
+        waits = [asyncio.ensure_future(first_event(trig(i, "wf_forever", deadline_in=3))) for i in ids]
+        watcher = ExecutionEventTrigger(workflow_type="wf_forever", poll_interval=POLL).run()
+        watching = asyncio.ensure_future(watcher.__anext__())
+        seen = set()
+        await asyncio.sleep(POLL)  # every trigger has started
+        while not all(w.done() for w in waits):
+            seen.add((shared.open_sessions, len(shared.budgets)))
+            await asyncio.sleep(POLL / 4)
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        await watcher.aclose()
+        assert {e["status"] for e in await all_events_of(waits)} == {"timeout"}
+        return seen
+
+    assert asyncio.run(main()) == {(1, 1)}  # one session, one budget, all along
+    new = [r for r in emu.requests if r.id > before]
+    (refusal,) = [r for r in new if r.status == 429]
+    during = [r for r in new if refusal.time + 0.2 < r.time < refusal.time + 0.9]
+    assert not during, [(r.route, r.time - refusal.time) for r in during]  # nobody sent meanwhile
+    assert any(r.route == "get_execution" or r.query.get("status") == "running" for r in new)
 
 
 # --- kwargs --------------------------------------------------------------------------------------
@@ -602,9 +709,7 @@ def test_coalescing_can_be_switched_off(emu: Emulator, monkeypatch: pytest.Monke
 
 
 async def _settings() -> Any:
-    from airflow_provider_smartmca.triggers.execution import _resolve
-
-    return await _resolve("smartmca_default")
+    return await context.current().settings("smartmca_default")
 
 
 def _get(settings: Any, execution_id: str) -> Any:
@@ -619,8 +724,8 @@ def test_budget_many_429s_at_once_pause_the_key_once(emu: Emulator, metrics: Met
 
     async def main() -> tuple[list[int], float, float]:
         settings = await _settings()
-        shared = budget.RequestBudget.shared(settings)
-        assert budget.RequestBudget.shared(settings) is shared  # one per key in the loop
+        shared = context.current().budget(settings)
+        assert context.current().budget(settings) is shared  # one per key in the loop
         async with aio.shared_session(settings) as client:
             request = _get(settings, execution_id)
             answers = await asyncio.gather(*(shared.send(client, request) for _ in range(5)))
@@ -644,7 +749,7 @@ def test_budget_sends_nothing_when_the_pause_outlasts_the_callers_time(emu: Emul
 
     async def main() -> None:
         settings = await _settings()
-        shared = budget.RequestBudget.shared(settings)
+        shared = context.current().budget(settings)
         shared.pause(5)
         before = len(emu.requests)
         async with aio.shared_session(settings) as client:
@@ -670,11 +775,11 @@ def test_budget_bounds_concurrency_and_vanishes_with_its_last_holder(emu: Emulat
             started = time.monotonic()
             await asyncio.gather(*(narrow.send(client, request) for _ in range(6)))
             elapsed = time.monotonic() - started
-        shared = budget.RequestBudget.shared(settings)
-        assert len(budget._BUDGETS[asyncio.get_running_loop()]) == 1
+        shared = context.current().budget(settings)
+        assert len(context.current().budgets) == 1
         del shared
         gc.collect()
-        assert not budget._BUDGETS.get(asyncio.get_running_loop())
+        assert not context.current().budgets
         return elapsed
 
     assert asyncio.run(main()) >= 3 * 0.3 - 0.05  # three waves of two

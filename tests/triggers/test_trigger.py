@@ -13,10 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from airflow_provider_smartmca.client import aio
 from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.testing.server import Emulator
-from airflow_provider_smartmca.triggers import ExecutionTrigger
+from airflow_provider_smartmca.triggers import ExecutionTrigger, context
 from tests.triggers.conftest import FULL_KEY, NOREAD_KEY, WRONG_KEY, start_execution
 
 POLL = 0.2
@@ -79,7 +78,7 @@ def test_every_outcome_gives_its_event_with_get_only_and_one_pool(
 
     async def main() -> dict[str, dict[str, Any]]:
         results = await asyncio.gather(*(first_event(rebuilt(t)) for t in cases.values()))
-        assert aio.open_sessions_count() == 0  # the shared sessions were closed by their last user
+        assert context.current().open_sessions == 0  # the shared sessions were closed by their last user
         return dict(zip(cases, results, strict=True))
 
     events = asyncio.run(main())
@@ -195,11 +194,11 @@ def test_cancellation_reraises_closes_the_session_and_cancels_nothing(emu: Emula
     async def main() -> None:
         task = asyncio.ensure_future(first_event(trig(ex, deadline_in=None)))
         await asyncio.sleep(1.0)  # a few polls
-        assert aio.open_sessions_count() == 1
+        assert context.current().open_sessions == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert aio.open_sessions_count() == 0
+        assert context.current().open_sessions == 0
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
