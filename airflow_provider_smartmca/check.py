@@ -96,20 +96,20 @@ class Answer:
 
 def probe(client: SyncClient, name: str, **request: Any) -> Answer:
     """Send one GET with the client's retry policy; never raises a SmartMCA error."""
-    import tenacity
-
     settings = client.settings
+
+    def attempt(seconds: float | None) -> tuple[protocol.RawResponse, SmartMCAContractError | None]:
+        raw = client.send(prepared, timeout=seconds)
+        try:
+            protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
+        except SmartMCAContractError as exc:
+            return raw, exc  # not retried here: the field rows say what differs
+        return raw, None
+
     try:
         prepared = protocol.build_request(settings, name, **request)
         started = time.time()
-        for attempt in tenacity.Retrying(**protocol.retry_policy(settings, prepared.endpoint)):
-            with attempt:
-                raw = client.send(prepared)
-                broken = None
-                try:
-                    protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
-                except SmartMCAContractError as exc:
-                    broken = exc  # not retried here: the field rows say what differs
+        raw, broken = protocol.retrying(settings, prepared, attempt)
     except SmartMCAError as exc:
         return Answer(name, failure=exc)
     return Answer(

@@ -385,7 +385,7 @@ class ExecutionTrigger(BaseTrigger):
             await asyncio.sleep(wait)
             wait = self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER)
             try:
-                # One attempt per poll (no tenacity): this loop is the retry policy, so a poll
+                # One attempt per poll: this loop asks the one predicate (watch.failed), so a poll
                 # never blocks for a whole retry cycle and the deadline stays honoured.
                 left = None if self.deadline is None else max(0.001, self.deadline - time.time())
                 execution = protocol.parse_response(
