@@ -395,7 +395,8 @@ class SmartMCAHook(BaseHook):
         Executions matching the filters that started at or after ``since``, newest first.
 
         Pages are walked without trusting the server's order, and at most
-        :data:`~airflow_provider_smartmca.hooks.start_once.MAX_PAGES` of them. An execution
+        :data:`~airflow_provider_smartmca.hooks.start_once.MAX_PAGES` of them, within the
+        ``lookup`` time of :class:`~airflow_provider_smartmca.hooks.start_once.StartBudget`. An execution
         without ``startedAt`` (not started yet) counts as recent. ``since`` is compared with the
         server's timestamps: allow for clock skew.
 
@@ -419,7 +420,9 @@ class SmartMCAHook(BaseHook):
             )
             if v is not None
         }
-        found, _, _ = start_once.walk(self, filters, since)
+        # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
+        with spending(Deadline.after(start_once.StartBudget.of(self.settings).lookup)):
+            found, _, _ = start_once.walk(self, filters, since)
         return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
 
     # --- riding out an API storm --------------------------------------------------------------
@@ -444,10 +447,10 @@ class SmartMCAHook(BaseHook):
             seconds = float(patience)
         except (TypeError, ValueError, OverflowError):
             seconds = math.nan
-        if isinstance(patience, bool) or not 0 <= seconds < math.inf:
+        if isinstance(patience, bool) or not 0 < seconds < math.inf:
             raise SmartMCAValidationError(
                 "patience",
-                f"must be a finite number of seconds >= 0, got {patience!r}",
+                f"must be a positive, finite number of seconds, got {patience!r}",
                 operation="patiently",
             )
         with spending(Deadline.after(seconds), patient=True):
