@@ -29,13 +29,12 @@ from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
 from airflow_provider_smartmca.client.settings import ClientSettings
 from airflow_provider_smartmca.errors import (
-    SmartMCAAmbiguousTriggerError,
     SmartMCAAuthError,
     SmartMCABadRequestError,
-    SmartMCAConfigError,
     SmartMCAConnectionError,
     SmartMCAContractError,
     SmartMCAError,
+    SmartMCAExecutionError,
     SmartMCAInvalidResponseError,
     SmartMCANotFoundError,
     SmartMCARateLimitError,
@@ -459,17 +458,6 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
 #: (a half-deployed server) may heal, a contract that really differs must fail fast and loudly.
 CONTRACT_RETRIES = 2
 
-# Errors nothing fixes by sending again, polling again or retrying the task.
-_NEVER = (
-    SmartMCAValidationError,
-    SmartMCAConfigError,
-    SmartMCAAuthError,
-    SmartMCAScopeError,
-    SmartMCANotFoundError,
-    SmartMCABadRequestError,
-    SmartMCAAmbiguousTriggerError,
-)
-
 
 class Retry(enum.Enum):
     """When a failed request may be tried again: the answer of :func:`when_to_retry`."""
@@ -487,16 +475,14 @@ def when_to_retry(exc: BaseException, *, idempotent: bool = True, failures: int 
     503, 504), an unreadable body or a request that may have reached the server: NOW only when
     ``idempotent`` (re-sending a POST could start a second execution), else LATER; other 5xx are
     LATER. A contract error is NOW for the first :data:`CONTRACT_RETRIES` failures of a read, then
-    NEVER. Bad input, 400/401/403/404, a bad connection and an ambiguous start are NEVER, as is
-    anything that is not a SmartMCA error.
+    NEVER. An execution that failed or a wait that timed out is LATER (a task retry may do better).
+    Anything else is NEVER: bad input, 400/401/403/404, a bad connection, an ambiguous start.
 
     :param idempotent: whether sending the request again is harmless (a GET); a task retry asks
         with False, as it repeats a POST.
     :param failures: failures in a row of this request, this one included; None when the caller's
         call has already had its retries (then a contract error is final).
     """
-    if not isinstance(exc, SmartMCAError) or isinstance(exc, _NEVER):
-        return Retry.NEVER
     if isinstance(exc, SmartMCAContractError):
         again = idempotent and failures is not None and failures <= CONTRACT_RETRIES
         return Retry.NOW if again else Retry.NEVER
@@ -508,7 +494,7 @@ def when_to_retry(exc: BaseException, *, idempotent: bool = True, failures: int 
         return Retry.NOW if idempotent and exc.status in RETRYABLE_SERVER_STATUSES else Retry.LATER
     if isinstance(exc, SmartMCAInvalidResponseError):
         return Retry.NOW if idempotent else Retry.LATER
-    return Retry.LATER  # an execution that failed, a wait that timed out: a task retry may do better
+    return Retry.LATER if isinstance(exc, SmartMCAExecutionError) else Retry.NEVER
 
 
 def backoff_seconds(settings: ClientSettings, attempt: int, exc: BaseException | None) -> float:
@@ -542,17 +528,9 @@ class Deadline:
         """Seconds left, 0 once spent."""
         return max(0.0, self.at - time.monotonic())
 
-    def __repr__(self) -> str:
-        return f"Deadline(remaining={self.remaining():.3f})"
 
-
-@dataclass(frozen=True)
-class _Spending:
-    deadline: Deadline
-    patient: bool
-
-
-_SPENDING: ContextVar[_Spending | None] = ContextVar("smartmca_spending", default=None)
+# The deadline in force, and whether reads inside are patient.
+_SPENDING: ContextVar[tuple[Deadline, bool] | None] = ContextVar("smartmca_spending", default=None)
 
 
 @contextmanager
@@ -567,21 +545,13 @@ def spending(deadline: Deadline, *, patient: bool = False, inherit: bool = True)
     :return: the deadline in force.
     """
     outer = _SPENDING.get()
-    if inherit and outer is not None and outer.deadline.at < deadline.at:
-        deadline = outer.deadline
-    token = _SPENDING.set(_Spending(deadline, patient))
+    if inherit and outer is not None and outer[0].at < deadline.at:
+        deadline = outer[0]
+    token = _SPENDING.set((deadline, patient))
     try:
         yield deadline
     finally:
         _SPENDING.reset(token)
-
-
-def _request_seconds(settings: ClientSettings, left: float, timeout: float | None) -> float:
-    """One request's timeout within ``left`` seconds: a new connection's connect comes on top of it."""
-    seconds = min(settings.timeout, left if timeout is None else min(timeout, left))
-    if seconds + min(settings.connect_timeout, seconds) > left:
-        seconds = left / 2
-    return seconds
 
 
 def retrying(
@@ -601,30 +571,31 @@ def retrying(
     :param timeout: the caller's own limit per attempt, seconds.
     :raises SmartMCAConnectionError: not sent (``request_sent=False``): the deadline was spent before it.
     """
-    scope = _SPENDING.get()
+    deadline, patient = _SPENDING.get() or (None, False)
     idempotent = request.endpoint.idempotent
     failures = 0
     while True:
         seconds = timeout
-        if scope is not None:
-            left = scope.deadline.remaining()
+        if deadline is not None:
+            left = deadline.remaining()
             if left <= 0:
                 raise connection_error(request, "not sent: its time budget is spent", request_sent=False)
-            seconds = _request_seconds(settings, left, timeout)
+            seconds = min(settings.timeout, left if timeout is None else min(timeout, left))
+            if seconds + min(settings.connect_timeout, seconds) > left:
+                seconds = left / 2  # a new connection's connect comes on top of the timeout
         try:
             return attempt(seconds)
         except SmartMCAError as exc:
             failures += 1
             verdict = when_to_retry(exc, idempotent=idempotent, failures=failures)
-            patient = scope is not None and scope.patient
             again = verdict is Retry.NOW or (patient and idempotent and verdict is Retry.LATER)
             if not (retry and again and (patient or failures <= settings.max_retries)):
                 raise
             wait = backoff_seconds(settings, failures, exc)
-            if scope is not None and wait >= scope.deadline.remaining():
+            if deadline is not None and wait >= deadline.remaining():
                 log.warning("%s; not retried: its time budget is spent", exc)
                 raise
-            limit = f"{failures}/{settings.max_retries}" if not patient else f"{failures}, patiently"
+            limit = f"{failures}, patiently" if patient else f"{failures}/{settings.max_retries}"
             log.warning("%s; retry %s in %.1f s", exc, limit, wait)
             time.sleep(wait)
 
