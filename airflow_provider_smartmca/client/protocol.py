@@ -569,24 +569,27 @@ def retrying(
 
     :param retry: False tries once (a poll loop that asks the predicate itself).
     :param timeout: the caller's own limit per attempt, seconds.
-    :raises SmartMCAConnectionError: not sent (``request_sent=False``): the deadline was spent before it.
+    :raises SmartMCAError: the last failure; or, when the deadline was spent before the first
+        attempt, :class:`~airflow_provider_smartmca.errors.SmartMCAConnectionError` (``request_sent=False``).
     """
     deadline, patient = _SPENDING.get() or (None, False)
     idempotent = request.endpoint.idempotent
-    failures = 0
+    failures, last = 0, None
     while True:
         seconds = timeout
         if deadline is not None:
             left = deadline.remaining()
-            if left <= 0:
-                raise connection_error(request, "not sent: its time budget is spent", request_sent=False)
+            if left <= 0:  # the last failure says more than "spent", when there is one
+                raise last or connection_error(
+                    request, "not sent: its time budget is spent", request_sent=False
+                )
             seconds = min(settings.timeout, left if timeout is None else min(timeout, left))
             if seconds + min(settings.connect_timeout, seconds) > left:
                 seconds = left / 2  # a new connection's connect comes on top of the timeout
         try:
             return attempt(seconds)
         except SmartMCAError as exc:
-            failures += 1
+            failures, last = failures + 1, exc
             verdict = when_to_retry(exc, idempotent=idempotent, failures=failures)
             again = verdict is Retry.NOW or (patient and idempotent and verdict is Retry.LATER)
             if not (retry and again and (patient or failures <= settings.max_retries)):
