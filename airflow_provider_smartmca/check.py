@@ -98,20 +98,19 @@ class Answer:
 
 def probe(client: SyncClient, name: str, **request: Any) -> Answer:
     """Send one GET with the client's retry policy; never raises a SmartMCA error."""
-    import tenacity
-
     settings = client.settings
+
+    def attempt(seconds: float | None) -> tuple[protocol.RawResponse, Any, SmartMCAContractError | None]:
+        raw = client.send(prepared, timeout=seconds)
+        try:
+            return raw, protocol.parse_response(prepared, raw, settings), None  # exactly as a task reads it
+        except SmartMCAContractError as exc:
+            return raw, None, exc  # not retried here: the field rows say what differs
+
     try:
         prepared = protocol.build_request(settings, name, **request)
         started = time.time()
-        for attempt in tenacity.Retrying(**protocol.retry_policy(settings, prepared.endpoint)):
-            with attempt:
-                raw = client.send(prepared)
-                broken, parsed = None, None
-                try:
-                    parsed = protocol.parse_response(prepared, raw, settings)  # exactly as a task reads it
-                except SmartMCAContractError as exc:
-                    broken = exc  # not retried here: the field rows say what differs
+        raw, parsed, broken = protocol.retrying(settings, prepared, attempt)
     except SmartMCAError as exc:
         return Answer(name, failure=exc)
     return Answer(

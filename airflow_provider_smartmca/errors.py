@@ -159,18 +159,3 @@ class SmartMCAExecutionError(SmartMCAError):
 
 class SmartMCAExecutionTimeoutError(SmartMCAExecutionError):
     """The wait deadline passed before the execution ended. The provider does not cancel the execution."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a poll that raised ``exc`` should simply be tried again later.
-
-    Used by waits (sensor, trigger): network failures, timeouts, 429, 5xx and unreadable bodies
-    (an HTML page from a proxy, a truncated body) are transient; auth, scope, not-found,
-    bad-request and contract errors are final.
-    """
-    if isinstance(exc, SmartMCAContractError):
-        return False
-    return isinstance(
-        exc,
-        (SmartMCAConnectionError, SmartMCARateLimitError, SmartMCAServerError, SmartMCAInvalidResponseError),
-    )

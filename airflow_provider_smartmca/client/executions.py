@@ -197,7 +197,6 @@ class ExecutionWatch:
         self._done: int | None = None  # nodes done, as the last reading with a node list said
         self._unknown_logged: set[str] = set()
         self._failures = 0
-        self._contract_failures = 0
 
     def seen(self, execution: Execution) -> Verdict:
         """
@@ -208,7 +207,7 @@ class ExecutionWatch:
         item has no node list, so its count is unknown) is logged at debug: with a thousand
         waits in a triggerer, a line per node per wait would be most of the log and of the CPU.
         """
-        self._failures = self._contract_failures = 0
+        self._failures = 0
         status = execution.status
         verdict = classify_status(status, self.failure_statuses)
         line = progress(execution)
@@ -242,21 +241,17 @@ class ExecutionWatch:
         """
         Record a failed poll; return how long to wait before the next one.
 
-        Transient failures are retried for ever (until the deadline); a contract error a few
-        times at most (:data:`~airflow_provider_smartmca.client.protocol.CONTRACT_RETRIES`).
+        :func:`~airflow_provider_smartmca.client.protocol.when_to_retry` decides, counting the
+        failures in a row: transient failures are polled again until the deadline, a contract
+        error a few times at most.
 
         :raises BaseException: ``exc`` itself, when it is final.
         """
-        from airflow_provider_smartmca.client.protocol import CONTRACT_RETRIES, backoff_seconds
-        from airflow_provider_smartmca.errors import SmartMCAContractError, is_transient
+        from airflow_provider_smartmca.client.protocol import Retry, backoff_seconds, when_to_retry
 
-        if isinstance(exc, SmartMCAContractError):
-            self._contract_failures += 1
-            if self._contract_failures > CONTRACT_RETRIES:
-                raise exc
-        elif not is_transient(exc):
-            raise exc
         self._failures += 1
+        if when_to_retry(exc, failures=self._failures) is Retry.NEVER:
+            raise exc
         # Honours a 429's Retry-After; else exponential backoff with jitter; never faster than the interval.
         wait = max(interval, backoff_seconds(settings, self._failures, exc))
         self.log.warning(

@@ -7,16 +7,20 @@ into a :class:`RawResponse` or raises :class:`~airflow_provider_smartmca.errors.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import json
 import logging
 import random
 import re
+import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_smartmca import __version__
@@ -30,6 +34,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAConnectionError,
     SmartMCAContractError,
     SmartMCAError,
+    SmartMCAExecutionError,
     SmartMCAInvalidResponseError,
     SmartMCANotFoundError,
     SmartMCARateLimitError,
@@ -39,6 +44,7 @@ from airflow_provider_smartmca.errors import (
 )
 
 log = logging.getLogger("airflow_provider_smartmca.client")
+T = TypeVar("T")
 
 USER_AGENT = f"airflow-provider-smartmca/{__version__}"
 RETRYABLE_SERVER_STATUSES = frozenset({500, 502, 503, 504})
@@ -445,7 +451,7 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     return contract.parse(endpoint.name, data, raw.headers)
 
 
-# --- retries ------------------------------------------------------------------------------------
+# --- retries: the one policy -------------------------------------------------------------------
 
 
 #: A read whose answer breaks the contract is sent again this many times at most: a passing glitch
@@ -453,60 +459,148 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
 CONTRACT_RETRIES = 2
 
 
-def should_retry(endpoint: Endpoint, exc: BaseException, attempt: int = 1) -> bool:
-    """
-    Whether failed attempt number ``attempt`` (1-based) may be sent again.
+class Retry(enum.Enum):
+    """When a failed request may be tried again: the answer of :func:`when_to_retry`."""
 
-    A 429 or a request that surely never reached the server is retried for any method. A 5xx,
-    an unreadable body or a request that may have reached the server is retried only for
-    idempotent endpoints (GET): re-sending a POST there could start a second execution. A
-    contract error is retried :data:`CONTRACT_RETRIES` times at most.
+    NOW = "now"  #: send the same request again, after the backoff
+    LATER = "later"  #: not this request now, but a later poll, or the task's retry, may succeed
+    NEVER = "never"  #: final
+
+
+def when_to_retry(exc: BaseException, *, idempotent: bool = True, failures: int | None = None) -> Retry:
+    """
+    The one retry predicate: per-request retries, waits, patient reads and task retries all ask it.
+
+    A 429 or a request that surely never reached the server: NOW, for any method. A 5xx (500, 502,
+    503, 504), an unreadable body or a request that may have reached the server: NOW only when
+    ``idempotent`` (re-sending a POST could start a second execution), else LATER; other 5xx are
+    LATER. A contract error is NOW for the first :data:`CONTRACT_RETRIES` failures of a read, then
+    NEVER. An execution that failed or a wait that timed out is LATER (a task retry may do better).
+    Anything else is NEVER: bad input, 400/401/403/404, a bad connection, an ambiguous start.
+
+    :param idempotent: whether sending the request again is harmless (a GET); a task retry asks
+        with False, as it repeats a POST.
+    :param failures: failures in a row of this request, this one included; None when the caller's
+        call has already had its retries (then a contract error is final).
     """
     if isinstance(exc, SmartMCAContractError):
-        return endpoint.idempotent and attempt <= CONTRACT_RETRIES
-    if isinstance(exc, SmartMCAInvalidResponseError):
-        return endpoint.idempotent
+        again = idempotent and failures is not None and failures <= CONTRACT_RETRIES
+        return Retry.NOW if again else Retry.NEVER
     if isinstance(exc, SmartMCARateLimitError):
-        return True
+        return Retry.NOW
     if isinstance(exc, SmartMCAConnectionError):
-        return endpoint.idempotent or not exc.request_sent
+        return Retry.NOW if idempotent or not exc.request_sent else Retry.LATER
     if isinstance(exc, SmartMCAServerError):
-        return endpoint.idempotent and exc.status in RETRYABLE_SERVER_STATUSES
-    return False
+        return Retry.NOW if idempotent and exc.status in RETRYABLE_SERVER_STATUSES else Retry.LATER
+    if isinstance(exc, SmartMCAInvalidResponseError):
+        return Retry.NOW if idempotent else Retry.LATER
+    return Retry.LATER if isinstance(exc, SmartMCAExecutionError) else Retry.NEVER
 
 
 def backoff_seconds(settings: ClientSettings, attempt: int, exc: BaseException | None) -> float:
-    """Wait before retry ``attempt`` (1-based): ``Retry-After`` when given, else exponential with jitter."""
+    """The one backoff before retry ``attempt`` (1-based): ``Retry-After`` when given (capped by
+    ``retry_after_cap``), else exponential from ``retry_min_wait`` up to ``retry_max_wait``, with jitter."""
     if isinstance(exc, SmartMCARateLimitError) and exc.retry_after is not None:
         return exc.retry_after
-    base = min(settings.retry_max_wait, settings.retry_min_wait * (2 ** (attempt - 1)))
+    base = min(settings.retry_max_wait, settings.retry_min_wait * (2 ** min(attempt - 1, 64)))
     return base / 2 + random.uniform(0, base / 2)
 
 
-def retry_policy(settings: ClientSettings, endpoint: Endpoint) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying``: the sync client's retry policy."""
-    import tenacity
+class Deadline:
+    """
+    A point on the monotonic clock that a caller passes down and every layer spends from: each
+    request's timeout is at most what is left, no backoff sleeps past it, and retries stop there.
 
-    def _wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return backoff_seconds(settings, state.attempt_number, exc)
+    :param at: ``time.monotonic()`` seconds.
+    """
 
-    def _before_sleep(state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s; retry %d/%d in %.1f s", exc, state.attempt_number, settings.max_retries, wait)
+    __slots__ = ("at",)
 
-    return dict(
-        stop=tenacity.stop_after_attempt(settings.max_retries + 1),
-        retry=lambda state: bool(
-            state.outcome
-            and state.outcome.failed
-            and should_retry(endpoint, state.outcome.exception(), state.attempt_number)
-        ),
-        wait=_wait,
-        before_sleep=_before_sleep,
-        reraise=True,
-    )
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """The deadline ``seconds`` from now."""
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left, 0 once spent."""
+        return max(0.0, self.at - time.monotonic())
+
+
+# The deadline in force, and whether reads inside are patient.
+_SPENDING: ContextVar[tuple[Deadline, bool] | None] = ContextVar("smartmca_spending", default=None)
+
+
+@contextmanager
+def spending(deadline: Deadline, *, patient: bool = False, inherit: bool = True) -> Iterator[Deadline]:
+    """
+    Make every call inside spend from ``deadline`` (the context's, so callees need no argument).
+
+    :param patient: a read is retried through transient failures until the deadline, whatever
+        ``max_retries``; otherwise ``max_retries`` bounds it too.
+    :param inherit: the deadline is cut to an enclosing one, if any: an inner layer never has more
+        time than its caller. False starts afresh (a start's POST and lookup have budgets of their own).
+    :return: the deadline in force.
+    """
+    outer = _SPENDING.get()
+    if inherit and outer is not None and outer[0].at < deadline.at:
+        deadline = outer[0]
+    token = _SPENDING.set((deadline, patient))
+    try:
+        yield deadline
+    finally:
+        _SPENDING.reset(token)
+
+
+def retrying(
+    settings: ClientSettings,
+    request: PreparedRequest,
+    attempt: Callable[[float | None], T],
+    *,
+    retry: bool = True,
+    timeout: float | None = None,
+) -> T:
+    """
+    The one retry loop: run ``attempt(timeout)`` (send and parse ``request`` once) until it
+    succeeds or :func:`when_to_retry` says not now, ``max_retries`` (outside a patient
+    :func:`spending`) or the deadline of the enclosing :func:`spending` is spent.
+
+    :param retry: False tries once (a poll loop that asks the predicate itself).
+    :param timeout: the caller's own limit per attempt, seconds.
+    :raises SmartMCAError: the last failure; or, when the deadline was spent before the first
+        attempt, :class:`~airflow_provider_smartmca.errors.SmartMCAConnectionError` (``request_sent=False``).
+    """
+    deadline, patient = _SPENDING.get() or (None, False)
+    idempotent = request.endpoint.idempotent
+    failures, last = 0, None
+    while True:
+        seconds = timeout
+        if deadline is not None:
+            left = deadline.remaining()
+            if left <= 0:  # the last failure says more than "spent", when there is one
+                raise last or connection_error(
+                    request, "not sent: its time budget is spent", request_sent=False
+                )
+            seconds = min(settings.timeout, left if timeout is None else min(timeout, left))
+            if seconds + min(settings.connect_timeout, seconds) > left:
+                seconds = left / 2  # a new connection's connect comes on top of the timeout
+        try:
+            return attempt(seconds)
+        except SmartMCAError as exc:
+            failures, last = failures + 1, exc
+            verdict = when_to_retry(exc, idempotent=idempotent, failures=failures)
+            again = verdict is Retry.NOW or (patient and idempotent and verdict is Retry.LATER)
+            if not (retry and again and (patient or failures <= settings.max_retries)):
+                raise
+            wait = backoff_seconds(settings, failures, exc)
+            if deadline is not None and wait >= deadline.remaining():
+                log.warning("%s; not retried: its time budget is spent", exc)
+                raise
+            limit = f"{failures}, patiently" if patient else f"{failures}/{settings.max_retries}"
+            log.warning("%s; retry %s in %.1f s", exc, limit, wait)
+            time.sleep(wait)
 
 
 def connection_error(request: PreparedRequest, detail: str, *, request_sent: bool) -> SmartMCAConnectionError:

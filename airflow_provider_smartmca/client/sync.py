@@ -14,7 +14,6 @@ from contextlib import suppress
 from typing import Any
 
 import requests
-import tenacity
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -98,7 +97,7 @@ class SyncClient:
             # decisions (the triggerer's too), and no .netrc entry replaces the bearer key.
             route = resolve_route(self.settings)
             session = requests.Session()
-            # urllib3 retries are off: every retry decision is protocol.should_retry's.
+            # urllib3 retries are off: every retry decision is protocol.retrying's.
             session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
             session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
             session.trust_env = False
@@ -162,19 +161,24 @@ class SyncClient:
         timeout: float | None = None,
     ) -> Any:
         """
-        Build, send (with the shared retry policy) and parse one call.
+        Build, send (with the one retry policy, :func:`~airflow_provider_smartmca.client.protocol.retrying`)
+        and parse one call, within the deadline of any enclosing
+        :func:`~airflow_provider_smartmca.client.protocol.spending`.
 
         :param name: the endpoint name, see :data:`~airflow_provider_smartmca.client.endpoints.ENDPOINTS`.
         :param retry: False sends exactly once.
         :param timeout: a shorter total limit than the ``timeout`` setting, per attempt, seconds.
         """
         request = protocol.build_request(self.settings, name, path_params=path_params, query=query, body=body)
-        if not retry:
-            return protocol.parse_response(request, self.send(request, timeout=timeout), self.settings)
-        for attempt in tenacity.Retrying(**protocol.retry_policy(self.settings, request.endpoint)):
-            with attempt:
-                return protocol.parse_response(request, self.send(request, timeout=timeout), self.settings)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return protocol.retrying(
+            self.settings,
+            request,
+            lambda seconds: protocol.parse_response(
+                request, self.send(request, timeout=seconds), self.settings
+            ),
+            retry=retry,
+            timeout=timeout,
+        )
 
     def close(self) -> None:
         """Close the pooled connections."""

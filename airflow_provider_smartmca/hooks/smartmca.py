@@ -24,14 +24,13 @@ from airflow_provider_smartmca.client.contract import (
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.client.protocol import backoff_seconds, list_executions_query, validate_id
+from airflow_provider_smartmca.client.protocol import Deadline, list_executions_query, spending, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCAError,
     SmartMCAExecutionTimeoutError,
     SmartMCAValidationError,
-    is_transient,
 )
 from airflow_provider_smartmca.hooks import start_once
 
@@ -420,7 +419,8 @@ class SmartMCAHook(BaseHook):
         Executions matching the filters that started at or after ``since``, newest first.
 
         Pages are walked without trusting the server's order, and at most
-        :data:`~airflow_provider_smartmca.hooks.start_once.MAX_PAGES` of them. An execution
+        :data:`~airflow_provider_smartmca.hooks.start_once.MAX_PAGES` of them, within the
+        ``lookup`` time of :class:`~airflow_provider_smartmca.hooks.start_once.StartBudget`. An execution
         without ``startedAt`` (not started yet) counts as recent. ``since`` is compared with the
         server's timestamps: allow for clock skew.
 
@@ -444,7 +444,9 @@ class SmartMCAHook(BaseHook):
             )
             if v is not None
         }
-        found, _, _ = start_once.walk(self, filters, since)
+        # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
+        with spending(Deadline.after(start_once.StartBudget.of(self.settings).lookup)):
+            found, _, _ = start_once.walk(self, filters, since)
         return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
 
     # --- riding out an API storm --------------------------------------------------------------
@@ -455,27 +457,28 @@ class SmartMCAHook(BaseHook):
         """
         Call a read-only method, riding out an API storm, for reads a task cannot do without.
 
-        Transient failures (network, 429, 5xx) that outlast the per-call retries are retried with
-        backoff (honouring ``Retry-After``) for up to ``patience`` seconds; other errors raise at once.
-        Never use it for a POST: those are handled by the start-once logic instead.
+        Inside, every request is retried through transient failures (network, 429, 5xx), with
+        backoff honouring ``Retry-After``, until ``patience`` seconds are spent, whatever
+        ``max_retries``; other errors raise at once. It adds no loop of its own: it is the one
+        retry policy (:func:`~airflow_provider_smartmca.client.protocol.retrying`) with a patient
+        deadline, cut to the deadline of an enclosing one (a start's budget), never longer. Never
+        use it for a POST: those are handled by the start-once logic instead.
 
         :param read: the read, e.g. ``hook.get_execution``.
-        :param patience: seconds to keep trying after the first failure.
+        :param patience: seconds to keep trying, at most.
         """
-        deadline = time.monotonic() + patience
-        failures = 0
-        while True:
-            try:
-                return read(*args, **kwargs)
-            except SmartMCAError as exc:
-                if not is_transient(exc) or time.monotonic() >= deadline:
-                    raise
-                failures += 1
-                wait = min(
-                    backoff_seconds(self.settings, failures, exc), max(0.0, deadline - time.monotonic())
-                )
-                self.log.warning("%s; the API looks overloaded, reading again in %.1f s", exc, wait)
-                time.sleep(wait)
+        try:
+            seconds = float(patience)
+        except (TypeError, ValueError, OverflowError):
+            seconds = math.nan
+        if isinstance(patience, bool) or not 0 < seconds < math.inf:
+            raise SmartMCAValidationError(
+                "patience",
+                f"must be a positive, finite number of seconds, got {patience!r}",
+                operation="patiently",
+            )
+        with spending(Deadline.after(seconds), patient=True):
+            return read(*args, **kwargs)
 
     # --- waiting ---------------------------------------------------------------------------------
 

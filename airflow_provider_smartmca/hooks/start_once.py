@@ -8,7 +8,7 @@ The rules, in one place:
    ``on_intent`` just before sending, so an operator can store it durably: a retry after a worker
    died mid-POST resolves the intent instead of sending again.
 2. **The POST is re-sent only when the server surely never received it**: connect refused,
-   connect timeout, or a 429 (the client's retry policy, :func:`~.protocol.should_retry`).
+   connect timeout, or a 429 (the one retry predicate, :func:`~.protocol.when_to_retry`).
 3. **Any other unknown outcome** (a 5xx, a read timeout, a dropped or unreadable answer, a 202
    without ``executionId``) is looked up, never re-sent. An execution is adopted only when it is
    of the right workflow and not in the snapshot, and there is exactly one such. Executions are
@@ -23,6 +23,8 @@ The rules, in one place:
    act on the same application). An application action may succeed without starting any execution,
    so finding nothing proves nothing; for a trigger it is ambiguous too, since the server may still
    be processing the request.
+6. **A start has a time budget** (:class:`StartBudget`), from the connection's settings: the
+   snapshot, the POST and the lookup each spend from a :class:`~.protocol.Deadline` of their own.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client.contract import Accepted, Execution
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.client.protocol import build_request
+from airflow_provider_smartmca.client.protocol import Deadline, build_request, spending
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
     SmartMCAAuthError,
@@ -48,6 +50,7 @@ from airflow_provider_smartmca.errors import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_smartmca.client.settings import ClientSettings
     from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
 #: Version of :class:`StartIntent` and :class:`TaskStartRecord` as stored; bump on any change of shape.
@@ -55,6 +58,57 @@ RECORD_VERSION = 1
 #: Pages of 100 executions walked at most, per snapshot or lookup.
 MAX_PAGES = 10
 PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class StartBudget:
+    """
+    The longest a start may take, in seconds, from the connection's settings. Each phase spends
+    from its own :class:`~airflow_provider_smartmca.client.protocol.Deadline`: every request's
+    timeout is cut to what is left, no backoff sleeps past it, and retries stop there::
+
+        attempt  = timeout + min(connect_timeout, timeout)       # one request; a new connection's
+                                                                 # connect comes on top of timeout
+        call     = (max_retries + 1) * attempt
+                   + max_retries * max(retry_max_wait, retry_after_cap)
+        snapshot = (MAX_PAGES + 1) * call                        # the pages and the sort probe
+        post     = call
+        lookup   = (MAX_PAGES + 1) * call
+
+    The longest a task can take before it sends its POST is ``before_post = snapshot``: an
+    operator's own reads before it (a previous try's execution, the workflow check) spend from
+    the same deadline. The longest before it fails is ``total = snapshot + post + lookup``. Within
+    the snapshot and the lookup, reads ride out a storm (:meth:`~.SmartMCAHook.patiently`) until
+    the phase's deadline; the POST is retried only when surely not received, ``max_retries`` times.
+    Waiting for the execution comes after, bounded by the wait's own ``timeout``.
+
+    With the defaults (``timeout`` 30, ``connect_timeout`` 10, ``max_retries`` 5,
+    ``retry_max_wait`` 30, ``retry_after_cap`` 60): call 540 s, before_post 5,940 s (99 min),
+    total 12,420 s (3 h 27 min).
+    """
+
+    snapshot: float
+    post: float
+    lookup: float
+
+    @classmethod
+    def of(cls, settings: ClientSettings) -> StartBudget:
+        """The budget of a start with these settings."""
+        attempt = settings.timeout + min(settings.connect_timeout, settings.timeout)
+        retries = settings.max_retries
+        call = (retries + 1) * attempt + retries * max(settings.retry_max_wait, settings.retry_after_cap)
+        walk = (MAX_PAGES + 1) * call
+        return cls(snapshot=walk, post=call, lookup=walk)
+
+    @property
+    def before_post(self) -> float:
+        """The longest a start takes before its POST is sent."""
+        return self.snapshot
+
+    @property
+    def total(self) -> float:
+        """The longest a start takes before it returns or fails."""
+        return self.snapshot + self.post + self.lookup
 
 
 @dataclass(frozen=True)
@@ -153,8 +207,9 @@ def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:
 def take_snapshot(hook: SmartMCAHook, request: StartRequest) -> StartIntent:
     """
     List the entity's recent executions before the POST. Without the read scope there is no
-    snapshot (then any unknown outcome is ambiguous); a transient failure is ridden out patiently
-    and then raised, so that nothing is sent without a snapshot that could have been had.
+    snapshot (then any unknown outcome is ambiguous); a transient failure is ridden out patiently,
+    within the start's budget, and then raised, so that nothing is sent without a snapshot that
+    could have been had.
     """
     skew = hook.settings.clock_skew
     try:
@@ -191,6 +246,9 @@ def _intent(request: StartRequest, known: tuple[str, ...] | None, window_start: 
 def recover(hook: SmartMCAHook, intent: StartIntent, cause: str) -> Accepted:
     """
     Find the execution a POST with an unknown outcome started, or raise.
+
+    Its reads spend from the caller's deadline (:func:`start_once`: the lookup's budget; an
+    operator: its budget before the POST).
 
     :param cause: why the outcome is unknown, for the messages.
     :raises SmartMCAAmbiguousTriggerError: the server's history cannot prove which execution it is.
@@ -244,18 +302,22 @@ def start_once(hook: SmartMCAHook, request: StartRequest, on_intent: OnIntent | 
     build_request(
         hook.settings, request.operation, path_params=path_params, body=request.body
     )  # before any GET
-    intent = take_snapshot(hook, request)
+    budget = StartBudget.of(hook.settings)
+    with spending(Deadline.after(budget.snapshot)):  # an operator's deadline, when shorter
+        intent = take_snapshot(hook, request)
     if on_intent is not None:
         on_intent(intent)
     try:
-        return hook.client.call(request.operation, path_params=path_params, body=request.body)
+        with spending(Deadline.after(budget.post), inherit=False):
+            return hook.client.call(request.operation, path_params=path_params, body=request.body)
     except (SmartMCAConnectionError, SmartMCAServerError, SmartMCAInvalidResponseError) as exc:
         if isinstance(exc, SmartMCAConnectionError) and not exc.request_sent:
             _forget(on_intent)
             raise
         if isinstance(exc, SmartMCAContractError) and request.operation != "trigger_workflow":
             raise  # a 2xx to an action: it was done, and its answer is not what we expect
-        return recover(hook, intent, str(exc))
+        with spending(Deadline.after(budget.lookup), inherit=False):
+            return recover(hook, intent, str(exc))
     except SmartMCAError:
         _forget(on_intent)  # a 4xx or a 429: the server refused it, nothing was done
         raise

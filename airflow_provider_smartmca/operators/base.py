@@ -14,9 +14,11 @@ send its POST (and, before Airflow 3.3, how to find its execution again). This b
 4. wait on the worker, or defer to ``ExecutionTrigger`` with an absolute deadline computed here;
 5. turn the final execution into the return value, or into a failure listing the failed nodes.
 
-Time budget, in one place: a wait lasts at most ``timeout`` (default :data:`DEFAULT_TIMEOUT`); each
-request at most the connection's ``timeout``, retried ``max_retries`` times with backoff; a read the
-task cannot do without is retried for :data:`~airflow_provider_smartmca.hooks.smartmca.DEFAULT_PATIENCE`.
+Time budget, in one place: everything before the POST (a previous try's execution, the workflow
+check, the snapshot) spends from one deadline, and the POST and its lookup from their own, as
+:class:`~airflow_provider_smartmca.hooks.start_once.StartBudget` states; then the wait lasts at most
+``timeout`` (default :data:`DEFAULT_TIMEOUT`). Every retry goes through the one policy
+(:func:`~airflow_provider_smartmca.client.protocol.retrying`).
 """
 
 from __future__ import annotations
@@ -44,16 +46,11 @@ from airflow_provider_smartmca.client.executions import (
 )
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
-    SmartMCAAuthError,
-    SmartMCAConfigError,
-    SmartMCAContractError,
     SmartMCAError,
     SmartMCAExecutionError,
     SmartMCAExecutionTimeoutError,
     SmartMCANotFoundError,
-    SmartMCAScopeError,
     SmartMCAValidationError,
-    is_transient,
 )
 from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink
 
@@ -70,19 +67,6 @@ DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_TIMEOUT = timedelta(days=7)
 ON_RETRY_CHOICES = ("reattach", "retrigger")
 HOOK_PARAMS = ("timeout", "max_retries", "retry_min_wait", "retry_max_wait", "retry_after_cap")
-
-# Errors that a task retry cannot fix, or must not blindly repeat: fail at once, without Airflow
-# retries. An ambiguous start is one of them: the POST may have started an execution that the
-# lookup could not identify, and a retry must not risk a second one.
-_FINAL_ERRORS = (
-    SmartMCAAmbiguousTriggerError,
-    SmartMCAValidationError,
-    SmartMCAScopeError,
-    SmartMCAAuthError,
-    SmartMCAConfigError,
-    SmartMCAContractError,
-    SmartMCANotFoundError,
-)
 
 
 def is_templated(value: Any) -> bool:
@@ -235,27 +219,41 @@ class SmartMCAExecutionOperator(BaseOperator):
         return SmartMCAHook(self.smartmca_conn_id, **self.hook_params)
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
+
         try:
             return self._seen(self._execute(context))
-        except _FINAL_ERRORS as exc:
-            # Bad input, a missing scope, a bad key, an API that differs: a retry would fail the
-            # same way; an ambiguous start must not be retried at all.
-            raise AirflowFailException(str(exc)) from exc
-        except SmartMCAExecutionError as exc:
-            self._seen({"executionId": exc.execution_id, "status": exc.execution_status})
+        except SmartMCAError as exc:
+            if isinstance(exc, SmartMCAExecutionError):
+                self._seen({"executionId": exc.execution_id, "status": exc.execution_status})
+            # A task retry repeats the POST: asked as a non-idempotent request, the one predicate
+            # says NEVER for bad input, a missing scope, a bad key, an API that differs, and an
+            # ambiguous start, which must not be retried at all.
+            if when_to_retry(exc, idempotent=False) is Retry.NEVER:
+                raise AirflowFailException(str(exc)) from exc
             raise
 
     def _execute(self, context: Context) -> Any:
-        from airflow_provider_smartmca.hooks.start_once import TaskStartRecord, TaskStartStore
+        from airflow_provider_smartmca.client.protocol import Deadline, spending
+        from airflow_provider_smartmca.hooks.start_once import StartBudget
 
         self.check_rendered()
+        # Every read before the POST, and the snapshot, spend from one deadline; the wait has its own.
+        with spending(Deadline.after(StartBudget.of(self.hook.settings).before_post)):
+            result, execution_id = self._start(context)
+        return result if execution_id is None else self._wait(execution_id)
+
+    def _start(self, context: Context) -> tuple[Any, str | None]:
+        """Reattach or start: ``(result, None)`` when done, ``(None, execution_id)`` to wait for it."""
+        from airflow_provider_smartmca.hooks.start_once import TaskStartRecord, TaskStartStore
+
         store = TaskStartStore(context.get("task_state_store"))
         record = store.load()
         if self.on_retry == "reattach":
             previous = self._previous(context, store, record)
             if isinstance(previous, dict):  # an action that was done and started nothing
                 self.log.info("This task's action was already done by an earlier try; nothing is sent again")
-                return previous
+                return previous, None
             if previous is not None:
                 verdict = classify_status(previous.status, self.failure_statuses)
                 if verdict is Verdict.FAILURE:
@@ -271,10 +269,10 @@ class SmartMCAExecutionOperator(BaseOperator):
                     )
                     self._publish(context, previous.execution_id)
                     if not self.wait_for_completion:
-                        return record.response or previous.raw
+                        return record.response or previous.raw, None
                     if verdict is Verdict.SUCCESS:
-                        return final_result(previous)
-                    return self._wait(previous.execution_id)
+                        return final_result(previous), None
+                    return None, previous.execution_id
         self.before_start()
 
         def on_intent(intent: Any) -> None:
@@ -293,7 +291,7 @@ class SmartMCAExecutionOperator(BaseOperator):
             self.log.info(
                 "SmartMCA answered %s without an executionId: done, nothing to wait for", self.operation
             )
-            return accepted.raw
+            return accepted.raw, None
         self.log.info(
             "%s SmartMCA execution %s",
             "Recovered" if accepted.recovered else "Started",
@@ -301,10 +299,10 @@ class SmartMCAExecutionOperator(BaseOperator):
         )
         self._publish(context, accepted.execution_id)
         if not self.wait_for_completion:
-            return accepted.raw
+            return accepted.raw, None
         # The 202 names the workflow: the trigger polls it with the other waits of that workflow.
         self._workflow_type = accepted.workflow_id or record.workflow_id
-        return self._wait(accepted.execution_id)
+        return None, accepted.execution_id
 
     def _publish(self, context: Context, execution_id: str) -> None:
         """Remember the id for on_kill and push it to XCom (the extra link reads it), before any waiting."""
@@ -391,7 +389,9 @@ class SmartMCAExecutionOperator(BaseOperator):
         try:
             execution = self.hook.get_execution(execution_id)
         except SmartMCAError as exc:
-            if not is_transient(exc):
+            from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
+
+            if when_to_retry(exc) is Retry.NEVER:
                 raise
             # The trigger rides out a storm without holding a worker; no need to check first.
             self.log.warning("First check of %s failed transiently (%s); deferring anyway", execution_id, exc)

@@ -2,9 +2,9 @@
 
 Every mode reaches the same outcome for the same execution, because the decisions are shared:
 status classification and failure messages come from
-:mod:`airflow_provider_smartmca.client.executions`, transient-error classification from
-:func:`airflow_provider_smartmca.errors.is_transient`, and the XCom value is always the full
-execution dict read by the sync hook.
+:mod:`airflow_provider_smartmca.client.executions`, transient-error classification from the one
+retry predicate, :func:`airflow_provider_smartmca.client.protocol.when_to_retry`, and the XCom
+value is always the full execution dict read by the sync hook.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from airflow_provider_smartmca.errors import (
     SmartMCAError,
     SmartMCAExecutionError,
     SmartMCAValidationError,
-    is_transient,
 )
 from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
@@ -121,7 +120,9 @@ class ExecutionSensor(BaseSensorOperator):
         try:
             execution = self.hook.get_execution(self.execution_id)
         except SmartMCAError as exc:
-            if is_transient(exc):
+            from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
+
+            if when_to_retry(exc) is not Retry.NEVER:
                 self.log.warning(
                     "Checking SmartMCA execution %s failed transiently: %s", self.execution_id, exc
                 )

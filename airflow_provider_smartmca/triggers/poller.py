@@ -83,7 +83,7 @@ from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, Execution
 from airflow_provider_smartmca.client.executions import progress
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, is_transient
+from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError
 from airflow_provider_smartmca.triggers.budget import incr
 
 if TYPE_CHECKING:
@@ -538,7 +538,7 @@ class ExecutionPoller:
                 except SmartMCAAuthError as exc:
                     return self._deliver(exc, unseen, readings)
                 except SmartMCAError as exc:
-                    if is_transient(exc):
+                    if protocol.when_to_retry(exc) is not protocol.Retry.NEVER:
                         return self._deliver(exc, unseen, readings)
                     self._unusable(exc)  # refused or drifted: GETs from now on
                     return unseen

@@ -247,3 +247,26 @@ def test_on_kill_says_what_is_left_running(smartmca_connection, smartmca_emulato
     out, err = capfd.readouterr()
     assert "exec_abc is left running" in out + err
     assert "no cancel endpoint" in out + err
+
+
+BAD_REQUEST_DAG = """
+from datetime import timedelta
+
+from airflow.sdk import DAG
+from airflow_provider_smartmca.operators import TriggerWorkflowOperator
+from tests.operators.helpers import record_failure
+
+default_args = {"retries": 3, "retry_delay": timedelta(0), "on_failure_callback": record_failure}
+with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
+    TriggerWorkflowOperator(task_id="trigger", workflow_type="wf_deal_onboarding", entity_type="deal",
+                            entity_id="deal_1", poll_interval=0.05)
+"""
+
+
+def test_a_400_fails_at_once_without_retries(run_dag, smartmca_connection, smartmca_emulator):
+    # The one retry predicate says "never" for a 400: a task retry would send the same request.
+    smartmca_emulator.add_fault("status", route="trigger", status=400, count=None)
+    result = run_dag(BAD_REQUEST_DAG)
+    assert result.task_states == {"trigger": "failed"}
+    assert smartmca_emulator.count(route="trigger", method="POST") == 1
+    assert FAILURE_TYPES["trigger"][:2] == ["AirflowFailException", "SmartMCABadRequestError"]
