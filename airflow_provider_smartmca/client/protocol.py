@@ -23,7 +23,7 @@ from airflow_provider_smartmca import __version__
 from airflow_provider_smartmca.client import contract
 from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
-from airflow_provider_smartmca.client.settings import ClientSettings
+from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCABadRequestError,
@@ -248,12 +248,7 @@ def list_executions_query(
                 "status", f"must be one of {', '.join(EXECUTION_STATUSES)}; got {status!r}", operation=op
             )
         query["status"] = status
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise SmartMCAValidationError("page", f"must be an integer >= 1, got {page!r}", operation=op)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise SmartMCAValidationError(
-            "limit", f"must be an integer from 1 to 100, got {limit!r}", operation=op
-        )
+    page, limit = check_number("page", page, operation=op), check_number("limit", limit, operation=op)
     if sort_order not in SORT_ORDERS:
         raise SmartMCAValidationError(
             "sort_order", f"must be 'asc' or 'desc', got {sort_order!r}", operation=op

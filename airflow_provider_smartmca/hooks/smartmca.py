@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
@@ -23,7 +22,7 @@ from airflow_provider_smartmca.client.contract import (
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
 from airflow_provider_smartmca.client.protocol import backoff_seconds, list_executions_query, validate_id
-from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
+from airflow_provider_smartmca.client.settings import ClientSettings, check_number, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCAError,
@@ -478,10 +477,9 @@ class SmartMCAHook(BaseHook):
         :raises SmartMCAExecutionTimeoutError: the deadline passed; the execution is not cancelled.
         """
         validate_id("execution_id", execution_id, "wait_for_execution")
-        if deadline is not None and (isinstance(deadline, bool) or not math.isfinite(deadline)):
-            raise SmartMCAValidationError(
-                "deadline", f"must be finite epoch seconds, got {deadline!r}", operation="wait_for_execution"
-            )
+        poll_interval = check_number("poll_interval", poll_interval, operation="wait_for_execution")
+        if deadline is not None:
+            deadline = check_number("deadline", deadline, operation="wait_for_execution")
         watch = ExecutionWatch(execution_id, self.log, failure_statuses)
         reloaded = False
         while True:

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - Airflow < 3.2
 
 from airflow_provider_smartmca.client import executions
 from airflow_provider_smartmca.client.executions import Verdict
+from airflow_provider_smartmca.client.settings import check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAError,
     SmartMCAExecutionError,
@@ -96,11 +97,11 @@ class ExecutionSensor(BaseSensorOperator):
                 operation="ExecutionSensor",
             )
         self.failure_statuses = tuple(failure_statuses)
-        if deferrable and self.poke_interval <= 0:
-            # Caught here, at DAG parse time, rather than when the task defers.
-            raise ValueError(
-                f"ExecutionSensor: 'poke_interval' must be > 0 when deferrable, got {self.poke_interval}"
+        if deferrable:  # caught here, at DAG parse time, rather than when the task defers
+            check_number(
+                "poke_interval", self.poke_interval, bound="poll_interval", operation="ExecutionSensor"
             )
+            check_number("timeout", self.timeout, bound="wait_timeout", operation="ExecutionSensor")
         self.execution_id = execution_id
         self.smartmca_conn_id = smartmca_conn_id
         self.deferrable = deferrable

@@ -56,6 +56,7 @@ from airflow_provider_smartmca.client.contract import (
     ExecutionPage,
     parse_timestamp,
 )
+from airflow_provider_smartmca.client.settings import check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCAError,
@@ -65,7 +66,6 @@ from airflow_provider_smartmca.errors import (
 from airflow_provider_smartmca.triggers.execution import (
     JITTER,
     POOL_LIMIT,
-    _check_number,
     _resolve,
     check_trigger_kwargs,
 )
@@ -360,8 +360,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
     :param workflow_type: only executions of this workflow (its id), or None for all.
     :param entity_type: only executions on this entity type (``deal``, ``application``, ...), or None.
     :param statuses: the final statuses that fire: any of ``completed``, ``failed``, ``cancelled``.
-    :param poll_interval: seconds between polls (> 0), jittered by ±10 %.
-    :param restart_lookback: seconds looked back when the watcher starts **without** stored
+    :param poll_interval: seconds between polls (> 0, a day at most), jittered by ±10 %.
+    :param restart_lookback: seconds (30 days at most) looked back when the watcher starts **without** stored
         state (Airflow < 3.3, or no asset): executions that started and ended in that window
         fire. Restarts shorter than it lose nothing that started within it; its cost is repeats
         of what ended inside it. 0 disables it. With Airflow's state store it is not used.
@@ -395,14 +395,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
             None if entity_type is None else protocol.validate_id("entity_type", entity_type, _OP)
         )
         self.statuses = tuple(dict.fromkeys(statuses))
-        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True, operation=_OP)
-        self.restart_lookback = _check_number(
-            "restart_lookback", restart_lookback, positive=False, operation=_OP
-        )
-        if self.restart_lookback < 0:
-            raise SmartMCAValidationError(
-                "restart_lookback", f"must be 0 or more seconds, got {restart_lookback!r}", operation=_OP
-            )
+        self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
+        self.restart_lookback = check_number("restart_lookback", restart_lookback, operation=_OP)
         self._sorts: bool | None = None  # whether List Executions sorts as asked (probed once)
         self._polled_at: float | None = None  # time.monotonic() of the last complete poll
         json.dumps(self.serialize()[1], allow_nan=False)

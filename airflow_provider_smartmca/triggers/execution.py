@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import time
 import weakref
@@ -39,7 +38,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_smartmca.client import executions, protocol
 from airflow_provider_smartmca.client.executions import Verdict
-from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
+from airflow_provider_smartmca.client.settings import ClientSettings, check_number, settings_from_connection
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, SmartMCAValidationError
 
 if TYPE_CHECKING:
@@ -56,15 +55,6 @@ JITTER = 0.1
 # idle TLS connection costs ~0.3 MB (asyncio's SSL protocol buffers), and a loop stall (a GC
 # pass) makes every due poll ask for a connection at once, growing the pool to its bound.
 POOL_LIMIT = 32
-
-
-def _check_number(name: str, value: Any, *, positive: bool, operation: str = _OP) -> float:
-    """A finite int/float (not bool); clear error naming the argument otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SmartMCAValidationError(name, f"must be a finite number, got {value!r}", operation=operation)
-    if positive and value <= 0:
-        raise SmartMCAValidationError(name, f"must be greater than 0, got {value!r}", operation=operation)
-    return float(value)
 
 
 def check_trigger_kwargs(operation: str, version: Any, expected: int, conn_id: Any) -> str:
@@ -189,8 +179,8 @@ class ExecutionTrigger(BaseTrigger):
                 "failure_statuses", f"must be a list of strings, got {failure_statuses!r}", operation=_OP
             )
         self.execution_id = protocol.validate_id("execution_id", execution_id, _OP)
-        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
-        self.deadline = None if deadline is None else _check_number("deadline", deadline, positive=False)
+        self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
+        self.deadline = None if deadline is None else check_number("deadline", deadline, operation=_OP)
         self.failure_statuses = tuple(failure_statuses)
         self.workflow_type = (
             None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
