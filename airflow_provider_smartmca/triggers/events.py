@@ -96,6 +96,7 @@ LOAD_ATTEMPTS = 4
 FINAL_STATUSES = frozenset(WATCHABLE_STATUSES)
 GONE = "gone"  # the reading of an execution that answers 404
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a stamp for what has none: pruned first
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -129,18 +130,26 @@ class WatermarkRecord:
         """
         Read a stored record.
 
-        :raises ValueError: not a record of this version (the caller starts afresh, loudly).
+        :raises ValueError: not a record of this version and shape (the caller looks back, loudly).
         """
         if not isinstance(data, dict) or data.get("version") != cls.VERSION:
             raise ValueError(f"not a version-{cls.VERSION} watermark")
-        try:
-            return cls(
-                since=None if data["since"] is None else parse_timestamp(data["since"]),
-                active=frozenset(str(x) for x in data["active"]),
-                fired={str(k): parse_timestamp(v) for k, v in data["fired"].items()},
+        since, active, fired = data.get("since", 0), data.get("active"), data.get("fired")
+        if not (
+            (since is None or isinstance(since, str))
+            and isinstance(active, list)
+            and all(isinstance(x, str) for x in active)
+            and isinstance(fired, dict)
+            and all(isinstance(x, str) for x in fired.values())
+        ):
+            raise ValueError(
+                "malformed watermark: 'active' must be a list of ids, 'fired' an object of times"
             )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed watermark: {exc!r}") from None
+        return cls(
+            since=None if since is None else parse_timestamp(since),  # ValueError: not a time
+            active=frozenset(active),
+            fired={k: parse_timestamp(v) for k, v in fired.items()},
+        )
 
 
 class _Unreadable(Exception):
@@ -399,6 +408,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         self.restart_lookback = check_number("restart_lookback", restart_lookback, operation=_OP)
         self._sorts: bool | None = None  # whether List Executions sorts as asked (probed once)
         self._polled_at: float | None = None  # time.monotonic() of the last complete poll
+        self._clamped = False  # whether a reach back from the server's clock went before year 1
         json.dumps(self.serialize()[1], allow_nan=False)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -523,19 +533,21 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 history = {
                     item.execution_id: item.started_at or now or _NEVER
                     for status in self.statuses
-                    for item in await poll.window(status, None if now is None else now - MARGIN)
+                    for item in await poll.window(status, None if now is None else self._back(now, MARGIN))
                     if item.status == status and item.execution_id not in active_now
                 }
                 return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
-            lookback = None if now is None else now - timedelta(seconds=self.restart_lookback)
+            lookback = None if now is None else self._back(now, timedelta(seconds=self.restart_lookback))
             record = WatermarkRecord(since=lookback)
         since = record.since
-        if now is not None and since is not None and now < since - timedelta(seconds=1):  # Date's grain
+        if (
+            now is not None and since is not None and now < self._back(since, timedelta(seconds=1))
+        ):  # Date's grain
             # The server's clock stepped back: executions are now stamped before ``since``.
             # Reach back by the time that really passed (a duration on this host's monotonic clock).
             elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
             step = (since - now).total_seconds()
-            since = now - timedelta(seconds=elapsed)
+            since = self._back(now, timedelta(seconds=elapsed))
             self.log.warning(
                 "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
                 step,
@@ -545,7 +557,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         already = dict(record.fired)
         listed: set[str] = set()  # final in a window: settled without a GET
         for status in self.statuses:
-            for item in await poll.window(status, None if since is None else since - MARGIN):
+            for item in await poll.window(status, None if since is None else self._back(since, MARGIN)):
                 if item.status != status or not self._matches(item):
                     continue  # a server ignoring a filter
                 listed.add(item.execution_id)
@@ -575,11 +587,30 @@ class ExecutionEventTrigger(BaseEventTrigger):
         for execution_id, item in fired.items():
             already[execution_id] = item.started_at or now or _NEVER
         if now is not None:
-            horizon = now - MARGIN - timedelta(seconds=self.poll_interval)
+            horizon = self._back(now, MARGIN + timedelta(seconds=self.poll_interval))
             already = {k: v for k, v in already.items() if v >= horizon or k in listed}
         return list(fired.values()), WatermarkRecord(
             since=now, active=frozenset(active_now | later), fired=already
         )
+
+    def _back(self, stamp: datetime, by: timedelta) -> datetime:
+        """
+        ``stamp - by``, or the earliest time when that is before year 1 (a server clock near year 1,
+        a watermark stored there): a window then starts at the beginning, never an ``OverflowError``.
+        Said once per watcher.
+        """
+        try:
+            return stamp - by
+        except OverflowError:
+            if not self._clamped:
+                self._clamped = True
+                self.log.warning(
+                    "SmartMCA's clock reads %s: reaching back %s s from it goes before year 1; "
+                    "reading from the earliest time instead",
+                    stamp.isoformat(),
+                    by.total_seconds(),
+                )
+            return _EARLIEST
 
     def _matches(self, execution: Execution) -> bool:
         """Whether a GET's reading passes the filters (a stored watermark may predate a filter change)."""
