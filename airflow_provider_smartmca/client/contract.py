@@ -174,7 +174,8 @@ class _Reader:
             try:
                 return parse_timestamp(value)
             except ValueError:
-                raise self.fail(name, "is not an ISO 8601 timestamp") from None
+                pass  # raised below, so that the ValueError (quoting the value) is not its context
+            raise self.fail(name, "is not an ISO 8601 timestamp")
         return value
 
 

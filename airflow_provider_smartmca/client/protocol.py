@@ -430,14 +430,28 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     elif _looks_like_html(raw):
         raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
     else:
-        try:
-            data = load_json(raw.body, settings.api_key)
-        except ValueError:
+        data = _json_or_unreadable(raw.body, settings.api_key)
+        if data is _UNREADABLE:  # raised here, outside the except block: see _json_or_unreadable
             snippet = redact(raw.body, settings.api_key, limit=80)
             raise SmartMCAInvalidResponseError(
                 f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
-            ) from None
+            )
     return contract.parse(endpoint.name, data, raw.headers)
+
+
+_UNREADABLE = object()
+
+
+def _json_or_unreadable(body: bytes, secret: str | None) -> Any:
+    """
+    :func:`load_json`'s result, or ``_UNREADABLE``. The library's exception ends here: an error
+    raised while it is handled would keep it as ``__context__``, and it holds the whole body
+    (``JSONDecodeError.doc``, ``UnicodeDecodeError.object``), which may echo the key.
+    """
+    try:
+        return load_json(body, secret)
+    except ValueError:
+        return _UNREADABLE
 
 
 # --- retries ------------------------------------------------------------------------------------
