@@ -20,7 +20,7 @@ from airflow_provider_smartmca.client.contract import (
     WorkflowList,
 )
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
-from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
+from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict, check_failure_statuses
 from airflow_provider_smartmca.client.protocol import backoff_seconds, list_executions_query, validate_id
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number, settings_from_connection
 from airflow_provider_smartmca.errors import (
@@ -477,6 +477,7 @@ class SmartMCAHook(BaseHook):
         :raises SmartMCAExecutionTimeoutError: the deadline passed; the execution is not cancelled.
         """
         validate_id("execution_id", execution_id, "wait_for_execution")
+        failure_statuses = check_failure_statuses(failure_statuses, "wait_for_execution")
         poll_interval = check_number("poll_interval", poll_interval, operation="wait_for_execution")
         if deadline is not None:
             deadline = check_number("deadline", deadline, operation="wait_for_execution")

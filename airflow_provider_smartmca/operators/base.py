@@ -36,6 +36,7 @@ from airflow_provider_smartmca.client.executions import (
     EVENT_SUCCESS,
     EVENT_TIMEOUT,
     Verdict,
+    check_failure_statuses,
     classify_status,
     final_result,
     progress,
@@ -164,10 +165,7 @@ class SmartMCAExecutionOperator(BaseOperator):
             raise SmartMCAValidationError(
                 "on_retry", f"must be one of {', '.join(ON_RETRY_CHOICES)}, got {on_retry!r}", operation=op
             )
-        if isinstance(failure_statuses, str) or not all(isinstance(s, str) and s for s in failure_statuses):
-            raise SmartMCAValidationError(
-                "failure_statuses", f"must be a list of status names, got {failure_statuses!r}", operation=op
-            )
+        failure_statuses = check_failure_statuses(failure_statuses, op)
         unknown = set(hook_params or {}) - set(HOOK_PARAMS)
         if unknown:
             raise SmartMCAValidationError(

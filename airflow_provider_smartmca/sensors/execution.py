@@ -90,13 +90,7 @@ class ExecutionSensor(BaseSensorOperator):
         from airflow_provider_smartmca.operators.base import check_static_id
 
         check_static_id("execution_id", execution_id, "ExecutionSensor")
-        if isinstance(failure_statuses, str) or not all(isinstance(x, str) and x for x in failure_statuses):
-            raise SmartMCAValidationError(
-                "failure_statuses",
-                f"must be a list of status names, got {failure_statuses!r}",
-                operation="ExecutionSensor",
-            )
-        self.failure_statuses = tuple(failure_statuses)
+        self.failure_statuses = executions.check_failure_statuses(failure_statuses, "ExecutionSensor")
         if deferrable:  # caught here, at DAG parse time, rather than when the task defers
             check_number(
                 "poke_interval", self.poke_interval, bound="poll_interval", operation="ExecutionSensor"

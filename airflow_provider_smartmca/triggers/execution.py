@@ -174,14 +174,10 @@ class ExecutionTrigger(BaseTrigger):
         # Validated here, at construction on the worker, so a bad argument fails the task with
         # a clear message instead of failing later inside the shared triggerer.
         self.conn_id = check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
-        if isinstance(failure_statuses, str) or not all(isinstance(x, str) for x in failure_statuses):
-            raise SmartMCAValidationError(
-                "failure_statuses", f"must be a list of strings, got {failure_statuses!r}", operation=_OP
-            )
         self.execution_id = protocol.validate_id("execution_id", execution_id, _OP)
         self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
         self.deadline = None if deadline is None else check_number("deadline", deadline, operation=_OP)
-        self.failure_statuses = tuple(failure_statuses)
+        self.failure_statuses = executions.check_failure_statuses(failure_statuses, _OP)
         self.workflow_type = (
             None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
         )

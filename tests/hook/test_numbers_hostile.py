@@ -185,3 +185,25 @@ def test_a_deferrable_sensor_refuses_absurd_numbers_at_parse_time(name: str, val
     with pytest.raises(SmartMCAValidationError, match=f"'{name}'") as info:
         ExecutionSensor(task_id="wait", execution_id="exec_1", deferrable=True, **{name: value})
     assert "from" in message_of(info.value)
+
+
+# --- failure_statuses: one check at every entry point ---------------------------------------------
+
+BAD_STATUSES = ["paused", [""], ["paused", 1], 5, {"paused": 1}]
+
+
+@pytest.mark.parametrize("value", BAD_STATUSES, ids=repr)
+def test_bad_failure_statuses_are_refused_at_every_entry_point(hook, smartmca_emulator, value):
+    from airflow_provider_smartmca.sensors import ExecutionSensor
+
+    builders = {
+        "operator": lambda: TriggerWorkflowOperator(**TRIGGER, failure_statuses=value),
+        "sensor": lambda: ExecutionSensor(task_id="s", execution_id="exec_1", failure_statuses=value),
+        "trigger": lambda: ExecutionTrigger("smartmca_default", "exec_1", failure_statuses=value),
+        "hook wait": lambda: hook.wait_for_execution("exec_1", failure_statuses=value),
+    }
+    for where, build in builders.items():
+        with pytest.raises(SmartMCAValidationError, match="'failure_statuses'") as info:
+            build()
+        assert info.value.field == "failure_statuses", where
+    assert smartmca_emulator.count() == 0
