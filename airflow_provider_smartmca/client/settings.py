@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -245,7 +246,9 @@ def check_number(
     rule = BOUNDS[bound or name]
     number = _read_number(value, rule.integer, text)
     if number is not None and rule.minimum <= number <= rule.maximum:
-        return number if rule.integer else float(number)
+        if rule.integer:
+            return number
+        return float(number) if number <= sys.float_info.max else math.inf  # 10**400 under an inf bound
     kind = "an integer" if rule.integer else "a number"
     problem = f"must be {kind} from {rule.minimum:g} to {rule.maximum:g}, got {_shown_number(value)}"
     if source is not None:

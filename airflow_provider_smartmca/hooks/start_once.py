@@ -131,7 +131,8 @@ _INTENT_SHAPE: dict[str, Callable[[Any], bool]] = {
     "entity_type": _is_id,
     "entity_id": _is_id,
     "workflow_type": _optional(_is_id),
-    "known_ids": _optional(lambda value: isinstance(value, list) and all(map(_is_id, value))),
+    # Ids the server listed, only compared: any string (a strange one must not cost a recovery).
+    "known_ids": _optional(lambda value: isinstance(value, list) and all(isinstance(i, str) for i in value)),
     "window_start": _optional(_is_time),
 }
 _RECORD_SHAPE: dict[str, Callable[[Any], bool]] = {

@@ -207,3 +207,12 @@ def test_bad_failure_statuses_are_refused_at_every_entry_point(hook, smartmca_em
             build()
         assert info.value.field == "failure_statuses", where
     assert smartmca_emulator.count() == 0
+
+
+def test_a_callers_time_left_for_one_request_is_bounded_by_the_timeout_setting() -> None:
+    settings = ClientSettings(timeout=30)
+    assert settings.request_seconds(10**400) == settings.request_seconds(math.inf) == 30.0
+    assert settings.request_seconds(2) == 2.0
+    for bad in (0, -(10**400), math.nan, "5"):
+        with pytest.raises(SmartMCAValidationError, match="'timeout'"):
+            settings.request_seconds(bad)
