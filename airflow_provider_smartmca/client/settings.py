@@ -250,7 +250,8 @@ def check_number(
             return number
         return float(number) if number <= sys.float_info.max else math.inf  # 10**400 under an inf bound
     kind = "an integer" if rule.integer else "a number"
-    problem = f"must be {kind} from {rule.minimum:g} to {rule.maximum:g}, got {_shown_number(value)}"
+    low, high = (f"{x:.0f}" if 1e6 <= x < math.inf else f"{x:g}" for x in (rule.minimum, rule.maximum))
+    problem = f"must be {kind} from {low} to {high}, got {_shown_number(value)}"
     if source is not None:
         raise SmartMCAConfigError(f"{source} {name!r} {problem}")
     raise SmartMCAValidationError(name, problem, operation=operation)
