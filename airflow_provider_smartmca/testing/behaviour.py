@@ -31,6 +31,7 @@ DRIFTS = (
     "list_items_not_objects",
     "no_timestamps",
     "no_completed_at",
+    "huge_total",
 )
 
 

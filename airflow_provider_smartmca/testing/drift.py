@@ -61,6 +61,8 @@ def apply_drift(drift: frozenset[str], route: str, resp: web.Response) -> web.Re
     data = json.loads(resp.body)
     if route in LISTS:
         items = _items(drift, route, data.pop("data"))
+        if "huge_total" in drift:
+            data["total"] = 10**400  # valid JSON, beyond any float
         if "list_envelope" in drift:
             data = {"items": items, "count": data.pop("total"), **data}
         else:

@@ -36,6 +36,7 @@ DRIFT_NAMES: dict[str, tuple[str, ...] | None] = {
     "nodes_as_number": ("'nodes' must be a list",),
     "no_timestamps": ("without a readable completedAt",),
     "no_completed_at": ("without a readable completedAt",),
+    "huge_total": ("'total' must be an integer from 0 to 2**53",),
 }
 
 
