@@ -23,6 +23,8 @@ from typing import Any, overload
 
 from airflow_provider_smartmca.errors import SmartMCAContractError
 
+#: The largest integer field a response may hold (what a JSON number exactly holds everywhere).
+MAX_INTEGER = 2**53
 REFERENCE = "reference"
 ASSUMED = "assumed"
 
@@ -162,8 +164,16 @@ class _Reader:
         kind = spec.kind
         if kind == STRING and not (isinstance(value, str) and value):
             raise self.fail(name, f"must be a non-empty string, got {_kind_of(value)}")
-        if kind == INTEGER and (isinstance(value, bool) or not isinstance(value, int)):
-            raise self.fail(name, f"must be an integer, got {_kind_of(value)}")
+        if kind == INTEGER and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INTEGER
+        ):
+            # Bounded: a count no float can hold (valid JSON) must not overflow what divides it.
+            got = (
+                "one out of range"
+                if isinstance(value, int) and not isinstance(value, bool)
+                else _kind_of(value)
+            )
+            raise self.fail(name, f"must be an integer from 0 to 2**53, got {got}")
         if kind == LIST and not isinstance(value, list):
             raise self.fail(name, f"must be a list, got {_kind_of(value)}")
         if kind == NODE_ERROR and not isinstance(value, (str, dict)):
@@ -174,7 +184,8 @@ class _Reader:
             try:
                 return parse_timestamp(value)
             except ValueError:
-                raise self.fail(name, "is not an ISO 8601 timestamp") from None
+                pass  # raised below, so that the ValueError (quoting the value) is not its context
+            raise self.fail(name, "is not an ISO 8601 timestamp")
         return value
 
 

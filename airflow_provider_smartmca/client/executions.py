@@ -18,7 +18,7 @@ from airflow_provider_smartmca.client.contract import (
     Execution,
     Node,
 )
-from airflow_provider_smartmca.errors import SmartMCAExecutionError
+from airflow_provider_smartmca.errors import SmartMCAExecutionError, SmartMCAValidationError
 
 
 class Verdict(enum.Enum):
@@ -28,6 +28,24 @@ class Verdict(enum.Enum):
     FAILURE = "failure"
     WAIT = "wait"
     UNKNOWN = "unknown"  # keep waiting, warn once per change; never success
+
+
+def check_failure_statuses(value: Any, operation: str) -> tuple[str, ...]:
+    """
+    ``failure_statuses`` as given to an operator, the sensor, the trigger or a wait: a list (tuple,
+    set) of status names, each a non-empty string.
+
+    :raises SmartMCAValidationError: anything else (a bare string too), naming ``failure_statuses``.
+    """
+    collection = isinstance(value, (list, tuple, set, frozenset))
+    if collection and all(isinstance(s, str) and s for s in value):
+        return tuple(value)
+    got = f"a {type(value).__name__}" + (" with an empty or non-string item" if collection else "")
+    raise SmartMCAValidationError(
+        "failure_statuses",
+        f"must be a list of status names (non-empty strings), got {got}",
+        operation=operation,
+    )
 
 
 def classify_status(status: Any, failure_statuses: Collection[str] = ()) -> Verdict:

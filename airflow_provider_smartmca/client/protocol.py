@@ -27,7 +27,7 @@ from airflow_provider_smartmca import __version__
 from airflow_provider_smartmca.client import contract
 from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
-from airflow_provider_smartmca.client.settings import ClientSettings
+from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCABadRequestError,
@@ -254,12 +254,7 @@ def list_executions_query(
                 "status", f"must be one of {', '.join(EXECUTION_STATUSES)}; got {status!r}", operation=op
             )
         query["status"] = status
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise SmartMCAValidationError("page", f"must be an integer >= 1, got {page!r}", operation=op)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise SmartMCAValidationError(
-            "limit", f"must be an integer from 1 to 100, got {limit!r}", operation=op
-        )
+    page, limit = check_number("page", page, operation=op), check_number("limit", limit, operation=op)
     if sort_order not in SORT_ORDERS:
         raise SmartMCAValidationError(
             "sort_order", f"must be 'asc' or 'desc', got {sort_order!r}", operation=op
@@ -441,14 +436,28 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     elif _looks_like_html(raw):
         raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
     else:
-        try:
-            data = load_json(raw.body, settings.api_key)
-        except ValueError:
+        data = _json_or_unreadable(raw.body, settings.api_key)
+        if data is _UNREADABLE:  # raised here, outside the except block: see _json_or_unreadable
             snippet = redact(raw.body, settings.api_key, limit=80)
             raise SmartMCAInvalidResponseError(
                 f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
-            ) from None
+            )
     return contract.parse(endpoint.name, data, raw.headers)
+
+
+_UNREADABLE = object()
+
+
+def _json_or_unreadable(body: bytes, secret: str | None) -> Any:
+    """
+    :func:`load_json`'s result, or ``_UNREADABLE``. The library's exception ends here: an error
+    raised while it is handled would keep it as ``__context__``, and it holds the whole body
+    (``JSONDecodeError.doc``, ``UnicodeDecodeError.object``), which may echo the key.
+    """
+    try:
+        return load_json(body, secret)
+    except ValueError:
+        return _UNREADABLE
 
 
 # --- retries: the one policy -------------------------------------------------------------------

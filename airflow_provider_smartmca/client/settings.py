@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
@@ -99,8 +100,8 @@ class ClientSettings:
 
     def __post_init__(self) -> None:
         # Settings built directly (tests, library users) get the same checks as a connection's.
-        for name, rule in _NUMBERS.items():
-            _check_number(f"setting {name!r}", getattr(self, name), rule)
+        for name in _SETTING_NUMBERS:
+            check_number(name, getattr(self, name), source="setting")
         if self.api_key:
             _check_key_characters(self.api_key)
 
@@ -128,9 +129,7 @@ class ClientSettings:
         """
         if timeout is None:
             return self.timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise SmartMCAValidationError("timeout", f"must be a number > 0, got {timeout!r}")
-        return min(self.timeout, float(timeout))
+        return min(self.timeout, check_number("timeout", timeout, bound="request_timeout"))
 
     def unknown_extras_message(self) -> str | None:
         """One line naming each unknown connection extra and the valid key closest to it, or None."""
@@ -140,62 +139,119 @@ class ClientSettings:
         return f"unknown connection extra(s), ignored: {described}"
 
 
-# --- numbers ------------------------------------------------------------------------------------
+# --- numbers: one check, one table ----------------------------------------------------------------
 
 
-class _Rule(NamedTuple):
-    kind: type
+class Bound(NamedTuple):
+    """What one number may be: an integer or any number, from ``minimum`` to ``maximum`` inclusive."""
+
+    integer: bool
     minimum: float
     maximum: float
 
 
 _DAY = 86400.0
-_NUMBERS: dict[str, _Rule] = {
-    "timeout": _Rule(float, 0.001, _DAY),
-    "connect_timeout": _Rule(float, 0.001, _DAY),
-    "max_retries": _Rule(int, 0, 100),
-    "retry_min_wait": _Rule(float, 0.0, _DAY),
-    "retry_max_wait": _Rule(float, 0.0, _DAY),
-    "retry_after_cap": _Rule(float, 0.0, _DAY),
-    "clock_skew": _Rule(float, 0.0, _DAY),
-    "max_response_bytes": _Rule(int, 1024, 1024**3),
+#: Every number this provider is given, by name, with its bounds: client settings (connection
+#: extras, hook arguments), waits, watchers and list paging. Each boundary checks its numbers
+#: with :func:`check_number` before any request; nothing else checks them again.
+BOUNDS: dict[str, Bound] = {
+    "timeout": Bound(False, 0.001, _DAY),
+    "connect_timeout": Bound(False, 0.001, _DAY),
+    "max_retries": Bound(True, 0, 100),
+    "retry_min_wait": Bound(False, 0.0, _DAY),
+    "retry_max_wait": Bound(False, 0.0, _DAY),
+    "retry_after_cap": Bound(False, 0.0, _DAY),
+    "clock_skew": Bound(False, 0.0, _DAY),
+    "max_response_bytes": Bound(True, 1024, 1024**3),
+    "poll_interval": Bound(False, 0.001, _DAY),
+    # A wait's timeout (operators, the sensor), seconds: a year at most.
+    "wait_timeout": Bound(False, 0.001, 366 * _DAY),
+    # Epoch seconds: from 1970 to 2100.
+    "deadline": Bound(False, 0.0, 4102444800.0),
+    "restart_lookback": Bound(False, 0.0, 30 * _DAY),
+    # hook.patiently: how long a read keeps trying through transient failures.
+    "patience": Bound(False, 0.001, 366 * _DAY),
+    "page": Bound(True, 1, 1_000_000),
+    "limit": Bound(True, 1, 100),
+    # What a caller has left for one request (a wait's remaining time): any positive time.
+    "request_timeout": Bound(False, 1e-6, math.inf),
 }
 
 
-def _check_number(where: str, value: Any, rule: _Rule) -> None:
-    """A finite number of the rule's kind within its bounds (no bool); or fail naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, rule.kind if rule.kind is int else (int, float)):
-        kind = "an integer" if rule.kind is int else "a number"
-        raise SmartMCAConfigError(f"{where} must be {kind}, got {value!r}")
-    if not math.isfinite(value) or not rule.minimum <= value <= rule.maximum:
-        raise SmartMCAConfigError(
-            f"{where} must be a finite number from {rule.minimum:g} to {rule.maximum:g}, got {value!r}"
-        )
+#: The numbers among :class:`ClientSettings`' fields.
+_SETTING_NUMBERS = tuple(f.name for f in fields(ClientSettings) if f.name in BOUNDS)
 
 
-def _to_number(where: str, value: Any, rule: _Rule) -> float | int:
-    """Turn an extra's value (often a string from the UI) into the rule's type, or fail naming it."""
-    kind = "an integer" if rule.kind is int else "a number"
-    try:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError
-        number = float(value)
-    except ValueError:
-        raise SmartMCAConfigError(f"{where} must be {kind}, got {value!r}") from None
-    if rule.kind is int and isinstance(value, int):
-        number = value  # exact, even beyond float precision
-    elif rule.kind is int:
-        if not math.isfinite(number) or not number.is_integer():
-            raise SmartMCAConfigError(f"{where} must be {kind}, got {value!r}")
-        number = int(number)
-    _check_number(where, number, rule)
-    return number
+def _shown_number(value: Any) -> str:
+    """``value`` for a message, short: ``repr`` of a huge integer fails or runs to thousands of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(10**15) < value < 10**15:
+        return f"an integer of {len(hex(value)) - 2} hex digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_number(value: Any, integer: bool, text: bool) -> float | int | None:
+    """The number in ``value``, or None when it is none (no bool; text only when ``text``)."""
+    if isinstance(value, bool):
+        return None
+    if text and isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, float):
+        return None
+    if integer:  # an integral float only from text or an extra; 2.0 is 2, 2.5 is refused
+        return int(value) if text and value.is_integer() else None
+    return value
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    bound: str | None = None,
+    operation: str | None = None,
+    text: bool = False,
+    source: str | None = None,
+) -> Any:
+    """
+    The one check of a number the provider is given: of the right kind, within its :data:`BOUNDS`.
+
+    Comparisons are exact (a huge integer is never converted to float), and NaN or infinity is
+    out of every bound, so nothing here can overflow.
+
+    :param name: the argument or setting, named in the error.
+    :param bound: its row in :data:`BOUNDS`, when not ``name``.
+    :param operation: what it was given to, for the message.
+    :param text: also read a number written as text (a connection extra typed in the UI, a
+        rendered template); an integer may then be written ``2.0`` or ``1e6``.
+    :param source: for a client setting, where it came from (``connection extra``,
+        ``argument``, ``setting``): the error is then a :class:`SmartMCAConfigError`.
+    :return: the number, as ``int`` or ``float`` per its bound.
+    :raises SmartMCAValidationError: naming ``name`` and the bound (``SmartMCAConfigError``
+        with ``source``).
+    """
+    rule = BOUNDS[bound or name]
+    number = _read_number(value, rule.integer, text)
+    if number is not None and rule.minimum <= number <= rule.maximum:
+        if rule.integer:
+            return number
+        return float(number) if number <= sys.float_info.max else math.inf  # 10**400 under an inf bound
+    kind = "an integer" if rule.integer else "a number"
+    low, high = (f"{x:.0f}" if 1e6 <= x < math.inf else f"{x:g}" for x in (rule.minimum, rule.maximum))
+    problem = f"must be {kind} from {low} to {high}, got {_shown_number(value)}"
+    if source is not None:
+        raise SmartMCAConfigError(f"{source} {name!r} {problem}")
+    raise SmartMCAValidationError(name, problem, operation=operation)
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     where = f"{source} {name!r}"
-    if name in _NUMBERS:
-        return _to_number(where, value, _NUMBERS[name])
+    if name in _SETTING_NUMBERS:
+        return check_number(name, value, text=True, source=source)
     if name == "verify_ssl":
         return _parse_verify(where, value)
     if name == "execution_url_template" and not isinstance(value, str):
@@ -370,7 +426,7 @@ def normalize_base_url(
 
 # --- the connection -----------------------------------------------------------------------------
 
-_EXTRA_SETTINGS = ("scopes", *_NUMBERS, "verify_ssl", "execution_url_template")
+_EXTRA_SETTINGS = ("scopes", *_SETTING_NUMBERS, "verify_ssl", "execution_url_template")
 #: Every connection extra key this provider reads.
 KNOWN_EXTRAS = (*_EXTRA_SETTINGS, "allow_insecure_http")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -22,10 +21,10 @@ from airflow_provider_smartmca.client.contract import (
     WorkflowList,
 )
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
-from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
+from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict, check_failure_statuses
 from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.protocol import Deadline, list_executions_query, spending, validate_id
-from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
+from airflow_provider_smartmca.client.settings import ClientSettings, check_number, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCAError,
@@ -467,16 +466,7 @@ class SmartMCAHook(BaseHook):
         :param read: the read, e.g. ``hook.get_execution``.
         :param patience: seconds to keep trying, at most.
         """
-        try:
-            seconds = float(patience)
-        except (TypeError, ValueError, OverflowError):
-            seconds = math.nan
-        if isinstance(patience, bool) or not 0 < seconds < math.inf:
-            raise SmartMCAValidationError(
-                "patience",
-                f"must be a positive, finite number of seconds, got {patience!r}",
-                operation="patiently",
-            )
+        seconds = check_number("patience", patience, operation="patiently")
         with spending(Deadline.after(seconds), patient=True):
             return read(*args, **kwargs)
 
@@ -505,10 +495,10 @@ class SmartMCAHook(BaseHook):
         :raises SmartMCAExecutionTimeoutError: the deadline passed; the execution is not cancelled.
         """
         validate_id("execution_id", execution_id, "wait_for_execution")
-        if deadline is not None and (isinstance(deadline, bool) or not math.isfinite(deadline)):
-            raise SmartMCAValidationError(
-                "deadline", f"must be finite epoch seconds, got {deadline!r}", operation="wait_for_execution"
-            )
+        failure_statuses = check_failure_statuses(failure_statuses, "wait_for_execution")
+        poll_interval = check_number("poll_interval", poll_interval, operation="wait_for_execution")
+        if deadline is not None:
+            deadline = check_number("deadline", deadline, operation="wait_for_execution")
         watch = ExecutionWatch(execution_id, self.log, failure_statuses)
         reloaded = False
         while True:

@@ -36,8 +36,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client.contract import Accepted, Execution
+from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.client.protocol import Deadline, build_request, spending
+from airflow_provider_smartmca.client.protocol import Deadline, build_request, spending, validate_id
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
     SmartMCAAuthError,
@@ -47,6 +48,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAInvalidResponseError,
     SmartMCAScopeError,
     SmartMCAServerError,
+    SmartMCAValidationError,
 )
 
 if TYPE_CHECKING:
@@ -152,15 +154,73 @@ class StartIntent:
 
     @classmethod
     def from_json(cls, data: Any) -> StartIntent:
-        """Read a stored intent; a record of another version or shape is refused loudly."""
-        if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
-            raise SmartMCAAmbiguousTriggerError(
-                "A start record of an unknown version was found in task_state_store; the previous try's "
-                "POST cannot be resolved. Check SmartMCA before clearing this task.",
-                candidates=[],
-            )
-        known = data.get("known_ids")
-        return cls(**{**data, "known_ids": tuple(known) if known is not None else None})
+        """Read a stored intent; one of another version or shape is refused (see :func:`_stored`)."""
+        fields = _stored(data, "start intent", _INTENT_SHAPE)
+        known = fields["known_ids"]
+        return cls(**{**fields, "known_ids": None if known is None else tuple(known)})
+
+
+def _is_id(value: Any) -> bool:
+    try:
+        validate_id("id", value)
+    except SmartMCAValidationError:
+        return False
+    return True
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+# What a stored record must hold: every field, each passing its check (and ``version``).
+_INTENT_SHAPE: dict[str, Callable[[Any], bool]] = {
+    "operation": lambda value: isinstance(value, str) and value in ENDPOINTS,
+    "entity_type": _is_id,
+    "entity_id": _is_id,
+    "workflow_type": _optional(_is_id),
+    # Ids the server listed, only compared: any string (a strange one must not cost a recovery).
+    "known_ids": _optional(lambda value: isinstance(value, list) and all(isinstance(i, str) for i in value)),
+    "window_start": _optional(_is_time),
+}
+_RECORD_SHAPE: dict[str, Callable[[Any], bool]] = {
+    "intent": _optional(lambda value: isinstance(value, dict)),  # then read by StartIntent.from_json
+    "execution_id": _optional(_is_id),
+    "workflow_id": _optional(lambda value: isinstance(value, str)),
+    "response": _optional(lambda value: isinstance(value, dict)),
+}
+
+
+def _stored(data: Any, what: str, shape: dict[str, Callable[[Any], bool]]) -> dict[str, Any]:
+    """
+    The fields of a ``what`` read from ``task_state_store``: of this version, with exactly
+    ``shape``'s fields, each passing its check.
+
+    :raises SmartMCAAmbiguousTriggerError: anything else. An earlier try may have sent its POST,
+        and a record that cannot be trusted cannot tell: the task fails, and is not retried.
+    """
+    version = data.get("version") if isinstance(data, dict) else None
+    if type(version) is not int or version != RECORD_VERSION:
+        problem = "of another version"
+    else:
+        fields = {k: v for k, v in data.items() if k != "version"}
+        wrong = [name for name, check in shape.items() if name not in fields or not check(fields[name])]
+        wrong += [str(name)[:40] for name in fields if name not in shape]
+        if not wrong:
+            return fields
+        problem = f"fields missing, unknown or of the wrong kind: {', '.join(sorted(wrong)[:10])}"
+    raise SmartMCAAmbiguousTriggerError(
+        f"task_state_store holds a SmartMCA {what} this provider version cannot read ({problem}); an "
+        "earlier try may have started an execution. Check SmartMCA before clearing this task.",
+        candidates=[],
+    )
 
 
 #: Called with the intent before a POST, and with None once it surely did nothing.
@@ -372,23 +432,14 @@ class TaskStartStore:
         return self._store is not None
 
     def load(self) -> TaskStartRecord:
-        """The record of earlier tries (empty when none); one of another version is refused."""
+        """The record of earlier tries (empty when none); one of another version or shape is refused."""
         data = self._store.get(self.KEY) if self._store is not None else None
         if data is None:
             return TaskStartRecord()
-        if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
-            raise SmartMCAAmbiguousTriggerError(
-                f"task_state_store holds a SmartMCA start record this version cannot read "
-                f"(version {data.get('version') if isinstance(data, dict) else None!r}); an earlier try "
-                "may have started an execution. Check SmartMCA before clearing this task.",
-                candidates=[],
-            )
-        intent = data.get("intent")
+        fields = _stored(data, "start record", _RECORD_SHAPE)
+        intent = fields["intent"]
         return TaskStartRecord(
-            intent=StartIntent.from_json(intent) if intent is not None else None,
-            execution_id=data.get("execution_id"),
-            workflow_id=data.get("workflow_id"),
-            response=data.get("response"),
+            **{**fields, "intent": None if intent is None else StartIntent.from_json(intent)}
         )
 
     def save(self, record: TaskStartRecord) -> None:

@@ -23,7 +23,6 @@ check, the snapshot) spends from one deadline, and the POST and its lookup from 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Collection, Sequence
 from datetime import timedelta
@@ -39,6 +38,7 @@ from airflow_provider_smartmca.client.executions import (
     EVENT_SUCCESS,
     EVENT_TIMEOUT,
     Verdict,
+    check_failure_statuses,
     classify_status,
     final_result,
     progress,
@@ -84,35 +84,19 @@ def check_static_id(field: str, value: Any, operation: str) -> None:
         validate_id(field, value, operation)
 
 
-def seconds(field: str, value: Any, operation: str, *, allow_none: bool = False) -> float | None:
+def seconds(field: str, value: Any, operation: str, *, bound: str, allow_none: bool = False) -> float | None:
     """
-    A positive, finite number of seconds from a number, a timedelta or a rendered template's string.
+    Seconds from a number, a timedelta or a rendered template's string, within ``BOUNDS[bound]``.
 
-    :raises SmartMCAValidationError: naming ``field``.
+    :raises SmartMCAValidationError: naming ``field`` and the bound.
     """
+    from airflow_provider_smartmca.client.settings import check_number
+
     if value is None and allow_none:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    elif isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise SmartMCAValidationError(
-                field, f"must be a number of seconds, got {value!r}", operation=operation
-            ) from None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise SmartMCAValidationError(
-            field,
-            f"must be a positive, finite number of seconds or a timedelta, got {value!r}",
-            operation=operation,
-        )
-    return float(value)
+    return float(check_number(field, value, bound=bound, operation=operation, text=True))
 
 
 class SmartMCAExecutionOperator(BaseOperator):
@@ -165,10 +149,7 @@ class SmartMCAExecutionOperator(BaseOperator):
             raise SmartMCAValidationError(
                 "on_retry", f"must be one of {', '.join(ON_RETRY_CHOICES)}, got {on_retry!r}", operation=op
             )
-        if isinstance(failure_statuses, str) or not all(isinstance(s, str) and s for s in failure_statuses):
-            raise SmartMCAValidationError(
-                "failure_statuses", f"must be a list of status names, got {failure_statuses!r}", operation=op
-            )
+        failure_statuses = check_failure_statuses(failure_statuses, op)
         unknown = set(hook_params or {}) - set(HOOK_PARAMS)
         if unknown:
             raise SmartMCAValidationError(
@@ -176,15 +157,22 @@ class SmartMCAExecutionOperator(BaseOperator):
                 f"unknown key(s) {sorted(unknown)}; known: {', '.join(HOOK_PARAMS)}",
                 operation=op,
             )
+        from airflow_provider_smartmca.client.settings import ClientSettings
+
+        ClientSettings().with_overrides(_source="hook_params", **(hook_params or {}))  # values, now
         self.smartmca_conn_id = smartmca_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         # Templated values are checked once rendered (check_rendered); static ones now, at parse time.
         self.poll_interval: Any = (
-            poll_interval if is_templated(poll_interval) else seconds("poll_interval", poll_interval, op)
+            poll_interval
+            if is_templated(poll_interval)
+            else seconds("poll_interval", poll_interval, op, bound="poll_interval")
         )
         self.timeout: Any = (
-            timeout if is_templated(timeout) else seconds("timeout", timeout, op, allow_none=True)
+            timeout
+            if is_templated(timeout)
+            else seconds("timeout", timeout, op, bound="wait_timeout", allow_none=True)
         )
         self.failure_statuses = tuple(failure_statuses)
         self.on_retry = on_retry
@@ -195,8 +183,10 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def check_rendered(self) -> None:
         """Check the rendered (templated) arguments; raise :class:`SmartMCAValidationError`."""
-        self.poll_interval = seconds("poll_interval", self.poll_interval, self.operation)
-        self.timeout = seconds("timeout", self.timeout, self.operation, allow_none=True)
+        self.poll_interval = seconds(
+            "poll_interval", self.poll_interval, self.operation, bound="poll_interval"
+        )
+        self.timeout = seconds("timeout", self.timeout, self.operation, bound="wait_timeout", allow_none=True)
 
     def before_start(self) -> None:
         """Checks that need the API but send nothing (e.g. the workflow's entity type)."""

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - Airflow < 3.2
 
 from airflow_provider_smartmca.client import executions
 from airflow_provider_smartmca.client.executions import Verdict
+from airflow_provider_smartmca.client.settings import check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAError,
     SmartMCAExecutionError,
@@ -88,18 +89,12 @@ class ExecutionSensor(BaseSensorOperator):
         from airflow_provider_smartmca.operators.base import check_static_id
 
         check_static_id("execution_id", execution_id, "ExecutionSensor")
-        if isinstance(failure_statuses, str) or not all(isinstance(x, str) and x for x in failure_statuses):
-            raise SmartMCAValidationError(
-                "failure_statuses",
-                f"must be a list of status names, got {failure_statuses!r}",
-                operation="ExecutionSensor",
+        self.failure_statuses = executions.check_failure_statuses(failure_statuses, "ExecutionSensor")
+        if deferrable:  # caught here, at DAG parse time, rather than when the task defers
+            check_number(
+                "poke_interval", self.poke_interval, bound="poll_interval", operation="ExecutionSensor"
             )
-        self.failure_statuses = tuple(failure_statuses)
-        if deferrable and self.poke_interval <= 0:
-            # Caught here, at DAG parse time, rather than when the task defers.
-            raise ValueError(
-                f"ExecutionSensor: 'poke_interval' must be > 0 when deferrable, got {self.poke_interval}"
-            )
+            check_number("timeout", self.timeout, bound="wait_timeout", operation="ExecutionSensor")
         self.execution_id = execution_id
         self.smartmca_conn_id = smartmca_conn_id
         self.deferrable = deferrable

@@ -32,13 +32,14 @@ DRIFTS = (
     "no_timestamps",
     "no_completed_at",
     "total_counts_page",
+    "huge_total",
 )
 
 
 def iso_ms(ts: float) -> str:
-    """Format a Unix timestamp as ISO-8601 UTC with milliseconds and ``Z``."""
+    """Format a Unix timestamp as ISO-8601 UTC with milliseconds and ``Z`` (a four-digit year, even year 1)."""
     dt = datetime.fromtimestamp(ts, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return f"{dt.year:04d}-" + dt.strftime("%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)

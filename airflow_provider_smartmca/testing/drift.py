@@ -63,6 +63,8 @@ def apply_drift(drift: frozenset[str], route: str, resp: web.Response) -> web.Re
         items = _items(drift, route, data.pop("data"))
         if "total_counts_page" in drift:
             data["total"] = len(items)
+        if "huge_total" in drift:
+            data["total"] = 10**400  # valid JSON, beyond any float
         if "list_envelope" in drift:
             data = {"items": items, "count": data.pop("total"), **data}
         else:

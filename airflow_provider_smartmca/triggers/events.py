@@ -58,13 +58,14 @@ from airflow_provider_smartmca.client.contract import (
     parse_timestamp,
 )
 from airflow_provider_smartmca.client.listing import ListingWalk
+from airflow_provider_smartmca.client.settings import check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
     SmartMCAError,
     SmartMCANotFoundError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.triggers.execution import JITTER, _check_number, check_trigger_kwargs
+from airflow_provider_smartmca.triggers.execution import JITTER, check_trigger_kwargs
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
@@ -97,6 +98,7 @@ _ACTIVE_CAPPED = (
     "Narrow the filters."
 )
 _WINDOW_CAPPED = "started since its last poll; the oldest of them were not read and will not fire"
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -129,18 +131,26 @@ class WatermarkRecord:
         """
         Read a stored record.
 
-        :raises ValueError: not a record of this version (the caller starts afresh, loudly).
+        :raises ValueError: not a record of this version and shape (the caller looks back, loudly).
         """
         if not isinstance(data, dict) or data.get("version") != cls.VERSION:
             raise ValueError(f"not a version-{cls.VERSION} watermark")
-        try:
-            return cls(
-                since=None if data["since"] is None else parse_timestamp(data["since"]),
-                active=frozenset(str(x) for x in data["active"]),
-                fired={str(k): parse_timestamp(v) for k, v in data["fired"].items()},
+        since, active, fired = data.get("since", 0), data.get("active"), data.get("fired")
+        if not (
+            (since is None or isinstance(since, str))
+            and isinstance(active, list)
+            and all(isinstance(x, str) for x in active)
+            and isinstance(fired, dict)
+            and all(isinstance(x, str) for x in fired.values())
+        ):
+            raise ValueError(
+                "malformed watermark: 'active' must be a list of ids, 'fired' an object of times"
             )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed watermark: {exc!r}") from None
+        return cls(
+            since=None if since is None else parse_timestamp(since),  # ValueError: not a time
+            active=frozenset(active),
+            fired={k: parse_timestamp(v) for k, v in fired.items()},
+        )
 
 
 class _Unreadable(Exception):
@@ -348,8 +358,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
     :param workflow_type: only executions of this workflow (its id), or None for all.
     :param entity_type: only executions on this entity type (``deal``, ``application``, ...), or None.
     :param statuses: the final statuses that fire: any of ``completed``, ``failed``, ``cancelled``.
-    :param poll_interval: seconds between polls (> 0), jittered by ±10 %.
-    :param restart_lookback: seconds looked back when the watcher starts **without** stored
+    :param poll_interval: seconds between polls (> 0, a day at most), jittered by ±10 %.
+    :param restart_lookback: seconds (30 days at most) looked back when the watcher starts **without** stored
         state (Airflow < 3.3, or no asset): executions that started and ended in that window
         fire. Restarts shorter than it lose nothing that started within it; its cost is repeats
         of what ended inside it. 0 disables it. With Airflow's state store it is not used.
@@ -383,17 +393,12 @@ class ExecutionEventTrigger(BaseEventTrigger):
             None if entity_type is None else protocol.validate_id("entity_type", entity_type, _OP)
         )
         self.statuses = tuple(dict.fromkeys(statuses))
-        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True, operation=_OP)
-        self.restart_lookback = _check_number(
-            "restart_lookback", restart_lookback, positive=False, operation=_OP
-        )
-        if self.restart_lookback < 0:
-            raise SmartMCAValidationError(
-                "restart_lookback", f"must be 0 or more seconds, got {restart_lookback!r}", operation=_OP
-            )
+        self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
+        self.restart_lookback = check_number("restart_lookback", restart_lookback, operation=_OP)
         self._sorts: bool | None = None  # whether List Executions sorts as asked (probed once)
         self._newest: datetime | None = None  # the newest timestamp listed: never ahead of their clock
         self._polled_at: float | None = None  # time.monotonic() of the last complete poll
+        self._clamped = False  # whether a reach back from the server's clock went before year 1
         json.dumps(self.serialize()[1], allow_nan=False)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -520,19 +525,21 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 history = {
                     item.execution_id: item.started_at or now or _NEVER
                     for status in self.statuses
-                    for item in await poll.window(status, None if now is None else now - MARGIN)
+                    for item in await poll.window(status, None if now is None else self._back(now, MARGIN))
                     if item.status == status and item.execution_id not in active_now
                 }
                 return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
-            lookback = None if now is None else now - timedelta(seconds=self.restart_lookback)
+            lookback = None if now is None else self._back(now, timedelta(seconds=self.restart_lookback))
             record = WatermarkRecord(since=lookback)
         since = record.since
-        if now is not None and since is not None and now < since - timedelta(seconds=1):  # Date's grain
+        if (
+            now is not None and since is not None and now < self._back(since, timedelta(seconds=1))
+        ):  # Date's grain
             # The server's clock stepped back: executions are now stamped before ``since``.
             # Reach back by the time that really passed (a duration on this host's monotonic clock).
             elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
             step = (since - now).total_seconds()
-            since = now - timedelta(seconds=elapsed)
+            since = self._back(now, timedelta(seconds=elapsed))
             self.log.warning(
                 "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
                 step,
@@ -542,7 +549,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         already = dict(record.fired)
         listed: set[str] = set()  # final in a window: settled without a GET
         for status in self.statuses:
-            for item in await poll.window(status, None if since is None else since - MARGIN):
+            for item in await poll.window(status, None if since is None else self._back(since, MARGIN)):
                 if item.status != status or not self._matches(item):
                     continue  # a server ignoring a filter
                 listed.add(item.execution_id)
@@ -572,11 +579,30 @@ class ExecutionEventTrigger(BaseEventTrigger):
         for execution_id, item in fired.items():
             already[execution_id] = item.started_at or now or _NEVER
         if now is not None:
-            horizon = now - MARGIN - timedelta(seconds=self.poll_interval)
+            horizon = self._back(now, MARGIN + timedelta(seconds=self.poll_interval))
             already = {k: v for k, v in already.items() if v >= horizon or k in listed}
         return list(fired.values()), WatermarkRecord(
             since=now, active=frozenset(active_now | later), fired=already
         )
+
+    def _back(self, stamp: datetime, by: timedelta) -> datetime:
+        """
+        ``stamp - by``, or the earliest time when that is before year 1 (a server clock near year 1,
+        a watermark stored there): a window then starts at the beginning, never an ``OverflowError``.
+        Said once per watcher.
+        """
+        try:
+            return stamp - by
+        except OverflowError:
+            if not self._clamped:
+                self._clamped = True
+                self.log.warning(
+                    "SmartMCA's clock reads %s: reaching back %s s from it goes before year 1; "
+                    "reading from the earliest time instead",
+                    stamp.isoformat(),
+                    by.total_seconds(),
+                )
+            return _EARLIEST
 
     def _matches(self, execution: Execution) -> bool:
         """Whether a GET's reading passes the filters (a stored watermark may predate a filter change)."""

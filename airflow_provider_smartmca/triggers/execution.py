@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -33,6 +32,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_smartmca.client import executions, protocol
 from airflow_provider_smartmca.client.executions import Verdict
+from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, SmartMCAValidationError
 
 if TYPE_CHECKING:
@@ -47,15 +47,6 @@ _OP = "ExecutionTrigger"
 # Poll intervals are stretched or shrunk by up to this fraction, so pollers that started
 # together drift apart instead of hitting the API in bursts.
 JITTER = 0.1
-
-
-def _check_number(name: str, value: Any, *, positive: bool, operation: str = _OP) -> float:
-    """A finite int/float (not bool); clear error naming the argument otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SmartMCAValidationError(name, f"must be a finite number, got {value!r}", operation=operation)
-    if positive and value <= 0:
-        raise SmartMCAValidationError(name, f"must be greater than 0, got {value!r}", operation=operation)
-    return float(value)
 
 
 def check_trigger_kwargs(operation: str, version: Any, expected: int, conn_id: Any) -> str:
@@ -175,14 +166,10 @@ class ExecutionTrigger(BaseTrigger):
         # Validated here, at construction on the worker, so a bad argument fails the task with
         # a clear message instead of failing later inside the shared triggerer.
         self.conn_id = check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
-        if isinstance(failure_statuses, str) or not all(isinstance(x, str) for x in failure_statuses):
-            raise SmartMCAValidationError(
-                "failure_statuses", f"must be a list of strings, got {failure_statuses!r}", operation=_OP
-            )
         self.execution_id = protocol.validate_id("execution_id", execution_id, _OP)
-        self.poll_interval = _check_number("poll_interval", poll_interval, positive=True)
-        self.deadline = None if deadline is None else _check_number("deadline", deadline, positive=False)
-        self.failure_statuses = tuple(failure_statuses)
+        self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
+        self.deadline = None if deadline is None else check_number("deadline", deadline, operation=_OP)
+        self.failure_statuses = executions.check_failure_statuses(failure_statuses, _OP)
         self.workflow_type = (
             None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
         )

@@ -37,6 +37,7 @@ DRIFT_NAMES: dict[str, tuple[str, ...] | None] = {
     "no_timestamps": ("without a readable completedAt",),
     "no_completed_at": ("without a readable completedAt",),
     "total_counts_page": ("total=5 counts only page 1",),
+    "huge_total": ("'total' must be an integer from 0 to 2**53",),
 }
 
 

@@ -44,6 +44,7 @@ READS: dict[str, dict[str, str | None]] = {
     "bad_timestamps": {"get_execution": "startedAt", "list_executions": "data[0].startedAt"},
     "status_as_list": {"get_execution": "status"},
     "nodes_as_number": {"get_execution": "nodes"},
+    "huge_total": {"list_executions": "total", "list_workflows": "total"},
 }
 # Drifts that break the pre-POST snapshot of an entity that already has an execution.
 SNAPSHOT_BREAKERS = {d: f for d, reads in READS.items() if (f := reads.get("list_executions"))}

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import pickle
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -47,9 +48,32 @@ def leaked_parts(text: str, key: str = KEY) -> list[str]:
     return [key[i : i + n] for i in range(len(key) - n + 1) if key[i : i + n] in text]
 
 
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception reachable from it through ``__context__`` and ``__cause__``."""
+    found: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is not None and not any(current is seen for seen in found):
+            found.append(current)
+            todo += [current.__context__, current.__cause__]
+    return found
+
+
 def error_texts(exc: SmartMCAError) -> list[str]:
-    """Everything of an exception a log line, an event or a UI could show."""
-    fields = [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+    """
+    Everything of an exception a log line, an event, a UI, an error reporter walking its chain
+    (``__context__`` and ``__cause__``, shown or suppressed) or a pickle could show.
+    """
+    fields = [pickle.dumps(exc).decode("latin-1")]
+    for each in exception_chain(exc):
+        fields += [
+            str(each),
+            repr(each),
+            repr(each.args),
+            repr(vars(each)),
+            repr(getattr(each, "object", "")),
+        ]
     return fields
 
 
@@ -206,6 +230,37 @@ def test_non_json_2xx_echoing_the_key_at_any_offset(offset):
     raw = RawResponse(200, {"content-type": "text/plain"}, (FILLER[:offset] + KEY + FILLER[:50]).encode())
     with pytest.raises(SmartMCAInvalidResponseError) as err:
         parse_response(request("list_workflows"), raw, SETTINGS)
+    for text in error_texts(err.value):
+        assert leaked_parts(text) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(("Authorization: Bearer " + KEY + FILLER).encode(), id="text"),
+        pytest.param(('{"executionId": "' + KEY + '", "status": ').encode(), id="json-cut-short"),
+        pytest.param(b"\xff" + KEY.encode() + b"\xfe", id="not-utf-8"),
+        pytest.param(b"[" * 100_000 + KEY.encode(), id="nested-too-deeply"),
+    ],
+)
+def test_an_unreadable_2xx_error_holds_no_library_exception_nor_server_text(body):
+    raw = RawResponse(200, {"content-type": "application/json"}, body)
+    with pytest.raises(SmartMCAInvalidResponseError) as err:
+        parse_response(request("list_workflows"), raw, SETTINGS)
+    chain = exception_chain(err.value)
+    assert all(isinstance(each, SmartMCAError) for each in chain), [type(e).__name__ for e in chain]
+    assert err.value.__context__ is None and err.value.__cause__ is None
+    for text in error_texts(err.value):
+        assert leaked_parts(text) == []
+
+
+def test_a_contract_error_on_a_timestamp_echoing_the_key_keeps_no_library_exception():
+    get = build_request(SETTINGS, "get_execution", path_params={"execution_id": "exec_1"})
+    body = {"executionId": "exec_1", "status": "running", "startedAt": "Bearer " + KEY}
+    raw = RawResponse(200, {"content-type": "application/json"}, json.dumps(body).encode())
+    with pytest.raises(SmartMCAError, match="startedAt") as err:
+        parse_response(get, raw, SETTINGS)
+    assert exception_chain(err.value) == [err.value]
     for text in error_texts(err.value):
         assert leaked_parts(text) == []
 

@@ -15,6 +15,7 @@ the same key, so the server acts and its 202 reaches nobody. A new hook then res
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -265,3 +266,84 @@ def test_lost_answer_found_past_a_full_page_of_equally_stamped_older_executions(
     assert not isinstance(outcome, SmartMCAError), outcome
     assert _execution_id(outcome) == lost.execution_id and _recovered(outcome)
     assert len(emu.executions(entity_id=entity)) == 121
+
+
+# --- a stored record of the right version but the wrong shape -------------------------------------
+
+_INTENT = {
+    "operation": "trigger_workflow",
+    "entity_type": "deal",
+    "entity_id": "deal_shape",
+    "workflow_type": "wf_deal_onboarding",
+    "known_ids": ["exec_known"],
+    "window_start": "2026-01-01T00:00:00+00:00",
+    "version": 1,
+}
+_RECORD = {"intent": _INTENT, "execution_id": None, "workflow_id": None, "response": None, "version": 1}
+
+
+def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != key}
+
+
+MISSHAPEN = {
+    "intent without entity_type": {**_RECORD, "intent": _without(_INTENT, "entity_type")},
+    "intent with an unknown field": {**_RECORD, "intent": {**_INTENT, "extra": 1}},
+    "intent entity_id null": {**_RECORD, "intent": {**_INTENT, "entity_id": None}},
+    "intent entity_id a path": {**_RECORD, "intent": {**_INTENT, "entity_id": "../deal"}},
+    "known_ids a number": {**_RECORD, "intent": {**_INTENT, "known_ids": 5}},
+    "known_ids a string": {**_RECORD, "intent": {**_INTENT, "known_ids": "exec_known"}},
+    "known_ids of numbers": {**_RECORD, "intent": {**_INTENT, "known_ids": [1, 2]}},
+    "window_start not a time": {**_RECORD, "intent": {**_INTENT, "window_start": "yesterday"}},
+    "window_start a number": {**_RECORD, "intent": {**_INTENT, "window_start": 5}},
+    "intent version true": {**_RECORD, "intent": {**_INTENT, "version": True}},
+    "intent a list": {**_RECORD, "intent": [1]},
+    "execution_id a number": {**_without(_RECORD, "intent"), "execution_id": 5},
+    "execution_id a path": {**_without(_RECORD, "intent"), "execution_id": "../x"},
+    "workflow_id a list": {**_RECORD, "workflow_id": ["wf"]},
+    "response a string": {**_without(_RECORD, "intent"), "response": "done"},
+    "record with an unknown field": {**_RECORD, "more": 1},
+    "record version true": {**_RECORD, "version": True},
+    "record a list": [1],
+}
+
+
+class _JsonStore:
+    """``task_state_store`` as the task runner gives it: JSON values."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = json.loads(json.dumps(value))
+
+    def get(self, key: str) -> Any:
+        return self.value
+
+    def set(self, key: str, value: Any) -> None:
+        raise AssertionError("nothing may be written over a record that cannot be read")
+
+
+@pytest.mark.parametrize("record", MISSHAPEN.values(), ids=MISSHAPEN.keys())
+def test_a_misshapen_start_record_fails_the_task_clearly_without_any_request(
+    make_hook, smartmca_emulator, record
+):
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_smartmca.hooks.start_once import TaskStartStore
+    from airflow_provider_smartmca.operators import TriggerWorkflowOperator
+
+    make_hook()  # the connection
+    with pytest.raises(SmartMCAAmbiguousTriggerError, match="task_state_store"):
+        TaskStartStore(_JsonStore(record)).load()
+    op = TriggerWorkflowOperator(
+        task_id="t", workflow_type="wf_deal_onboarding", entity_type="deal", entity_id="deal_shape"
+    )
+    with pytest.raises(AirflowFailException) as info:  # final: Airflow does not retry it blindly
+        op.execute({"task_state_store": _JsonStore(record), "ti": None})
+    assert isinstance(info.value.__cause__, SmartMCAAmbiguousTriggerError)
+    assert smartmca_emulator.count() == 0 and smartmca_emulator.actions() == []
+
+
+def test_a_well_shaped_start_record_is_read() -> None:
+    from airflow_provider_smartmca.hooks.start_once import TaskStartStore
+
+    record = TaskStartStore(_JsonStore(_RECORD)).load()
+    assert record.intent is not None and record.intent.known_ids == ("exec_known",)

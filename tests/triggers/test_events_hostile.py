@@ -27,7 +27,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -573,3 +573,85 @@ def test_the_watermark_stays_small_under_load(emu: Emulator) -> None:
     # Fired ids stay only while the next window can show them (MARGIN + poll_interval).
     assert len(json.dumps(record.to_json())) < 64_000
     assert record.active == frozenset()
+
+
+# --- dates at the edge of the calendar --------------------------------------------------------------
+
+YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def year_one_clock(emu: Emulator, seconds: float = 30) -> None:
+    """The emulator's clock (its timestamps; no ``Date`` header) ``seconds`` past 0001-01-01T00:00:00Z."""
+    emu.configure(date_header=False, clock_offset_seconds=YEAR_ONE.timestamp() + seconds - time.time())
+    stamps = [e["startedAt"] for e in json.loads(get_body(emu, "/workflows/executions?limit=1"))["data"]]
+    if "Date" in dict(get_raw(emu, "/workflows/executions")) or any(
+        not s.startswith("0001-") for s in stamps
+    ):
+        raise RuntimeError(f"the emulator's clock is not at year 1: {stamps}")
+
+
+def get_body(emu: Emulator, path: str) -> bytes:
+    split = urlsplit(emu.api_url)
+    conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=10)
+    try:
+        conn.request("GET", split.path + path, headers={"Authorization": f"Bearer {KEY}"})
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def clamp_warnings(capfd: pytest.CaptureFixture[str]) -> int:
+    """How often the watcher said its clock is too close to year 1 (Airflow's structlog writes to the fds)."""
+    out, err = capfd.readouterr()
+    return (out + err).count("before year 1")
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["state store", "in memory (restart_lookback)"])
+def test_a_server_clock_at_year_one_without_a_date_header_never_ends_the_watcher(
+    emu: Emulator, capfd: pytest.CaptureFixture[str], durable: bool
+) -> None:
+    start("wf_flash")  # something listed with a timestamp at year 1: the watcher's only clock
+    year_one_clock(emu)
+    flash: list[str] = []
+
+    def go() -> None:
+        flash.extend(start("wf_flash", 2))
+        wait_all_ended(emu, flash)
+
+    events, _ = run_watcher(
+        watcher(MemoryAssetStateStore() if durable else None, workflow_type="wf_flash", restart_lookback=600),
+        4,
+        during=go,
+        until=lambda ev: set(flash) <= set(ids_of(ev)),
+    )
+    assert set(flash) <= set(ids_of(events)), "ended after the watcher started, never fired"
+    assert max(ids_of(events)[i] for i in flash) == 1
+    assert clamp_warnings(capfd) == 1, "said once, not at every poll"
+
+
+def test_a_stored_watermark_at_year_one_never_ends_the_watcher_and_loses_nothing(emu: Emulator) -> None:
+    store = MemoryAssetStateStore()
+    down = _downtime(emu, store)
+    value = json.loads(store.values[store.only_key()])
+    store.values[store.only_key()] = json.dumps({**value, "since": "0001-01-01T00:00:00+00:00"})
+    second, _ = run_watcher(watcher(store, workflow_type="wf_quick"), 1.5)
+    assert set(down) <= set(ids_of(second))
+    assert stored(store).since is not None and stored(store).since.year > 1  # back on the server's clock
+
+
+@pytest.mark.parametrize(
+    "change", [{"active": "exec_zz"}, {"active": [1, 2]}, {"fired": ["exec_zz"]}, {"since": 5}], ids=repr
+)
+def test_a_misshapen_stored_watermark_is_set_aside_and_loses_nothing(
+    emu: Emulator, change: dict[str, Any]
+) -> None:
+    store = MemoryAssetStateStore()
+    down = _downtime(emu, store)
+    value = json.loads(store.values[store.only_key()])
+    store.values[store.only_key()] = json.dumps({**value, **change})
+    before = len(emu.requests)
+    second, _ = run_watcher(watcher(store, workflow_type="wf_quick"), 1.5)
+    assert ids_of(second) == Counter(down)
+    read = [r.path.rsplit("/", 1)[1] for r in emu.requests[before:] if r.route == "get_execution"]
+    assert all(len(i) > 2 for i in read), f"a string read as a list of ids: {read}"
+    assert stored(store).active.isdisjoint({"e", "x", "c", "_", "z", "1", "2"})
