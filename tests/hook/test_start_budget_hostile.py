@@ -80,3 +80,18 @@ def test_start_budget_states_the_formulas(make_hook, smartmca_emulator):
     expected = formula(EXTRA)
     assert budget.before_post == pytest.approx(expected["before_post"])
     assert budget.total == pytest.approx(expected["total"])
+
+
+def test_the_readme_states_the_default_budget() -> None:
+    """The README's figures for the default extras are the formula's (and StartBudget's)."""
+    from pathlib import Path
+
+    from airflow_provider_smartmca.client.settings import ClientSettings
+    from airflow_provider_smartmca.hooks.start_once import StartBudget
+
+    defaults = ClientSettings(base_url="https://api.smartmca.com", api_key="k")
+    expected = formula({k: getattr(defaults, k) for k in EXTRA})
+    budget = StartBudget.of(defaults)
+    assert (budget.before_post, budget.total) == (expected["before_post"], expected["total"]) == (5940, 12420)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "`11 × call`" in readme and "`23 × call`" in readme and "99 min and 3 h 27 min" in readme
