@@ -94,4 +94,4 @@ def test_the_readme_states_the_default_budget() -> None:
     budget = StartBudget.of(defaults)
     assert (budget.before_post, budget.total) == (expected["before_post"], expected["total"]) == (5940, 12420)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "`11 × call`" in readme and "`23 × call`" in readme and "99 min and 3 h 27 min" in readme
+    assert "`11 \u00d7 call`" in readme and "`23 \u00d7 call`" in readme and "99 min and 3 h 27 min" in readme
