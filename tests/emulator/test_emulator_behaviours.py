@@ -101,6 +101,7 @@ def _listed(api: Api, **params: Any) -> tuple[list[str], int]:
     return [x["executionId"] for x in body["data"]], body["total"]
 
 
+@pytest.mark.slow
 def test_list_lag_hides_new_executions_from_the_list_only(api: Api) -> None:
     old = api.trigger("wf_merchant_kyc", "merchant", "m_old")["executionId"]
     api.emu.configure(list_lag_seconds=0.6)

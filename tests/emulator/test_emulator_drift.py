@@ -71,6 +71,7 @@ def test_application_actions_still_act(api: Api, drift: str, status: int, body: 
     assert _trigger(api).json()["executionId"]  # the trigger keeps its shape
 
 
+@pytest.mark.slow
 def test_unknown_status_pauses_forever(api: Api) -> None:
     api.emu.configure(drift=["unknown_status"])
     ex = _trigger(api).json()["executionId"]

@@ -20,6 +20,7 @@ from airflow_provider_smartmca.errors import SmartMCARateLimitError
 CAP = 60.0
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(st.text(max_size=60) | st.from_regex(r"\A-?[0-9]{0,400}(\.[0-9]*)?([eE][+-]?[0-9]{1,4})?\Z"))
 @example("nan")

@@ -118,6 +118,7 @@ def assert_carries_nothing(exc: BaseException) -> None:
 # --- deadline (finding 4) -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_get_execution_with_timeout_2_ends_in_2_s_against_a_trickling_body(make_hook, smartmca_emulator):
     execution_id = start_execution(smartmca_emulator, "d_trickle_sync")
     hook = make_hook(timeout=2, max_retries=0)
@@ -130,6 +131,7 @@ def test_get_execution_with_timeout_2_ends_in_2_s_against_a_trickling_body(make_
     assert_carries_nothing(error)
 
 
+@pytest.mark.slow
 def test_a_retry_after_a_trickle_gets_its_own_deadline(make_hook, smartmca_emulator):
     execution_id = start_execution(smartmca_emulator, "d_trickle_retry")
     hook = make_hook(timeout=2)
@@ -141,6 +143,7 @@ def test_a_retry_after_a_trickle_gets_its_own_deadline(make_hook, smartmca_emula
     assert smartmca_emulator.count(route="get_execution", status=200) == 1
 
 
+@pytest.mark.slow
 def test_async_send_ends_at_the_deadline_against_a_trickling_body(smartmca_emulator):
     execution_id = start_execution(smartmca_emulator, "d_trickle_async")
     settings = settings_for(smartmca_emulator, timeout=2)
@@ -154,6 +157,7 @@ def test_async_send_ends_at_the_deadline_against_a_trickling_body(smartmca_emula
     assert_carries_nothing(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["sync", "async"])
 def test_a_caller_with_less_time_left_gets_a_shorter_deadline(smartmca_emulator, transport):
     """A wait near its own deadline passes its remaining time: the request ends by then."""

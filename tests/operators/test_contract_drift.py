@@ -102,6 +102,7 @@ with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
 )
 
 
+@pytest.mark.slow
 def test_unknown_status_times_out_naming_it_or_fails_fast_when_listed(
     run_dag, smartmca_emulator, fast_connection
 ):

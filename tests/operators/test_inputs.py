@@ -142,6 +142,7 @@ with DAG("{dag_id}", schedule=None) as dag:
 """
 
 
+@pytest.mark.slow
 def test_key_never_in_logs_or_xcom_and_link_shown(run_dag, smartmca_emulator, monkeypatch, capfd):
     conn = {
         "conn_type": "smartmca",
@@ -169,6 +170,7 @@ def test_key_never_in_logs_or_xcom_and_link_shown(run_dag, smartmca_emulator, mo
         assert link == f"https://app.smartmca.com/executions/{execution_id}"
 
 
+@pytest.mark.slow
 def test_previous_execution_found_without_task_state_store(smartmca_connection, smartmca_emulator):
     """Airflow < 3.3 path: no task_state_store; try 2 finds try 1's execution by listing."""
     from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook

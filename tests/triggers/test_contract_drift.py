@@ -20,6 +20,8 @@ from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionTrigger
 from tests.triggers.conftest import FAST_RETRIES, start_execution
 
+pytestmark = pytest.mark.slow  # triggers and sensors poll for real, most cases for a second
+
 RAW = (KeyError, TypeError, AttributeError, ValueError, IndexError)
 # Drifts under which Get Execution breaks the contract, and the field each names.
 GET_BREAKERS = {

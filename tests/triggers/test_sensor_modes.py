@@ -14,6 +14,8 @@ import pytest
 from airflow_provider_smartmca.testing.server import Emulator
 from tests.triggers.conftest import start_execution
 
+pytestmark = pytest.mark.slow  # a DAG per mode that really waits (poke, reschedule, deferrable)
+
 SOURCE = """
 from datetime import datetime
 

@@ -19,6 +19,8 @@ from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionTrigger
 from tests.triggers.conftest import FULL_KEY, NOREAD_KEY, WRONG_KEY, start_execution
 
+pytestmark = pytest.mark.slow  # triggers poll the emulator for real
+
 POLL = 0.2
 
 
