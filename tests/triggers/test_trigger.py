@@ -173,8 +173,8 @@ def test_rebuilt_trigger_is_identical_and_past_deadline_times_out_at_once(emu: E
     started = time.monotonic()
     event = asyncio.run(first_event(late))
     assert event["status"] == "timeout" and "does not cancel it" in event["message"]
-    assert time.monotonic() - started < 0.5
     assert len(emu.requests) == before  # no request at all
+    assert time.monotonic() - started < 10  # at once, not after a 30 s poll (margin: a loaded machine)
 
     # A deadline that passes while waiting ends the wait at the deadline, not a poll later.
     slow = start_execution("wf_slow")
@@ -182,7 +182,7 @@ def test_rebuilt_trigger_is_identical_and_past_deadline_times_out_at_once(emu: E
     event = asyncio.run(first_event(ExecutionTrigger("smartmca_default", slow, 30, time.time() + 1)))
     assert event["status"] == "timeout"
     assert event["execution"] is None or event["execution"]["status"] in ("pending", "running")
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 1 + 10  # the 1 s deadline, not the 30 s poll; margin as above
 
 
 def test_missing_connection_is_an_error_event(emu: Emulator) -> None:
