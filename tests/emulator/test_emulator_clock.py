@@ -6,7 +6,6 @@ timing stays real, so a two-hour workflow is seen ending a few short polls after
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from email.utils import parsedate_to_datetime
@@ -61,36 +60,32 @@ def test_a_manual_clock_stands_still_until_advanced(make_emulator: Any) -> None:
     assert emu.executions()[0]["status"] == "completed"
 
 
-def test_a_two_hour_workflow_ends_a_few_short_polls_after_advancing_two_hours(make_emulator: Any) -> None:
+def test_a_two_hour_workflow_ends_a_few_short_polls_after_advancing_two_hours(
+    smartmca_make_emulator: Any,
+) -> None:
     from airflow_provider_smartmca.hooks import SmartMCAHook
 
-    emu = make_emulator(TWO_HOURS, clock="manual")
-    conn = {"conn_type": "smartmca", "host": emu.base_url, "password": "smca_test_full"}
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
-    try:
-        hook = SmartMCAHook()
-        execution_id = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_2h").execution_id
-        result: dict[str, Any] = {}
+    emu = smartmca_make_emulator(TWO_HOURS, clock="manual")
+    hook = SmartMCAHook()
+    execution_id = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_2h").execution_id
+    result: dict[str, Any] = {}
 
-        def wait() -> None:
-            result["execution"] = hook.wait_for_execution(
-                execution_id, poll_interval=0.05, deadline=time.time() + 60
-            )
+    def wait() -> None:
+        result["execution"] = hook.wait_for_execution(
+            execution_id, poll_interval=0.05, deadline=time.time() + 60
+        )
 
-        waiter = threading.Thread(target=wait, daemon=True)
-        waiter.start()
-        while emu.count(route="get_execution") < 3:  # the wait is polling a pending execution
-            assert waiter.is_alive()
-            time.sleep(0.01)
-        polls_before = emu.count(route="get_execution")
-        emu.advance(2 * 3600)
-        waiter.join(30)
-        assert not waiter.is_alive()
-        assert result["execution"].status == "completed"
-        assert emu.count(route="get_execution") - polls_before <= 2  # the next poll sees the end
-    finally:
-        mp.undo()
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    while emu.count(route="get_execution") < 3:  # the wait is polling a pending execution
+        assert waiter.is_alive()
+        time.sleep(0.01)
+    polls_before = emu.count(route="get_execution")
+    emu.advance(2 * 3600)
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert result["execution"].status == "completed"
+    assert emu.count(route="get_execution") - polls_before <= 2  # the next poll sees the end
 
 
 def test_the_admin_endpoint_reads_and_advances_the_clock(make_emulator: Any) -> None:
@@ -142,3 +137,18 @@ def test_advance_refuses_what_is_not_a_step_forward(make_emulator: Any, seconds:
 def test_an_unknown_clock_mode_is_named() -> None:
     with pytest.raises(EmulatorConfigError, match=r"clock must be one of \['real', 'manual'\], not 'fake'"):
         Emulator(clock="fake")
+
+
+def test_the_plugin_factory_connects_a_manual_emulator(smartmca_make_emulator: Any) -> None:
+    """The user's story (README): a two-hour onboarding, two hours advanced, seen ending at once."""
+    from airflow_provider_smartmca.hooks import SmartMCAHook
+
+    emu = smartmca_make_emulator(TWO_HOURS, clock="manual")
+    hook = SmartMCAHook()
+    started = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_123")
+    assert hook.get_execution(started.execution_id).status == "pending"
+    emu.advance(2 * 3600)
+    polls = emu.count(route="get_execution")
+    done = hook.wait_for_execution(started.execution_id, poll_interval=0.05, deadline=time.time() + 30)
+    assert done.status == "completed"
+    assert emu.count(route="get_execution") - polls == 1
