@@ -49,12 +49,14 @@ def test_clock_offset_moves_date_header_and_every_timestamp(api: Api, offset: fl
         assert r.headers["Date"].endswith(" GMT")
         assert abs(_date(r) - (time.time() + offset)) < 5
     assert int(responses[1].headers["X-RateLimit-Reset"]) > time.time() + offset - 5
-    # The emulator's own record stays on the real clock.
+    # The emulator's own record is on its clock, without the server's offset.
     assert abs(_ts(api.emu.executions()[0]["startedAt"]) - now) < 5
 
 
-def test_no_offset_keeps_aiohttps_own_date(api: Api) -> None:
+def test_no_offset_dates_by_the_emulators_clock(api: Api) -> None:
     assert abs(_date(api.get("/workflows")) - time.time()) < 5
+    api.emu.advance(600)
+    assert abs(_date(api.get("/workflows")) - (time.time() + 600)) < 5
 
 
 def _raw_headers(api: Api, path: str) -> list[str]:
