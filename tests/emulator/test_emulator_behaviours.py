@@ -103,18 +103,18 @@ def _listed(api: Api, **params: Any) -> tuple[list[str], int]:
     return [x["executionId"] for x in body["data"]], body["total"]
 
 
-@pytest.mark.slow
-def test_list_lag_hides_new_executions_from_the_list_only(api: Api) -> None:
+def test_list_lag_hides_new_executions_from_the_list_only(make_emulator: Any) -> None:
+    api = Api(make_emulator(clock="manual"))  # no time passes but what the test advances
     old = api.trigger("wf_merchant_kyc", "merchant", "m_old")["executionId"]
-    api.emu.configure(list_lag_seconds=0.6)
-    assert _listed(api) == ([], 0)  # old is younger than 0.6 s too
-    time.sleep(0.7)
+    api.emu.configure(list_lag_seconds=60)
+    assert _listed(api) == ([], 0)  # old is younger than 60 s too
+    api.emu.advance(61)
     new = [api.trigger("wf_merchant_kyc", "merchant", f"m_new{i}")["executionId"] for i in range(3)]
     assert _listed(api) == ([old], 1)
     assert _listed(api, workflow_type="wf_merchant_kyc", limit=1) == ([old], 1)  # total: what it shows
     assert api.get(f"/workflows/executions/{new[0]}").json()["executionId"] == new[0]  # GET sees it
     assert len(api.emu.executions()) == 4  # the emulator's own record sees everything
-    time.sleep(0.7)
+    api.emu.advance(61)
     assert _listed(api, limit=2) == (new[::-1][:2], 4)
     assert _listed(api, limit=2, page=2) == ([new[0], old], 4)
     api.emu.configure(list_lag_seconds=0)
