@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAST_CONFIG",
+    "FULL_KEY",
     "connection_json",
     "smartmca_connection",
     "smartmca_emulator",
@@ -37,12 +38,7 @@ def connection_json(emulator: Emulator, key: str = FULL_KEY, **extra: object) ->
 
     :param extra: connection extras, e.g. ``retry_min_wait=0.01``.
     """
-    conn = {
-        "conn_type": "smartmca",
-        "host": emulator.base_url,
-        "password": key,
-        "extra": {"scopes": FULL_SCOPES, **extra},
-    }
+    conn = {"conn_type": "smartmca", "host": emulator.base_url, "password": key, "extra": extra}
     return json.dumps(conn)
 
 
@@ -64,7 +60,9 @@ def smartmca_emulator(smartmca_emulator_session: Emulator) -> Iterator[Emulator]
 @pytest.fixture
 def smartmca_connection(smartmca_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the ``smartmca_default`` Airflow connection at the emulator; returns the conn id."""
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", connection_json(smartmca_emulator))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMARTMCA_DEFAULT", connection_json(smartmca_emulator, scopes=FULL_SCOPES)
+    )
     return "smartmca_default"
 
 
@@ -101,7 +99,9 @@ def smartmca_make_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
         emulator = Emulator(config, clock=clock, **emulator_kwargs).start()
         started.append(emulator)
         if conn_id is not None:
-            monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(emulator, key))
+            monkeypatch.setenv(
+                f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(emulator, key, scopes=FULL_SCOPES)
+            )
         return emulator
 
     yield make

@@ -8,11 +8,10 @@ without an ``executionId`` succeeds with nothing to wait for.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from airflow_provider_smartmca.client.protocol import CONTRACT_RETRIES
+from airflow_provider_smartmca.testing.pytest_plugin import FULL_KEY, connection_json
 from airflow_provider_smartmca.testing.server import Emulator
 from tests.operators.helpers import FAILURE_TYPES, FAILURES
 
@@ -21,13 +20,8 @@ ATTEMPTS = 1 + CONTRACT_RETRIES  # a read whose answer breaks the contract is se
 
 @pytest.fixture
 def fast_connection(smartmca_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
-    conn = {
-        "conn_type": "smartmca",
-        "host": smartmca_emulator.base_url,
-        "password": "smca_test_full",
-        "extra": {"retry_min_wait": 0.01, "retry_max_wait": 0.05},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+    conn = connection_json(smartmca_emulator, retry_min_wait=0.01, retry_max_wait=0.05)
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn)
     FAILURES.clear()
     FAILURE_TYPES.clear()
     return "smartmca_default"
@@ -83,7 +77,7 @@ def test_a_drifted_answer_fails_the_task_once_without_retry_or_second_post(
         assert result.task_states[task] == "failed", result.task_states
         assert FAILURE_TYPES[task][:2] == ["AirflowFailException", cause]  # final:
         assert tries(result, task) == 1  # the retry never ran
-        assert named in FAILURES[task] and "smca_test_full" not in FAILURES[task]
+        assert named in FAILURES[task] and FULL_KEY not in FAILURES[task]
     assert smartmca_emulator.count(method="POST") == 2  # one per task, in spite of retries=1
     assert smartmca_emulator.executions_created() == 2
 
