@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv lint test demo e2e bench docs release-check clean matrix
+.PHONY: venv lint test test-fast demo e2e bench docs release-check clean matrix
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/test.in
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy airflow_provider_smartmca
 
+# The unit suite runs in pytest-xdist workers, each with its own Airflow home and emulators
+# (tests/conftest.py). Most tests wait on the emulator rather than compute, so TEST_WORKERS=4 can
+# pay off even on 2 cores; TEST_WORKERS=0 runs in this process (for pdb).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist worksteal
+
+# Everything but e2e: lint, then every unit test.
 test: lint
-	$(BIN)/python -m pytest tests -m "not e2e" -q
+	$(BIN)/python -m pytest tests -m "not e2e" -q $(XDIST)
+
+# The inner loop: the unit tests not marked slow (pytest -m slow --collect-only lists those).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow and not e2e" -q $(XDIST)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -35,8 +35,10 @@ REQUIREMENTS = ROOT / "requirements"
 MATRIX_DIR = ROOT / ".venv-matrix"
 TOOLS_DIR = MATRIX_DIR / "_tools"
 
+#: pytest-xdist workers, as `make test` runs them: the suite mostly waits, so two workers halve it.
+XDIST = ["-n", "2", "--dist", "worksteal"]
 #: The unit suite, as `make test` runs it; e2e needs PostgreSQL and chromium and runs in `make e2e`.
-SUITE = ["tests", "--ignore=tests/e2e", "-m", "not e2e"]
+SUITE = ["tests", "--ignore=tests/e2e", "-m", "not e2e", *XDIST]
 #: Import-and-register smoke tests: imports, `airflow providers hooks`, connection type and form,
 #: a DAG with every operator and the sensor parsed and serialized, a trigger run through this
 #: Airflow's async connection API.
@@ -105,7 +107,13 @@ CELLS = [
         "2026-09-18",
         # `make test` runs the whole suite on Airflow 3.3 already (Python 3.11): here the smoke
         # tests, the example DAGs and the hook's suite prove Python 3.13, in a third of the time.
-        (*SMOKE, "tests/operators/test_example_dags.py", "tests/operators/test_openlineage.py", "tests/hook"),
+        (
+            *SMOKE,
+            "tests/operators/test_example_dags.py",
+            "tests/operators/test_openlineage.py",
+            "tests/hook",
+            *XDIST,
+        ),
         "newest Airflow and highest Python: smoke, the hook's suite, the example DAGs (dag.test) and "
         "the OpenLineage facets (with the OpenLineage provider; the other cells run without it)",
         ("apache-airflow-providers-openlineage",),

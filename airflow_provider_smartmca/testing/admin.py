@@ -6,7 +6,6 @@ Lets a test control an emulator running in another process.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -92,7 +91,7 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
     async def executions(request: web.Request) -> web.Response:
         wt = request.query.get("workflow_type") or None
         eid = request.query.get("entity_id") or None
-        now = time.time()
+        now = state.clock.now()
         rows = [
             ex.view(now, with_nodes=False)
             for ex in state.store.all()
@@ -115,6 +114,19 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
     async def held(request: web.Request) -> web.Response:
         return _json({"held": state.held})
 
+    async def get_clock(request: web.Request) -> web.Response:
+        return _json(state.clock.to_dict())
+
+    async def advance_clock(request: web.Request) -> web.Response:
+        body = await _read_obj(request)
+        if body is None or set(body) != {"advance"}:
+            return _bad('body must be {"advance": <seconds>}')
+        try:
+            state.clock.advance(body["advance"])
+        except ValueError as exc:
+            return _bad(f"advance: {exc}")
+        return _json(state.clock.to_dict())
+
     async def reset(request: web.Request) -> web.Response:
         state.release_on_loop()
         state.reset()
@@ -135,6 +147,8 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
         ("POST", "/_emulator/keys/revoke", revoke, 'revoke a key: {"key": "<secret or name>"}'),
         ("POST", "/_emulator/release", release, "release the requests a hold fault holds"),
         ("GET", "/_emulator/held", held, "how many requests are held"),
+        ("GET", "/_emulator/clock", get_clock, "the server's clock: mode (real or manual) and now"),
+        ("POST", "/_emulator/clock", advance_clock, 'move the clock forward: {"advance": <seconds>}'),
         ("POST", "/_emulator/reset", reset, "forget executions, faults, logs; restore behaviours"),
     ]
     listing = [{"method": m, "path": path, "description": what} for m, path, _, what in routes]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -144,7 +143,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         query = dict(request.query) if request.query_string else {}
         state.record(
             RequestRecord(
-                time.time(),
+                state.clock.now(),
                 method,
                 path,
                 route,
@@ -163,11 +162,12 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 async def _date_header(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp fills Date before this hook runs and writes the headers after it, so what this
     # hook leaves is what goes on the wire: the server's clock, or (date_header off) nothing.
-    behaviour = request.app[STATE_KEY].behaviour
+    state = request.app[STATE_KEY]
+    behaviour = state.behaviour
     if not behaviour.date_header and not request.path.startswith("/_emulator"):
         response.headers.popall("Date", None)
-    elif behaviour.clock_offset_seconds or behaviour.date_offset_seconds:
-        response.headers["Date"] = http_date(behaviour.now() + behaviour.date_offset_seconds)
+    else:
+        response.headers["Date"] = http_date(behaviour.now(state.clock.now()) + behaviour.date_offset_seconds)
 
 
 async def _body(request: web.Request, required: bool) -> dict[str, Any]:
@@ -270,7 +270,7 @@ async def list_executions(request: web.Request) -> web.Response:
     if order not in ("asc", "desc"):
         raise ApiError(400, "sort_order must be asc or desc", field="sort_order")
     wt, et, eid = q.get("workflow_type"), q.get("entity_type"), q.get("entity_id")
-    behaviour, now = state.behaviour, time.time()
+    behaviour, now = state.behaviour, state.clock.now()
     # A lagging replica: what was created in the last list_lag_seconds is not there yet.
     visible_before = now - behaviour.list_lag_seconds
     rows = []
@@ -316,7 +316,7 @@ async def get_execution(request: web.Request) -> web.Response:
     ex = state.store.get(eid, first_get=True)
     if ex is None:
         raise ApiError(404, f"Execution {eid} not found")
-    return json_response(ex.view(time.time(), with_nodes=True, stamp=state.behaviour.stamp))
+    return json_response(ex.view(state.clock.now(), with_nodes=True, stamp=state.behaviour.stamp))
 
 
 def _app_action(action: str, body_required: bool) -> Handler:

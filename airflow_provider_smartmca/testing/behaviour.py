@@ -8,7 +8,6 @@ file, the admin API (``/_emulator/behaviour``) and :meth:`Emulator.configure`.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -47,7 +46,7 @@ class Behaviour:
     """Server-wide behaviour; frozen so a request reads one consistent snapshot.
 
     :param clock_offset_seconds: the server clock runs this far ahead (negative: behind) of
-        the real clock; used for the ``Date`` header and every timestamp the server writes.
+        the emulator's clock; used for the ``Date`` header and every timestamp the server writes.
     :param date_offset_seconds: the ``Date`` header runs this far ahead (negative: behind) of
         the timestamps the server writes, as a gateway whose clock differs from the database's.
     :param date_header: send a ``Date`` header on API responses; ``False``: none at all (as
@@ -77,12 +76,12 @@ class Behaviour:
     trailing_slash_list: bool = False
     drift: frozenset[str] = field(default_factory=frozenset)
 
-    def now(self) -> float:
-        """The server's (offset) clock."""
-        return time.time() + self.clock_offset_seconds
+    def now(self, clock: float) -> float:
+        """The time the server shows (its offset applied) when the emulator's clock reads ``clock``."""
+        return clock + self.clock_offset_seconds
 
     def stamp(self, ts: float) -> str | int:
-        """Render a real-clock timestamp as the server writes it (offset, maybe drifted)."""
+        """Render an emulator-clock timestamp as the server writes it (offset, maybe drifted)."""
         ts += self.clock_offset_seconds
         return round(ts * 1000) if "bad_timestamps" in self.drift else iso_ms(ts)
 

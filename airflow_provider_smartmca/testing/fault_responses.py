@@ -59,7 +59,7 @@ def _status(state: EmulatorState, fault: Fault) -> web.Response:
             "Retry-After": str(fault.retry_after),
             "X-RateLimit-Limit": str(state.config.rate_limit),
             "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(int(state.behaviour.now()) + wait),
+            "X-RateLimit-Reset": str(int(state.behaviour.now(state.clock.now())) + wait),
         }
     return error_response(status, STATUS_MESSAGES.get(status, f"Injected error {status}"), headers=headers)
 

@@ -12,7 +12,7 @@ from typing import Any
 from airflow_provider_smartmca.testing.behaviour import Behaviour, parse_behaviour
 from airflow_provider_smartmca.testing.config import ApiKey, EmulatorConfig
 from airflow_provider_smartmca.testing.faults import FaultSet, parse_fault
-from airflow_provider_smartmca.testing.state import ExecutionStore
+from airflow_provider_smartmca.testing.state import Clock, ExecutionStore
 
 __all__ = ["ACTION_ROUTES", "EmulatorState", "RequestRecord"]
 
@@ -72,13 +72,15 @@ class EmulatorState:
     """Everything the emulator knows: config, keys, executions, faults, logs.
 
     :param config: validated configuration.
+    :param clock: ``real`` (the wall clock) or ``manual`` (moves only by :meth:`Clock.advance`).
     """
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, clock: str = "real") -> None:
         self.config = config
         self.keys: dict[str, ApiKey] = dict(config.keys)
         self.revoked: set[str] = set()
-        self.store = ExecutionStore(config)
+        self.clock = Clock(clock)
+        self.store = ExecutionStore(config, self.clock)
         self.faults = FaultSet()
         self._install_config_faults()
         # Bounded and append-only so logging stays O(1) on the hot path.
@@ -131,8 +133,10 @@ class EmulatorState:
 
     # -- reset -------------------------------------------------------------
     def reset(self) -> None:
-        """Drop executions, faults, logs and counters; restore keys and the config's faults and behaviours."""
+        """Drop executions, faults, logs and counters; restore keys, the clock, and the config's faults
+        and behaviours."""
         self.store.reset()
+        self.clock.reset()
         self.faults.clear()
         self.log.clear()
         with self._counter_lock:

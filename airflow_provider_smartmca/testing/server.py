@@ -17,7 +17,12 @@ from aiohttp import web
 
 from airflow_provider_smartmca.testing.app import API_PREFIX, build_app
 from airflow_provider_smartmca.testing.behaviour import Behaviour
-from airflow_provider_smartmca.testing.config import EmulatorConfig, EmulatorError, load_config
+from airflow_provider_smartmca.testing.config import (
+    EmulatorConfig,
+    EmulatorConfigError,
+    EmulatorError,
+    load_config,
+)
 from airflow_provider_smartmca.testing.faults import Fault, parse_fault
 from airflow_provider_smartmca.testing.runtime import EmulatorState, RequestRecord
 
@@ -35,6 +40,8 @@ class Emulator:
     :param port: TCP port, ``0`` for a random free one.
     :param tls_cert: PEM certificate file; with ``tls_key`` serves HTTPS.
     :param tls_key: PEM private key file.
+    :param clock: ``real`` (the default) or ``manual``: the server's time stands still until
+        :meth:`advance` moves it, so a two-hour workflow ends after ``advance(7200)``.
     """
 
     def __init__(
@@ -44,6 +51,7 @@ class Emulator:
         port: int = 0,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
+        clock: str = "real",
     ) -> None:
         self.config = load_config(config)
         self.host = host
@@ -51,7 +59,10 @@ class Emulator:
         self._tls = (str(tls_cert), str(tls_key)) if tls_cert and tls_key else None
         if bool(tls_cert) != bool(tls_key):
             raise EmulatorError("tls_cert and tls_key must be given together")
-        self.state = EmulatorState(self.config)
+        try:
+            self.state = EmulatorState(self.config, clock)
+        except ValueError as exc:
+            raise EmulatorConfigError(str(exc)) from None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -203,13 +214,31 @@ class Emulator:
         self, workflow_type: str | None = None, entity_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Current detail views of the matching executions, in creation order."""
-        now = time.time()
+        now = self.state.clock.now()
         return [
             ex.view(now, with_nodes=True)
             for ex in self.state.store.all()
             if (workflow_type is None or ex.workflow.id == workflow_type)
             and (entity_id is None or ex.entity_id == entity_id)
         ]
+
+    def now(self) -> float:
+        """The server's clock (a Unix timestamp): what executions, timestamps and ``Date`` follow."""
+        return self.state.clock.now()
+
+    def advance(self, seconds: float) -> float:
+        """Move the server's clock forward by ``seconds``; return the new time.
+
+        Executions progress, timestamps and ``Date`` headers move, at once. The provider's own
+        timing (deadlines, backoff, poll sleeps) stays on the real clock. :meth:`reset` puts the
+        clock back.
+
+        :raises EmulatorConfigError: naming ``seconds`` when it is negative or not a finite number.
+        """
+        try:
+            return self.state.clock.advance(seconds)
+        except ValueError as exc:
+            raise EmulatorConfigError(str(exc)) from None
 
     def actions(self) -> list[RequestRecord]:
         """The POSTs that reached an action handler (trigger, application actions), oldest first.

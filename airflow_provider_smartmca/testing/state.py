@@ -1,12 +1,15 @@
-"""Execution store and lazily computed lifecycle.
+"""Execution store, lazily computed lifecycle, and the emulator's clock.
 
 An execution's status is a pure function of the time elapsed since its clock
 started, so no background task is needed: ``pending`` for ``pending_seconds``,
 then each node runs for ``node_seconds``, then the planned terminal status.
+Elapsed time is read from a :class:`Clock`: the real one, or a manual one that
+moves only when a test advances it.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -19,9 +22,60 @@ from typing import Any
 from airflow_provider_smartmca.testing.behaviour import iso_ms
 from airflow_provider_smartmca.testing.config import EmulatorConfig, WorkflowDef
 
-__all__ = ["EXECUTION_STATUSES", "Execution", "ExecutionStore", "iso_ms"]
+__all__ = ["CLOCK_MODES", "EXECUTION_STATUSES", "Clock", "Execution", "ExecutionStore", "iso_ms"]
 
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+CLOCK_MODES = ("real", "manual")
+
+
+class Clock:
+    """The server's time, as a Unix timestamp: every execution, timestamp, ``Date`` header and
+    log entry reads it.
+
+    ``real`` follows the wall clock; ``manual`` stands still at the time it was made. Both move
+    forward by :meth:`advance`. The provider's own timing (deadlines, backoff, poll sleeps) stays
+    on the real clock: this clock moves the server only.
+
+    :param mode: ``real`` or ``manual``.
+    :raises ValueError: naming ``clock`` when the mode is unknown.
+    """
+
+    def __init__(self, mode: str = "real") -> None:
+        if mode not in CLOCK_MODES:
+            raise ValueError(f"clock must be one of {list(CLOCK_MODES)}, not {mode!r}")
+        self.mode = mode
+        self._origin = time.time()
+        self._advanced = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """The server's current time."""
+        base = time.time() if self.mode == "real" else self._origin
+        return base + self._advanced
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward by ``seconds`` (a finite number, at least 0); return the new time.
+
+        :raises ValueError: naming ``seconds`` when it is negative, not finite or not a number.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            raise ValueError("seconds must be a finite number")
+        if seconds < 0:
+            raise ValueError("seconds must be at least 0: the clock never goes back")
+        with self._lock:
+            self._advanced += float(seconds)
+        return self.now()
+
+    def reset(self) -> None:
+        """Back to how it was made: the wall clock, or a manual clock standing at the time now."""
+        with self._lock:
+            self._origin = time.time()
+            self._advanced = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly state (the admin API's ``/_emulator/clock``)."""
+        now = self.now()
+        return {"mode": self.mode, "now": iso_ms(now), "timestamp": now, "advanced_seconds": self._advanced}
 
 
 @dataclass
@@ -38,8 +92,8 @@ class Execution:
     workflow: WorkflowDef
     entity_type: str
     entity_id: str
-    created_at: float  # wall clock; reported as startedAt
-    clock_start: float | None  # wall clock when the lifecycle clock started
+    created_at: float  # server clock (Clock.now); reported as startedAt
+    clock_start: float | None  # server clock when the lifecycle clock started
     pending_s: float
     node_s: float
     final: str
@@ -60,7 +114,7 @@ class Execution:
     def view(
         self, now: float, with_nodes: bool, stamp: Callable[[float], str | int] = iso_ms
     ) -> dict[str, Any]:
-        """Render the execution as seen at wall-clock time ``now``.
+        """Render the execution as seen at server time ``now`` (:meth:`Clock.now`).
 
         :param stamp: renders each timestamp (the server's clock offset and format).
         """
@@ -145,8 +199,9 @@ class ExecutionStore:
     :param config: emulator configuration (durations and catalog).
     """
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock or Clock()
         self._lock = threading.Lock()
         self._by_id: dict[str, Execution] = {}
         self._order: list[Execution] = []
@@ -161,7 +216,7 @@ class ExecutionStore:
 
     def create(self, wf: WorkflowDef, entity_type: str, entity_id: str) -> Execution:
         """Create an execution and plan its outcome deterministically."""
-        now = time.time()
+        now = self.clock.now()
         with self._lock:
             self._per_workflow[wf.id] += 1
             seq = self._per_workflow[wf.id]
@@ -211,7 +266,7 @@ class ExecutionStore:
         if ex is not None and first_get and ex.clock_start is None:
             with self._lock:
                 if ex.clock_start is None:
-                    ex.clock_start = time.time()
+                    ex.clock_start = self.clock.now()
         return ex
 
     def all(self) -> list[Execution]:

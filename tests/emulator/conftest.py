@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator
 
 import pytest
 from emu_helpers import Api
@@ -26,15 +26,6 @@ def api(smartmca_emulator: Emulator) -> Iterator[Api]:  # noqa: F811
 
 
 @pytest.fixture
-def make_emulator() -> Iterator[Any]:
-    """Factory for emulators with a custom config; all stopped at teardown."""
-    started: list[Emulator] = []
-
-    def factory(config: Any = None, **kw: Any) -> Emulator:
-        emu = Emulator(config, **kw).start()
-        started.append(emu)
-        return emu
-
-    yield factory
-    for emu in started:
-        emu.stop()
+def make_emulator(smartmca_make_emulator: Callable[..., Emulator]) -> Callable[..., Emulator]:
+    """The plugin's factory, with no connection: emulators with a custom config, stopped at teardown."""
+    return functools.partial(smartmca_make_emulator, conn_id=None)

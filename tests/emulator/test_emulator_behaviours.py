@@ -49,7 +49,7 @@ def test_clock_offset_moves_date_header_and_every_timestamp(api: Api, offset: fl
         assert r.headers["Date"].endswith(" GMT")
         assert abs(_date(r) - (time.time() + offset)) < 5
     assert int(responses[1].headers["X-RateLimit-Reset"]) > time.time() + offset - 5
-    # The emulator's own record stays on the real clock.
+    # The emulator's own record is on its clock, without the server's offset.
     assert abs(_ts(api.emu.executions()[0]["startedAt"]) - now) < 5
 
 
@@ -63,8 +63,10 @@ def test_date_offset_moves_the_date_header_alone(api: Api) -> None:
         api.emu.configure(date_offset_seconds=float("inf"))
 
 
-def test_no_offset_keeps_aiohttps_own_date(api: Api) -> None:
+def test_no_offset_dates_by_the_emulators_clock(api: Api) -> None:
     assert abs(_date(api.get("/workflows")) - time.time()) < 5
+    api.emu.advance(600)
+    assert abs(_date(api.get("/workflows")) - (time.time() + 600)) < 5
 
 
 def _raw_headers(api: Api, path: str) -> list[str]:
@@ -111,17 +113,18 @@ def _listed(api: Api, **params: Any) -> tuple[list[str], int]:
     return [x["executionId"] for x in body["data"]], body["total"]
 
 
-def test_list_lag_hides_new_executions_from_the_list_only(api: Api) -> None:
+def test_list_lag_hides_new_executions_from_the_list_only(make_emulator: Any) -> None:
+    api = Api(make_emulator(clock="manual"))  # no time passes but what the test advances
     old = api.trigger("wf_merchant_kyc", "merchant", "m_old")["executionId"]
-    api.emu.configure(list_lag_seconds=0.6)
-    assert _listed(api) == ([], 0)  # old is younger than 0.6 s too
-    time.sleep(0.7)
+    api.emu.configure(list_lag_seconds=60)
+    assert _listed(api) == ([], 0)  # old is younger than 60 s too
+    api.emu.advance(61)
     new = [api.trigger("wf_merchant_kyc", "merchant", f"m_new{i}")["executionId"] for i in range(3)]
     assert _listed(api) == ([old], 1)
     assert _listed(api, workflow_type="wf_merchant_kyc", limit=1) == ([old], 1)  # total: what it shows
     assert api.get(f"/workflows/executions/{new[0]}").json()["executionId"] == new[0]  # GET sees it
     assert len(api.emu.executions()) == 4  # the emulator's own record sees everything
-    time.sleep(0.7)
+    api.emu.advance(61)
     assert _listed(api, limit=2) == (new[::-1][:2], 4)
     assert _listed(api, limit=2, page=2) == ([new[0], old], 4)
     api.emu.configure(list_lag_seconds=0)

@@ -133,6 +133,7 @@ def test_cli_bad_config_is_a_clean_error(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_pytest_plugin_in_user_project(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(
         'pytest_plugins = ["airflow_provider_smartmca.testing.pytest_plugin"]\n'

@@ -9,25 +9,28 @@ from typing import Any
 import pytest
 from emu_helpers import Api
 
+from airflow_provider_smartmca.testing.pytest_plugin import FAST_CONFIG
+
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 TERMINAL = ("completed", "failed", "cancelled", "paused")
 NODE_FIELDS = {"id", "name", "status", "startedAt", "completedAt", "result", "error"}
 
 
-def _seen_statuses(api: Api, exec_id: str, timeout: float = 5.0) -> tuple[list[str], dict[str, Any]]:
+def _seen_statuses(api: Api, exec_id: str, rounds: int = 1000) -> tuple[list[str], dict[str, Any]]:
+    """Read the execution, stepping the emulator's clock 5 ms a read, until it ends."""
     seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in range(rounds):
         body = api.get(f"/workflows/executions/{exec_id}").json()
         if not seen or seen[-1] != body["status"]:
             seen.append(body["status"])
         if body["status"] in TERMINAL:
             return seen, body
-        time.sleep(0.005)
+        api.emu.advance(0.005)
     raise AssertionError(f"not terminal, saw {seen}")
 
 
-def test_completed_lifecycle_with_node_detail(api: Api) -> None:
+def test_completed_lifecycle_with_node_detail(make_emulator: Any) -> None:
+    api = Api(make_emulator(FAST_CONFIG, clock="manual"))
     t = api.trigger("wf_merchant_kyc", "merchant", "m_1")
     first = api.get(f"/workflows/executions/{t['executionId']}").json()
     assert first["status"] == "pending"
@@ -48,7 +51,7 @@ def test_completed_lifecycle_with_node_detail(api: Api) -> None:
 
 
 def test_running_reports_current_node(make_emulator: Any) -> None:
-    emu = make_emulator({"durations": {"pending_seconds": 0.0, "node_seconds": 0.3}})
+    emu = make_emulator({"durations": {"pending_seconds": 0.0, "node_seconds": 0.3}}, clock="manual")
     api = Api(emu)
     t = api.trigger("wf_deal_onboarding", "deal")
     body = api.get(f"/workflows/executions/{t['executionId']}").json()
@@ -121,15 +124,15 @@ def test_fail_probability_is_deterministic(make_emulator: Any) -> None:
 
 def test_clock_starts_on_first_get(make_emulator: Any) -> None:
     emu = make_emulator({"durations": {"pending_seconds": 0.1, "node_seconds": 0.01,
-                                       "clock_starts_on_first_get": True}})  # fmt: skip
+                                       "clock_starts_on_first_get": True}}, clock="manual")  # fmt: skip
     api = Api(emu)
     t = api.trigger("wf_merchant_kyc", "merchant")
-    time.sleep(0.3)  # longer than the whole lifecycle, but nobody polled yet
-    t0 = time.monotonic()
+    emu.advance(3600)  # longer than the whole lifecycle, but nobody polled yet
+    started = emu.now()
     assert api.get(f"/workflows/executions/{t['executionId']}").json()["status"] == "pending"
-    last = api.wait_status(t["executionId"], TERMINAL)
-    assert last["status"] == "completed"
-    assert time.monotonic() - t0 >= 0.14
+    seen, _ = _seen_statuses(api, t["executionId"])
+    assert seen == ["pending", "running", "completed"]
+    assert emu.now() - started >= 0.1 + 5 * 0.01  # it took the whole lifecycle after the first GET
 
 
 def _seed_executions(api: Api) -> list[dict[str, Any]]:

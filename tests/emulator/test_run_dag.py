@@ -57,6 +57,7 @@ def dags_folder() -> Path:
     return Path(settings.DAGS_FOLDER).resolve()
 
 
+@pytest.mark.slow
 def test_plain_dag_test_outside_the_dags_folder_is_what_run_dag_fixes(
     smartmca_connection: str, smartmca_run_dag: Any, tmp_path: Path
 ) -> None:
@@ -151,6 +152,7 @@ print("RESULT " + json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_a_new_user_with_no_airflow_home_runs_a_dag_file(tmp_path: Path) -> None:
     """A fresh process, no AIRFLOW_HOME: a throwaway home is made, migrated, used and removed."""
     path, _ = dag_file(tmp_path)

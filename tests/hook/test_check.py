@@ -76,6 +76,7 @@ def populated(hook, smartmca_emulator: Emulator) -> Emulator:
 # --- the real console script ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_console_script_passes_against_the_emulator_and_never_prints_the_key(populated: Emulator):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env["SMARTMCA_API_KEY"] = FULL_KEY
@@ -103,6 +104,7 @@ def test_console_script_passes_against_the_emulator_and_never_prints_the_key(pop
     assert {r.route for r in probes} == {"list_workflows", "get_workflow", "list_executions", "get_execution"}
 
 
+@pytest.mark.slow
 def test_console_script_reads_an_airflow_connection_from_the_environment(populated: Emulator):
     env = dict(os.environ)
     env["AIRFLOW_CONN_SMARTMCA_PROD"] = json.dumps(
@@ -212,6 +214,7 @@ def test_a_refused_key_differs_and_is_never_printed(smartmca_emulator: Emulator,
         ({"kind": "echo", "echo_in": "required_scope", "count": 20}, "HTTP 403"),
     ],
 )
+@pytest.mark.slow
 def test_a_server_echoing_the_key_does_not_make_the_check_print_it(
     smartmca_emulator: Emulator, capsys, fault, shown
 ):

@@ -93,7 +93,6 @@ def test_each_read_under_each_drift(hook, smartmca_emulator, drift, read):
         "list_workflows": hook.list_workflows,
     }[read]
     field = READS[drift].get(read)
-    start = time.monotonic()
     if field is None:
         assert isinstance(call(), (Execution, ExecutionPage, WorkflowList))
         assert smartmca_emulator.count(route=read) - sent == 1
@@ -102,7 +101,6 @@ def test_each_read_under_each_drift(hook, smartmca_emulator, drift, read):
             call()
         assert_named(err.value, read, field)
         assert smartmca_emulator.count(route=read) - sent == ATTEMPTS  # a few times, not max_retries
-    assert time.monotonic() - start < 5
     assert posts(smartmca_emulator) == before
 
 
@@ -133,12 +131,12 @@ def test_patiently_does_not_ride_out_a_contract_error(hook, smartmca_emulator):
     """A drift is not a storm: ``patiently`` gives up at once, not after its patience."""
     execution_id = finished(hook)
     smartmca_emulator.configure(drift=["status_as_list"])
-    start = time.monotonic()
+    gets = smartmca_emulator.count(route="get_execution")
     with pytest.raises(SmartMCAContractError) as err:
         hook.patiently(hook.get_execution, execution_id, patience=60)
     assert_named(err.value, "get_execution", "status")
-    assert time.monotonic() - start < 5
-    assert smartmca_emulator.count(route="get_execution", status=200) >= ATTEMPTS
+    # The per-call contract attempts, once: a storm ridden out for 60 s would be many more reads.
+    assert smartmca_emulator.count(route="get_execution", status=200) - gets == ATTEMPTS
 
 
 # --- the worker's wait -----------------------------------------------------------------------------
@@ -150,12 +148,11 @@ def test_wait_fails_named_after_a_few_polls(hook, smartmca_emulator, drift):
     smartmca_emulator.configure(drift=[drift])
     before = posts(smartmca_emulator)
     gets = smartmca_emulator.count(route="get_execution")
-    start = time.monotonic()
     with pytest.raises(SmartMCAContractError) as err:
         hook.wait_for_execution(execution_id, poll_interval=0.05, deadline=time.time() + 60)
     assert_named(err.value, "get_execution", GET_BREAKERS[drift])
-    assert time.monotonic() - start < 5  # not the 60 s deadline
-    # One attempt per poll (the wait is its own retry loop), a few polls: never the deadline's worth.
+    # One attempt per poll (the wait is its own retry loop), a few polls: never the 60 s deadline's
+    # worth (1200 polls).
     assert smartmca_emulator.count(route="get_execution") - gets == ATTEMPTS
     assert posts(smartmca_emulator) == before
 
@@ -169,6 +166,7 @@ def test_wait_is_unaffected_by_drifts_of_other_endpoints(hook, smartmca_emulator
     assert posts(smartmca_emulator) == 1
 
 
+@pytest.mark.slow
 def test_unknown_status_is_logged_once_then_times_out_naming_it(hook, smartmca_emulator, capfd):
     smartmca_emulator.configure(drift=["unknown_status"])
     execution_id = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_paused").execution_id
@@ -176,7 +174,7 @@ def test_unknown_status_is_logged_once_then_times_out_naming_it(hook, smartmca_e
     with pytest.raises(SmartMCAExecutionTimeoutError) as err:
         hook.wait_for_execution(execution_id, poll_interval=0.05, deadline=time.time() + 1.0)
     elapsed = time.monotonic() - start
-    assert 0.9 <= elapsed < 4
+    assert 0.9 <= elapsed < 10  # the deadline is the promise; the margin is for a loaded machine
     assert "'paused'" in str(err.value) and err.value.execution_status == "paused"
     assert "left running" not in str(err.value)  # a paused execution is not running
     out = "".join(capfd.readouterr())  # the hook logs through structlog, to the captured streams
@@ -189,12 +187,12 @@ def test_unknown_status_is_logged_once_then_times_out_naming_it(hook, smartmca_e
 def test_unknown_status_listed_in_failure_statuses_fails_fast(hook, smartmca_emulator):
     smartmca_emulator.configure(drift=["unknown_status"])
     execution_id = hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_paused").execution_id
-    start = time.monotonic()
     execution = hook.wait_for_execution(
         execution_id, poll_interval=0.05, deadline=time.time() + 60, failure_statuses=["paused"]
     )
-    assert time.monotonic() - start < 3
     assert execution.status == "paused"
+    # Ends at the first read that says paused (the workflow takes 0.15 s): the deadline is 1200 polls.
+    assert smartmca_emulator.count(route="get_execution") <= 10
     with pytest.raises(SmartMCAExecutionError, match="ended paused"):
         final_result(execution, ["paused"])
     assert posts(smartmca_emulator) == 1
@@ -235,12 +233,12 @@ def test_a_trigger_202_without_execution_id_is_looked_up_never_resent(hook, smar
     """rename_fields on a new entity: the POST is sent once; its 202 lacks executionId and the
     lookup (whose list is renamed too) cannot tell, so the outcome is ambiguous, named, final."""
     smartmca_emulator.configure(drift=["rename_fields"])
-    start = time.monotonic()
     with pytest.raises(SmartMCAAmbiguousTriggerError) as err:
         hook.trigger_workflow("wf_deal_onboarding", "deal", "deal_new")
     assert type(err.value) is SmartMCAAmbiguousTriggerError
     assert "'executionId' is missing" in str(err.value)
-    assert time.monotonic() - start < 5
+    # The snapshot, then one lookup of a few contract attempts: final, not a patient retry loop.
+    assert smartmca_emulator.count(route="list_executions") == 1 + ATTEMPTS
     assert posts(smartmca_emulator) == 1
     assert smartmca_emulator.executions_created() == 1
 

@@ -59,6 +59,7 @@ def test_ids_that_normalise_to_another_path_are_refused(bad):
         protocol.validate_id("execution_id", bad)
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(IDS)
 @example(".")

@@ -38,6 +38,7 @@ def test_hook_argument_overrides_connection_extra(make_hook, smartmca_emulator):
     assert smartmca_emulator.count(route="get_workflow") == 1
 
 
+@pytest.mark.slow
 def test_429_honours_retry_after(make_hook, smartmca_emulator):
     hook = make_hook()
     smartmca_emulator.add_fault("status", route="get_workflow", status=429, retry_after=1, count=1)

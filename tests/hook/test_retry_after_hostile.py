@@ -20,6 +20,7 @@ from airflow_provider_smartmca.errors import SmartMCARateLimitError
 CAP = 60.0
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(st.text(max_size=60) | st.from_regex(r"\A-?[0-9]{0,400}(\.[0-9]*)?([eE][+-]?[0-9]{1,4})?\Z"))
 @example("nan")
@@ -75,7 +76,7 @@ def test_429_with_a_hostile_retry_after_is_retried_and_succeeds(make_hook, smart
     smartmca_emulator.add_fault("status", route="get_workflow", status=429, retry_after=header, count=1)
     start = time.monotonic()
     assert hook.get_workflow("wf_deal_onboarding").id == "wf_deal_onboarding"
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 30  # capped at 0.2 s (the default cap is 60 s); margin for load
     assert smartmca_emulator.count(route="get_workflow", status=429) == 1
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_smartmca.testing.pytest_plugin import connection_json
 from airflow_provider_smartmca.testing.server import Emulator
 
 OPERATOR_TEST_CONFIG = {
@@ -80,13 +80,8 @@ def make_storm_connection(smartmca_emulator: Emulator, monkeypatch: pytest.Monke
     """A connection with no per-call retries and short backoff: only the patient reads save a task."""
 
     def make() -> str:
-        conn = {
-            "conn_type": "smartmca",
-            "host": smartmca_emulator.base_url,
-            "password": "smca_test_full",
-            "extra": {"max_retries": 0, "retry_min_wait": 0.01, "retry_max_wait": 0.05},
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+        conn = connection_json(smartmca_emulator, max_retries=0, retry_min_wait=0.01, retry_max_wait=0.05)
+        monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn)
         return "smartmca_default"
 
     return make

@@ -8,24 +8,20 @@ without an ``executionId`` succeeds with nothing to wait for.
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
+from airflow_provider_smartmca.client.protocol import CONTRACT_RETRIES
+from airflow_provider_smartmca.testing.pytest_plugin import FULL_KEY, connection_json
 from airflow_provider_smartmca.testing.server import Emulator
 from tests.operators.helpers import FAILURE_TYPES, FAILURES
+
+ATTEMPTS = 1 + CONTRACT_RETRIES  # a read whose answer breaks the contract is sent this many times
 
 
 @pytest.fixture
 def fast_connection(smartmca_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
-    conn = {
-        "conn_type": "smartmca",
-        "host": smartmca_emulator.base_url,
-        "password": "smca_test_full",
-        "extra": {"retry_min_wait": 0.01, "retry_max_wait": 0.05},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+    conn = connection_json(smartmca_emulator, retry_min_wait=0.01, retry_max_wait=0.05)
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn)
     FAILURES.clear()
     FAILURE_TYPES.clear()
     return "smartmca_default"
@@ -71,15 +67,17 @@ def test_a_drifted_answer_fails_the_task_once_without_retry_or_second_post(
     run_dag, smartmca_emulator, fast_connection, drift, cause, named
 ):
     smartmca_emulator.configure(drift=[drift])
-    start = time.monotonic()
     result = run_dag(TRIGGERS.replace("RETRIES", "1"))
-    assert time.monotonic() - start < 30  # wf_deal_slow is pending 1 s: no wait ran to a deadline
+    # No wait ran to its 60 s deadline (1200 polls a task): each task read a snapshot, then its
+    # contract attempts of a lookup or a Get Execution.
+    reads = smartmca_emulator.count(route="list_executions") + smartmca_emulator.count(route="get_execution")
+    assert reads <= 2 * (1 + 2 * ATTEMPTS)
     for mode in ("sync", "deferrable"):
         task = f"trigger_{mode}"
         assert result.task_states[task] == "failed", result.task_states
         assert FAILURE_TYPES[task][:2] == ["AirflowFailException", cause]  # final:
         assert tries(result, task) == 1  # the retry never ran
-        assert named in FAILURES[task] and "smca_test_full" not in FAILURES[task]
+        assert named in FAILURES[task] and FULL_KEY not in FAILURES[task]
     assert smartmca_emulator.count(method="POST") == 2  # one per task, in spite of retries=1
     assert smartmca_emulator.executions_created() == 2
 
@@ -102,13 +100,15 @@ with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
 )
 
 
+@pytest.mark.slow
 def test_unknown_status_times_out_naming_it_or_fails_fast_when_listed(
     run_dag, smartmca_emulator, fast_connection
 ):
     smartmca_emulator.configure(drift=["unknown_status"])
-    start = time.monotonic()
     result = run_dag(UNKNOWN_STATUS.replace("RETRIES", "0"))
-    assert time.monotonic() - start < 40  # nowhere near the 600 s timeout
+    # Two 2 s waits at 0.1 s polls (21 reads each at most) and two fail-fast waits: nowhere near the
+    # 600 s timeout's 6000 polls.
+    assert smartmca_emulator.count(route="get_execution") < 100
     assert set(result.task_states.values()) == {"failed"}, result.task_states
     for mode in ("sync", "deferrable"):
         assert FAILURE_TYPES[f"waits_{mode}"][0] == "SmartMCAExecutionTimeoutError"

@@ -13,6 +13,7 @@ from airflow_provider_smartmca.operators import (
     ChangeApplicationStatusOperator,
     TriggerWorkflowOperator,
 )
+from airflow_provider_smartmca.testing.pytest_plugin import FULL_KEY, connection_json
 from tests.operators.helpers import FAILURE_TYPES, FAILURES
 
 TRIGGER = dict(task_id="t", workflow_type="wf_deal_onboarding", entity_type="deal", entity_id="deal_1")
@@ -117,8 +118,7 @@ with DAG("{dag_id}", schedule=None, default_args={"retries": 3, "on_failure_call
 
 def test_missing_scope_403_fails_at_once_without_retries(run_dag, smartmca_emulator, monkeypatch):
     # A read-only key that declares no scopes locally: the server answers 403.
-    conn = {"conn_type": "smartmca", "host": smartmca_emulator.base_url, "password": "smca_test_read"}
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", connection_json(smartmca_emulator, "smca_test_read"))
     result = run_dag(FORBIDDEN_DAG)
     assert result.task_states == {"trigger": "failed", "assign": "failed"}
     assert smartmca_emulator.count(route="trigger", status=403) == 1
@@ -142,19 +142,17 @@ with DAG("{dag_id}", schedule=None) as dag:
 """
 
 
+@pytest.mark.slow
 def test_key_never_in_logs_or_xcom_and_link_shown(run_dag, smartmca_emulator, monkeypatch, capfd):
-    conn = {
-        "conn_type": "smartmca",
-        "host": smartmca_emulator.base_url,
-        "password": "smca_test_full",
-        "extra": {"execution_url_template": "https://app.smartmca.com/executions/{execution_id}"},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))
+    template = "https://app.smartmca.com/executions/{execution_id}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMARTMCA_DEFAULT", connection_json(smartmca_emulator, execution_url_template=template)
+    )
     result = run_dag(SECRET_DAG)
     assert result.state == "success"
     out, err = capfd.readouterr()
     assert "Started SmartMCA execution" in out + err  # the task logs were captured
-    assert "smca_test_full" not in out + err
+    assert FULL_KEY not in out + err
 
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -162,13 +160,14 @@ def test_key_never_in_logs_or_xcom_and_link_shown(run_dag, smartmca_emulator, mo
     with create_session() as session:
         rows = session.query(XComModel).filter_by(dag_id=result.dag_id).all()
         values = {f"{r.task_id}|{r.key}": XComModel.deserialize_value(r) for r in rows}
-    assert "smca_test_full" not in json.dumps(values, default=str)
+    assert FULL_KEY not in json.dumps(values, default=str)
     for task_id in ("trigger_False", "trigger_True", "change_False", "change_True"):
         execution_id = values[f"{task_id}|execution_id"]
         link = result.xcom(task_id, key="_link_SmartMCAExecutionLink")
         assert link == f"https://app.smartmca.com/executions/{execution_id}"
 
 
+@pytest.mark.slow
 def test_previous_execution_found_without_task_state_store(smartmca_connection, smartmca_emulator):
     """Airflow < 3.3 path: no task_state_store; try 2 finds try 1's execution by listing."""
     from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook

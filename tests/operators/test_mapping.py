@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 MAPPED_DAG = """
 from airflow.sdk import DAG
 from airflow_provider_smartmca.operators import TriggerWorkflowOperator
@@ -17,6 +19,7 @@ with DAG("{dag_id}", schedule=None) as dag:
 """
 
 
+@pytest.mark.slow
 def test_mapped_over_50_entities(run_dag, smartmca_connection, smartmca_emulator):
     result = run_dag(MAPPED_DAG)
     assert result.state == "success"

@@ -11,6 +11,8 @@ import pytest
 from tests.operators.conftest import OUTCOMES
 from tests.operators.helpers import FAILURE_TYPES, FAILURES, normalize, normalize_message
 
+pytestmark = pytest.mark.slow  # every case runs DAGs to each outcome, in both modes
+
 OPERATORS = ("trigger", "change_status", "advance_stage", "assign_underwriter")
 
 DAG_SOURCE = """

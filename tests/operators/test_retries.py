@@ -64,6 +64,7 @@ def _source(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_retry_after_worker_death_reattaches(deferrable, run_dag, smartmca_connection, smartmca_emulator):
     result = run_dag(_source(deferrable=deferrable))
@@ -101,6 +102,7 @@ def test_retry_after_failure_starts_exactly_one_new(run_dag, smartmca_connection
     assert "OFAC screening returned a potential match" in FAILURES["t"]
 
 
+@pytest.mark.slow
 def test_retrigger_is_opt_in(run_dag, smartmca_connection, smartmca_emulator):
     result = run_dag(_source(on_retry="retrigger"))
     assert result.state == "success", FAILURES
@@ -251,6 +253,7 @@ def test_retry_after_death_with_the_202_in_flight_finds_the_execution(
     assert len(smartmca_emulator.executions()) == 2
 
 
+@pytest.mark.slow
 def test_retry_after_death_mid_action_is_ambiguous_when_its_workflow_is_unknown(
     run_dag, smartmca_connection, smartmca_emulator
 ):

@@ -108,6 +108,7 @@ def test_classes_derive_from_this_airflows_bases():
     assert issubclass(ExecutionTrigger, BaseTrigger)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_airflow_providers_hooks_lists_the_hook():
     """The CLI imports the hook class; on a bad import it prints 'Error when importing hook!'."""

@@ -85,6 +85,7 @@ with DAG("DAG_ID", schedule=None) as dag:
 """
 
 
+@pytest.mark.slow
 def test_templated_settings_render_and_a_missing_xcom_fails_before_any_request(
     smartmca_emulator: Emulator, smartmca_run_dag: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -74,6 +74,7 @@ def test_providers_manager_builds_the_form():
     assert pm.field_behaviours["smartmca"]["relabeling"]["host"] == "Base URL"
 
 
+@pytest.mark.slow
 def test_airflow_providers_list_and_get():
     listing = _airflow("providers", "list", "--output", "json")
     names = [p["package_name"] for p in json_out(listing)]
@@ -82,6 +83,7 @@ def test_airflow_providers_list_and_get():
     assert got == [{"Provider": "airflow-provider-smartmca", "Version": "0.1.0"}]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_airflow_connections_add_then_hook_uses_it(smartmca_emulator):
     conn_id = "smartmca_cli_test"

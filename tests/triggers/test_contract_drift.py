@@ -20,6 +20,8 @@ from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionTrigger
 from tests.triggers.conftest import FAST_RETRIES, start_execution
 
+pytestmark = pytest.mark.slow  # triggers and sensors poll for real, most cases for a second
+
 RAW = (KeyError, TypeError, AttributeError, ValueError, IndexError)
 # Drifts under which Get Execution breaks the contract, and the field each names.
 GET_BREAKERS = {
@@ -87,12 +89,10 @@ def test_poke_fails_named_on_a_drifted_execution(emu: Emulator, drift: str) -> N
     execution_id = start_execution("wf_deal_onboarding")
     emu.configure(drift=[drift])
     before, gets = posts(emu), emu.count(route="get_execution")
-    start = time.monotonic()
     with pytest.raises(SmartMCAContractError) as err:
         sensor(execution_id).poke({})  # type: ignore[arg-type]
     assert type(err.value) is SmartMCAContractError and not isinstance(err.value, RAW)
     assert err.value.endpoint == "get_execution" and err.value.field == GET_BREAKERS[drift]
-    assert time.monotonic() - start < 5
     assert emu.count(route="get_execution") - gets == 1 + CONTRACT_RETRIES
     assert posts(emu) == before
 
@@ -131,11 +131,11 @@ def test_trigger_fires_a_named_error_after_a_few_polls(emu: Emulator, drift: str
     execution_id = start_execution("wf_deal_onboarding")
     emu.configure(drift=[drift])
     before, gets = posts(emu), emu.count(route="get_execution")
-    event, elapsed = run_trigger(execution_id, deadline_in=60)
+    event, _ = run_trigger(execution_id, deadline_in=60)
     assert event["status"] == "error"
     assert f"'{GET_BREAKERS[drift]}'" in event["message"] and "get_execution" in event["message"]
-    assert elapsed < 5  # not the 60 s deadline
-    # One attempt per poll; a contract error is polled CONTRACT_RETRIES more times, then final.
+    # One attempt per poll; a contract error is polled CONTRACT_RETRIES more times, then final (the
+    # 60 s deadline would be 600 polls).
     assert emu.count(route="get_execution") - gets == 1 + CONTRACT_RETRIES
     assert posts(emu) == before
 
@@ -156,16 +156,17 @@ def test_trigger_times_out_on_an_unknown_status_naming_it(emu: Emulator) -> None
     event, elapsed = run_trigger(execution_id, deadline_in=2.0)
     assert event["status"] == "timeout"
     assert "'paused'" in event["message"] and event["execution"]["status"] == "paused"
-    assert 1.5 <= elapsed < 5
+    assert 1.5 <= elapsed < 2.0 + 10  # the deadline is the promise; the margin is a loaded machine's
     assert posts(emu) == 1
 
 
 def test_trigger_fails_fast_on_an_unknown_status_listed_in_failure_statuses(emu: Emulator) -> None:
     execution_id = start_execution("wf_deal_onboarding")
     emu.configure(drift=["unknown_status"])
-    event, elapsed = run_trigger(execution_id, deadline_in=60, failure_statuses=["paused"])
+    event, _ = run_trigger(execution_id, deadline_in=60, failure_statuses=["paused"])
     assert event["status"] == "failure" and "ended paused" in event["message"]
-    assert elapsed < 5
+    # At the first poll that reads paused (the workflow takes under a second): 600 polls to the deadline.
+    assert emu.count(route="get_execution") < 30
     assert posts(emu) == 1
 
 
@@ -199,9 +200,9 @@ def test_sensor_timeout_names_the_unknown_status_in_every_mode(
     ids = {mode: start_execution("wf_deal_onboarding") for mode in ("poke", "deferrable")}
     emu.configure(drift=["unknown_status"])
     FAILURES.clear()
-    start = time.monotonic()
     result = run_dag(SENSOR_DAG.replace("IDS[mode]", f"{ids!r}[mode]"))
-    assert time.monotonic() - start < 30
+    # Two 2 s waits at 0.2 s pokes and two fail-fast waits: the 60 s timeouts would be 600 reads.
+    assert emu.count(route="get_execution") < 100
     assert set(result.task_states.values()) == {"failed"}, result.task_states
     assert posts(emu) == 2  # the two start_execution calls
     for mode in ("poke", "deferrable"):
