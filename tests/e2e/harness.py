@@ -257,6 +257,46 @@ class Postgres:
             )
 
 
+# --------------------------------------------------------------------------- redis (Celery broker)
+class Redis:
+    """A throwaway Redis (Debian ``redis-server``) on a free loopback port, without persistence."""
+
+    def __init__(self, root: Path):
+        ensure_apt_packages(["redis-server"], lambda: shutil.which("redis-server") is not None)
+        self.port = free_port()
+        data = root / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(shutil.which("redis-server")),
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data)),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"),
+        ]
+        self.proc = Proc("redis", argv, dict(os.environ), root / "logs" / "redis.log")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        wait_for("redis", lambda: self.client().ping(), 30)
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=10)
+
+    def unacked(self) -> dict[str, list[Any]]:
+        """Task messages a worker received and has not acknowledged (kombu's ``unacked`` hash)."""
+        raw = self.client().hgetall("unacked")
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def redeliver(self, tag: str) -> None:
+        """Deliver an unacknowledged message again, as kombu's ``restore_by_tag`` does when its
+        visibility timeout passes: the same payload, marked redelivered, back on its queue."""
+        payload, _exchange, routing_key = self.unacked()[tag]
+        payload["headers"]["redelivered"] = True
+        payload["properties"]["delivery_info"]["redelivered"] = True
+        self.client().rpush(routing_key, json.dumps(payload))
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
 # --------------------------------------------------------------------------- emulator
 class EmulatorProc:
     """The SmartMCA emulator in its own process, with its admin API."""
@@ -316,7 +356,8 @@ class EmulatorProc:
 
 # --------------------------------------------------------------------------- airflow
 class Airflow:
-    """A real Airflow 3 deployment: api-server, scheduler (LocalExecutor), dag-processor, triggerer(s)."""
+    """A real Airflow 3 deployment: api-server, scheduler, dag-processor, triggerer(s), and Celery
+    workers when the executor (``AIRFLOW__CORE__EXECUTOR`` in ``extra_env``) is the CeleryExecutor."""
 
     COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -410,16 +451,26 @@ class Airflow:
         if component == "triggerer":
             # Each triggerer serves its trigger logs on its own port (several may run at once).
             env.setdefault("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
-        argv = [AIRFLOW, component]
+            # Its TriggererJob row names it: Airflow stores getpass.getuser() (LOGNAME first) as unixname.
+            env["LOGNAME"] = name
+        argv = [AIRFLOW, *component.split()]
         if component == "api-server":
             argv += ["--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"]
+        if component == "celery worker":
+            # Its own Celery hostname; task logs go to the shared AIRFLOW_HOME, read from there.
+            argv += ["--celery-hostname", f"{name}@%h", "--skip-serve-logs", "--without-mingle"]
         proc = Proc(name, argv, env, self.logs / f"{name}.log", cwd=self.home)
         self.procs[name] = proc
         return proc
 
-    def start_all(self) -> None:
+    def start_all(self, triggerers: int = 1, celery_workers: int = 0) -> None:
+        """The components, plus more triggerers (``triggerer-b``, ...) and Celery workers (``worker-a``, ...)."""
         for c in self.COMPONENTS:
             self.start(c)
+        for i in range(1, triggerers):
+            self.start("triggerer", name=f"triggerer-{'abcdefgh'[i]}")
+        for i in range(celery_workers):
+            self.start("celery worker", name=f"worker-{'abcdefgh'[i]}")
         wait_for(
             "api-server health",
             lambda: http("GET", f"{self.url}/api/v2/monitor/health", timeout=5)[0] == 200,
@@ -431,6 +482,17 @@ class Airflow:
     def stop_all(self) -> None:
         for p in reversed(list(self.procs.values())):
             p.stop()
+
+    def owner(self, pid: int) -> str | None:
+        """The component that ``pid`` descends from (its process, or a process it forked)."""
+        leaders = {p.pid: n for n, p in self.procs.items()}
+        while pid > 1 and pid not in leaders:
+            try:
+                # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces.
+                pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                return None
+        return leaders.get(pid)
 
     def check_alive(self) -> None:
         dead = [n for n, p in self.procs.items() if not p.alive() and not getattr(p, "expected_dead", False)]
