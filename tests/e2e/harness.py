@@ -108,9 +108,15 @@ class Proc:
         return self.popen.poll() is None
 
     def kill9(self) -> None:
-        """``kill -9`` the whole process group (the component and every child it forked)."""
+        """``kill -9`` the component and every process it forked, as a machine's death would: its
+        process group, and every descendant in a group of its own (Airflow 3.3's task supervisor
+        runs each task process in a new process group)."""
+        tree = descendants(self.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
 
@@ -133,6 +139,28 @@ class Proc:
         except OSError:
             return ""
         return "\n".join(text[-lines:])
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` (``/proc/<pid>/stat``: "pid (comm) state ppid ..."), or None if gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process descending from ``root`` (children, grandchildren, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (ppid := parent_pid(int(entry))) is not None:
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
 
 
 def process_cmdlines() -> Iterator[tuple[int, str]]:
@@ -486,13 +514,10 @@ class Airflow:
     def owner(self, pid: int) -> str | None:
         """The component that ``pid`` descends from (its process, or a process it forked)."""
         leaders = {p.pid: n for n, p in self.procs.items()}
-        while pid > 1 and pid not in leaders:
-            try:
-                # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces.
-                pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                return None
-        return leaders.get(pid)
+        current: int | None = pid
+        while current is not None and current > 1 and current not in leaders:
+            current = parent_pid(current)
+        return leaders.get(current) if current is not None else None
 
     def check_alive(self) -> None:
         dead = [n for n, p in self.procs.items() if not p.alive() and not getattr(p, "expected_dead", False)]

@@ -92,8 +92,9 @@ def assert_one_execution_success(s: Stack, dag: str, run: tuple[str, str], tasks
     ],
 )
 def test_c1_celery_worker_killed_retry_on_the_other_worker(celery: Stack, held_route: str) -> None:
-    """``kill -9`` of a Celery worker's whole process group mid-try: the scheduler's heartbeat check
-    fails the try, the retry runs on the other worker and finds the one execution."""
+    """``kill -9`` of a Celery worker (its process group and every task process it started) mid-try:
+    the scheduler's heartbeat check fails the try, the retry runs on the other worker and finds
+    the one execution."""
     s, af = celery, celery.airflow
     dag = "smartmca_e2e_worker_kill"
     af.wait_dags([dag])
