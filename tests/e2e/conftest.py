@@ -48,7 +48,7 @@ EMULATOR_CONFIG = {
             "name": "E2E long",
             "entityType": "deal",
             "nodeCount": 2,
-            "pending_seconds": 240,
+            "pending_seconds": 300,
             "node_seconds": 2,
         },
         {

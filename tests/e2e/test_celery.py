@@ -131,10 +131,14 @@ def test_c2_task_message_delivered_again(celery: Stack) -> None:
     wait_for("POST trigger held", lambda: s.emulator.admin("GET", "held")["held"] >= 1, 300)
     ti = af.task_instances(dag, run[1])[0]
     _pids, first = runner_of(s, ti)
-    (tag, message) = wait_for("the unacknowledged task message", lambda: list(s.redis.unacked().items()), 60)[
-        0
-    ]
-    celery_id = message[0]["headers"]["id"]
+    # The Celery task id of this try's message (other unacknowledged messages, of workers killed
+    # earlier, may be in the hash too).
+    ((celery_id,),) = s.pg.query("select external_executor_id from task_instance where id = %s", (ti["id"],))
+    tag = wait_for(
+        f"task message {celery_id} unacknowledged",
+        lambda: next((t for t, m in s.redis.unacked().items() if m[0]["headers"]["id"] == celery_id), None),
+        60,
+    )
     s.log(f"{first} holds the POST; delivering task message {celery_id} again")
     s.redis.redeliver(tag)
 
