@@ -91,7 +91,7 @@ class Sampler(threading.Thread):
 
     def __init__(self, proc: Proc):
         super().__init__(daemon=True)
-        self.proc, self.samples, self.stopped = proc, [], threading.Event()
+        self.proc, self.stopped = proc, threading.Event()
         self.samples: list[tuple[float, float, int]] = []
 
     def run(self) -> None:

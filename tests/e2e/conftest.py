@@ -48,7 +48,7 @@ EMULATOR_CONFIG = {
             "name": "E2E long",
             "entityType": "deal",
             "nodeCount": 2,
-            "pending_seconds": 300,
+            "pending_seconds": 200,
             "node_seconds": 2,
         },
         {

@@ -65,7 +65,7 @@ e2e_ha = _dag("smartmca_e2e_ha")
 _tasks(e2e_ha, "ha", 10, "wf_e2e_slow", 2)
 
 # Celery stack (tests/e2e/test_celery.py): 100 mapped waits spread over two triggerers, one killed.
-# Their executions stay pending ~5 min (wf_e2e_long), long enough for all 100 to defer on a busy host.
+# Their executions stay pending 200 s (wf_e2e_long): all 100 deferred after ~70 s on a busy 2-core host.
 e2e_mapped = _dag("smartmca_e2e_mapped100")
 with e2e_mapped:
     TriggerWorkflowOperator.partial(
