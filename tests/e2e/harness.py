@@ -584,8 +584,16 @@ class Airflow:
         return str(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        data = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
-        return list(data["task_instances"])
+        """Every task instance of a run (the API answers at most 100 a page)."""
+        tis: list[dict[str, Any]] = []
+        while True:
+            data = self.api(
+                "GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(tis)}"
+            )
+            page = list(data["task_instances"])
+            tis += page
+            if not page or len(tis) >= int(data["total_entries"]):
+                return tis
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         data = self.api(
