@@ -1,8 +1,10 @@
-"""Fixtures of the end-to-end suite: one real Airflow deployment per session.
+"""Fixtures of the end-to-end suite: real Airflow deployments, each built by one factory.
 
-The session starts PostgreSQL, the SmartMCA emulator and the Airflow components once (the
-slowest part); every test resets the emulator and starts its own DAG runs. A failed test prints
-the tail of every component's log; all logs are copied to ``$E2E_ARTIFACTS`` (default
+:func:`running_stack` starts what a :class:`StackSpec` names - PostgreSQL, the SmartMCA emulator,
+Redis for the CeleryExecutor, and the Airflow components - once per session (``LOCAL``) or per
+module (``EVENTS``, ``CELERY``, ``CELERY_EVENTS``): the slowest part. Every test starts its own
+DAG runs (on a stack that is reset, after an emulator reset). A failed test prints the tail of
+every component's log; all logs are copied to ``$E2E_ARTIFACTS/<stack>`` (default
 ``build/e2e-artifacts``) at the end.
 """
 
