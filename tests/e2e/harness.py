@@ -301,7 +301,15 @@ class Redis:
         ]
         self.proc = Proc("redis", argv, dict(os.environ), root / "logs" / "redis.log")
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        wait_for("redis", lambda: self.client().ping(), 30)
+        wait_for("redis", self._ping, 30)
+
+    def _ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(self.client().ping())
+        except redis.exceptions.ConnectionError:
+            return False
 
     def client(self) -> Any:
         import redis
