@@ -108,9 +108,15 @@ class Proc:
         return self.popen.poll() is None
 
     def kill9(self) -> None:
-        """``kill -9`` the whole process group (the component and every child it forked)."""
+        """``kill -9`` the component and every process it forked, as a machine's death would: its
+        process group, and every descendant in a group of its own (Airflow 3.3's task supervisor
+        runs each task process in a new process group)."""
+        tree = descendants(self.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
 
@@ -133,6 +139,28 @@ class Proc:
         except OSError:
             return ""
         return "\n".join(text[-lines:])
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` (``/proc/<pid>/stat``: "pid (comm) state ppid ..."), or None if gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process descending from ``root`` (children, grandchildren, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (ppid := parent_pid(int(entry))) is not None:
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
 
 
 def process_cmdlines() -> Iterator[tuple[int, str]]:
@@ -257,6 +285,54 @@ class Postgres:
             )
 
 
+# --------------------------------------------------------------------------- redis (Celery broker)
+class Redis:
+    """A throwaway Redis (Debian ``redis-server``) on a free loopback port, without persistence."""
+
+    def __init__(self, root: Path):
+        ensure_apt_packages(["redis-server"], lambda: shutil.which("redis-server") is not None)
+        self.port = free_port()
+        data = root / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(shutil.which("redis-server")),
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data)),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"),
+        ]
+        self.proc = Proc("redis", argv, dict(os.environ), root / "logs" / "redis.log")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        wait_for("redis", self._ping, 30)
+
+    def _ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(self.client().ping())
+        except redis.exceptions.ConnectionError:
+            return False
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=10)
+
+    def unacked(self) -> dict[str, list[Any]]:
+        """Task messages a worker received and has not acknowledged (kombu's ``unacked`` hash)."""
+        raw = self.client().hgetall("unacked")
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def redeliver(self, tag: str) -> None:
+        """Deliver an unacknowledged message again, as kombu's ``restore_by_tag`` does when its
+        visibility timeout passes: the same payload, marked redelivered, back on its queue."""
+        payload, _exchange, routing_key = self.unacked()[tag]
+        payload["headers"]["redelivered"] = True
+        payload["properties"]["delivery_info"]["redelivered"] = True
+        self.client().rpush(routing_key, json.dumps(payload))
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
 # --------------------------------------------------------------------------- emulator
 class EmulatorProc:
     """The SmartMCA emulator in its own process, with its admin API."""
@@ -316,7 +392,8 @@ class EmulatorProc:
 
 # --------------------------------------------------------------------------- airflow
 class Airflow:
-    """A real Airflow 3 deployment: api-server, scheduler (LocalExecutor), dag-processor, triggerer(s)."""
+    """A real Airflow 3 deployment: api-server, scheduler, dag-processor, triggerer(s), and Celery
+    workers when the executor (``AIRFLOW__CORE__EXECUTOR`` in ``extra_env``) is the CeleryExecutor."""
 
     COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -410,16 +487,26 @@ class Airflow:
         if component == "triggerer":
             # Each triggerer serves its trigger logs on its own port (several may run at once).
             env.setdefault("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
-        argv = [AIRFLOW, component]
+            # Its TriggererJob row names it: Airflow stores getpass.getuser() (LOGNAME first) as unixname.
+            env["LOGNAME"] = name
+        argv = [AIRFLOW, *component.split()]
         if component == "api-server":
             argv += ["--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"]
+        if component == "celery worker":
+            # Its own Celery hostname; task logs go to the shared AIRFLOW_HOME, read from there.
+            argv += ["--celery-hostname", f"{name}@%h", "--skip-serve-logs", "--without-mingle"]
         proc = Proc(name, argv, env, self.logs / f"{name}.log", cwd=self.home)
         self.procs[name] = proc
         return proc
 
-    def start_all(self) -> None:
+    def start_all(self, triggerers: int = 1, celery_workers: int = 0) -> None:
+        """The components, plus more triggerers (``triggerer-b``, ...) and Celery workers (``worker-a``, ...)."""
         for c in self.COMPONENTS:
             self.start(c)
+        for i in range(1, triggerers):
+            self.start("triggerer", name=f"triggerer-{'abcdefgh'[i]}")
+        for i in range(celery_workers):
+            self.start("celery worker", name=f"worker-{'abcdefgh'[i]}")
         wait_for(
             "api-server health",
             lambda: http("GET", f"{self.url}/api/v2/monitor/health", timeout=5)[0] == 200,
@@ -431,6 +518,14 @@ class Airflow:
     def stop_all(self) -> None:
         for p in reversed(list(self.procs.values())):
             p.stop()
+
+    def owner(self, pid: int) -> str | None:
+        """The component that ``pid`` descends from (its process, or a process it forked)."""
+        leaders = {p.pid: n for n, p in self.procs.items()}
+        current: int | None = pid
+        while current is not None and current > 1 and current not in leaders:
+            current = parent_pid(current)
+        return leaders.get(current) if current is not None else None
 
     def check_alive(self) -> None:
         dead = [n for n, p in self.procs.items() if not p.alive() and not getattr(p, "expected_dead", False)]
@@ -497,8 +592,16 @@ class Airflow:
         return str(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        data = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
-        return list(data["task_instances"])
+        """Every task instance of a run (the API answers at most 100 a page)."""
+        tis: list[dict[str, Any]] = []
+        while True:
+            data = self.api(
+                "GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(tis)}"
+            )
+            page = list(data["task_instances"])
+            tis += page
+            if not page or len(tis) >= int(data["total_entries"]):
+                return tis
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         data = self.api(

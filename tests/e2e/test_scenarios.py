@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EventStack, Stack
+from tests.e2e.conftest import Stack
 from tests.e2e.harness import E2EError, RunObserver, task_process_pids, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -441,7 +441,7 @@ class Watched:
         return execution_id, self.settled_runs(all_consumed=True)
 
 
-def test_7_event_driven_one_asset_event_per_execution(events: EventStack) -> None:
+def test_7_event_driven_one_asset_event_per_execution(events: Stack) -> None:
     """Executions started through the emulator after the watcher started give one asset event each;
     the funding example's runs (Airflow may merge events into one run) fund every execution once."""
     s, af = events, events.airflow
@@ -505,7 +505,25 @@ def test_7_event_driven_one_asset_event_per_execution(events: EventStack) -> Non
         assert gets_of(reqs, eid), f"{eid} was never read by the funding task"
 
 
-def test_8_event_driven_triggerer_killed_no_loss_bounded_repeats(events: EventStack) -> None:
+def test_8_event_driven_triggerer_killed_no_loss_bounded_repeats(events: Stack) -> None:
+    assert_watcher_survives_triggerer_kill(events)
+
+
+def watcher_triggerer(s: Stack, asset_id: int) -> str:
+    """The live triggerer running the watcher of ``asset_id`` (its TriggererJob's unixname, see
+    ``Airflow.start``)."""
+    af = s.airflow
+    alive = [n for n in af.procs if n.startswith("triggerer") and af.procs[n].alive()]
+    rows = s.pg.query(
+        "select j.unixname from trigger t join asset_watcher w on w.trigger_id = t.id "
+        "join job j on j.id = t.triggerer_id where w.asset_id = %s",
+        (asset_id,),
+    )
+    assert len(rows) == 1 and rows[0][0] in alive, f"asset {asset_id}: watcher held by {rows}, alive {alive}"
+    return str(rows[0][0])
+
+
+def assert_watcher_survives_triggerer_kill(events: Stack) -> None:
     """``kill -9`` of the triggerer right after the watcher fired: every execution still fires, and
     only what the watcher yielded after its last watermark save (at most one poll's events) fires
     again, once, from the new triggerer.
@@ -532,7 +550,7 @@ def test_8_event_driven_triggerer_killed_no_loss_bounded_repeats(events: EventSt
         interval=0.25,
         on_timeout=af.tails(40),
     )
-    name = next(n for n in reversed(af.procs) if n.startswith("triggerer") and af.procs[n].alive())
+    name = watcher_triggerer(s, w.asset)
     af.procs[name].kill9()
     killed_at = datetime.now(UTC)
     af.procs[name].expected_dead = True  # type: ignore[attr-defined]

@@ -63,3 +63,16 @@ _tasks(e2e_revoke, "revoke", 4, "wf_e2e_slow", 1)
 # Scenario 6: two triggerers, one killed mid-wait.
 e2e_ha = _dag("smartmca_e2e_ha")
 _tasks(e2e_ha, "ha", 10, "wf_e2e_slow", 2)
+
+# Celery stack (tests/e2e/test_celery.py): 100 mapped waits spread over two triggerers, one killed.
+# Their executions stay pending 200 s (wf_e2e_long): all 100 deferred after ~70 s on a busy 2-core host.
+e2e_mapped = _dag("smartmca_e2e_mapped100")
+with e2e_mapped:
+    TriggerWorkflowOperator.partial(
+        task_id="mapped",
+        workflow_type="wf_e2e_long",
+        entity_type="deal",
+        deferrable=True,
+        poll_interval=3,
+        timeout=1800,
+    ).expand(entity_id=[f"map-{i:03d}" for i in range(100)])
