@@ -6,7 +6,11 @@ still pending when the sensor first looks, and deferrable mode really defers.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -69,3 +73,36 @@ def start_execution(workflow: str, entity_type: str = "deal") -> str:
         return hook.trigger_workflow(workflow, entity_type, f"ent_{workflow}").execution_id
     finally:
         hook.close()
+
+
+def _waited_for_a_cpu() -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat)."""
+    with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as stat:
+        return int(stat.read().split()[1]) / 1e9
+
+
+@pytest.fixture
+def loop_blocks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The callbacks of this thread's event loops (not the emulator's) that held the loop for
+    50 ms or more (computing, sleeping or waiting on I/O), not counting the time the OS kept the
+    thread waiting for a CPU: a loaded machine preempts a callback, it does not make the callback
+    block. (asyncio's debug mode times callbacks by the wall clock alone, so a busy machine trips it.)"""
+    if not os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat"):
+        pytest.skip("needs Linux schedstat to tell a blocking callback from a preempted one")
+    blocks: list[str] = []
+    run = asyncio.events.Handle._run
+    test_thread = threading.get_ident()
+
+    def timed(handle: asyncio.Handle) -> None:
+        if threading.get_ident() != test_thread:
+            return run(handle)
+        started, waited = time.perf_counter(), _waited_for_a_cpu()
+        try:
+            run(handle)
+        finally:
+            held = time.perf_counter() - started - (_waited_for_a_cpu() - waited)
+            if held >= 0.05:
+                blocks.append(f"{handle!r} held the loop for {held:.3f} s")
+
+    monkeypatch.setattr(asyncio.events.Handle, "_run", timed)
+    return blocks

@@ -6,8 +6,6 @@ import asyncio
 import gc
 import json
 import logging
-import os
-import threading
 import time
 import warnings
 from typing import Any
@@ -124,39 +122,6 @@ class _Records(logging.Handler):
     @property
     def text(self) -> str:
         return "\n".join(r.getMessage() for r in self.records)
-
-
-def _waited_for_a_cpu() -> float:
-    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat)."""
-    with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as stat:
-        return int(stat.read().split()[1]) / 1e9
-
-
-@pytest.fixture
-def loop_blocks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The callbacks of this thread's event loops (not the emulator's) that held the loop for
-    50 ms or more (computing, sleeping or waiting on I/O), not counting the time the OS kept the
-    thread waiting for a CPU: a loaded machine preempts a callback, it does not make the callback
-    block. (asyncio's debug mode times callbacks by the wall clock alone, so a busy machine trips it.)"""
-    if not os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat"):
-        pytest.skip("needs Linux schedstat to tell a blocking callback from a preempted one")
-    blocks: list[str] = []
-    run = asyncio.events.Handle._run
-    test_thread = threading.get_ident()
-
-    def timed(handle: asyncio.Handle) -> None:
-        if threading.get_ident() != test_thread:
-            return run(handle)
-        started, waited = time.perf_counter(), _waited_for_a_cpu()
-        try:
-            run(handle)
-        finally:
-            held = time.perf_counter() - started - (_waited_for_a_cpu() - waited)
-            if held >= 0.05:
-                blocks.append(f"{handle!r} held the loop for {held:.3f} s")
-
-    monkeypatch.setattr(asyncio.events.Handle, "_run", timed)
-    return blocks
 
 
 @pytest.fixture
