@@ -27,8 +27,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from airflow_provider_smartmca.client import contract, protocol
@@ -139,6 +141,35 @@ def _contract_text(exc: SmartMCAContractError) -> str:
     return text.removeprefix(f"{exc.endpoint}: ")
 
 
+def _some(errors: list[SmartMCAContractError], of: int) -> str:
+    """How many of ``of`` broke the contract, and how the first did ("" when none did)."""
+    return f"{len(errors)} of {of}: {_contract_text(errors[0])}" if errors else ""
+
+
+def _read_all(values: list[Any], read: Callable[..., Any], *args: Any) -> tuple[list[Any], list[Any]]:
+    """``read(value, *args)`` for each value: what it returned, and the contract errors it raised."""
+    got, errors = [], []
+    for value in values:
+        try:
+            got.append(read(value, *args))
+        except SmartMCAContractError as exc:
+            errors.append(exc)
+    return got, errors
+
+
+def _when(value: Any) -> datetime | None:
+    """``value`` read as an ISO 8601 timestamp, or None."""
+    try:
+        return contract.parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _first_row(assumption: str, *cases: tuple[object, str, str]) -> Row:
+    """The row of the first ``(test, verdict, seen)`` whose test is true; the last one's test is True."""
+    return next(Row(assumption, verdict, seen) for test, verdict, seen in cases if test)
+
+
 # --- rows ---------------------------------------------------------------------------------------
 
 
@@ -156,46 +187,30 @@ def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
 
 def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
     """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
-    endpoint = label.split()[0]
-    rows: list[Row] = []
+    specs = contract.SHAPES[shape]
+    labels = [_object_label(label)] + [_field_label(label, spec) for spec in specs]
     if not objects:
-        return [Row(_object_label(label), UNCHECKED, why_none)] + [
-            Row(_field_label(label, f), UNCHECKED, why_none) for f in contract.SHAPES[shape]
-        ]
-    readers, not_objects = [], []
-    for where, value in objects:
-        try:
-            readers.append(contract._Reader(endpoint, shape, value, where))
-        except SmartMCAContractError as exc:
-            not_objects.append(exc)
-    if not_objects:
+        return [Row(text, UNCHECKED, why_none) for text in labels]
+    endpoint = label.split()[0]
+    readers, errors = _read_all(objects, lambda o: contract._Reader(endpoint, shape, o[1], o[0]))
+    rows = [
+        Row(labels[0], DIFFERS, _some(errors, len(objects)))
+        if errors
+        else Row(labels[0], HOLDS, f"{len(objects)} seen")
+    ]
+    for text, spec in zip(labels[1:], specs, strict=True):
+        values, errors = _read_all(readers, contract._Reader.get, spec.name)
+        present = sum(value is not None for value in values)
         rows.append(
-            Row(
-                _object_label(label),
-                DIFFERS,
-                f"{len(not_objects)} of {len(objects)}: {_contract_text(not_objects[0])}",
+            _first_row(
+                text,
+                (errors, DIFFERS, _some(errors, len(readers))),
+                (present, HOLDS, f"{present} of {len(readers)} have it"),
+                (readers, UNCHECKED, "absent or null in every object seen (optional)"),
+                (True, UNCHECKED, "no object to read"),
             )
         )
-    else:
-        rows.append(Row(_object_label(label), HOLDS, f"{len(objects)} seen"))
-    for spec in contract.SHAPES[shape]:
-        errors, present = [], 0
-        for reader in readers:
-            try:
-                present += reader.get(spec.name) is not None
-            except SmartMCAContractError as exc:
-                errors.append(exc)
-        if errors:
-            verdict, seen = DIFFERS, f"{len(errors)} of {len(readers)}: {_contract_text(errors[0])}"
-        elif present:
-            verdict, seen = HOLDS, f"{present} of {len(readers)} have it"
-        elif readers:
-            verdict, seen = UNCHECKED, "absent or null in every object seen (optional)"
-        else:
-            verdict, seen = UNCHECKED, "no object to read"
-        rows.append(Row(_field_label(label, spec), verdict, seen))
-    known = {f.name for f in contract.SHAPES[shape]}
-    extra = sorted({str(k)[:40] for r in readers for k in r.data} - known)
+    extra = sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs})
     if extra:
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
         rows.append(Row(f"{label}: other keys are ignored", HOLDS, f"also present: {shown}"))
@@ -220,78 +235,89 @@ def _sorted_row(desc: Answer, asc: Answer) -> Row:
     if not all(isinstance(a.parsed, contract.ExecutionPage) for a in (desc, asc)):
         return Row(assumption, UNCHECKED, "a page the provider cannot read (see its rows)")
     newest = [e.started_at for e in desc.parsed.items if e.started_at is not None]
-    if len(newest) < 2 or sum(e.started_at is not None for e in asc.parsed.items) < 2:
-        return Row(assumption, UNCHECKED, "fewer than 2 executions with startedAt")
-    if newest != sorted(newest, reverse=True):
-        return Row(assumption, DIFFERS, "sort_order=desc: page 1 is not newest first by startedAt")
-    if not proves_sorting(asc.parsed.items, newest[0]):  # the walks' own proof
-        return Row(assumption, DIFFERS, "sort_order=asc page 1 is not oldest first and older than desc's")
-    return Row(assumption, HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)")
+    return _first_row(
+        assumption,
+        (
+            len(newest) < 2 or sum(e.started_at is not None for e in asc.parsed.items) < 2,
+            UNCHECKED,
+            "fewer than 2 executions with startedAt",
+        ),
+        (
+            newest != sorted(newest, reverse=True),
+            DIFFERS,
+            "sort_order=desc: page 1 is not newest first by startedAt",
+        ),
+        (  # the walks' own proof
+            not proves_sorting(asc.parsed.items, newest[0] if newest else None),
+            DIFFERS,
+            "sort_order=asc page 1 is not oldest first and older than desc's",
+        ),
+        (True, HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)"),
+    )
 
 
 def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row]:
-    rows = []
-    items, total = desc.items(), _total(desc)
     a_page = f"list_executions returns at most limit={limit} items per page (reference: page, limit)"
     a_total = "list_executions total counts every match, not only this page (assumed; a hint)"
     a_page2 = "list_executions honours page=2 (another page than page 1) (reference: page)"
-    if (
-        desc.failure is not None
-        or not isinstance(desc.data, dict)
-        or not isinstance(desc.data.get("data"), list)
-    ):
+    if not isinstance(desc.data, dict) or not isinstance(desc.data.get("data"), list):
         why = "List Executions gave no list of items (see its rows)"
         return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
-    n = len(items)
-    rows.append(Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"))
+    n, total = len(desc.items()), _total(desc)
     more = len(page2.items()) if page2 is not None and page2.failure is None else 0
     if total is None:
-        rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
-    elif total < n + more:  # walks read on to a short page; only the poller's estimate is low
+        total_row = Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page")
+    else:  # walks read on to a short page; only the poller's estimate is low
         what = "counts only page 1" if total <= n else "is below pages 1 and 2"
-        rows.append(Row(a_total, DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)"))
-    elif n != min(total, limit):
-        rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
-    else:
-        rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
+        total_row = _first_row(
+            a_total,
+            (total < n + more, DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)"),
+            (
+                n != min(total, limit),
+                DIFFERS,
+                f"total={total} but page 1 holds {n} item(s) for limit={limit}",
+            ),
+            (True, HOLDS, f"total={total}, {n} item(s) on page 1"),
+        )
     if page2 is None:
         why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
-        rows.append(Row(a_page2, UNCHECKED, f"page 1 {why}: no second page probed"))
+        page2_row = Row(a_page2, UNCHECKED, f"page 1 {why}: no second page probed")
     elif page2.failure is not None:
-        rows.append(Row(a_page2, DIFFERS, _failure_text(page2.failure)))
+        page2_row = Row(a_page2, DIFFERS, _failure_text(page2.failure))
     else:
-        first = {i.get("executionId") for i in items if isinstance(i, dict)} - {None}
-        second = {i.get("executionId") for i in page2.items() if isinstance(i, dict)} - {None}
-        if not first or not second:
-            rows.append(Row(a_page2, UNCHECKED, "no executionId to compare the pages by"))
-        elif first & second:
-            rows.append(Row(a_page2, DIFFERS, f"page 2 repeats {len(first & second)} item(s) of page 1"))
-        else:
-            rows.append(Row(a_page2, HOLDS, f"page 2: {len(second)} other item(s)"))
-    return rows
+        first, second = _ids(desc), _ids(page2)
+        page2_row = _first_row(
+            a_page2,
+            (not first or not second, UNCHECKED, "no executionId to compare the pages by"),
+            (first & second, DIFFERS, f"page 2 repeats {len(first & second)} item(s) of page 1"),
+            (True, HOLDS, f"page 2: {len(second)} other item(s)"),
+        )
+    return [
+        Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"),
+        total_row,
+        page2_row,
+    ]
 
 
 def _timestamp_row(executions: list[Any]) -> Row:
     assumption = "timestamps (startedAt, completedAt) are ISO 8601; without an offset, UTC (assumed)"
     fields = [f.name for f in contract.SHAPES["execution"] if f.kind == contract.TIMESTAMP]
-    formats: set[str] = set()
-    for ex in executions:
-        for name in fields:
-            value = ex.get(name) if isinstance(ex, dict) else None
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                return Row(
-                    assumption, DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string"
-                )
-            try:
-                contract.parse_timestamp(value)
-            except ValueError:
-                return Row(assumption, DIFFERS, f"{name} is a string that is not ISO 8601")
-            formats.add(re.sub(r"[0-9]", "d", value))  # the format, never the value
+    stamps = [
+        (name, ex[name])
+        for ex in executions
+        if isinstance(ex, dict)
+        for name in fields
+        if ex.get(name) is not None
+    ]
+    for name, value in stamps:
+        if not isinstance(value, str):
+            return Row(assumption, DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string")
+        if _when(value) is None:
+            return Row(assumption, DIFFERS, f"{name} is a string that is not ISO 8601")
+    formats = sorted({re.sub(r"[0-9]", "d", value) for _, value in stamps})  # the format, never the value
     if not formats:
         return Row(assumption, UNCHECKED, "no timestamp seen")
-    return Row(assumption, HOLDS, "format(s): " + ", ".join(sorted(formats)[:3]))
+    return Row(assumption, HOLDS, "format(s): " + ", ".join(formats[:3]))
 
 
 def _status_row(executions: list[Any]) -> Row:
@@ -304,12 +330,8 @@ def _status_row(executions: list[Any]) -> Row:
     unknown = sorted(seen - set(known))
     if unknown:
         names = ", ".join(repr(s[:30]) for s in unknown[:5])
-        return Row(
-            assumption,
-            DIFFERS,
-            f"unknown status {names}: a wait on it lasts until its timeout; "
-            "list it in failure_statuses to fail fast",
-        )
+        fix = "a wait on it lasts until its timeout; list it in failure_statuses to fail fast"
+        return Row(assumption, DIFFERS, f"unknown status {names}: {fix}")
     return Row(assumption, HOLDS, f"seen: {', '.join(sorted(seen))}")
 
 
@@ -320,8 +342,7 @@ def _watcher_rows(final: Answer) -> list[Row]:
         "a completed execution has completedAt, not after the server's Date (assumed; the event watcher)"
     )
     if final.failure is not None or final.data is None:
-        why = "no usable answer"
-        return [Row(filtered, UNCHECKED, why), Row(stamped, UNCHECKED, why)]
+        return [Row(filtered, UNCHECKED, "no usable answer"), Row(stamped, UNCHECKED, "no usable answer")]
     items = [ex for ex in final.items() if isinstance(ex, dict)]
     if not items:
         return [
@@ -329,40 +350,31 @@ def _watcher_rows(final: Answer) -> list[Row]:
             Row(stamped, UNCHECKED, "none listed"),
         ]
     others = sorted({str(ex.get("status"))[:30] for ex in items} - {"completed"})
-    rows = [
-        Row(
-            filtered,
-            DIFFERS,
-            f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)",
-        )
-        if others
-        else Row(filtered, HOLDS, f"{len(items)} item(s), all completed")
-    ]
     server = contract.server_time(final.headers)
-    missing = late = 0
-    for ex in items:
-        if ex.get("status") != "completed":
-            continue
-        value = ex.get("completedAt")
-        try:
-            when = contract.parse_timestamp(value) if isinstance(value, str) else None
-        except ValueError:
-            when = None
-        if when is None:
-            missing += 1
-        elif server is not None and when.timestamp() > server.timestamp() + 1:
-            late += 1
-    if missing:
-        rows.append(
-            Row(stamped, DIFFERS, f"{missing} without a readable completedAt: startedAt decides instead")
-        )
-    elif late:
-        rows.append(Row(stamped, DIFFERS, f"{late} completedAt after the Date header: clocks differ"))
-    elif server is None:
-        rows.append(Row(stamped, UNCHECKED, "no readable Date header"))
-    else:
-        rows.append(Row(stamped, HOLDS, "every completedAt readable and not after Date"))
-    return rows
+    ends = [_when(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
+    late = sum(server is not None and t is not None and t.timestamp() > server.timestamp() + 1 for t in ends)
+    return [
+        _first_row(
+            filtered,
+            (
+                others,
+                DIFFERS,
+                f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)",
+            ),
+            (True, HOLDS, f"{len(items)} item(s), all completed"),
+        ),
+        _first_row(
+            stamped,
+            (
+                None in ends,
+                DIFFERS,
+                f"{ends.count(None)} without a readable completedAt: startedAt decides instead",
+            ),
+            (late, DIFFERS, f"{late} completedAt after the Date header: clocks differ"),
+            (server is None, UNCHECKED, "no readable Date header"),
+            (True, HOLDS, "every completedAt readable and not after Date"),
+        ),
+    ]
 
 
 def _clock_row(answers: list[Answer], skew: float) -> Row:
@@ -376,11 +388,8 @@ def _clock_row(answers: list[Answer], skew: float) -> Row:
         text = f"server clock {offset:+.1f} s from this one"
         if abs(offset) <= skew + 1:
             return Row(assumption, HOLDS, text)
-        return Row(
-            assumption,
-            DIFFERS,
-            f"{text}: set the connection extra clock_skew above {abs(offset):.0f}, or fix a clock",
-        )
+        fix = f"set the connection extra clock_skew above {abs(offset):.0f}, or fix a clock"
+        return Row(assumption, DIFFERS, f"{text}: {fix}")
     return Row(assumption, UNCHECKED, "no readable Date header")
 
 
@@ -421,60 +430,54 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
 
 
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
-    statuses = {a.failure.status for a in answers if a.failure is not None}
-    reached = [a for a in answers if a.failure is None]
-    read = f"the key holds {SCOPE_READ} (every GET endpoint)"
-    if 401 in statuses:
-        rows = [Row(read, DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")]
-    elif 403 in statuses:
-        denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
-        rows = [Row(read, DIFFERS, f"HTTP 403 from {', '.join(denied)}")]
-    elif reached:
-        rows = [Row(read, HOLDS, f"{len(reached)} GET(s) answered 2xx")]
-    else:
-        rows = [Row(read, UNCHECKED, "no GET was answered")]
+    denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
+    reached = sum(a.failure is None for a in answers)
+    rows = [
+        _first_row(
+            f"the key holds {SCOPE_READ} (every GET endpoint)",
+            (
+                any(a.failure is not None and a.failure.status == 401 for a in answers),
+                DIFFERS,
+                "HTTP 401: the key is refused (wrong, revoked or missing)",
+            ),
+            (denied, DIFFERS, f"HTTP 403 from {', '.join(denied)}"),
+            (reached, HOLDS, f"{reached} GET(s) answered 2xx"),
+            (True, UNCHECKED, "no GET was answered"),
+        )
+    ]
     for scope, what in (
         (SCOPE_TRIGGER, "POST trigger, change-status, advance-stage"),
         (SCOPE_UNDERWRITING, "POST assign-underwriter"),
     ):
-        note = (
-            ""
-            if declared is None
-            else (", declared" if scope in declared else ", NOT declared")
-            + (" in the connection extra scopes")
-        )
+        said = "" if declared is None else "declared" if scope in declared else "NOT declared"
+        note = f", {said} in the connection extra scopes" if said else ""
         rows.append(Row(f"the key holds {scope} ({what})", UNCHECKED, _NO_POST + note))
     return rows
 
 
+#: What only a POST, an ended run or a failing call shows: (assumption, why it cannot be checked).
+_UNCHECKABLE = (
+    ("application action bodies (status, reason, underwriterId) (assumed)", _NO_POST),
+    (
+        "an application action's 2xx without executionId (or empty) means done, nothing to wait for (assumed)",
+        _NO_POST,
+    ),
+    ("completed is success; failed, cancelled are failures; others wait (assumed)", "needs an ended run"),
+    (
+        "error bodies {error: {message, requiredScope}}; 429 carries Retry-After (assumed)",
+        "needs a failing call",
+    ),
+)
+
+
 def _post_rows() -> list[Row]:
+    labels = (("trigger_workflow 202", "trigger response"), ("application action 2xx", "action response"))
     rows = [
         Row(_field_label(label, spec), UNCHECKED, _NO_POST)
-        for label, shape in (
-            ("trigger_workflow 202", "trigger response"),
-            ("application action 2xx", "action response"),
-        )
+        for label, shape in labels
         for spec in contract.SHAPES[shape]
     ]
-    rows += [
-        Row("application action bodies (status, reason, underwriterId) (assumed)", UNCHECKED, _NO_POST),
-        Row(
-            "an application action's 2xx without executionId (or empty) means done, nothing to wait for (assumed)",
-            UNCHECKED,
-            _NO_POST,
-        ),
-        Row(
-            "completed is success; failed, cancelled are failures; others wait (assumed)",
-            UNCHECKED,
-            "needs an ended run",
-        ),
-        Row(
-            "error bodies {error: {message, requiredScope}}; 429 carries Retry-After (assumed)",
-            UNCHECKED,
-            "needs a failing call",
-        ),
-    ]
-    return rows
+    return rows + [Row(assumption, UNCHECKED, why) for assumption, why in _UNCHECKABLE]
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -488,34 +491,25 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     :param limit: the page size of the List Executions probes (2 to 100).
     """
     settings = client.settings
-    rows = []
     unknown = settings.unknown_extras_message()
-    rows.append(Row("the connection extras are all known", DIFFERS if unknown else HOLDS, unknown or ""))
+    rows = [Row("the connection extras are all known", DIFFERS if unknown else HOLDS, unknown or "")]
+
+    def executions(**query: Any) -> Answer:
+        return probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, **query))
+
+    def detail(name: str, key: str, value: str | None) -> Answer | None:
+        return probe(client, name, path_params={key: value}) if value else None
 
     workflows = probe(client, "list_workflows")
-    workflow_id = _first(workflows.items(), "id")
-    workflow = (
-        probe(client, "get_workflow", path_params={"workflow_id": workflow_id}) if workflow_id else None
-    )
-    desc, asc = (
-        probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order))
-        for order in ("desc", "asc")
-    )
-    page2 = None
+    workflow = detail("get_workflow", "workflow_id", _first(workflows.items(), "id"))
+    desc, asc = executions(sort_order="desc"), executions(sort_order="asc")
     walk = ListingWalk(limit, 2)  # a full page 1 has a page 2, whatever total says
     if isinstance(desc.parsed, contract.ExecutionPage):
         walk.feed(desc.parsed)
     fetch = walk.next() if walk.pages else None
-    if fetch is not None:
-        query = protocol.list_executions_query(page=fetch.page, limit=limit, sort_order=fetch.order)
-        page2 = probe(client, "list_executions", query=query)
-    execution_id = _first(desc.items(), "executionId")
-    execution = (
-        probe(client, "get_execution", path_params={"execution_id": execution_id}) if execution_id else None
-    )
-    final = probe(
-        client, "list_executions", query=protocol.list_executions_query(limit=limit, status="completed")
-    )
+    page2 = executions(page=fetch.page, sort_order=fetch.order) if fetch is not None else None
+    execution = detail("get_execution", "execution_id", _first(desc.items(), "executionId"))
+    final = executions(status="completed")
     answers = [a for a in (workflows, workflow, desc, asc, page2, execution, final) if a is not None]
 
     rows += [
@@ -530,15 +524,15 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     ]
     rows += _scope_rows(answers, settings.scopes)
     listed = [item for a in (desc, asc, page2) if a is not None for item in a.items()]
-    detail = _body(execution)
-    nodes = detail[0][1].get("nodes") if detail and isinstance(detail[0][1], dict) else None
+    read = _body(execution)
+    nodes = read[0][1].get("nodes") if read and isinstance(read[0][1], dict) else None
     for label, shape, objects, why_none in (
         ("list_workflows envelope", "list envelope", _body(workflows), "no usable answer"),
         ("list_executions envelope", "execution list envelope", _body(desc), "no usable answer"),
         ("list_workflows data[]", "workflow", _indexed(workflows.items()), "no workflow listed"),
         ("get_workflow", "workflow", _body(workflow), "no workflow read"),
         ("list_executions data[]", "execution", _indexed(listed), "no execution listed"),
-        ("get_execution", "execution", detail, "no execution read"),
+        ("get_execution", "execution", read, "no execution read"),
         (
             "get_execution nodes[]",
             "node",
@@ -548,20 +542,25 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     ):
         rows += _field_rows(label, shape, objects, why_none)
 
-    executions = listed + [value for _, value in detail]
+    executions_seen = listed + [value for _, value in read]
     rows += _pagination_rows(desc, page2, limit)
-    rows.append(_sorted_row(desc, asc))
-    rows.append(_timestamp_row(executions))
-    rows.append(_status_row(executions))
-    rows.append(_clock_row(answers, settings.clock_skew))
-    rows.append(_date_lead_row(answers, settings.clock_skew))
-    rows += _watcher_rows(final)
-    rows += _post_rows()
-    return rows
+    rows += [
+        _sorted_row(desc, asc),
+        _timestamp_row(executions_seen),
+        _status_row(executions_seen),
+        _clock_row(answers, settings.clock_skew),
+        _date_lead_row(answers, settings.clock_skew),
+    ]
+    return rows + _watcher_rows(final) + _post_rows()
 
 
 def _indexed(items: list[Any], prefix: str = "data") -> list[tuple[str, Any]]:
     return [(f"{prefix}[{i}]", item) for i, item in enumerate(items)]
+
+
+def _ids(answer: Answer) -> set[Any]:
+    """The ``executionId`` of each listed item."""
+    return {i.get("executionId") for i in answer.items() if isinstance(i, dict)} - {None}
 
 
 def _total(answer: Answer) -> int | None:
@@ -593,30 +592,24 @@ def render_table(rows: list[Row], target: str) -> str:
     return "\n".join(lines)
 
 
-#: The cause of differing rows, by what their SEEN says, first match first: (test, what to do).
-_CAUSES: list[tuple[Callable[[str], bool], str]] = [
+#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first.
+_CAUSES: list[tuple[str, str]] = [
     (
-        lambda seen: seen.startswith("HTTP 401"),
+        r"^HTTP 401",
         "the API key is refused (HTTP 401): check the key (the connection's password) and that it "
         "is not revoked.",
     ),
+    (r"^HTTP 403", f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}."),
     (
-        lambda seen: seen.startswith("HTTP 403"),
-        f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}.",
-    ),
-    (
-        lambda seen: "which the connection does not declare" in seen,
+        r"which the connection does not declare",
         f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
     ),
     (
-        lambda seen: "the server did not receive it" in seen or "the server may have received it" in seen,
+        r"the server did not receive it|the server may have received it",
         "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the "
         "base URL and the network.",
     ),
-    (
-        lambda seen: seen.startswith("HTTP 5"),
-        "the API answers server errors (HTTP 5xx), even after retries: try again later.",
-    ),
+    (r"^HTTP 5", "the API answers server errors (HTTP 5xx), even after retries: try again later."),
 ]
 
 
@@ -627,8 +620,8 @@ def summary(rows: list[Row]) -> str:
     if not count[DIFFERS]:
         return f"{head}: every assumption a read-only probe can check holds."
     seen = [r.seen for r in rows if r.verdict == DIFFERS]
-    for test, cause in _CAUSES:
-        if any(test(text) for text in seen):
+    for pattern, cause in _CAUSES:
+        if any(re.search(pattern, text) for text in seen):
             return f"{head}: {cause}"
     return (
         f"{head}: the API answers differently from what the provider assumes. Each 'differs' row "
@@ -676,6 +669,24 @@ def _client(args: argparse.Namespace) -> tuple[SyncClient, str]:
     return SyncClient(settings.with_overrides(max_retries=min(settings.max_retries, MAX_RETRIES))), target
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """
+    Only errors from the provider's and Airflow's loggers meanwhile: the client's retry warnings
+    would interleave with the table (failures are in the rows), and Airflow 3.0's BaseHook prints
+    "Connection Retrieved" to stdout, which would break --json.
+    """
+    loggers = [logging.getLogger(name) for name in ("airflow_provider_smartmca", "airflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     Run the check and print the table (or JSON).
@@ -689,37 +700,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from airflow.exceptions import AirflowException
 
-    # The client's retry warnings would interleave with the table; failures are in the rows.
-    # Airflow's own loggers too: Airflow 3.0's BaseHook prints "Connection Retrieved" to stdout,
-    # which would break --json.
-    loggers = [logging.getLogger(name) for name in ("airflow_provider_smartmca", "airflow")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
+    with _quiet():
         try:
             client, target = _client(args)
         except (AirflowException, ValueError) as exc:  # no connection, no key, a bad setting
             print(f"smartmca-check: cannot start: {exc}", file=sys.stderr)
             return 2
-        try:
+        with closing(client):
             rows = run_checks(client, args.limit)
-        finally:
-            client.close()
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
     differs = any(r.verdict == DIFFERS for r in rows)
-    if args.json:
-        out = {
-            "target": target,
-            "ok": not differs,
-            "summary": summary(rows),
-            "rows": [asdict(r) for r in rows],
-        }
-        print(json.dumps(out, indent=2))
-    else:
-        print(render_table(rows, target))
+    report = {
+        "target": target,
+        "ok": not differs,
+        "summary": summary(rows),
+        "rows": [asdict(r) for r in rows],
+    }
+    print(json.dumps(report, indent=2) if args.json else render_table(rows, target))
     return 1 if differs else 0
 
 
