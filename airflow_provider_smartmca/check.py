@@ -27,13 +27,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from airflow_provider_smartmca.client import contract, protocol
+from airflow_provider_smartmca.client.contract import Execution, ExecutionPage
 from airflow_provider_smartmca.client.endpoints import (
     ENDPOINTS,
     SCOPE_READ,
@@ -81,7 +83,8 @@ class Answer:
     :param failure: why there is no usable answer (an HTTP error, no connection, not JSON).
     :param broken: the provider's parser refused the JSON (the contract differs).
     :param parsed: what the provider's parser made of it, when it accepted it.
-    :param local_time: the local clock halfway through the exchange (epoch seconds).
+    :param server: the server's clock from the ``Date`` header, or None.
+    :param offset: the server's clock less this one, in seconds, when the ``Date`` header is readable.
     """
 
     endpoint: str
@@ -89,12 +92,12 @@ class Answer:
     failure: SmartMCAError | None = None
     broken: SmartMCAContractError | None = None
     parsed: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    local_time: float = 0.0
+    server: datetime | None = None
+    offset: float | None = None
 
-    def items(self) -> list[Any]:
-        """The list envelope's ``data`` items, or nothing."""
-        data = self.data.get("data") if isinstance(self.data, dict) else None
+    def items(self, key: str = "data") -> list[Any]:
+        """The list under ``key`` (the list envelope's items), or nothing."""
+        data = self.data.get(key) if isinstance(self.data, dict) else None
         return data if isinstance(data, list) else []
 
 
@@ -115,30 +118,24 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
         raw, parsed, broken = protocol.retrying(settings, prepared, attempt)
     except SmartMCAError as exc:
         return Answer(name, failure=exc)
-    return Answer(
-        name,
-        data=protocol.load_json(raw.body, settings.api_key),
-        broken=broken,
-        parsed=parsed,
-        headers=raw.headers,
-        local_time=(started + time.time()) / 2,
-    )
+    data, server = protocol.load_json(raw.body, settings.api_key), contract.server_time(raw.headers)
+    # Date has whole seconds (rounded down): its middle is half a second later; the local clock's
+    # is halfway through the exchange.
+    offset = None if server is None else server.timestamp() + 0.5 - (started + time.time()) / 2
+    return Answer(name, data, None, broken, parsed, server, offset)
 
 
 def _failure_text(exc: SmartMCAError) -> str:
     """What went wrong, without server text (it may hold values)."""
-    if exc.status is not None:
-        if isinstance(exc, SmartMCAInvalidResponseError):
-            return (
-                f"HTTP {exc.status} with a body the provider cannot read as JSON (HTML? truncated? too big?)"
-            )
-        return f"HTTP {exc.status} ({type(exc).__name__})"
-    return str(exc)  # a local error (scope not declared, connection refused): the provider's own words
+    if exc.status is None:
+        return str(exc)  # a local error (scope not declared, connection refused): the provider's own words
+    if isinstance(exc, SmartMCAInvalidResponseError):
+        return f"HTTP {exc.status} with a body the provider cannot read as JSON (HTML? truncated? too big?)"
+    return f"HTTP {exc.status} ({type(exc).__name__})"
 
 
 def _contract_text(exc: SmartMCAContractError) -> str:
-    text = str(exc)
-    return text.removeprefix(f"{exc.endpoint}: ")
+    return str(exc).removeprefix(f"{exc.endpoint}: ")
 
 
 def _some(errors: list[SmartMCAContractError], of: int) -> str:
@@ -165,24 +162,19 @@ def _when(value: Any) -> datetime | None:
         return None
 
 
-def _first_row(assumption: str, *cases: tuple[object, str, str]) -> Row:
-    """The row of the first ``(test, verdict, seen)`` whose test is true; the last one's test is True."""
-    return next(Row(assumption, verdict, seen) for test, verdict, seen in cases if test)
-
-
 # --- rows ---------------------------------------------------------------------------------------
 
 
 def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
     endpoint = ENDPOINTS[name]
-    assumption = f"{name} ({endpoint.method} {endpoint.path}) answers, and the provider reads it"
+    row = partial(Row, f"{name} ({endpoint.method} {endpoint.path}) answers, and the provider reads it")
     if answer is None:
-        return Row(assumption, UNCHECKED, why_not)
+        return row(UNCHECKED, why_not)
     if answer.failure is not None:
-        return Row(assumption, DIFFERS, _failure_text(answer.failure))
+        return row(DIFFERS, _failure_text(answer.failure))
     if answer.broken is not None:
-        return Row(assumption, DIFFERS, _contract_text(answer.broken))
-    return Row(assumption, HOLDS, "a 2xx JSON answer the provider's parser accepts")
+        return row(DIFFERS, _contract_text(answer.broken))
+    return row(HOLDS, "a 2xx JSON answer the provider's parser accepts")
 
 
 def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
@@ -193,23 +185,18 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
         return [Row(text, UNCHECKED, why_none) for text in labels]
     endpoint = label.split()[0]
     readers, errors = _read_all(objects, lambda o: contract._Reader(endpoint, shape, o[1], o[0]))
-    rows = [
-        Row(labels[0], DIFFERS, _some(errors, len(objects)))
-        if errors
-        else Row(labels[0], HOLDS, f"{len(objects)} seen")
-    ]
+    verdict, seen = (DIFFERS, _some(errors, len(objects))) if errors else (HOLDS, f"{len(objects)} seen")
+    rows = [Row(labels[0], verdict, seen)]
     for text, spec in zip(labels[1:], specs, strict=True):
         values, errors = _read_all(readers, contract._Reader.get, spec.name)
         present = sum(value is not None for value in values)
-        rows.append(
-            _first_row(
-                text,
-                (errors, DIFFERS, _some(errors, len(readers))),
-                (present, HOLDS, f"{present} of {len(readers)} have it"),
-                (readers, UNCHECKED, "absent or null in every object seen (optional)"),
-                (True, UNCHECKED, "no object to read"),
-            )
-        )
+        if errors:
+            rows.append(Row(text, DIFFERS, _some(errors, len(readers))))
+        elif present:
+            rows.append(Row(text, HOLDS, f"{present} of {len(readers)} have it"))
+        else:
+            why = "absent or null in every object seen (optional)" if readers else "no object to read"
+            rows.append(Row(text, UNCHECKED, why))
     extra = sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs})
     if extra:
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
@@ -229,31 +216,19 @@ def _field_label(label: str, spec: contract.Field) -> str:
 
 
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
-    assumption = "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)"
+    row = partial(Row, "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)")
     if asc.failure is not None:
-        return Row(assumption, DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
-    if not all(isinstance(a.parsed, contract.ExecutionPage) for a in (desc, asc)):
-        return Row(assumption, UNCHECKED, "a page the provider cannot read (see its rows)")
+        return row(DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
+    if not all(isinstance(a.parsed, ExecutionPage) for a in (desc, asc)):
+        return row(UNCHECKED, "a page the provider cannot read (see its rows)")
     newest = [e.started_at for e in desc.parsed.items if e.started_at is not None]
-    return _first_row(
-        assumption,
-        (
-            len(newest) < 2 or sum(e.started_at is not None for e in asc.parsed.items) < 2,
-            UNCHECKED,
-            "fewer than 2 executions with startedAt",
-        ),
-        (
-            newest != sorted(newest, reverse=True),
-            DIFFERS,
-            "sort_order=desc: page 1 is not newest first by startedAt",
-        ),
-        (  # the walks' own proof
-            not proves_sorting(asc.parsed.items, newest[0] if newest else None),
-            DIFFERS,
-            "sort_order=asc page 1 is not oldest first and older than desc's",
-        ),
-        (True, HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)"),
-    )
+    if len(newest) < 2 or sum(e.started_at is not None for e in asc.parsed.items) < 2:
+        return row(UNCHECKED, "fewer than 2 executions with startedAt")
+    if newest != sorted(newest, reverse=True):
+        return row(DIFFERS, "sort_order=desc: page 1 is not newest first by startedAt")
+    if not proves_sorting(asc.parsed.items, newest[0]):  # the walks' own proof
+        return row(DIFFERS, "sort_order=asc page 1 is not oldest first and older than desc's")
+    return row(HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)")
 
 
 def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row]:
@@ -263,134 +238,110 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     if not isinstance(desc.data, dict) or not isinstance(desc.data.get("data"), list):
         why = "List Executions gave no list of items (see its rows)"
         return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
-    n, total = len(desc.items()), _total(desc)
+    n, total, row = len(desc.items()), _total(desc), partial(Row, a_total)
     more = len(page2.items()) if page2 is not None and page2.failure is None else 0
     if total is None:
-        total_row = Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page")
-    else:  # walks read on to a short page; only the poller's estimate is low
+        total_row = row(UNCHECKED, "no integer total (see its row): the walk stops at a short page")
+    elif total < n + more:  # walks read on to a short page; only the poller's estimate is low
         what = "counts only page 1" if total <= n else "is below pages 1 and 2"
-        total_row = _first_row(
-            a_total,
-            (total < n + more, DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)"),
-            (
-                n != min(total, limit),
-                DIFFERS,
-                f"total={total} but page 1 holds {n} item(s) for limit={limit}",
-            ),
-            (True, HOLDS, f"total={total}, {n} item(s) on page 1"),
-        )
-    if page2 is None:
-        why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
-        page2_row = Row(a_page2, UNCHECKED, f"page 1 {why}: no second page probed")
-    elif page2.failure is not None:
-        page2_row = Row(a_page2, DIFFERS, _failure_text(page2.failure))
+        total_row = row(DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)")
+    elif n != min(total, limit):
+        total_row = row(DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}")
     else:
-        first, second = _ids(desc), _ids(page2)
-        page2_row = _first_row(
-            a_page2,
-            (not first or not second, UNCHECKED, "no executionId to compare the pages by"),
-            (first & second, DIFFERS, f"page 2 repeats {len(first & second)} item(s) of page 1"),
-            (True, HOLDS, f"page 2: {len(second)} other item(s)"),
+        total_row = row(HOLDS, f"total={total}, {n} item(s) on page 1")
+    page_row = Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}")
+    return [page_row, total_row, _page2_row(partial(Row, a_page2), desc, page2, limit)]
+
+
+def _page2_row(row: Callable[[str, str], Row], desc: Answer, page2: Answer | None, limit: int) -> Row:
+    if page2 is None:
+        why = (
+            "is unreadable (see its rows)"
+            if desc.parsed is None
+            else f"is short ({len(desc.items())} of {limit})"
         )
-    return [
-        Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"),
-        total_row,
-        page2_row,
-    ]
+        return row(UNCHECKED, f"page 1 {why}: no second page probed")
+    if page2.failure is not None:
+        return row(DIFFERS, _failure_text(page2.failure))
+    first, second = _ids(desc), _ids(page2)
+    if not first or not second:
+        return row(UNCHECKED, "no executionId to compare the pages by")
+    if first & second:
+        return row(DIFFERS, f"page 2 repeats {len(first & second)} item(s) of page 1")
+    return row(HOLDS, f"page 2: {len(second)} other item(s)")
 
 
 def _timestamp_row(executions: list[Any]) -> Row:
-    assumption = "timestamps (startedAt, completedAt) are ISO 8601; without an offset, UTC (assumed)"
-    fields = [f.name for f in contract.SHAPES["execution"] if f.kind == contract.TIMESTAMP]
-    stamps = [
-        (name, ex[name])
-        for ex in executions
-        if isinstance(ex, dict)
-        for name in fields
-        if ex.get(name) is not None
-    ]
+    row = partial(Row, "timestamps (startedAt, completedAt) are ISO 8601; without an offset, UTC (assumed)")
+    names = [f.name for f in contract.SHAPES["execution"] if f.kind == contract.TIMESTAMP]
+    stamps = [(k, ex[k]) for ex in executions if isinstance(ex, dict) for k in names if ex.get(k) is not None]
     for name, value in stamps:
         if not isinstance(value, str):
-            return Row(assumption, DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string")
+            return row(DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string")
         if _when(value) is None:
-            return Row(assumption, DIFFERS, f"{name} is a string that is not ISO 8601")
+            return row(DIFFERS, f"{name} is a string that is not ISO 8601")
     formats = sorted({re.sub(r"[0-9]", "d", value) for _, value in stamps})  # the format, never the value
-    if not formats:
-        return Row(assumption, UNCHECKED, "no timestamp seen")
-    return Row(assumption, HOLDS, "format(s): " + ", ".join(formats[:3]))
+    return (
+        row(HOLDS, "format(s): " + ", ".join(formats[:3])) if formats else row(UNCHECKED, "no timestamp seen")
+    )
 
 
 def _status_row(executions: list[Any]) -> Row:
     known = contract.EXECUTION_STATUSES
-    assumption = f"execution status is one of {', '.join(known)} (reference: status filter)"
+    row = partial(Row, f"execution status is one of {', '.join(known)} (reference: status filter)")
     seen = {ex["status"] for ex in executions if isinstance(ex, dict) and isinstance(ex.get("status"), str)}
+    unknown = sorted(seen - set(known))
     if not seen:
         why = "no string status to read (see the status rows)" if executions else "no execution listed"
-        return Row(assumption, UNCHECKED, why)
-    unknown = sorted(seen - set(known))
+        return row(UNCHECKED, why)
     if unknown:
         names = ", ".join(repr(s[:30]) for s in unknown[:5])
         fix = "a wait on it lasts until its timeout; list it in failure_statuses to fail fast"
-        return Row(assumption, DIFFERS, f"unknown status {names}: {fix}")
-    return Row(assumption, HOLDS, f"seen: {', '.join(sorted(seen))}")
+        return row(DIFFERS, f"unknown status {names}: {fix}")
+    return row(HOLDS, f"seen: {', '.join(sorted(seen))}")
 
 
 def _watcher_rows(final: Answer) -> list[Row]:
     """What ExecutionEventTrigger relies on: the status filter, and completedAt on the Date header's clock."""
-    filtered = "list_executions honours status=completed (reference: status filter; the event watcher)"
-    stamped = (
-        "a completed execution has completedAt, not after the server's Date (assumed; the event watcher)"
+    filtered = partial(
+        Row, "list_executions honours status=completed (reference: status filter; the event watcher)"
     )
-    if final.failure is not None or final.data is None:
-        return [Row(filtered, UNCHECKED, "no usable answer"), Row(stamped, UNCHECKED, "no usable answer")]
+    stamped = partial(
+        Row, "a completed execution has completedAt, not after the server's Date (assumed; the event watcher)"
+    )
     items = [ex for ex in final.items() if isinstance(ex, dict)]
+    if final.failure is not None or final.data is None:
+        return [filtered(UNCHECKED, "no usable answer"), stamped(UNCHECKED, "no usable answer")]
     if not items:
-        return [
-            Row(filtered, UNCHECKED, "no completed execution listed"),
-            Row(stamped, UNCHECKED, "none listed"),
-        ]
+        return [filtered(UNCHECKED, "no completed execution listed"), stamped(UNCHECKED, "none listed")]
     others = sorted({str(ex.get("status"))[:30] for ex in items} - {"completed"})
-    server = contract.server_time(final.headers)
+    listed = f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)"
+    rows = [filtered(DIFFERS, listed) if others else filtered(HOLDS, f"{len(items)} item(s), all completed")]
+    server = final.server
     ends = [_when(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
     late = sum(server is not None and t is not None and t.timestamp() > server.timestamp() + 1 for t in ends)
-    return [
-        _first_row(
-            filtered,
-            (
-                others,
-                DIFFERS,
-                f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)",
-            ),
-            (True, HOLDS, f"{len(items)} item(s), all completed"),
-        ),
-        _first_row(
-            stamped,
-            (
-                None in ends,
-                DIFFERS,
-                f"{ends.count(None)} without a readable completedAt: startedAt decides instead",
-            ),
-            (late, DIFFERS, f"{late} completedAt after the Date header: clocks differ"),
-            (server is None, UNCHECKED, "no readable Date header"),
-            (True, HOLDS, "every completedAt readable and not after Date"),
-        ),
-    ]
+    if None in ends:
+        return [
+            *rows,
+            stamped(DIFFERS, f"{ends.count(None)} without a readable completedAt: startedAt decides instead"),
+        ]
+    if late:
+        return [*rows, stamped(DIFFERS, f"{late} completedAt after the Date header: clocks differ")]
+    if server is None:
+        return [*rows, stamped(UNCHECKED, "no readable Date header")]
+    return [*rows, stamped(HOLDS, "every completedAt readable and not after Date")]
 
 
 def _clock_row(answers: list[Answer], skew: float) -> Row:
     assumption = f"the server clock (Date header) is within clock_skew={skew:g} s of this one (assumed)"
-    for answer in answers:
-        server = contract.server_time(answer.headers) if answer.failure is None else None
-        if server is None:
-            continue
-        # Date has whole seconds (rounded down): its middle is half a second later.
-        offset = server.timestamp() + 0.5 - answer.local_time
-        text = f"server clock {offset:+.1f} s from this one"
-        if abs(offset) <= skew + 1:
-            return Row(assumption, HOLDS, text)
-        fix = f"set the connection extra clock_skew above {abs(offset):.0f}, or fix a clock"
-        return Row(assumption, DIFFERS, f"{text}: {fix}")
-    return Row(assumption, UNCHECKED, "no readable Date header")
+    offset = next((a.offset for a in answers if a.offset is not None), None)
+    if offset is None:
+        return Row(assumption, UNCHECKED, "no readable Date header")
+    text = f"server clock {offset:+.1f} s from this one"
+    if abs(offset) <= skew + 1:
+        return Row(assumption, HOLDS, text)
+    fix = f"set the connection extra clock_skew above {abs(offset):.0f}, or fix a clock"
+    return Row(assumption, DIFFERS, f"{text}: {fix}")
 
 
 def _date_lead_row(answers: list[Answer], skew: float) -> Row:
@@ -398,30 +349,24 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
     How far ``Date`` runs ahead of the timestamps. A timestamp is never ahead of its own clock, so
     ``Date`` less the newest timestamp of the same answer bounds the lead from above.
     """
-    assumption = (
+    row = partial(
+        Row,
         f"the Date header runs ahead of the timestamps by at most clock_skew={skew:g} s "
-        "(assumed by start-once's lookup window; the event watcher allows for it)"
+        "(assumed by start-once's lookup window; the event watcher allows for it)",
     )
     leads = []
     for answer in answers:
-        parsed, server = answer.parsed, contract.server_time(answer.headers)
-        listed = parsed.items if isinstance(parsed, contract.ExecutionPage) else [parsed]
-        stamps = [
-            t
-            for e in listed
-            if isinstance(e, contract.Execution)
-            for t in (e.started_at, e.completed_at)
-            if t
-        ]
+        parsed, server = answer.parsed, answer.server
+        listed = parsed.items if isinstance(parsed, ExecutionPage) else [parsed]
+        stamps = [t for e in listed if isinstance(e, Execution) for t in (e.started_at, e.completed_at) if t]
         if server is not None and stamps:  # Date is rounded down to the second: one more is its grain
             leads.append(server.timestamp() + 1 - max(stamps).timestamp())
     if not leads:
-        return Row(assumption, UNCHECKED, "no Date header next to a readable timestamp")
+        return row(UNCHECKED, "no Date header next to a readable timestamp")
     lead = min(leads)
     if lead <= skew:
-        return Row(assumption, HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
-    return Row(
-        assumption,
+        return row(HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
+    return row(
         DIFFERS,
         f"Date {lead:+.0f} s after the newest timestamp: it runs ahead of the timestamps' clock (or nothing "
         "started or ended in that time: check again just after an execution ends). A lost answer's "
@@ -430,29 +375,32 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
 
 
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
+    statuses = {a.failure.status for a in answers if a.failure is not None}
     denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
     reached = sum(a.failure is None for a in answers)
-    rows = [
-        _first_row(
-            f"the key holds {SCOPE_READ} (every GET endpoint)",
-            (
-                any(a.failure is not None and a.failure.status == 401 for a in answers),
-                DIFFERS,
-                "HTTP 401: the key is refused (wrong, revoked or missing)",
-            ),
-            (denied, DIFFERS, f"HTTP 403 from {', '.join(denied)}"),
-            (reached, HOLDS, f"{reached} GET(s) answered 2xx"),
-            (True, UNCHECKED, "no GET was answered"),
+    row = partial(Row, f"the key holds {SCOPE_READ} (every GET endpoint)")
+    if 401 in statuses:
+        read = row(DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")
+    elif denied:
+        read = row(DIFFERS, f"HTTP 403 from {', '.join(denied)}")
+    else:
+        read = (
+            row(HOLDS, f"{reached} GET(s) answered 2xx") if reached else row(UNCHECKED, "no GET was answered")
+        )
+    return [read] + [
+        Row(f"the key holds {scope} ({what})", UNCHECKED, _NO_POST + _declared(scope, declared))
+        for scope, what in (
+            (SCOPE_TRIGGER, "POST trigger, change-status, advance-stage"),
+            (SCOPE_UNDERWRITING, "POST assign-underwriter"),
         )
     ]
-    for scope, what in (
-        (SCOPE_TRIGGER, "POST trigger, change-status, advance-stage"),
-        (SCOPE_UNDERWRITING, "POST assign-underwriter"),
-    ):
-        said = "" if declared is None else "declared" if scope in declared else "NOT declared"
-        note = f", {said} in the connection extra scopes" if said else ""
-        rows.append(Row(f"the key holds {scope} ({what})", UNCHECKED, _NO_POST + note))
-    return rows
+
+
+def _declared(scope: str, declared: frozenset[str] | None) -> str:
+    """Whether the connection declares ``scope``, when it declares scopes at all."""
+    if declared is None:
+        return ""
+    return f", {'declared' if scope in declared else 'NOT declared'} in the connection extra scopes"
 
 
 #: What only a POST, an ended run or a failing call shows: (assumption, why it cannot be checked).
@@ -504,7 +452,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     workflow = detail("get_workflow", "workflow_id", _first(workflows.items(), "id"))
     desc, asc = executions(sort_order="desc"), executions(sort_order="asc")
     walk = ListingWalk(limit, 2)  # a full page 1 has a page 2, whatever total says
-    if isinstance(desc.parsed, contract.ExecutionPage):
+    if isinstance(desc.parsed, ExecutionPage):
         walk.feed(desc.parsed)
     fetch = walk.next() if walk.pages else None
     page2 = executions(page=fetch.page, sort_order=fetch.order) if fetch is not None else None
@@ -512,20 +460,17 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     final = executions(status="completed")
     answers = [a for a in (workflows, workflow, desc, asc, page2, execution, final) if a is not None]
 
+    why_no_execution = "no usable executionId listed (see its row)" if desc.items() else "no execution listed"
     rows += [
         _endpoint_row(workflows, "list_workflows", ""),
         _endpoint_row(workflow, "get_workflow", "no workflow id listed"),
         _endpoint_row(desc, "list_executions", ""),
-        _endpoint_row(
-            execution,
-            "get_execution",
-            "no usable executionId listed (see its row)" if desc.items() else "no execution listed",
-        ),
+        _endpoint_row(execution, "get_execution", why_no_execution),
     ]
     rows += _scope_rows(answers, settings.scopes)
     listed = [item for a in (desc, asc, page2) if a is not None for item in a.items()]
     read = _body(execution)
-    nodes = read[0][1].get("nodes") if read and isinstance(read[0][1], dict) else None
+    nodes = _indexed(execution.items("nodes"), "nodes") if execution is not None else []
     for label, shape, objects, why_none in (
         ("list_workflows envelope", "list envelope", _body(workflows), "no usable answer"),
         ("list_executions envelope", "execution list envelope", _body(desc), "no usable answer"),
@@ -533,12 +478,7 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
         ("get_workflow", "workflow", _body(workflow), "no workflow read"),
         ("list_executions data[]", "execution", _indexed(listed), "no execution listed"),
         ("get_execution", "execution", read, "no execution read"),
-        (
-            "get_execution nodes[]",
-            "node",
-            _indexed(nodes if isinstance(nodes, list) else [], "nodes"),
-            "no nodes read",
-        ),
+        ("get_execution nodes[]", "node", nodes, "no nodes read"),
     ):
         rows += _field_rows(label, shape, objects, why_none)
 
