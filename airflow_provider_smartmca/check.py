@@ -356,11 +356,10 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
     )
     leads = []
     for answer in answers:
-        parsed, server = answer.parsed, answer.server
-        listed = parsed.items if isinstance(parsed, ExecutionPage) else [parsed]
+        listed = answer.parsed.items if isinstance(answer.parsed, ExecutionPage) else [answer.parsed]
         stamps = [t for e in listed if isinstance(e, Execution) for t in (e.started_at, e.completed_at) if t]
-        if server is not None and stamps:  # Date is rounded down to the second: one more is its grain
-            leads.append(server.timestamp() + 1 - max(stamps).timestamp())
+        if answer.server is not None and stamps:  # Date is rounded down to the second: one more is its grain
+            leads.append(answer.server.timestamp() + 1 - max(stamps).timestamp())
     if not leads:
         return row(UNCHECKED, "no Date header next to a readable timestamp")
     lead = min(leads)
@@ -419,13 +418,11 @@ _UNCHECKABLE = (
 
 
 def _post_rows() -> list[Row]:
-    labels = (("trigger_workflow 202", "trigger response"), ("application action 2xx", "action response"))
-    rows = [
-        Row(_field_label(label, spec), UNCHECKED, _NO_POST)
-        for label, shape in labels
-        for spec in contract.SHAPES[shape]
+    shapes = (("trigger_workflow 202", "trigger response"), ("application action 2xx", "action response"))
+    fields = [
+        (_field_label(label, spec), _NO_POST) for label, shape in shapes for spec in contract.SHAPES[shape]
     ]
-    return rows + [Row(assumption, UNCHECKED, why) for assumption, why in _UNCHECKABLE]
+    return [Row(assumption, UNCHECKED, why) for assumption, why in [*fields, *_UNCHECKABLE]]
 
 
 # --- the probe ----------------------------------------------------------------------------------
