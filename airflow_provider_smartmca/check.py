@@ -250,16 +250,12 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     else:
         total_row = row(HOLDS, f"total={total}, {n} item(s) on page 1")
     page_row = Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}")
-    return [page_row, total_row, _page2_row(partial(Row, a_page2), desc, page2, limit)]
+    return [page_row, total_row, _page2_row(partial(Row, a_page2), desc, page2, n, limit)]
 
 
-def _page2_row(row: Callable[[str, str], Row], desc: Answer, page2: Answer | None, limit: int) -> Row:
+def _page2_row(row: Callable[[str, str], Row], desc: Answer, page2: Answer | None, n: int, limit: int) -> Row:
     if page2 is None:
-        why = (
-            "is unreadable (see its rows)"
-            if desc.parsed is None
-            else f"is short ({len(desc.items())} of {limit})"
-        )
+        why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
         return row(UNCHECKED, f"page 1 {why}: no second page probed")
     if page2.failure is not None:
         return row(DIFFERS, _failure_text(page2.failure))
@@ -571,21 +567,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="smartmca-check",
         description="Check, read-only, that a SmartMCA tenant answers as the Airflow provider assumes.",
     )
-    p.add_argument(
-        "--conn-id", default="smartmca_default", help="Airflow connection id (default smartmca_default)"
-    )
-    p.add_argument(
-        "--base-url", help="probe this base URL instead of a connection; the key comes from --key-env"
-    )
-    p.add_argument(
+    add = p.add_argument
+    add("--conn-id", default="smartmca_default", help="Airflow connection id (default smartmca_default)")
+    add("--base-url", help="probe this base URL instead of a connection; the key comes from --key-env")
+    add(
         "--key-env",
         default="SMARTMCA_API_KEY",
         help="environment variable holding the API key, with --base-url (default SMARTMCA_API_KEY)",
     )
-    p.add_argument(
-        "--limit", type=int, default=DEFAULT_LIMIT, help="List Executions page size, 2 to 100 (default 5)"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add("--limit", type=int, default=DEFAULT_LIMIT, help="List Executions page size, 2 to 100 (default 5)")
+    add("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
@@ -646,12 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         with closing(client):
             rows = run_checks(client, args.limit)
     differs = any(r.verdict == DIFFERS for r in rows)
-    report = {
-        "target": target,
-        "ok": not differs,
-        "summary": summary(rows),
-        "rows": [asdict(r) for r in rows],
-    }
+    report = dict(target=target, ok=not differs, summary=summary(rows), rows=[asdict(r) for r in rows])
     print(json.dumps(report, indent=2) if args.json else render_table(rows, target))
     return 1 if differs else 0
 
