@@ -209,10 +209,8 @@ def _object_label(label: str) -> str:
 
 
 def _field_label(label: str, spec: contract.Field) -> str:
-    sep = "." if label.endswith("]") else " "
-    return (
-        f"{label}{sep}{spec.name}: {spec.kind}, {'required' if spec.required else 'optional'} ({spec.source})"
-    )
+    sep, need = ("." if label.endswith("]") else " "), ("required" if spec.required else "optional")
+    return f"{label}{sep}{spec.name}: {spec.kind}, {need} ({spec.source})"
 
 
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
@@ -508,9 +506,8 @@ def _body(answer: Answer | None) -> list[tuple[str, Any]]:
 
 def _first(items: list[Any], key: str) -> str | None:
     """The first item's ``key`` that can go into a URL path, to probe the detail endpoint with."""
-    return next(
-        (i[key] for i in items if isinstance(i, dict) and isinstance(i.get(key), str) and i[key]), None
-    )
+    usable = (i[key] for i in items if isinstance(i, dict) and isinstance(i.get(key), str) and i[key])
+    return next(usable, None)
 
 
 # --- the command --------------------------------------------------------------------------------
