@@ -27,11 +27,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from airflow_provider_smartmca.client import contract, protocol
+from airflow_provider_smartmca.client.contract import Execution, ExecutionPage
 from airflow_provider_smartmca.client.endpoints import (
     ENDPOINTS,
     SCOPE_READ,
@@ -79,7 +83,8 @@ class Answer:
     :param failure: why there is no usable answer (an HTTP error, no connection, not JSON).
     :param broken: the provider's parser refused the JSON (the contract differs).
     :param parsed: what the provider's parser made of it, when it accepted it.
-    :param local_time: the local clock halfway through the exchange (epoch seconds).
+    :param server: the server's clock from the ``Date`` header, or None.
+    :param offset: the server's clock less this one, in seconds, when the ``Date`` header is readable.
     """
 
     endpoint: str
@@ -87,12 +92,12 @@ class Answer:
     failure: SmartMCAError | None = None
     broken: SmartMCAContractError | None = None
     parsed: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    local_time: float = 0.0
+    server: datetime | None = None
+    offset: float | None = None
 
-    def items(self) -> list[Any]:
-        """The list envelope's ``data`` items, or nothing."""
-        data = self.data.get("data") if isinstance(self.data, dict) else None
+    def items(self, key: str = "data") -> list[Any]:
+        """The list under ``key`` (the list envelope's items), or nothing."""
+        data = self.data.get(key) if isinstance(self.data, dict) else None
         return data if isinstance(data, list) else []
 
 
@@ -113,30 +118,48 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
         raw, parsed, broken = protocol.retrying(settings, prepared, attempt)
     except SmartMCAError as exc:
         return Answer(name, failure=exc)
-    return Answer(
-        name,
-        data=protocol.load_json(raw.body, settings.api_key),
-        broken=broken,
-        parsed=parsed,
-        headers=raw.headers,
-        local_time=(started + time.time()) / 2,
-    )
+    data, server = protocol.load_json(raw.body, settings.api_key), contract.server_time(raw.headers)
+    # Date has whole seconds (rounded down): its middle is half a second later; the local clock's
+    # is halfway through the exchange.
+    offset = None if server is None else server.timestamp() + 0.5 - (started + time.time()) / 2
+    return Answer(name, data, None, broken, parsed, server, offset)
 
 
 def _failure_text(exc: SmartMCAError) -> str:
     """What went wrong, without server text (it may hold values)."""
-    if exc.status is not None:
-        if isinstance(exc, SmartMCAInvalidResponseError):
-            return (
-                f"HTTP {exc.status} with a body the provider cannot read as JSON (HTML? truncated? too big?)"
-            )
-        return f"HTTP {exc.status} ({type(exc).__name__})"
-    return str(exc)  # a local error (scope not declared, connection refused): the provider's own words
+    if exc.status is None:
+        return str(exc)  # a local error (scope not declared, connection refused): the provider's own words
+    if isinstance(exc, SmartMCAInvalidResponseError):
+        return f"HTTP {exc.status} with a body the provider cannot read as JSON (HTML? truncated? too big?)"
+    return f"HTTP {exc.status} ({type(exc).__name__})"
 
 
 def _contract_text(exc: SmartMCAContractError) -> str:
-    text = str(exc)
-    return text.removeprefix(f"{exc.endpoint}: ")
+    return str(exc).removeprefix(f"{exc.endpoint}: ")
+
+
+def _some(errors: list[SmartMCAContractError], of: int) -> str:
+    """How many of ``of`` broke the contract, and how the first did ("" when none did)."""
+    return f"{len(errors)} of {of}: {_contract_text(errors[0])}" if errors else ""
+
+
+def _read_all(values: list[Any], read: Callable[..., Any], *args: Any) -> tuple[list[Any], list[Any]]:
+    """``read(value, *args)`` for each value: what it returned, and the contract errors it raised."""
+    got, errors = [], []
+    for value in values:
+        try:
+            got.append(read(value, *args))
+        except SmartMCAContractError as exc:
+            errors.append(exc)
+    return got, errors
+
+
+def _when(value: Any) -> datetime | None:
+    """``value`` read as an ISO 8601 timestamp, or None."""
+    try:
+        return contract.parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -144,58 +167,37 @@ def _contract_text(exc: SmartMCAContractError) -> str:
 
 def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
     endpoint = ENDPOINTS[name]
-    assumption = f"{name} ({endpoint.method} {endpoint.path}) answers, and the provider reads it"
+    row = partial(Row, f"{name} ({endpoint.method} {endpoint.path}) answers, and the provider reads it")
     if answer is None:
-        return Row(assumption, UNCHECKED, why_not)
+        return row(UNCHECKED, why_not)
     if answer.failure is not None:
-        return Row(assumption, DIFFERS, _failure_text(answer.failure))
+        return row(DIFFERS, _failure_text(answer.failure))
     if answer.broken is not None:
-        return Row(assumption, DIFFERS, _contract_text(answer.broken))
-    return Row(assumption, HOLDS, "a 2xx JSON answer the provider's parser accepts")
+        return row(DIFFERS, _contract_text(answer.broken))
+    return row(HOLDS, "a 2xx JSON answer the provider's parser accepts")
 
 
 def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
     """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
-    endpoint = label.split()[0]
-    rows: list[Row] = []
+    specs = contract.SHAPES[shape]
+    labels = [_object_label(label)] + [_field_label(label, spec) for spec in specs]
     if not objects:
-        return [Row(_object_label(label), UNCHECKED, why_none)] + [
-            Row(_field_label(label, f), UNCHECKED, why_none) for f in contract.SHAPES[shape]
-        ]
-    readers, not_objects = [], []
-    for where, value in objects:
-        try:
-            readers.append(contract._Reader(endpoint, shape, value, where))
-        except SmartMCAContractError as exc:
-            not_objects.append(exc)
-    if not_objects:
-        rows.append(
-            Row(
-                _object_label(label),
-                DIFFERS,
-                f"{len(not_objects)} of {len(objects)}: {_contract_text(not_objects[0])}",
-            )
-        )
-    else:
-        rows.append(Row(_object_label(label), HOLDS, f"{len(objects)} seen"))
-    for spec in contract.SHAPES[shape]:
-        errors, present = [], 0
-        for reader in readers:
-            try:
-                present += reader.get(spec.name) is not None
-            except SmartMCAContractError as exc:
-                errors.append(exc)
+        return [Row(text, UNCHECKED, why_none) for text in labels]
+    endpoint = label.split()[0]
+    readers, errors = _read_all(objects, lambda o: contract._Reader(endpoint, shape, o[1], o[0]))
+    verdict, seen = (DIFFERS, _some(errors, len(objects))) if errors else (HOLDS, f"{len(objects)} seen")
+    rows = [Row(labels[0], verdict, seen)]
+    for text, spec in zip(labels[1:], specs, strict=True):
+        values, errors = _read_all(readers, contract._Reader.get, spec.name)
+        present = sum(value is not None for value in values)
         if errors:
-            verdict, seen = DIFFERS, f"{len(errors)} of {len(readers)}: {_contract_text(errors[0])}"
+            rows.append(Row(text, DIFFERS, _some(errors, len(readers))))
         elif present:
-            verdict, seen = HOLDS, f"{present} of {len(readers)} have it"
-        elif readers:
-            verdict, seen = UNCHECKED, "absent or null in every object seen (optional)"
+            rows.append(Row(text, HOLDS, f"{present} of {len(readers)} have it"))
         else:
-            verdict, seen = UNCHECKED, "no object to read"
-        rows.append(Row(_field_label(label, spec), verdict, seen))
-    known = {f.name for f in contract.SHAPES[shape]}
-    extra = sorted({str(k)[:40] for r in readers for k in r.data} - known)
+            why = "absent or null in every object seen (optional)" if readers else "no object to read"
+            rows.append(Row(text, UNCHECKED, why))
+    extra = sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs})
     if extra:
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
         rows.append(Row(f"{label}: other keys are ignored", HOLDS, f"also present: {shown}"))
@@ -207,181 +209,133 @@ def _object_label(label: str) -> str:
 
 
 def _field_label(label: str, spec: contract.Field) -> str:
-    sep = "." if label.endswith("]") else " "
-    return (
-        f"{label}{sep}{spec.name}: {spec.kind}, {'required' if spec.required else 'optional'} ({spec.source})"
-    )
+    sep, need = ("." if label.endswith("]") else " "), ("required" if spec.required else "optional")
+    return f"{label}{sep}{spec.name}: {spec.kind}, {need} ({spec.source})"
 
 
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
-    assumption = "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)"
+    row = partial(Row, "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)")
     if asc.failure is not None:
-        return Row(assumption, DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
-    if not all(isinstance(a.parsed, contract.ExecutionPage) for a in (desc, asc)):
-        return Row(assumption, UNCHECKED, "a page the provider cannot read (see its rows)")
+        return row(DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
+    if not all(isinstance(a.parsed, ExecutionPage) for a in (desc, asc)):
+        return row(UNCHECKED, "a page the provider cannot read (see its rows)")
     newest = [e.started_at for e in desc.parsed.items if e.started_at is not None]
     if len(newest) < 2 or sum(e.started_at is not None for e in asc.parsed.items) < 2:
-        return Row(assumption, UNCHECKED, "fewer than 2 executions with startedAt")
+        return row(UNCHECKED, "fewer than 2 executions with startedAt")
     if newest != sorted(newest, reverse=True):
-        return Row(assumption, DIFFERS, "sort_order=desc: page 1 is not newest first by startedAt")
+        return row(DIFFERS, "sort_order=desc: page 1 is not newest first by startedAt")
     if not proves_sorting(asc.parsed.items, newest[0]):  # the walks' own proof
-        return Row(assumption, DIFFERS, "sort_order=asc page 1 is not oldest first and older than desc's")
-    return Row(assumption, HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)")
+        return row(DIFFERS, "sort_order=asc page 1 is not oldest first and older than desc's")
+    return row(HOLDS, f"desc and asc pages ordered by startedAt ({len(newest)} items)")
 
 
 def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row]:
-    rows = []
-    items, total = desc.items(), _total(desc)
     a_page = f"list_executions returns at most limit={limit} items per page (reference: page, limit)"
     a_total = "list_executions total counts every match, not only this page (assumed; a hint)"
     a_page2 = "list_executions honours page=2 (another page than page 1) (reference: page)"
-    if (
-        desc.failure is not None
-        or not isinstance(desc.data, dict)
-        or not isinstance(desc.data.get("data"), list)
-    ):
+    if not isinstance(desc.data, dict) or not isinstance(desc.data.get("data"), list):
         why = "List Executions gave no list of items (see its rows)"
         return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
-    n = len(items)
-    rows.append(Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}"))
+    n, total, row = len(desc.items()), _total(desc), partial(Row, a_total)
     more = len(page2.items()) if page2 is not None and page2.failure is None else 0
     if total is None:
-        rows.append(Row(a_total, UNCHECKED, "no integer total (see its row): the walk stops at a short page"))
+        total_row = row(UNCHECKED, "no integer total (see its row): the walk stops at a short page")
     elif total < n + more:  # walks read on to a short page; only the poller's estimate is low
         what = "counts only page 1" if total <= n else "is below pages 1 and 2"
-        rows.append(Row(a_total, DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)"))
+        total_row = row(DIFFERS, f"total={total} {what} ({n} item(s), page 2 {more} more)")
     elif n != min(total, limit):
-        rows.append(Row(a_total, DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}"))
+        total_row = row(DIFFERS, f"total={total} but page 1 holds {n} item(s) for limit={limit}")
     else:
-        rows.append(Row(a_total, HOLDS, f"total={total}, {n} item(s) on page 1"))
+        total_row = row(HOLDS, f"total={total}, {n} item(s) on page 1")
+    page_row = Row(a_page, HOLDS if n <= limit else DIFFERS, f"{n} item(s) for limit={limit}")
+    return [page_row, total_row, _page2_row(partial(Row, a_page2), desc, page2, n, limit)]
+
+
+def _page2_row(row: Callable[[str, str], Row], desc: Answer, page2: Answer | None, n: int, limit: int) -> Row:
     if page2 is None:
         why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
-        rows.append(Row(a_page2, UNCHECKED, f"page 1 {why}: no second page probed"))
-    elif page2.failure is not None:
-        rows.append(Row(a_page2, DIFFERS, _failure_text(page2.failure)))
-    else:
-        first = {i.get("executionId") for i in items if isinstance(i, dict)} - {None}
-        second = {i.get("executionId") for i in page2.items() if isinstance(i, dict)} - {None}
-        if not first or not second:
-            rows.append(Row(a_page2, UNCHECKED, "no executionId to compare the pages by"))
-        elif first & second:
-            rows.append(Row(a_page2, DIFFERS, f"page 2 repeats {len(first & second)} item(s) of page 1"))
-        else:
-            rows.append(Row(a_page2, HOLDS, f"page 2: {len(second)} other item(s)"))
-    return rows
+        return row(UNCHECKED, f"page 1 {why}: no second page probed")
+    if page2.failure is not None:
+        return row(DIFFERS, _failure_text(page2.failure))
+    first, second = _ids(desc), _ids(page2)
+    if not first or not second:
+        return row(UNCHECKED, "no executionId to compare the pages by")
+    if first & second:
+        return row(DIFFERS, f"page 2 repeats {len(first & second)} item(s) of page 1")
+    return row(HOLDS, f"page 2: {len(second)} other item(s)")
 
 
 def _timestamp_row(executions: list[Any]) -> Row:
-    assumption = "timestamps (startedAt, completedAt) are ISO 8601; without an offset, UTC (assumed)"
-    fields = [f.name for f in contract.SHAPES["execution"] if f.kind == contract.TIMESTAMP]
-    formats: set[str] = set()
-    for ex in executions:
-        for name in fields:
-            value = ex.get(name) if isinstance(ex, dict) else None
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                return Row(
-                    assumption, DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string"
-                )
-            try:
-                contract.parse_timestamp(value)
-            except ValueError:
-                return Row(assumption, DIFFERS, f"{name} is a string that is not ISO 8601")
-            formats.add(re.sub(r"[0-9]", "d", value))  # the format, never the value
-    if not formats:
-        return Row(assumption, UNCHECKED, "no timestamp seen")
-    return Row(assumption, HOLDS, "format(s): " + ", ".join(sorted(formats)[:3]))
+    row = partial(Row, "timestamps (startedAt, completedAt) are ISO 8601; without an offset, UTC (assumed)")
+    names = [f.name for f in contract.SHAPES["execution"] if f.kind == contract.TIMESTAMP]
+    stamps = [(k, ex[k]) for ex in executions if isinstance(ex, dict) for k in names if ex.get(k) is not None]
+    for name, value in stamps:
+        if not isinstance(value, str):
+            return row(DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string")
+        if _when(value) is None:
+            return row(DIFFERS, f"{name} is a string that is not ISO 8601")
+    formats = sorted({re.sub(r"[0-9]", "d", value) for _, value in stamps})  # the format, never the value
+    return (
+        row(HOLDS, "format(s): " + ", ".join(formats[:3])) if formats else row(UNCHECKED, "no timestamp seen")
+    )
 
 
 def _status_row(executions: list[Any]) -> Row:
     known = contract.EXECUTION_STATUSES
-    assumption = f"execution status is one of {', '.join(known)} (reference: status filter)"
+    row = partial(Row, f"execution status is one of {', '.join(known)} (reference: status filter)")
     seen = {ex["status"] for ex in executions if isinstance(ex, dict) and isinstance(ex.get("status"), str)}
+    unknown = sorted(seen - set(known))
     if not seen:
         why = "no string status to read (see the status rows)" if executions else "no execution listed"
-        return Row(assumption, UNCHECKED, why)
-    unknown = sorted(seen - set(known))
+        return row(UNCHECKED, why)
     if unknown:
         names = ", ".join(repr(s[:30]) for s in unknown[:5])
-        return Row(
-            assumption,
-            DIFFERS,
-            f"unknown status {names}: a wait on it lasts until its timeout; "
-            "list it in failure_statuses to fail fast",
-        )
-    return Row(assumption, HOLDS, f"seen: {', '.join(sorted(seen))}")
+        fix = "a wait on it lasts until its timeout; list it in failure_statuses to fail fast"
+        return row(DIFFERS, f"unknown status {names}: {fix}")
+    return row(HOLDS, f"seen: {', '.join(sorted(seen))}")
 
 
 def _watcher_rows(final: Answer) -> list[Row]:
     """What ExecutionEventTrigger relies on: the status filter, and completedAt on the Date header's clock."""
-    filtered = "list_executions honours status=completed (reference: status filter; the event watcher)"
-    stamped = (
-        "a completed execution has completedAt, not after the server's Date (assumed; the event watcher)"
+    filtered = partial(
+        Row, "list_executions honours status=completed (reference: status filter; the event watcher)"
     )
-    if final.failure is not None or final.data is None:
-        why = "no usable answer"
-        return [Row(filtered, UNCHECKED, why), Row(stamped, UNCHECKED, why)]
+    stamped = partial(
+        Row, "a completed execution has completedAt, not after the server's Date (assumed; the event watcher)"
+    )
     items = [ex for ex in final.items() if isinstance(ex, dict)]
+    if final.failure is not None or final.data is None:
+        return [filtered(UNCHECKED, "no usable answer"), stamped(UNCHECKED, "no usable answer")]
     if not items:
-        return [
-            Row(filtered, UNCHECKED, "no completed execution listed"),
-            Row(stamped, UNCHECKED, "none listed"),
-        ]
+        return [filtered(UNCHECKED, "no completed execution listed"), stamped(UNCHECKED, "none listed")]
     others = sorted({str(ex.get("status"))[:30] for ex in items} - {"completed"})
-    rows = [
-        Row(
-            filtered,
-            DIFFERS,
-            f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)",
-        )
-        if others
-        else Row(filtered, HOLDS, f"{len(items)} item(s), all completed")
-    ]
-    server = contract.server_time(final.headers)
-    missing = late = 0
-    for ex in items:
-        if ex.get("status") != "completed":
-            continue
-        value = ex.get("completedAt")
-        try:
-            when = contract.parse_timestamp(value) if isinstance(value, str) else None
-        except ValueError:
-            when = None
-        if when is None:
-            missing += 1
-        elif server is not None and when.timestamp() > server.timestamp() + 1:
-            late += 1
-    if missing:
-        rows.append(
-            Row(stamped, DIFFERS, f"{missing} without a readable completedAt: startedAt decides instead")
-        )
-    elif late:
-        rows.append(Row(stamped, DIFFERS, f"{late} completedAt after the Date header: clocks differ"))
-    elif server is None:
-        rows.append(Row(stamped, UNCHECKED, "no readable Date header"))
-    else:
-        rows.append(Row(stamped, HOLDS, "every completedAt readable and not after Date"))
-    return rows
+    listed = f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)"
+    rows = [filtered(DIFFERS, listed) if others else filtered(HOLDS, f"{len(items)} item(s), all completed")]
+    server = final.server
+    ends = [_when(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
+    late = sum(server is not None and t is not None and t.timestamp() > server.timestamp() + 1 for t in ends)
+    if None in ends:
+        return [
+            *rows,
+            stamped(DIFFERS, f"{ends.count(None)} without a readable completedAt: startedAt decides instead"),
+        ]
+    if late:
+        return [*rows, stamped(DIFFERS, f"{late} completedAt after the Date header: clocks differ")]
+    if server is None:
+        return [*rows, stamped(UNCHECKED, "no readable Date header")]
+    return [*rows, stamped(HOLDS, "every completedAt readable and not after Date")]
 
 
 def _clock_row(answers: list[Answer], skew: float) -> Row:
     assumption = f"the server clock (Date header) is within clock_skew={skew:g} s of this one (assumed)"
-    for answer in answers:
-        server = contract.server_time(answer.headers) if answer.failure is None else None
-        if server is None:
-            continue
-        # Date has whole seconds (rounded down): its middle is half a second later.
-        offset = server.timestamp() + 0.5 - answer.local_time
-        text = f"server clock {offset:+.1f} s from this one"
-        if abs(offset) <= skew + 1:
-            return Row(assumption, HOLDS, text)
-        return Row(
-            assumption,
-            DIFFERS,
-            f"{text}: set the connection extra clock_skew above {abs(offset):.0f}, or fix a clock",
-        )
-    return Row(assumption, UNCHECKED, "no readable Date header")
+    offset = next((a.offset for a in answers if a.offset is not None), None)
+    if offset is None:
+        return Row(assumption, UNCHECKED, "no readable Date header")
+    text = f"server clock {offset:+.1f} s from this one"
+    if abs(offset) <= skew + 1:
+        return Row(assumption, HOLDS, text)
+    fix = f"set the connection extra clock_skew above {abs(offset):.0f}, or fix a clock"
+    return Row(assumption, DIFFERS, f"{text}: {fix}")
 
 
 def _date_lead_row(answers: list[Answer], skew: float) -> Row:
@@ -389,30 +343,23 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
     How far ``Date`` runs ahead of the timestamps. A timestamp is never ahead of its own clock, so
     ``Date`` less the newest timestamp of the same answer bounds the lead from above.
     """
-    assumption = (
+    row = partial(
+        Row,
         f"the Date header runs ahead of the timestamps by at most clock_skew={skew:g} s "
-        "(assumed by start-once's lookup window; the event watcher allows for it)"
+        "(assumed by start-once's lookup window; the event watcher allows for it)",
     )
     leads = []
     for answer in answers:
-        parsed, server = answer.parsed, contract.server_time(answer.headers)
-        listed = parsed.items if isinstance(parsed, contract.ExecutionPage) else [parsed]
-        stamps = [
-            t
-            for e in listed
-            if isinstance(e, contract.Execution)
-            for t in (e.started_at, e.completed_at)
-            if t
-        ]
-        if server is not None and stamps:  # Date is rounded down to the second: one more is its grain
-            leads.append(server.timestamp() + 1 - max(stamps).timestamp())
+        listed = answer.parsed.items if isinstance(answer.parsed, ExecutionPage) else [answer.parsed]
+        stamps = [t for e in listed if isinstance(e, Execution) for t in (e.started_at, e.completed_at) if t]
+        if answer.server is not None and stamps:  # Date is rounded down to the second: one more is its grain
+            leads.append(answer.server.timestamp() + 1 - max(stamps).timestamp())
     if not leads:
-        return Row(assumption, UNCHECKED, "no Date header next to a readable timestamp")
+        return row(UNCHECKED, "no Date header next to a readable timestamp")
     lead = min(leads)
     if lead <= skew:
-        return Row(assumption, HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
-    return Row(
-        assumption,
+        return row(HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
+    return row(
         DIFFERS,
         f"Date {lead:+.0f} s after the newest timestamp: it runs ahead of the timestamps' clock (or nothing "
         "started or ended in that time: check again just after an execution ends). A lost answer's "
@@ -422,59 +369,54 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
 
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
     statuses = {a.failure.status for a in answers if a.failure is not None}
-    reached = [a for a in answers if a.failure is None]
-    read = f"the key holds {SCOPE_READ} (every GET endpoint)"
+    denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
+    reached = sum(a.failure is None for a in answers)
+    row = partial(Row, f"the key holds {SCOPE_READ} (every GET endpoint)")
     if 401 in statuses:
-        rows = [Row(read, DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")]
-    elif 403 in statuses:
-        denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
-        rows = [Row(read, DIFFERS, f"HTTP 403 from {', '.join(denied)}")]
-    elif reached:
-        rows = [Row(read, HOLDS, f"{len(reached)} GET(s) answered 2xx")]
+        read = row(DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")
+    elif denied:
+        read = row(DIFFERS, f"HTTP 403 from {', '.join(denied)}")
     else:
-        rows = [Row(read, UNCHECKED, "no GET was answered")]
-    for scope, what in (
-        (SCOPE_TRIGGER, "POST trigger, change-status, advance-stage"),
-        (SCOPE_UNDERWRITING, "POST assign-underwriter"),
-    ):
-        note = (
-            ""
-            if declared is None
-            else (", declared" if scope in declared else ", NOT declared")
-            + (" in the connection extra scopes")
+        read = (
+            row(HOLDS, f"{reached} GET(s) answered 2xx") if reached else row(UNCHECKED, "no GET was answered")
         )
-        rows.append(Row(f"the key holds {scope} ({what})", UNCHECKED, _NO_POST + note))
-    return rows
+    return [read] + [
+        Row(f"the key holds {scope} ({what})", UNCHECKED, _NO_POST + _declared(scope, declared))
+        for scope, what in (
+            (SCOPE_TRIGGER, "POST trigger, change-status, advance-stage"),
+            (SCOPE_UNDERWRITING, "POST assign-underwriter"),
+        )
+    ]
+
+
+def _declared(scope: str, declared: frozenset[str] | None) -> str:
+    """Whether the connection declares ``scope``, when it declares scopes at all."""
+    if declared is None:
+        return ""
+    return f", {'declared' if scope in declared else 'NOT declared'} in the connection extra scopes"
+
+
+#: What only a POST, an ended run or a failing call shows: (assumption, why it cannot be checked).
+_UNCHECKABLE = (
+    ("application action bodies (status, reason, underwriterId) (assumed)", _NO_POST),
+    (
+        "an application action's 2xx without executionId (or empty) means done, nothing to wait for (assumed)",
+        _NO_POST,
+    ),
+    ("completed is success; failed, cancelled are failures; others wait (assumed)", "needs an ended run"),
+    (
+        "error bodies {error: {message, requiredScope}}; 429 carries Retry-After (assumed)",
+        "needs a failing call",
+    ),
+)
 
 
 def _post_rows() -> list[Row]:
-    rows = [
-        Row(_field_label(label, spec), UNCHECKED, _NO_POST)
-        for label, shape in (
-            ("trigger_workflow 202", "trigger response"),
-            ("application action 2xx", "action response"),
-        )
-        for spec in contract.SHAPES[shape]
+    shapes = (("trigger_workflow 202", "trigger response"), ("application action 2xx", "action response"))
+    fields = [
+        (_field_label(label, spec), _NO_POST) for label, shape in shapes for spec in contract.SHAPES[shape]
     ]
-    rows += [
-        Row("application action bodies (status, reason, underwriterId) (assumed)", UNCHECKED, _NO_POST),
-        Row(
-            "an application action's 2xx without executionId (or empty) means done, nothing to wait for (assumed)",
-            UNCHECKED,
-            _NO_POST,
-        ),
-        Row(
-            "completed is success; failed, cancelled are failures; others wait (assumed)",
-            UNCHECKED,
-            "needs an ended run",
-        ),
-        Row(
-            "error bodies {error: {message, requiredScope}}; 429 carries Retry-After (assumed)",
-            UNCHECKED,
-            "needs a failing call",
-        ),
-    ]
-    return rows
+    return [Row(assumption, UNCHECKED, why) for assumption, why in [*fields, *_UNCHECKABLE]]
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -488,80 +430,68 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     :param limit: the page size of the List Executions probes (2 to 100).
     """
     settings = client.settings
-    rows = []
     unknown = settings.unknown_extras_message()
-    rows.append(Row("the connection extras are all known", DIFFERS if unknown else HOLDS, unknown or ""))
+    rows = [Row("the connection extras are all known", DIFFERS if unknown else HOLDS, unknown or "")]
+
+    def executions(**query: Any) -> Answer:
+        return probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, **query))
+
+    def detail(name: str, key: str, value: str | None) -> Answer | None:
+        return probe(client, name, path_params={key: value}) if value else None
 
     workflows = probe(client, "list_workflows")
-    workflow_id = _first(workflows.items(), "id")
-    workflow = (
-        probe(client, "get_workflow", path_params={"workflow_id": workflow_id}) if workflow_id else None
-    )
-    desc, asc = (
-        probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, sort_order=order))
-        for order in ("desc", "asc")
-    )
-    page2 = None
+    workflow = detail("get_workflow", "workflow_id", _first(workflows.items(), "id"))
+    desc, asc = executions(sort_order="desc"), executions(sort_order="asc")
     walk = ListingWalk(limit, 2)  # a full page 1 has a page 2, whatever total says
-    if isinstance(desc.parsed, contract.ExecutionPage):
+    if isinstance(desc.parsed, ExecutionPage):
         walk.feed(desc.parsed)
     fetch = walk.next() if walk.pages else None
-    if fetch is not None:
-        query = protocol.list_executions_query(page=fetch.page, limit=limit, sort_order=fetch.order)
-        page2 = probe(client, "list_executions", query=query)
-    execution_id = _first(desc.items(), "executionId")
-    execution = (
-        probe(client, "get_execution", path_params={"execution_id": execution_id}) if execution_id else None
-    )
-    final = probe(
-        client, "list_executions", query=protocol.list_executions_query(limit=limit, status="completed")
-    )
+    page2 = executions(page=fetch.page, sort_order=fetch.order) if fetch is not None else None
+    execution = detail("get_execution", "execution_id", _first(desc.items(), "executionId"))
+    final = executions(status="completed")
     answers = [a for a in (workflows, workflow, desc, asc, page2, execution, final) if a is not None]
 
+    why_no_execution = "no usable executionId listed (see its row)" if desc.items() else "no execution listed"
     rows += [
         _endpoint_row(workflows, "list_workflows", ""),
         _endpoint_row(workflow, "get_workflow", "no workflow id listed"),
         _endpoint_row(desc, "list_executions", ""),
-        _endpoint_row(
-            execution,
-            "get_execution",
-            "no usable executionId listed (see its row)" if desc.items() else "no execution listed",
-        ),
+        _endpoint_row(execution, "get_execution", why_no_execution),
     ]
     rows += _scope_rows(answers, settings.scopes)
     listed = [item for a in (desc, asc, page2) if a is not None for item in a.items()]
-    detail = _body(execution)
-    nodes = detail[0][1].get("nodes") if detail and isinstance(detail[0][1], dict) else None
+    read = _body(execution)
+    nodes = _indexed(execution.items("nodes"), "nodes") if execution is not None else []
     for label, shape, objects, why_none in (
         ("list_workflows envelope", "list envelope", _body(workflows), "no usable answer"),
         ("list_executions envelope", "execution list envelope", _body(desc), "no usable answer"),
         ("list_workflows data[]", "workflow", _indexed(workflows.items()), "no workflow listed"),
         ("get_workflow", "workflow", _body(workflow), "no workflow read"),
         ("list_executions data[]", "execution", _indexed(listed), "no execution listed"),
-        ("get_execution", "execution", detail, "no execution read"),
-        (
-            "get_execution nodes[]",
-            "node",
-            _indexed(nodes if isinstance(nodes, list) else [], "nodes"),
-            "no nodes read",
-        ),
+        ("get_execution", "execution", read, "no execution read"),
+        ("get_execution nodes[]", "node", nodes, "no nodes read"),
     ):
         rows += _field_rows(label, shape, objects, why_none)
 
-    executions = listed + [value for _, value in detail]
+    executions_seen = listed + [value for _, value in read]
     rows += _pagination_rows(desc, page2, limit)
-    rows.append(_sorted_row(desc, asc))
-    rows.append(_timestamp_row(executions))
-    rows.append(_status_row(executions))
-    rows.append(_clock_row(answers, settings.clock_skew))
-    rows.append(_date_lead_row(answers, settings.clock_skew))
-    rows += _watcher_rows(final)
-    rows += _post_rows()
-    return rows
+    rows += [
+        _sorted_row(desc, asc),
+        _timestamp_row(executions_seen),
+        _status_row(executions_seen),
+        _clock_row(answers, settings.clock_skew),
+        _date_lead_row(answers, settings.clock_skew),
+    ]
+    return rows + _watcher_rows(final) + _post_rows()
 
 
 def _indexed(items: list[Any], prefix: str = "data") -> list[tuple[str, Any]]:
     return [(f"{prefix}[{i}]", item) for i, item in enumerate(items)]
+
+
+def _ids(answer: Answer) -> set[Any]:
+    """The ``executionId`` of each listed item."""
+    return {i.get("executionId") for i in answer.items() if isinstance(i, dict)} - {None}
 
 
 def _total(answer: Answer) -> int | None:
@@ -576,9 +506,8 @@ def _body(answer: Answer | None) -> list[tuple[str, Any]]:
 
 def _first(items: list[Any], key: str) -> str | None:
     """The first item's ``key`` that can go into a URL path, to probe the detail endpoint with."""
-    return next(
-        (i[key] for i in items if isinstance(i, dict) and isinstance(i.get(key), str) and i[key]), None
-    )
+    usable = (i[key] for i in items if isinstance(i, dict) and isinstance(i.get(key), str) and i[key])
+    return next(usable, None)
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -593,30 +522,24 @@ def render_table(rows: list[Row], target: str) -> str:
     return "\n".join(lines)
 
 
-#: The cause of differing rows, by what their SEEN says, first match first: (test, what to do).
-_CAUSES: list[tuple[Callable[[str], bool], str]] = [
+#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first.
+_CAUSES: list[tuple[str, str]] = [
     (
-        lambda seen: seen.startswith("HTTP 401"),
+        r"^HTTP 401",
         "the API key is refused (HTTP 401): check the key (the connection's password) and that it "
         "is not revoked.",
     ),
+    (r"^HTTP 403", f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}."),
     (
-        lambda seen: seen.startswith("HTTP 403"),
-        f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}.",
-    ),
-    (
-        lambda seen: "which the connection does not declare" in seen,
+        r"which the connection does not declare",
         f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
     ),
     (
-        lambda seen: "the server did not receive it" in seen or "the server may have received it" in seen,
+        r"the server did not receive it|the server may have received it",
         "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the "
         "base URL and the network.",
     ),
-    (
-        lambda seen: seen.startswith("HTTP 5"),
-        "the API answers server errors (HTTP 5xx), even after retries: try again later.",
-    ),
+    (r"^HTTP 5", "the API answers server errors (HTTP 5xx), even after retries: try again later."),
 ]
 
 
@@ -627,8 +550,8 @@ def summary(rows: list[Row]) -> str:
     if not count[DIFFERS]:
         return f"{head}: every assumption a read-only probe can check holds."
     seen = [r.seen for r in rows if r.verdict == DIFFERS]
-    for test, cause in _CAUSES:
-        if any(test(text) for text in seen):
+    for pattern, cause in _CAUSES:
+        if any(re.search(pattern, text) for text in seen):
             return f"{head}: {cause}"
     return (
         f"{head}: the API answers differently from what the provider assumes. Each 'differs' row "
@@ -641,21 +564,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="smartmca-check",
         description="Check, read-only, that a SmartMCA tenant answers as the Airflow provider assumes.",
     )
-    p.add_argument(
-        "--conn-id", default="smartmca_default", help="Airflow connection id (default smartmca_default)"
-    )
-    p.add_argument(
-        "--base-url", help="probe this base URL instead of a connection; the key comes from --key-env"
-    )
-    p.add_argument(
+    add = p.add_argument
+    add("--conn-id", default="smartmca_default", help="Airflow connection id (default smartmca_default)")
+    add("--base-url", help="probe this base URL instead of a connection; the key comes from --key-env")
+    add(
         "--key-env",
         default="SMARTMCA_API_KEY",
         help="environment variable holding the API key, with --base-url (default SMARTMCA_API_KEY)",
     )
-    p.add_argument(
-        "--limit", type=int, default=DEFAULT_LIMIT, help="List Executions page size, 2 to 100 (default 5)"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add("--limit", type=int, default=DEFAULT_LIMIT, help="List Executions page size, 2 to 100 (default 5)")
+    add("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
@@ -676,6 +594,24 @@ def _client(args: argparse.Namespace) -> tuple[SyncClient, str]:
     return SyncClient(settings.with_overrides(max_retries=min(settings.max_retries, MAX_RETRIES))), target
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """
+    Only errors from the provider's and Airflow's loggers meanwhile: the client's retry warnings
+    would interleave with the table (failures are in the rows), and Airflow 3.0's BaseHook prints
+    "Connection Retrieved" to stdout, which would break --json.
+    """
+    loggers = [logging.getLogger(name) for name in ("airflow_provider_smartmca", "airflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     Run the check and print the table (or JSON).
@@ -689,37 +625,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from airflow.exceptions import AirflowException
 
-    # The client's retry warnings would interleave with the table; failures are in the rows.
-    # Airflow's own loggers too: Airflow 3.0's BaseHook prints "Connection Retrieved" to stdout,
-    # which would break --json.
-    loggers = [logging.getLogger(name) for name in ("airflow_provider_smartmca", "airflow")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
+    with _quiet():
         try:
             client, target = _client(args)
         except (AirflowException, ValueError) as exc:  # no connection, no key, a bad setting
             print(f"smartmca-check: cannot start: {exc}", file=sys.stderr)
             return 2
-        try:
+        with closing(client):
             rows = run_checks(client, args.limit)
-        finally:
-            client.close()
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
     differs = any(r.verdict == DIFFERS for r in rows)
-    if args.json:
-        out = {
-            "target": target,
-            "ok": not differs,
-            "summary": summary(rows),
-            "rows": [asdict(r) for r in rows],
-        }
-        print(json.dumps(out, indent=2))
-    else:
-        print(render_table(rows, target))
+    report = dict(target=target, ok=not differs, summary=summary(rows), rows=[asdict(r) for r in rows])
+    print(json.dumps(report, indent=2) if args.json else render_table(rows, target))
     return 1 if differs else 0
 
 
