@@ -459,10 +459,10 @@ class ExecutionEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll forever; yield an event per execution that ended in a watched status."""
-        from airflow_provider_smartmca.triggers import context
+        from airflow_provider_smartmca.triggers.context import current
         from airflow_provider_smartmca.triggers.budget import incr
 
-        shared = context.current()
+        shared = current()
 
         store = _WatermarkStore(getattr(self, "asset_state_store", None), self.state_key, self.log)
         record, first_start = await self._load(store)

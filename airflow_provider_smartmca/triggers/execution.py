@@ -223,9 +223,9 @@ class ExecutionTrigger(BaseTrigger):
         if self.deadline is not None and time.time() >= self.deadline:
             yield self._timeout_event()
             return
-        from airflow_provider_smartmca.triggers import context
+        from airflow_provider_smartmca.triggers.context import current
 
-        shared = context.current()
+        shared = current()
         watch = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
         for attempt in (1, 2):
             try:
