@@ -459,8 +459,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll forever; yield an event per execution that ended in a watched status."""
-        from airflow_provider_smartmca.triggers.context import current
         from airflow_provider_smartmca.triggers.budget import incr
+        from airflow_provider_smartmca.triggers.context import current
 
         shared = current()
 
