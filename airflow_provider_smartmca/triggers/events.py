@@ -196,10 +196,6 @@ class _WatermarkStore:
             else:  # pragma: no cover - another Airflow's accessors object
                 self.targets = [accessors]
 
-    @property
-    def durable(self) -> bool:
-        return bool(self.targets)
-
     async def load(self) -> tuple[WatermarkRecord | None, bool]:
         """
         The stored record, and whether this is the watcher's first start (nothing stored at all).
@@ -458,7 +454,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         record, first_start = await self._load(store)
         # Only a durable store can tell a first start from a restart; in memory, every start
         # looks back (unless there is nothing to look back over).
-        first_start = (first_start and store.durable) or self.restart_lookback == 0
+        first_start = (first_start and bool(store.targets)) or self.restart_lookback == 0
         unsaved: WatermarkRecord | None = None
         failures = 0
         while True:
@@ -484,15 +480,14 @@ class ExecutionEventTrigger(BaseEventTrigger):
                     exc,
                 )
             else:
-                if fired:
-                    incr("watcher.events", len(fired))
-                    for execution in fired:
-                        self.log.info(
-                            "SmartMCA execution %s %s: event for the watched asset",
-                            execution.execution_id,
-                            execution.status,
-                        )
-                        yield TriggerEvent(self.payload(execution))
+                incr("watcher.events", len(fired))
+                for execution in fired:
+                    self.log.info(
+                        "SmartMCA execution %s %s: event for the watched asset",
+                        execution.execution_id,
+                        execution.status,
+                    )
+                    yield TriggerEvent(self.payload(execution))
                 unsaved = record
             await asyncio.sleep(self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER))
 

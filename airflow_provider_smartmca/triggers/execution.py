@@ -256,12 +256,10 @@ class ExecutionTrigger(BaseTrigger):
                 async with shared.session(settings) as client:
                     event = await self._wait(shared, client, settings, watch)
             except SmartMCAAuthError as exc:
-                if attempt == 2:
-                    event = self._event(executions.EVENT_ERROR, str(exc), watch.last)
-                else:
-                    # A rotated key: read the connection again, once.
+                if attempt == 1:  # a rotated key: read the connection again, once
                     self.log.warning("SmartMCA answered 401; reading connection %r again", self.conn_id)
                     continue
+                event = self._event(executions.EVENT_ERROR, str(exc), watch.last)
             yield event
             return
 

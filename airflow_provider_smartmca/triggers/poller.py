@@ -147,11 +147,13 @@ class Ticket:
         interval: float,
         deadline: float | None,
     ) -> None:
-        self.poller = poller
-        self.execution_id = execution_id
-        self.group = group
-        self.interval = interval
-        self.deadline = deadline
+        self.poller, self.execution_id, self.group, self.interval, self.deadline = (
+            poller,
+            execution_id,
+            group,
+            interval,
+            deadline,
+        )
         self.base: float | None = None  # loop time of the round that gave the last reading
         self.due = math.inf  # loop time of the next reading asked for
         self.future: asyncio.Future[Any] | None = None
@@ -245,11 +247,13 @@ class ExecutionPoller:
         registry: dict[Any, ExecutionPoller],
         key: Any,
     ) -> None:
-        self.settings = settings
-        self.budget = budget
-        self._session = session
-        self._registry = registry
-        self.key = key
+        self.settings, self.budget, self._session, self._registry, self.key = (
+            settings,
+            budget,
+            session,
+            registry,
+            key,
+        )
         self.loop = asyncio.get_running_loop()
         self.failure: BaseException | None = None
         #: Why lists are not used any more (a refused or drifted list), or None.
@@ -274,8 +278,7 @@ class ExecutionPoller:
 
     def join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
         """Register a wait (see :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`)."""
-        group = self._groups.get(workflow_type)
-        if group is None:
+        if (group := self._groups.get(workflow_type)) is None:
             group = self._groups[workflow_type] = _Group(workflow_type)
         ticket = Ticket(self, execution_id, group, interval, deadline)
         group.tickets.setdefault(execution_id, []).append(ticket)
@@ -362,10 +365,9 @@ class ExecutionPoller:
 
     def _pending(self) -> Iterable[Ticket]:
         for group in self._groups.values():
-            for tickets in group.tickets.values():
-                for ticket in tickets:
-                    if ticket.future is not None and not ticket.future.done():
-                        yield ticket
+            yield from (
+                t for ts in group.tickets.values() for t in ts if t.future is not None and not t.future.done()
+            )
 
     def _unregister(self) -> None:
         if self._registry.get(self.key) is self:
@@ -427,10 +429,7 @@ class ExecutionPoller:
                     wanted[execution_id] = due
             if wanted:
                 rounds.append(self._serve(client, group, wanted, start))
-        if len(rounds) == 1:
-            await rounds[0]
-        elif rounds:
-            await asyncio.gather(*rounds)
+        await asyncio.gather(*rounds)
 
     async def _serve(
         self, client: AsyncClient, group: _Group, wanted: dict[str, list[Ticket]], start: float
@@ -582,8 +581,7 @@ class ExecutionPoller:
 
         async def worker() -> None:
             for execution_id in queue:
-                request = group.gets.get(execution_id)
-                if request is None:
+                if (request := group.gets.get(execution_id)) is None:
                     request = group.gets[execution_id] = protocol.build_request(
                         self.settings, "get_execution", path_params={"execution_id": execution_id}
                     )
@@ -596,11 +594,7 @@ class ExecutionPoller:
                     reading = exc
                 deliver(execution_id, reading, "get")
 
-        workers = min(GET_WORKERS, len(ids))
-        if workers == 1:
-            await worker()
-        else:
-            await asyncio.gather(*(worker() for _ in range(workers)))
+        await asyncio.gather(*(worker() for _ in range(min(GET_WORKERS, len(ids)))))
 
 
 def _list_pages(group: _Group, statuses: Iterable[str]) -> int:
@@ -610,9 +604,6 @@ def _list_pages(group: _Group, statuses: Iterable[str]) -> int:
 
 def _time_left(tickets: Iterable[Ticket]) -> float | None:
     """The longest time any of ``tickets`` may still wait (None: one has no deadline)."""
-    latest = 0.0
-    for ticket in tickets:
-        if ticket.deadline is None:
-            return None
-        latest = max(latest, ticket.deadline)
-    return max(0.001, latest - time.time())
+    deadlines = [ticket.deadline for ticket in tickets]
+    latest = max((deadline for deadline in deadlines if deadline is not None), default=0.0)
+    return None if None in deadlines else max(0.001, latest - time.time())
