@@ -77,10 +77,8 @@ def trigger_kwargs(trigger: Any, names: Sequence[str], **values: Any) -> tuple[s
     A trigger's classpath and kwargs: its attributes ``names`` in that order (``values`` replace
     theirs, in place), then its ``KWARGS_VERSION``. The order is kept: Airflow hashes the kwargs.
     """
-    kwargs = {name: getattr(trigger, name) for name in names} | values
-    return f"{type(trigger).__module__}.{type(trigger).__qualname__}", kwargs | {
-        "version": trigger.KWARGS_VERSION
-    }
+    kwargs = {name: getattr(trigger, name) for name in names} | values | {"version": trigger.KWARGS_VERSION}
+    return f"{type(trigger).__module__}.{type(trigger).__qualname__}", kwargs
 
 
 def usable_workflow_type(value: Any) -> str | None:
@@ -102,13 +100,8 @@ class _OwnGet:
     def __init__(
         self, trigger: ExecutionTrigger, client: AsyncClient, settings: ClientSettings, budget: RequestBudget
     ) -> None:
-        self.interval, self.deadline, self.client, self.settings, self.budget = (
-            trigger.poll_interval,
-            trigger.deadline,
-            client,
-            settings,
-            budget,
-        )
+        self.interval, self.deadline = trigger.poll_interval, trigger.deadline
+        self.client, self.settings, self.budget = client, settings, budget
         # The same for every poll: built (validated, headers made) once per run.
         self.request = protocol.build_request(
             settings, "get_execution", path_params={"execution_id": trigger.execution_id}

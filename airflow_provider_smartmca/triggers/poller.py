@@ -147,13 +147,8 @@ class Ticket:
         interval: float,
         deadline: float | None,
     ) -> None:
-        self.poller, self.execution_id, self.group, self.interval, self.deadline = (
-            poller,
-            execution_id,
-            group,
-            interval,
-            deadline,
-        )
+        self.poller, self.execution_id, self.group = poller, execution_id, group
+        self.interval, self.deadline = interval, deadline
         self.base: float | None = None  # loop time of the round that gave the last reading
         self.due = math.inf  # loop time of the next reading asked for
         self.future: asyncio.Future[Any] | None = None
@@ -247,13 +242,8 @@ class ExecutionPoller:
         registry: dict[Any, ExecutionPoller],
         key: Any,
     ) -> None:
-        self.settings, self.budget, self._session, self._registry, self.key = (
-            settings,
-            budget,
-            session,
-            registry,
-            key,
-        )
+        self.settings, self.budget, self.key = settings, budget, key
+        self._session, self._registry = session, registry
         self.loop = asyncio.get_running_loop()
         self.failure: BaseException | None = None
         #: Why lists are not used any more (a refused or drifted list), or None.
@@ -297,9 +287,8 @@ class ExecutionPoller:
         self._waits -= 1
         if not same:
             del group.tickets[ticket.execution_id]
-            group.last_status.pop(ticket.execution_id, None)
-            group.listed.pop(ticket.execution_id, None)
-            group.gets.pop(ticket.execution_id, None)
+            for table in (group.last_status, group.listed, group.gets):
+                table.pop(ticket.execution_id, None)
             if not group.tickets:
                 del self._groups[group.workflow_type]
         if self._waits:
@@ -554,8 +543,7 @@ class ExecutionPoller:
     @staticmethod
     def _deliver(exc: SmartMCAError, unseen: set[str], readings: dict[str, Any]) -> set[str]:
         """A list failed transiently (or with 401): the waits it did not answer get its error."""
-        for execution_id in unseen:
-            readings[execution_id] = exc
+        readings.update(dict.fromkeys(unseen, exc))
         return set()
 
     def _unusable(self, exc: SmartMCAError) -> None:
