@@ -52,23 +52,24 @@ class _NoStats:
     def incr(stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None:
         return None
 
-    @staticmethod
-    def gauge(stat: str, value: float, rate: float = 1, delta: bool = False, **kw: Any) -> None:
-        return None
+
+_STATS_MODULES = (
+    "airflow.providers.common.compat.sdk",
+    "airflow.sdk.observability.stats",
+    "airflow.observability.stats",
+    "airflow.stats",
+)
 
 
 def _load_stats() -> Any:
-    """Airflow's ``Stats`` on every 3.x: common-compat (>= 1.23) knows where each version keeps it."""
-    try:
-        from airflow.providers.common.compat.sdk import Stats
-
-        return Stats
-    except (ImportError, AttributeError):  # pragma: no cover - an older common-compat
-        pass
-    for module in ("airflow.sdk.observability.stats", "airflow.observability.stats", "airflow.stats"):
-        try:  # pragma: no cover - same
+    """
+    Airflow's ``Stats`` on every 3.x: common-compat (>= 1.23) knows where each version keeps it;
+    with an older common-compat, where each Airflow version keeps it.
+    """
+    for module in _STATS_MODULES:
+        try:
             return __import__(module, fromlist=["Stats"]).Stats
-        except (ImportError, AttributeError):
+        except (ImportError, AttributeError):  # pragma: no cover - an older common-compat
             continue
     return _NoStats  # pragma: no cover
 

@@ -58,8 +58,7 @@ async def _mask_key(secret: str) -> None:
     except ImportError:  # pragma: no cover - Airflow < 3.3
         from airflow_provider_smartmca.hooks.smartmca import mask_key
 
-        mask_key(secret)
-        return
+        return mask_key(secret)
     await amask_secret(secret)
 
 
@@ -100,8 +99,7 @@ class TriggererContext:
 
     async def settings(self, conn_id: str) -> ClientSettings:
         """The connection's settings, sharing a lookup of ``conn_id`` already in flight."""
-        lookup = self.lookups.get(conn_id)
-        if lookup is None:
+        if (lookup := self.lookups.get(conn_id)) is None:
             lookup = self.lookups[conn_id] = asyncio.get_running_loop().create_task(_resolve(conn_id))
             lookup.add_done_callback(lambda done: self.lookups.pop(conn_id, None))
         # Shielded: a cancelled trigger must not cancel the lookup other triggers wait for.
@@ -117,9 +115,7 @@ class TriggererContext:
 
     def budget(self, settings: ClientSettings) -> RequestBudget:
         """The request budget of ``settings``' API key; hold it while sending (it goes with its last holder)."""
-        key = key_hash(settings)
-        budget = self.budgets.get(key)
-        if budget is None:
+        if (budget := self.budgets.get(key := key_hash(settings))) is None:
             budget = self.budgets[key] = RequestBudget(settings)
         return budget
 
@@ -145,8 +141,7 @@ class TriggererContext:
         from airflow_provider_smartmca.triggers.poller import ExecutionPoller
 
         key = (key_hash(settings), settings)
-        poller = self.pollers.get(key)
-        if poller is None or poller.failure is not None:
+        if (poller := self.pollers.get(key)) is None or poller.failure is not None:
             poller = self.pollers[key] = ExecutionPoller(
                 settings, self.budget(settings), self.session, self.pollers, key
             )
@@ -160,8 +155,6 @@ _CONTEXTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TriggererContext
 
 def current() -> TriggererContext:
     """The running event loop's context, made on first use."""
-    loop = asyncio.get_running_loop()
-    context = _CONTEXTS.get(loop)
-    if context is None:
+    if (context := _CONTEXTS.get(loop := asyncio.get_running_loop())) is None:
         context = _CONTEXTS[loop] = TriggererContext()
     return context

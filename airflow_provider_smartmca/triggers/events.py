@@ -65,7 +65,12 @@ from airflow_provider_smartmca.errors import (
     SmartMCANotFoundError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.triggers.execution import JITTER, check_trigger_kwargs
+from airflow_provider_smartmca.triggers.execution import (
+    JITTER,
+    check_trigger_kwargs,
+    optional_id,
+    trigger_kwargs,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
@@ -99,6 +104,17 @@ _ACTIVE_CAPPED = (
 )
 _WINDOW_CAPPED = "started since its last poll; the oldest of them were not read and will not fire"
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
+#: The event payload's keys and the Execution attributes they come from (times in ISO 8601).
+_PAYLOAD = {
+    "executionId": "execution_id",
+    "workflowId": "workflow_id",
+    "workflowName": "workflow_name",
+    "entityType": "entity_type",
+    "entityId": "entity_id",
+    "status": "status",
+    "startedAt": "started_at",
+    "completedAt": "completed_at",
+}
 
 
 @dataclass(frozen=True)
@@ -180,10 +196,6 @@ class _WatermarkStore:
             else:  # pragma: no cover - another Airflow's accessors object
                 self.targets = [accessors]
 
-    @property
-    def durable(self) -> bool:
-        return bool(self.targets)
-
     async def load(self) -> tuple[WatermarkRecord | None, bool]:
         """
         The stored record, and whether this is the watcher's first start (nothing stored at all).
@@ -252,10 +264,10 @@ class _Poll:
         if self.now is None:
             self.now = result.server_time
         self.listed = self.listed or bool(result.items)
-        for item in result.items:
-            for stamp in (item.started_at, item.completed_at):
-                if stamp is not None and stamp > _NEVER and (t._newest is None or stamp > t._newest):
-                    t._newest = stamp
+        stamps = (
+            s for i in result.items for s in (i.started_at, i.completed_at) if s is not None and s > _NEVER
+        )
+        t._newest = max(filter(None, (t._newest, *stamps)), default=None)
         return result
 
     async def _walk(self, status: str, walk: ListingWalk, capped: str) -> list[Execution]:
@@ -280,8 +292,8 @@ class _Poll:
         since; ``Date`` caps timestamps that run ahead of it.
         """
         t = self.trigger
-        if since is not None and (t._newest is None or since > t._newest):
-            t._newest = since  # a restart: the stored time was read off a timestamp (or Date)
+        # A restart: the stored time was read off a timestamp (or Date).
+        t._newest = max(filter(None, (t._newest, since)), default=None)
         if t._newest is None:
             for status in t.statuses:
                 await self._page(status, 1)
@@ -386,12 +398,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 f"must be a non-empty list of {', '.join(WATCHABLE_STATUSES)}; got {statuses!r}",
                 operation=_OP,
             )
-        self.workflow_type = (
-            None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
-        )
-        self.entity_type = (
-            None if entity_type is None else protocol.validate_id("entity_type", entity_type, _OP)
-        )
+        self.workflow_type = optional_id("workflow_type", workflow_type, _OP)
+        self.entity_type = optional_id("entity_type", entity_type, _OP)
         self.statuses = tuple(dict.fromkeys(statuses))
         self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
         self.restart_lookback = check_number("restart_lookback", restart_lookback, operation=_OP)
@@ -403,36 +411,14 @@ class ExecutionEventTrigger(BaseEventTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and kwargs: plain JSON, no key. Equal kwargs make Airflow run one watcher."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "conn_id": self.conn_id,
-                "workflow_type": self.workflow_type,
-                "entity_type": self.entity_type,
-                "statuses": list(self.statuses),
-                "poll_interval": self.poll_interval,
-                "restart_lookback": self.restart_lookback,
-                "version": self.KWARGS_VERSION,
-            },
-        )
+        names = ("conn_id", "workflow_type", "entity_type", "statuses", "poll_interval", "restart_lookback")
+        return trigger_kwargs(self, names, statuses=list(self.statuses))
 
     @staticmethod
     def payload(execution: Execution) -> dict[str, Any]:
         """The event's payload (the asset event's ``extra["payload"]``): who, what, when; nothing else."""
-
-        def stamp(value: datetime | None) -> str | None:
-            return None if value is None else value.isoformat()
-
-        return {
-            "executionId": execution.execution_id,
-            "workflowId": execution.workflow_id,
-            "workflowName": execution.workflow_name,
-            "entityType": execution.entity_type,
-            "entityId": execution.entity_id,
-            "status": execution.status,
-            "startedAt": stamp(execution.started_at),
-            "completedAt": stamp(execution.completed_at),
-        }
+        values = {key: getattr(execution, name) for key, name in _PAYLOAD.items()}
+        return {key: v.isoformat() if isinstance(v, datetime) else v for key, v in values.items()}
 
     @property
     def state_key(self) -> str:
@@ -459,16 +445,16 @@ class ExecutionEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll forever; yield an event per execution that ended in a watched status."""
-        from airflow_provider_smartmca.triggers import context
         from airflow_provider_smartmca.triggers.budget import incr
+        from airflow_provider_smartmca.triggers.context import current
 
-        shared = context.current()
+        shared = current()
 
         store = _WatermarkStore(getattr(self, "asset_state_store", None), self.state_key, self.log)
         record, first_start = await self._load(store)
         # Only a durable store can tell a first start from a restart; in memory, every start
         # looks back (unless there is nothing to look back over).
-        first_start = (first_start and store.durable) or self.restart_lookback == 0
+        first_start = (first_start and bool(store.targets)) or self.restart_lookback == 0
         unsaved: WatermarkRecord | None = None
         failures = 0
         while True:
@@ -494,15 +480,14 @@ class ExecutionEventTrigger(BaseEventTrigger):
                     exc,
                 )
             else:
-                if fired:
-                    incr("watcher.events", len(fired))
-                    for execution in fired:
-                        self.log.info(
-                            "SmartMCA execution %s %s: event for the watched asset",
-                            execution.execution_id,
-                            execution.status,
-                        )
-                        yield TriggerEvent(self.payload(execution))
+                incr("watcher.events", len(fired))
+                for execution in fired:
+                    self.log.info(
+                        "SmartMCA execution %s %s: event for the watched asset",
+                        execution.execution_id,
+                        execution.status,
+                    )
+                    yield TriggerEvent(self.payload(execution))
                 unsaved = record
             await asyncio.sleep(self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER))
 
@@ -518,47 +503,73 @@ class ExecutionEventTrigger(BaseEventTrigger):
         """
         active_now = await poll.active()
         now = await poll.clock(None if record is None else record.since)
+        if record is None and first_start:
+            # No history. What is final now (and was not active a moment ago) ended before
+            # the watcher started: it goes into ``fired`` so that no later window reports it.
+            final = await self._listed(poll, None if now is None else self._back(now, MARGIN))
+            history = {k: v.started_at or now or _NEVER for k, v in final.items() if k not in active_now}
+            return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
         if record is None:
-            if first_start:
-                # No history. What is final now (and was not active a moment ago) ended before
-                # the watcher started: it goes into ``fired`` so that no later window reports it.
-                history = {
-                    item.execution_id: item.started_at or now or _NEVER
-                    for status in self.statuses
-                    for item in await poll.window(status, None if now is None else self._back(now, MARGIN))
-                    if item.status == status and item.execution_id not in active_now
-                }
-                return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
-            lookback = None if now is None else self._back(now, timedelta(seconds=self.restart_lookback))
-            record = WatermarkRecord(since=lookback)
-        since = record.since
-        if (
-            now is not None and since is not None and now < self._back(since, timedelta(seconds=1))
-        ):  # Date's grain
-            # The server's clock stepped back: executions are now stamped before ``since``.
-            # Reach back by the time that really passed (a duration on this host's monotonic clock).
-            elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
-            step = (since - now).total_seconds()
-            since = self._back(now, timedelta(seconds=elapsed))
-            self.log.warning(
-                "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
-                step,
-                since.isoformat(),
+            record = WatermarkRecord(
+                since=None if now is None else self._back(now, timedelta(seconds=self.restart_lookback))
             )
-        fired: dict[str, Execution] = {}
+        since = self._since(record.since, now)
+        # In a window and not fired yet: it ended after the watermark (what ended before is in
+        # ``already``: fired, or history at the first start). Final in a window: settled without a GET.
+        listed = await self._listed(poll, None if since is None else self._back(since, MARGIN))
+        listed = {k: v for k, v in listed.items() if self._matches(v)}  # else a server ignoring a filter
         already = dict(record.fired)
-        listed: set[str] = set()  # final in a window: settled without a GET
-        for status in self.statuses:
-            for item in await poll.window(status, None if since is None else self._back(since, MARGIN)):
-                if item.status != status or not self._matches(item):
-                    continue  # a server ignoring a filter
-                listed.add(item.execution_id)
-                # In a window and not fired yet: it ended after the watermark (what ended before
-                # is in ``already``: fired, or history at the first start).
-                if item.execution_id not in already:
-                    fired.setdefault(item.execution_id, item)
+        fired = {k: v for k, v in listed.items() if k not in already}
         # Tracked executions that left the active lists and were not in a window: GET each.
-        gone = sorted(record.active - active_now - listed)
+        later = await self._read_gone(
+            poll, sorted(record.active - active_now - listed.keys()), already, fired
+        )
+        # Keep what the next window can still show, so that it is not fired again: by start time,
+        # and anything a window listed this time (an item without startedAt is in every window).
+        now = now or since
+        for execution_id, item in fired.items():
+            already[execution_id] = item.started_at or now or _NEVER
+        if now is not None:
+            horizon = self._back(now, MARGIN + timedelta(seconds=self.poll_interval))
+            already = {k: v for k, v in already.items() if v >= horizon or k in listed}
+        return list(fired.values()), WatermarkRecord(
+            since=now, active=frozenset(active_now | later), fired=already
+        )
+
+    async def _listed(self, poll: _Poll, start: datetime | None) -> dict[str, Execution]:
+        """The items of the watched statuses' windows from ``start``, by id (a server may list others)."""
+        listed: dict[str, Execution] = {}
+        for status in self.statuses:
+            for item in await poll.window(status, start):
+                if item.status == status:
+                    listed.setdefault(item.execution_id, item)
+        return listed
+
+    def _since(self, since: datetime | None, now: datetime | None) -> datetime | None:
+        """
+        Where this poll's windows start: ``since``, unless the server's clock stepped back (beyond
+        Date's grain): executions are then stamped before ``since``, so reach back from ``now`` by
+        the time that really passed (a duration on this host's monotonic clock).
+        """
+        if now is None or since is None or now >= self._back(since, timedelta(seconds=1)):
+            return since
+        elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
+        step = (since - now).total_seconds()
+        since = self._back(now, timedelta(seconds=elapsed))
+        self.log.warning(
+            "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
+            step,
+            since.isoformat(),
+        )
+        return since
+
+    async def _read_gone(
+        self, poll: _Poll, gone: list[str], already: dict[str, datetime], fired: dict[str, Execution]
+    ) -> set[str]:
+        """
+        GET the tracked executions of ``gone`` (at most :data:`MAX_GETS`); add to ``fired`` those
+        that ended in a watched status; return those still to track.
+        """
         later = set(gone[MAX_GETS:])
         readings = await asyncio.gather(*(poll.get(i) for i in gone[:MAX_GETS]))
         for execution_id, reading in zip(gone[:MAX_GETS], readings, strict=True):
@@ -573,17 +584,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
                     "SmartMCA execution %s has unknown status %r; still tracked", execution_id, reading.status
                 )
                 later.add(execution_id)
-        # Keep what the next window can still show, so that it is not fired again: by start time,
-        # and anything a window listed this time (an item without startedAt is in every window).
-        now = now or since
-        for execution_id, item in fired.items():
-            already[execution_id] = item.started_at or now or _NEVER
-        if now is not None:
-            horizon = self._back(now, MARGIN + timedelta(seconds=self.poll_interval))
-            already = {k: v for k, v in already.items() if v >= horizon or k in listed}
-        return list(fired.values()), WatermarkRecord(
-            since=now, active=frozenset(active_now | later), fired=already
-        )
+        return later
 
     def _back(self, stamp: datetime, by: timedelta) -> datetime:
         """

@@ -67,6 +67,20 @@ def check_trigger_kwargs(operation: str, version: Any, expected: int, conn_id: A
     return conn_id
 
 
+def optional_id(name: str, value: Any, operation: str) -> str | None:
+    """An optional id argument: None, or checked by :func:`~airflow_provider_smartmca.client.protocol.validate_id`."""
+    return None if value is None else protocol.validate_id(name, value, operation)
+
+
+def trigger_kwargs(trigger: Any, names: Sequence[str], **values: Any) -> tuple[str, dict[str, Any]]:
+    """
+    A trigger's classpath and kwargs: its attributes ``names`` in that order (``values`` replace
+    theirs, in place), then its ``KWARGS_VERSION``. The order is kept: Airflow hashes the kwargs.
+    """
+    kwargs = {name: getattr(trigger, name) for name in names} | values | {"version": trigger.KWARGS_VERSION}
+    return f"{type(trigger).__module__}.{type(trigger).__qualname__}", kwargs
+
+
 def usable_workflow_type(value: Any) -> str | None:
     """
     ``value`` when it can be the trigger's ``workflow_type`` (a valid id), else None (unknown).
@@ -75,7 +89,7 @@ def usable_workflow_type(value: Any) -> str | None:
     its coalescing (it polls alone), never the task.
     """
     try:
-        return None if value is None else protocol.validate_id("workflow_type", value, _OP)
+        return optional_id("workflow_type", value, _OP)
     except SmartMCAValidationError:
         return None
 
@@ -102,12 +116,10 @@ class _OwnGet:
             if after is None
             else after * random.uniform(1 - JITTER, 1 + JITTER)
         )
-        left = None
-        if self.deadline is not None:
-            wait = min(wait, max(0.0, self.deadline - time.time()))
-        await asyncio.sleep(wait)
-        if self.deadline is not None:
-            left = max(0.001, self.deadline - time.time())
+        await asyncio.sleep(
+            wait if self.deadline is None else min(wait, max(0.0, self.deadline - time.time()))
+        )
+        left = None if self.deadline is None else max(0.001, self.deadline - time.time())
         # One attempt per reading (no tenacity): the trigger's loop is the retry policy, so a
         # poll never blocks for a whole retry cycle and the deadline stays honoured.
         raw = await self.budget.send(self.client, self.request, timeout=left)
@@ -170,9 +182,7 @@ class ExecutionTrigger(BaseTrigger):
         self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
         self.deadline = None if deadline is None else check_number("deadline", deadline, operation=_OP)
         self.failure_statuses = executions.check_failure_statuses(failure_statuses, _OP)
-        self.workflow_type = (
-            None if workflow_type is None else protocol.validate_id("workflow_type", workflow_type, _OP)
-        )
+        self.workflow_type = optional_id("workflow_type", workflow_type, _OP)
         # Trigger kwargs are stored as JSON in the metadata DB; fail now on anything else.
         try:
             json.dumps(self.serialize()[1], allow_nan=False)
@@ -185,17 +195,11 @@ class ExecutionTrigger(BaseTrigger):
         ``workflow_type`` is written only when known, so the kwargs of a wait without one are
         exactly those of earlier releases (a provider downgrade can still rebuild them).
         """
-        kwargs: dict[str, Any] = {
-            "conn_id": self.conn_id,
-            "execution_id": self.execution_id,
-            "poll_interval": self.poll_interval,
-            "deadline": self.deadline,
-            "failure_statuses": list(self.failure_statuses),
-            "version": self.KWARGS_VERSION,
-        }
+        names = ("conn_id", "execution_id", "poll_interval", "deadline", "failure_statuses")
+        classpath, kwargs = trigger_kwargs(self, names, failure_statuses=list(self.failure_statuses))
         if self.workflow_type is not None:
             kwargs["workflow_type"] = self.workflow_type
-        return (f"{type(self).__module__}.{type(self).__qualname__}", kwargs)
+        return classpath, kwargs
 
     def _ended(self, watch: executions.ExecutionWatch, execution: Any) -> TriggerEvent | None:
         """The final event for a reading that ends the wait, or None to keep waiting (both poll paths)."""
@@ -211,9 +215,9 @@ class ExecutionTrigger(BaseTrigger):
     def _event(self, status: str, message: str, execution: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent(executions.make_event(status, self.execution_id, message, execution))
 
-    def _timeout_event(self) -> TriggerEvent:
-        message = executions.ExecutionWatch(self.execution_id, self.log).timeout_message()
-        return self._event(executions.EVENT_TIMEOUT, message)
+    def _timeout_event(self, watch: executions.ExecutionWatch | None = None) -> TriggerEvent:
+        watch = watch or executions.ExecutionWatch(self.execution_id, self.log)
+        return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until a final event; one event is yielded, then the generator ends."""
@@ -223,9 +227,9 @@ class ExecutionTrigger(BaseTrigger):
         if self.deadline is not None and time.time() >= self.deadline:
             yield self._timeout_event()
             return
-        from airflow_provider_smartmca.triggers import context
+        from airflow_provider_smartmca.triggers.context import current
 
-        shared = context.current()
+        shared = current()
         watch = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
         for attempt in (1, 2):
             try:
@@ -245,12 +249,10 @@ class ExecutionTrigger(BaseTrigger):
                 async with shared.session(settings) as client:
                     event = await self._wait(shared, client, settings, watch)
             except SmartMCAAuthError as exc:
-                if attempt == 2:
-                    event = self._event(executions.EVENT_ERROR, str(exc), watch.last)
-                else:
-                    # A rotated key: read the connection again, once.
+                if attempt == 1:  # a rotated key: read the connection again, once
                     self.log.warning("SmartMCA answered 401; reading connection %r again", self.conn_id)
                     continue
+                event = self._event(executions.EVENT_ERROR, str(exc), watch.last)
             yield event
             return
 
@@ -291,7 +293,7 @@ class ExecutionTrigger(BaseTrigger):
         try:
             while True:
                 if self.deadline is not None and self.deadline - time.time() <= 0:
-                    return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
+                    return self._timeout_event(watch)
                 try:
                     execution = await reader.read(after)
                 except PollerUnavailable as exc:
@@ -314,9 +316,8 @@ class ExecutionTrigger(BaseTrigger):
                         return self._event(executions.EVENT_ERROR, str(exc), watch.last)
                     continue
                 if execution is None:  # the deadline passed while the poller had no reading
-                    return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
-                ended = self._ended(watch, execution)
-                if ended is not None:
+                    return self._timeout_event(watch)
+                if (ended := self._ended(watch, execution)) is not None:
                     return ended
                 after = self.poll_interval
                 # Drop this reading before waiting. Kept alive for a whole interval it would be

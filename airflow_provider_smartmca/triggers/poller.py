@@ -147,11 +147,8 @@ class Ticket:
         interval: float,
         deadline: float | None,
     ) -> None:
-        self.poller = poller
-        self.execution_id = execution_id
-        self.group = group
-        self.interval = interval
-        self.deadline = deadline
+        self.poller, self.execution_id, self.group = poller, execution_id, group
+        self.interval, self.deadline = interval, deadline
         self.base: float | None = None  # loop time of the round that gave the last reading
         self.due = math.inf  # loop time of the next reading asked for
         self.future: asyncio.Future[Any] | None = None
@@ -245,11 +242,8 @@ class ExecutionPoller:
         registry: dict[Any, ExecutionPoller],
         key: Any,
     ) -> None:
-        self.settings = settings
-        self.budget = budget
-        self._session = session
-        self._registry = registry
-        self.key = key
+        self.settings, self.budget, self.key = settings, budget, key
+        self._session, self._registry = session, registry
         self.loop = asyncio.get_running_loop()
         self.failure: BaseException | None = None
         #: Why lists are not used any more (a refused or drifted list), or None.
@@ -274,8 +268,7 @@ class ExecutionPoller:
 
     def join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
         """Register a wait (see :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`)."""
-        group = self._groups.get(workflow_type)
-        if group is None:
+        if (group := self._groups.get(workflow_type)) is None:
             group = self._groups[workflow_type] = _Group(workflow_type)
         ticket = Ticket(self, execution_id, group, interval, deadline)
         group.tickets.setdefault(execution_id, []).append(ticket)
@@ -294,9 +287,8 @@ class ExecutionPoller:
         self._waits -= 1
         if not same:
             del group.tickets[ticket.execution_id]
-            group.last_status.pop(ticket.execution_id, None)
-            group.listed.pop(ticket.execution_id, None)
-            group.gets.pop(ticket.execution_id, None)
+            for table in (group.last_status, group.listed, group.gets):
+                table.pop(ticket.execution_id, None)
             if not group.tickets:
                 del self._groups[group.workflow_type]
         if self._waits:
@@ -362,10 +354,9 @@ class ExecutionPoller:
 
     def _pending(self) -> Iterable[Ticket]:
         for group in self._groups.values():
-            for tickets in group.tickets.values():
-                for ticket in tickets:
-                    if ticket.future is not None and not ticket.future.done():
-                        yield ticket
+            yield from (
+                t for ts in group.tickets.values() for t in ts if t.future is not None and not t.future.done()
+            )
 
     def _unregister(self) -> None:
         if self._registry.get(self.key) is self:
@@ -427,10 +418,7 @@ class ExecutionPoller:
                     wanted[execution_id] = due
             if wanted:
                 rounds.append(self._serve(client, group, wanted, start))
-        if len(rounds) == 1:
-            await rounds[0]
-        elif rounds:
-            await asyncio.gather(*rounds)
+        await asyncio.gather(*rounds)
 
     async def _serve(
         self, client: AsyncClient, group: _Group, wanted: dict[str, list[Ticket]], start: float
@@ -555,8 +543,7 @@ class ExecutionPoller:
     @staticmethod
     def _deliver(exc: SmartMCAError, unseen: set[str], readings: dict[str, Any]) -> set[str]:
         """A list failed transiently (or with 401): the waits it did not answer get its error."""
-        for execution_id in unseen:
-            readings[execution_id] = exc
+        readings.update(dict.fromkeys(unseen, exc))
         return set()
 
     def _unusable(self, exc: SmartMCAError) -> None:
@@ -582,8 +569,7 @@ class ExecutionPoller:
 
         async def worker() -> None:
             for execution_id in queue:
-                request = group.gets.get(execution_id)
-                if request is None:
+                if (request := group.gets.get(execution_id)) is None:
                     request = group.gets[execution_id] = protocol.build_request(
                         self.settings, "get_execution", path_params={"execution_id": execution_id}
                     )
@@ -596,11 +582,7 @@ class ExecutionPoller:
                     reading = exc
                 deliver(execution_id, reading, "get")
 
-        workers = min(GET_WORKERS, len(ids))
-        if workers == 1:
-            await worker()
-        else:
-            await asyncio.gather(*(worker() for _ in range(workers)))
+        await asyncio.gather(*(worker() for _ in range(min(GET_WORKERS, len(ids)))))
 
 
 def _list_pages(group: _Group, statuses: Iterable[str]) -> int:
@@ -610,9 +592,6 @@ def _list_pages(group: _Group, statuses: Iterable[str]) -> int:
 
 def _time_left(tickets: Iterable[Ticket]) -> float | None:
     """The longest time any of ``tickets`` may still wait (None: one has no deadline)."""
-    latest = 0.0
-    for ticket in tickets:
-        if ticket.deadline is None:
-            return None
-        latest = max(latest, ticket.deadline)
-    return max(0.001, latest - time.time())
+    deadlines = [ticket.deadline for ticket in tickets]
+    latest = max((deadline for deadline in deadlines if deadline is not None), default=0.0)
+    return None if None in deadlines else max(0.001, latest - time.time())

@@ -1,9 +1,11 @@
-"""No import circle in the client: every import statement counts (``TYPE_CHECKING`` and function-level too)."""
+"""No import circle in the runtime package: every import statement counts (``TYPE_CHECKING`` and function-level too)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 import airflow_provider_smartmca
 
@@ -36,6 +38,11 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def circles(graph: dict[str, set[str]], modules: list[str]) -> list[tuple[str, str]]:
+    """Every import edge ``(a, b)`` from one of ``modules`` whose target imports ``a`` back."""
+    return [(a, b) for a in modules for b in sorted(graph[a]) if reaches(graph, b, a)]
+
+
 def reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
     seen, todo = set(), [start]
     while todo:
@@ -52,5 +59,32 @@ def test_no_client_module_imports_itself_back():
     graph = import_graph()
     client = [name for name in graph if name.startswith("airflow_provider_smartmca.client.")]
     assert len(client) >= 7
-    circles = [(a, b) for a in client for b in graph[a] if reaches(graph, b, a)]
-    assert circles == []
+    assert circles(graph, client) == []
+
+
+#: The hooks circle (hooks.smartmca <-> hooks.start_once, and hooks.smartmca's
+#: ``from airflow_provider_smartmca.hooks import start_once`` through hooks/__init__) is being
+#: removed on another branch; until then it is checked by the expected failure below.
+HOOKS_CIRCLE = {
+    "airflow_provider_smartmca.hooks",
+    "airflow_provider_smartmca.hooks.smartmca",
+    "airflow_provider_smartmca.hooks.start_once",
+}
+
+
+def test_no_runtime_module_imports_itself_back():
+    """Hooks, triggers, operators, sensors too: a package import (``from pkg import mod``) counts as
+    importing the package's ``__init__``, which may import the importer back."""
+    graph = import_graph()
+    runtime = sorted(graph)
+    assert {"airflow_provider_smartmca.hooks.smartmca", "airflow_provider_smartmca.triggers.events"} <= set(
+        runtime
+    )
+    found = circles(graph, runtime)
+    assert [(a, b) for a, b in found if not {a, b} <= HOOKS_CIRCLE] == []
+
+
+@pytest.mark.xfail(reason="the hooks circle (hooks.smartmca <-> hooks.start_once) is fixed on another branch")
+def test_no_hooks_module_imports_itself_back():
+    graph = import_graph()
+    assert circles(graph, sorted(HOOKS_CIRCLE)) == []
