@@ -31,7 +31,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAExecutionTimeoutError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.hooks import start_once
+from airflow_provider_smartmca.hooks.start_once import OnIntent, StartBudget, StartRequest, start_once, walk
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.sync import SyncClient
@@ -214,7 +214,7 @@ class SmartMCAHook(BaseHook):
         entity_type: str,
         entity_id: str,
         *,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Start a workflow execution for one entity, at most once. Needs ``workflows:trigger``, and
@@ -234,7 +234,7 @@ class SmartMCAHook(BaseHook):
         :raises SmartMCAAmbiguousTriggerError: the outcome is unknown and the lookup could not tell.
         """
         op = "trigger_workflow"
-        request = start_once.StartRequest(
+        request = StartRequest(
             operation=op,
             body={
                 "workflowType": validate_id("workflow_type", workflow_type, op),
@@ -245,7 +245,7 @@ class SmartMCAHook(BaseHook):
             entity_id=entity_id,
             workflow_type=workflow_type,
         )
-        return start_once.start_once(self, request, on_intent)
+        return start_once(self, request, on_intent)
 
     @requires_scope("list_executions")
     def list_executions(
@@ -323,7 +323,7 @@ class SmartMCAHook(BaseHook):
         payload: Mapping[str, Any] | None = None,
         *,
         workflow_type: str | None = None,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Change an application's status. Needs ``workflows:trigger``.
@@ -349,7 +349,7 @@ class SmartMCAHook(BaseHook):
         payload: Mapping[str, Any] | None = None,
         *,
         workflow_type: str | None = None,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Advance an application to its next stage. Needs ``workflows:trigger``.
@@ -370,7 +370,7 @@ class SmartMCAHook(BaseHook):
         payload: Mapping[str, Any] | None = None,
         *,
         workflow_type: str | None = None,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Assign an underwriter to an application. Needs ``underwriting:trigger``.
@@ -390,9 +390,9 @@ class SmartMCAHook(BaseHook):
         application_id: str,
         payload: Mapping[str, Any] | None,
         workflow_type: str | None,
-        on_intent: start_once.OnIntent | None,
+        on_intent: OnIntent | None,
     ) -> Accepted:
-        request = start_once.StartRequest(
+        request = StartRequest(
             operation=name,
             body=check_body(name, payload or {}),
             entity_type="application",
@@ -402,7 +402,7 @@ class SmartMCAHook(BaseHook):
             else validate_id("workflow_type", workflow_type, name),
             application_id=application_id,
         )
-        return start_once.start_once(self, request, on_intent)
+        return start_once(self, request, on_intent)
 
     # --- finding executions ------------------------------------------------------------------
 
@@ -444,8 +444,8 @@ class SmartMCAHook(BaseHook):
             if v is not None
         }
         # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
-        with spending(Deadline.after(start_once.StartBudget.of(self.settings).lookup)):
-            found, _, _ = start_once.walk(self, filters, since)
+        with spending(Deadline.after(StartBudget.of(self.settings).lookup)):
+            found, _, _ = walk(self, filters, since)
         return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
 
     # --- riding out an API storm --------------------------------------------------------------

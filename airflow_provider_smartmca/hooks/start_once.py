@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from airflow_provider_smartmca.client.contract import Accepted, Execution
+from airflow_provider_smartmca.client.contract import Accepted, Execution, ExecutionPage
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.protocol import Deadline, build_request, spending, validate_id
@@ -53,7 +54,23 @@ from airflow_provider_smartmca.errors import (
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.settings import ClientSettings
-    from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+    from airflow_provider_smartmca.client.sync import SyncClient
+
+T = TypeVar("T")
+
+
+class StartHook(Protocol):
+    """What start-once needs from :class:`~airflow_provider_smartmca.hooks.smartmca.SmartMCAHook`."""
+
+    @property
+    def settings(self) -> ClientSettings: ...
+    @property
+    def client(self) -> SyncClient: ...
+    @property
+    def log(self) -> Any: ...
+    def patiently(self, read: Callable[..., T], *args: Any, patience: float = ..., **kwargs: Any) -> T: ...
+    def list_executions(self, *args: Any, **kwargs: Any) -> ExecutionPage: ...
+
 
 #: Version of :class:`StartIntent` and :class:`TaskStartRecord` as stored; bump on any change of shape.
 RECORD_VERSION = 1
@@ -161,19 +178,15 @@ class StartIntent:
 
 
 def _is_id(value: Any) -> bool:
-    try:
-        validate_id("id", value)
-    except SmartMCAValidationError:
-        return False
-    return True
+    with suppress(SmartMCAValidationError):
+        return bool(validate_id("id", value))
+    return False
 
 
 def _is_time(value: Any) -> bool:
-    try:
-        datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+    with suppress(TypeError, ValueError):
+        return bool(datetime.fromisoformat(value))
+    return False
 
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -231,7 +244,7 @@ OnIntent = Callable[[StartIntent | None], None]
 
 
 def walk(
-    hook: SmartMCAHook, filters: dict[str, str], since: datetime | None = None, skew: float | None = None
+    hook: StartHook, filters: dict[str, str], since: datetime | None = None, skew: float | None = None
 ) -> tuple[list[Execution], bool, datetime | None]:
     """
     The executions matching ``filters`` started at or after ``since`` (an execution not started
@@ -264,7 +277,7 @@ def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:
     return filters
 
 
-def take_snapshot(hook: SmartMCAHook, request: StartRequest) -> StartIntent:
+def take_snapshot(hook: StartHook, request: StartRequest) -> StartIntent:
     """
     List the entity's recent executions before the POST. Without the read scope there is no
     snapshot (then any unknown outcome is ambiguous); a transient failure is ridden out patiently,
@@ -274,36 +287,19 @@ def take_snapshot(hook: SmartMCAHook, request: StartRequest) -> StartIntent:
     skew = hook.settings.clock_skew
     try:
         executions, complete, clock = walk(hook, _filters(request), skew=skew)
+        why = f"the entity has more than {MAX_PAGES * PAGE_SIZE} recent executions"
     except (SmartMCAScopeError, SmartMCAAuthError) as exc:
-        hook.log.warning(
-            "Cannot list executions before %s (%s); if its answer is lost, it cannot be recovered",
-            request.operation,
-            exc,
-        )
-        return _intent(request, None, None)
+        executions, complete, clock, why = [], False, None, f"cannot list executions before it ({exc})"
     if not complete:
-        hook.log.warning(
-            "The entity has more than %d recent executions; if the answer to %s is lost, it cannot be recovered",
-            MAX_PAGES * PAGE_SIZE,
-            request.operation,
-        )
-        return _intent(request, None, None)
-    window_start = (clock - timedelta(seconds=skew)).isoformat() if clock else None
-    return _intent(request, tuple(sorted(e.execution_id for e in executions)), window_start)
-
-
-def _intent(request: StartRequest, known: tuple[str, ...] | None, window_start: str | None) -> StartIntent:
+        hook.log.warning("%s: %s; if its answer is lost, it cannot be recovered", request.operation, why)
+    known = tuple(sorted(e.execution_id for e in executions)) if complete else None
+    window_start = (clock - timedelta(seconds=skew)).isoformat() if clock and complete else None
     return StartIntent(
-        operation=request.operation,
-        entity_type=request.entity_type,
-        entity_id=request.entity_id,
-        workflow_type=request.workflow_type,
-        known_ids=known,
-        window_start=window_start,
+        request.operation, request.entity_type, request.entity_id, request.workflow_type, known, window_start
     )
 
 
-def recover(hook: SmartMCAHook, intent: StartIntent, cause: str) -> Accepted:
+def recover(hook: StartHook, intent: StartIntent, cause: str) -> Accepted:
     """
     Find the execution a POST with an unknown outcome started, or raise.
 
@@ -351,7 +347,7 @@ def recover(hook: SmartMCAHook, intent: StartIntent, cause: str) -> Accepted:
     )
 
 
-def start_once(hook: SmartMCAHook, request: StartRequest, on_intent: OnIntent | None = None) -> Accepted:
+def start_once(hook: StartHook, request: StartRequest, on_intent: OnIntent | None = None) -> Accepted:
     """
     Send a POST that starts an execution, at most once; on an unknown outcome, :func:`recover`.
 
