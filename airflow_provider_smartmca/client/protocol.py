@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_smartmca import __version__
-from airflow_provider_smartmca.client import contract
 from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number
@@ -442,7 +441,7 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
             raise SmartMCAInvalidResponseError(
                 f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
             )
-    return contract.parse(endpoint.name, data, raw.headers)
+    return endpoint.parse(endpoint.name, data, raw.headers)
 
 
 _UNREADABLE = object()
