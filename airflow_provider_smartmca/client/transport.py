@@ -167,16 +167,11 @@ def body_too_large(
     request: protocol.PreparedRequest, status: int, limit: int, declared: int | None
 ) -> SmartMCAInvalidResponseError:
     """The error for a 2xx body over the cap (see ``ClientSettings``), naming endpoint and cap."""
-    endpoint = request.endpoint
     size = f"of {declared} bytes" if declared is not None else "that went on"
     return SmartMCAInvalidResponseError(
-        f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {status} with a body {size}, "
-        f"over the cap of {limit} bytes; it was not read further. If such an answer is real, raise "
-        "the connection extra 'max_response_bytes'",
-        operation=endpoint.name,
-        method=endpoint.method,
-        path=request.path,
-        status=status,
+        f"{request.label} returned HTTP {status} with a body {size}, over the cap of {limit} bytes; it "
+        "was not read further. If such an answer is real, raise the connection extra 'max_response_bytes'",
+        **request.context(status=status),
     )
 
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from airflow_provider_smartmca.client.contract import Accepted, Execution, ExecutionPage
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.client.protocol import Deadline, build_request, spending, validate_id
+from airflow_provider_smartmca.client.protocol import Deadline, build_request, id_problem, spending
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
     SmartMCAAuthError,
@@ -49,7 +49,6 @@ from airflow_provider_smartmca.errors import (
     SmartMCAInvalidResponseError,
     SmartMCAScopeError,
     SmartMCAServerError,
-    SmartMCAValidationError,
 )
 
 if TYPE_CHECKING:
@@ -178,9 +177,7 @@ class StartIntent:
 
 
 def _is_id(value: Any) -> bool:
-    with suppress(SmartMCAValidationError):
-        return bool(validate_id("id", value))
-    return False
+    return id_problem(value) is None
 
 
 def _is_time(value: Any) -> bool:
@@ -404,6 +401,15 @@ class TaskStartRecord:
     workflow_id: str | None = None
     response: dict[str, Any] | None = None
     version: int = RECORD_VERSION
+
+    @classmethod
+    def answered(cls, accepted: Accepted, workflow_id: str | None = None) -> TaskStartRecord:
+        """The record of a POST answered or recovered; ``workflow_id`` when the answer names none."""
+        return cls(
+            execution_id=accepted.execution_id,
+            workflow_id=accepted.workflow_id or workflow_id,
+            response=accepted.raw,
+        )
 
 
 class TaskStartStore:
