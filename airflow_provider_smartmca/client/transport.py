@@ -175,6 +175,45 @@ def body_too_large(
     )
 
 
+class CappedBody:
+    """
+    A response body read chunk by chunk within ``max_response_bytes`` (see ``ClientSettings``):
+    a 2xx announcing (``Content-Length``) or sending more is refused; an error status's body is
+    cut at the cap.
+    """
+
+    def __init__(
+        self, request: protocol.PreparedRequest, status: int, headers: Mapping[str, str], limit: int
+    ):
+        self.request, self.status, self.limit = request, status, limit
+        self.ok = 200 <= status < 300
+        self.declared = declared_length(headers)
+        if self.ok and self.declared is not None and self.declared > limit:
+            raise body_too_large(request, status, limit, self.declared)
+        self.chunks: list[bytes] = []
+        self.size = 0
+        #: Whether the body was read to its end (a connection with unread bytes cannot be reused).
+        self.complete = False
+
+    def take(self, chunk: bytes) -> bool:
+        """Add the next chunk (empty at the end of the body); return whether to read on."""
+        if not chunk:
+            self.complete = True
+            return False
+        self.size += len(chunk)
+        if self.size > self.limit:
+            if self.ok:
+                raise body_too_large(self.request, self.status, self.limit, self.declared)
+            chunk = chunk[: len(chunk) - (self.size - self.limit)]
+        self.chunks.append(chunk)
+        return self.size <= self.limit
+
+    @property
+    def data(self) -> bytes:
+        """The bytes read."""
+        return b"".join(self.chunks)
+
+
 def deadline_detail(seconds: float) -> str:
     """What a transport says when a request ran out of time."""
     return f"no complete response within {seconds:g} s (the 'timeout' setting: total per request)"
