@@ -15,6 +15,7 @@ Everything else in the provider reads the typed objects built here, never raw di
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -95,6 +96,10 @@ SHAPES: dict[str, tuple[Field, ...]] = {
     ),
 }
 
+_FIELDS = {shape: {f.name: f for f in fields} for shape, fields in SHAPES.items()}
+#: The typed objects' attribute of each field: ``entityType`` is ``entity_type``.
+_ATTRIBUTES = {f.name: re.sub("([A-Z])", r"_\1", f.name).lower() for fs in SHAPES.values() for f in fs}
+
 #: Statuses the reference lists (List Executions' ``status`` filter); only ``completed`` is success.
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ACTIVE_STATUSES = frozenset({"pending", "running"})
@@ -137,7 +142,7 @@ class _Reader:
                 present_keys=(),
             )
         self.data = data
-        self.fields = {f.name: f for f in SHAPES[shape]}
+        self.fields = _FIELDS[shape]
 
     def fail(self, name: str, problem: str) -> SmartMCAContractError:
         path = f"{self.where}.{name}" if self.where else name
@@ -166,6 +171,10 @@ class _Reader:
                 return parse_timestamp(value)
             raise self.fail(name, "is not an ISO 8601 timestamp")
         return value
+
+    def read_all(self) -> dict[str, Any]:
+        """Every field of the shape, in its order, keyed by its attribute (``entityType``: ``entity_type``)."""
+        return {_ATTRIBUTES[name]: self.get(name) for name in self.fields}
 
 
 def _is_int(value: Any) -> bool:
@@ -341,22 +350,12 @@ def parse_execution(
     endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
 ) -> Execution:
     """Parse an execution object (Get Execution's body, or a List Executions item at ``where``)."""
-    r = _Reader(endpoint, "execution", data, where)
+    fields = _Reader(endpoint, "execution", data, where).read_all()
     nodes_where = f"{where}.nodes" if where else "nodes"
-    return Execution(
-        execution_id=r.get("executionId"),
-        status=r.get("status"),
-        workflow_id=r.get("workflowId"),
-        workflow_name=r.get("workflowName"),
-        entity_type=r.get("entityType"),
-        entity_id=r.get("entityId"),
-        started_at=r.get("startedAt"),
-        completed_at=r.get("completedAt"),
-        node_count=r.get("nodeCount"),
-        current_node=r.get("currentNode"),
-        nodes=tuple(_node(endpoint, n, f"{nodes_where}[{i}]") for i, n in enumerate(r.get("nodes") or ())),
-        raw=data,
+    fields["nodes"] = tuple(
+        _node(endpoint, n, f"{nodes_where}[{i}]") for i, n in enumerate(fields["nodes"] or ())
     )
+    return Execution(**fields, raw=data)
 
 
 def _envelope(endpoint: str, data: Any, shape: str = "list envelope") -> tuple[list[Any], int | None]:
@@ -378,8 +377,7 @@ def parse_workflow(
     endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
 ) -> Workflow:
     """Parse a workflow definition."""
-    r = _Reader(endpoint, "workflow", data, where)
-    return Workflow(id=r.get("id"), entity_type=r.get("entityType"), name=r.get("name"), raw=data)
+    return Workflow(**_Reader(endpoint, "workflow", data, where).read_all(), raw=data)
 
 
 def parse_workflow_list(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> WorkflowList:
