@@ -251,7 +251,6 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...], operation: str
 
 
 def list_executions_query(
-    *,
     workflow_type: str | None = None,
     entity_type: str | None = None,
     entity_id: str | None = None,
