@@ -168,17 +168,10 @@ class SmartMCAExecutionOperator(BaseOperator):
         self.smartmca_conn_id = smartmca_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
+        self.poll_interval: Any = poll_interval
+        self.timeout: Any = timeout
         # Templated values are checked once rendered (check_rendered); static ones now, at parse time.
-        self.poll_interval: Any = (
-            poll_interval
-            if is_templated(poll_interval)
-            else seconds("poll_interval", poll_interval, op, bound="poll_interval")
-        )
-        self.timeout: Any = (
-            timeout
-            if is_templated(timeout)
-            else seconds("timeout", timeout, op, bound="wait_timeout", allow_none=True)
-        )
+        self._check_times(rendered=False)
         self.failure_statuses = tuple(failure_statuses)
         self.on_retry = on_retry
         self.hook_params = dict(hook_params or {})
@@ -188,10 +181,18 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def check_rendered(self) -> None:
         """Check the rendered (templated) arguments; raise :class:`SmartMCAValidationError`."""
-        self.poll_interval = seconds(
-            "poll_interval", self.poll_interval, self.operation, bound="poll_interval"
-        )
-        self.timeout = seconds("timeout", self.timeout, self.operation, bound="wait_timeout", allow_none=True)
+        self._check_times(rendered=True)
+
+    def _check_times(self, *, rendered: bool) -> None:
+        """``poll_interval`` and ``timeout`` as seconds, within their bounds; a template waits for rendering."""
+        for name, bound in (("poll_interval", "poll_interval"), ("timeout", "wait_timeout")):
+            value = getattr(self, name)
+            if rendered or not is_templated(value):
+                setattr(
+                    self,
+                    name,
+                    seconds(name, value, self.operation, bound=bound, allow_none=name == "timeout"),
+                )
 
     def before_start(self) -> None:
         """Checks that need the API but send nothing (e.g. the workflow's entity type)."""
