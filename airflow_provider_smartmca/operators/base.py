@@ -347,12 +347,9 @@ class SmartMCAExecutionOperator(BaseOperator):
         )
         return self.hook.patiently(self.hook.get_execution, found[0].execution_id)
 
-    def _deadline(self) -> float | None:
-        """The absolute end of the wait (epoch seconds), computed once, on the worker."""
-        return None if self.timeout is None else time.time() + float(self.timeout)
-
     def _wait(self, execution_id: str) -> dict[str, Any]:
-        deadline = self._deadline()
+        # The absolute end of the wait (epoch seconds), computed once, on the worker.
+        deadline = None if self.timeout is None else time.time() + float(self.timeout)
         if not self.deferrable:
             execution = self.hook.wait_for_execution(
                 execution_id,
