@@ -116,16 +116,18 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def server_time(headers: Mapping[str, str]) -> datetime | None:
-    """The server's clock from the response's ``Date`` header (RFC 9110), or None when absent or bad."""
-    value = headers.get("date")
-    if not value:
-        return None
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date (RFC 9110) as an aware datetime (naive means UTC), or None when absent or bad."""
     try:
-        when = parsedate_to_datetime(value)
+        when = parsedate_to_datetime(value or "")
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def server_time(headers: Mapping[str, str]) -> datetime | None:
+    """The server's clock from the response's ``Date`` header, or None when absent or bad."""
+    return http_date(headers.get("date"))
 
 
 class _Reader:

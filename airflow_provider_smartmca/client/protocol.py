@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_smartmca import __version__
-from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES
+from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES, http_date
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import (
@@ -308,7 +308,7 @@ def build_request(
     path = endpoint.path.format(
         **{key: quote(validate_id(key, value, name), safe="") for key, value in params.items()}
     )
-    full_path = settings.api_root[len(settings.base_url) :] + path
+    url, full_path = settings.api_root + path, settings.api_root[len(settings.base_url) :] + path
     headers = {
         "Authorization": f"Bearer {settings.api_key}",
         "Accept": "application/json",
@@ -316,14 +316,8 @@ def build_request(
     }
     if body is not None:
         headers["Content-Type"] = "application/json"
-    return PreparedRequest(
-        endpoint=endpoint,
-        url=settings.api_root + path,
-        path=full_path,
-        params=dict(query or {}),
-        body=dict(body) if body is not None else None,
-        headers=headers,
-    )
+    json_body = None if body is None else dict(body)
+    return PreparedRequest(endpoint, url, full_path, dict(query or {}), json_body, headers)
 
 
 # --- responses and errors -------------------------------------------------------------------------
@@ -343,14 +337,9 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)  # only digits: finite, or inf for hundreds of them (capped below)
     else:
-        from email.utils import parsedate_to_datetime  # rare path; keeps DAG-parse imports light
-
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
+        when = http_date(text)
+        if when is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), cap)
 

@@ -352,9 +352,8 @@ def start_once(hook: StartHook, request: StartRequest, on_intent: OnIntent | Non
         None when the server surely did not act on it (so a later try may send it again).
     """
     path_params = {"application_id": request.application_id} if request.application_id else None
-    build_request(
-        hook.settings, request.operation, path_params=path_params, body=request.body
-    )  # before any GET
+    # Checked before any GET: the scope, the path id.
+    build_request(hook.settings, request.operation, path_params=path_params, body=request.body)
     budget = StartBudget.of(hook.settings)
     with spending(Deadline.after(budget.snapshot)):  # an operator's deadline, when shorter
         intent = take_snapshot(hook, request)
@@ -365,7 +364,7 @@ def start_once(hook: StartHook, request: StartRequest, on_intent: OnIntent | Non
             return hook.client.call(request.operation, path_params=path_params, body=request.body)
     except (SmartMCAConnectionError, SmartMCAServerError, SmartMCAInvalidResponseError) as exc:
         if isinstance(exc, SmartMCAConnectionError) and not exc.request_sent:
-            _forget(on_intent)
+            _forget(on_intent)  # it surely did nothing
             raise
         if isinstance(exc, SmartMCAContractError) and request.operation != "trigger_workflow":
             raise  # a 2xx to an action: it was done, and its answer is not what we expect
