@@ -463,22 +463,13 @@ def settings_from_connection(
         raise SmartMCAConfigError("connection extra must be a JSON object")
     extra = dict(extra or {})
     key = normalize_key(password)
-    base_url = normalize_base_url(
-        host,
-        port,
-        allow_insecure_http=_parse_bool(
-            "connection extra 'allow_insecure_http'", extra.get("allow_insecure_http", False)
-        ),
-    )
+    insecure = _parse_bool("connection extra 'allow_insecure_http'", extra.get("allow_insecure_http", False))
+    base_url = normalize_base_url(host, port, allow_insecure_http=insecure)
     overrides = {name: extra.get(name) for name in _EXTRA_SETTINGS if extra.get(name) not in (None, "")}
     # A key name is user text: the key itself pasted as a name must not reach the log.
     unknown = tuple(sorted(_redact_name(str(k), key) for k in extra if k not in KNOWN_EXTRAS))
-    settings = replace(
-        ClientSettings(base_url=base_url, api_key=key).with_overrides(
-            _source="connection extra", **overrides
-        ),
-        unknown_extras=unknown,
-    )
+    settings = ClientSettings(base_url=base_url, api_key=key, unknown_extras=unknown)
+    settings = settings.with_overrides(_source="connection extra", **overrides)
     message = settings.unknown_extras_message()
     if message:
         log.warning("SmartMCA connection: %s", message)

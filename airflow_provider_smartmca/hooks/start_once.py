@@ -339,9 +339,7 @@ def recover(hook: StartHook, intent: StartIntent, cause: str) -> Accepted:
         raise ambiguous(f"{len(mine)} new execution(s) of {intent.workflow_type} were found", mine)
     found = mine[0]
     hook.log.warning("%s; execution %s was started by the request, using it", cause, found.execution_id)
-    return Accepted(
-        execution_id=found.execution_id, workflow_id=found.workflow_id, raw=found.raw, recovered=True
-    )
+    return Accepted(found.execution_id, found.workflow_id, found.raw, recovered=True)
 
 
 def start_once(hook: StartHook, request: StartRequest, on_intent: OnIntent | None = None) -> Accepted:
