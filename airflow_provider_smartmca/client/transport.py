@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -75,17 +76,12 @@ def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
     no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
     if not no_proxy.strip():
         return False
-    try:
+    with suppress(ValueError):  # CIDR blocks, for an IP host; a bad block matches nothing
         address = ipaddress.ip_address(hostname)
-    except ValueError:
-        address = None
-    for entry in (e.strip() for e in no_proxy.split(",")):
-        if address is not None and "/" in entry:
-            try:
+        for entry in (e.strip() for e in no_proxy.split(",") if "/" in e):
+            with suppress(ValueError):
                 if address in ipaddress.ip_network(entry, strict=False):
                     return True
-            except ValueError:
-                continue
     # Names, ".suffix", "*" and "host:port": the standard library's reading of NO_PROXY (as
     # requests'). Imported here: urllib.request is heavy, and DAG files import this module.
     import urllib.request
