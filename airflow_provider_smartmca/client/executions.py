@@ -242,10 +242,7 @@ class ExecutionWatch:
         # Only a summary is kept: a whole execution per wait, replaced every poll, would be
         # promoted to the oldest GC generation (costly with a thousand waits in a triggerer).
         self.last = summary(execution)
-        if moved:
-            self.log.info("SmartMCA %s", line)
-        else:
-            self.log.debug("SmartMCA %s", line)
+        (self.log.info if moved else self.log.debug)("SmartMCA %s", line)
         return verdict
 
     def failed(self, exc: BaseException, settings: Any, interval: float) -> float:

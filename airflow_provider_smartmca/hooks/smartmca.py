@@ -141,10 +141,8 @@ class SmartMCAHook(BaseHook):
             runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
             if hasattr(runner, "SUPERVISOR_COMMS"):
                 raise
-            try:
-                from airflow.models.connection import Connection
-            except ImportError:  # pragma: no cover - a worker with the Task SDK only
-                raise
+            # A worker with the Task SDK only has no airflow.models: the ImportError then says so.
+            from airflow.models.connection import Connection
         return Connection.get_connection_from_secrets(conn_id)
 
     @cached_property
