@@ -117,7 +117,7 @@ class SyncClient:
             params=request.params or None,
             json=request.body,
             headers=request.headers,
-            # The read timeout bounds the wait for the headers; _read_body bounds the rest.
+            # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
             timeout=(min(self.settings.connect_timeout, seconds), seconds),
             allow_redirects=False,  # a redirect could carry the key elsewhere
             stream=True,
