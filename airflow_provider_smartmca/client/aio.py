@@ -28,13 +28,7 @@ import aiohttp
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.settings import ClientSettings
-from airflow_provider_smartmca.client.transport import (
-    Route,
-    body_too_large,
-    declared_length,
-    failure,
-    resolve_route,
-)
+from airflow_provider_smartmca.client.transport import CappedBody, Route, failure, resolve_route
 from airflow_provider_smartmca.errors import SmartMCAConfigError
 
 DEFAULT_POOL_LIMIT = 100
@@ -169,7 +163,6 @@ class AsyncClient:
         ssl_option: ssl.SSLContext | bool,
         seconds: float,
     ) -> protocol.RawResponse:
-        limit = self.settings.max_response_bytes
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
         async with self._session.request(
             request.endpoint.method,
@@ -182,21 +175,14 @@ class AsyncClient:
             proxy=route.proxy,
             ssl=ssl_option,
         ) as resp:
-            ok = 200 <= resp.status < 300
             headers = {k.lower(): v for k, v in resp.headers.items()}
-            declared = declared_length(headers)
-            if ok and declared is not None and declared > limit:
-                resp.close()
-                raise body_too_large(request, resp.status, limit, declared)
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := await resp.content.readany():
-                size += len(chunk)
-                if size > limit:
+            complete = False
+            try:
+                body = CappedBody(request, resp.status, headers, self.settings.max_response_bytes)
+                while body.take(await resp.content.readany()):
+                    pass
+                complete = body.complete
+            finally:
+                if not complete:
                     resp.close()  # a connection with unread bytes cannot go back to the pool
-                    if ok:
-                        raise body_too_large(request, resp.status, limit, declared)
-                    chunks.append(chunk[: len(chunk) - (size - limit)])
-                    break
-                chunks.append(chunk)
-            return protocol.RawResponse(resp.status, headers, b"".join(chunks))
+            return protocol.RawResponse(resp.status, headers, body.data)

@@ -15,11 +15,13 @@ Everything else in the provider reads the typed objects built here, never raw di
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, overload
+from typing import Any, Generic, TypeVar, overload
 
 from airflow_provider_smartmca.errors import SmartMCAContractError
 
@@ -28,14 +30,8 @@ MAX_INTEGER = 2**53
 REFERENCE = "reference"
 ASSUMED = "assumed"
 
-STRING, INTEGER, TIMESTAMP, LIST, OBJECT, NODE_ERROR = (
-    "string",
-    "integer",
-    "timestamp",
-    "list",
-    "object",
-    "node error",
-)
+STRING, INTEGER, TIMESTAMP = "string", "integer", "timestamp"
+LIST, OBJECT, NODE_ERROR = "list", "object", "node error"
 
 
 @dataclass(frozen=True)
@@ -100,6 +96,10 @@ SHAPES: dict[str, tuple[Field, ...]] = {
     ),
 }
 
+_FIELDS = {shape: {f.name: f for f in fields} for shape, fields in SHAPES.items()}
+#: The typed objects' attribute of each field: ``entityType`` is ``entity_type``.
+_ATTRIBUTES = {f.name: re.sub("([A-Z])", r"_\1", f.name).lower() for fs in SHAPES.values() for f in fs}
+
 #: Statuses the reference lists (List Executions' ``status`` filter); only ``completed`` is success.
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ACTIVE_STATUSES = frozenset({"pending", "running"})
@@ -116,16 +116,18 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def server_time(headers: Mapping[str, str]) -> datetime | None:
-    """The server's clock from the response's ``Date`` header (RFC 9110), or None when absent or bad."""
-    value = headers.get("date")
-    if not value:
-        return None
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date (RFC 9110) as an aware datetime (naive means UTC), or None when absent or bad."""
     try:
-        when = parsedate_to_datetime(value)
+        when = parsedate_to_datetime(value or "")
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def server_time(headers: Mapping[str, str]) -> datetime | None:
+    """The server's clock from the response's ``Date`` header, or None when absent or bad."""
+    return http_date(headers.get("date"))
 
 
 class _Reader:
@@ -142,7 +144,7 @@ class _Reader:
                 present_keys=(),
             )
         self.data = data
-        self.fields = {f.name: f for f in SHAPES[shape]}
+        self.fields = _FIELDS[shape]
 
     def fail(self, name: str, problem: str) -> SmartMCAContractError:
         path = f"{self.where}.{name}" if self.where else name
@@ -161,32 +163,36 @@ class _Reader:
             if spec.required:
                 raise self.fail(name, "is missing")
             return None
-        kind = spec.kind
-        if kind == STRING and not (isinstance(value, str) and value):
-            raise self.fail(name, f"must be a non-empty string, got {_kind_of(value)}")
-        if kind == INTEGER and (
-            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INTEGER
-        ):
-            # Bounded: a count no float can hold (valid JSON) must not overflow what divides it.
-            got = (
-                "one out of range"
-                if isinstance(value, int) and not isinstance(value, bool)
-                else _kind_of(value)
-            )
-            raise self.fail(name, f"must be an integer from 0 to 2**53, got {got}")
-        if kind == LIST and not isinstance(value, list):
-            raise self.fail(name, f"must be a list, got {_kind_of(value)}")
-        if kind == NODE_ERROR and not isinstance(value, (str, dict)):
-            raise self.fail(name, f"must be a string or an object, got {_kind_of(value)}")
-        if kind == TIMESTAMP:
-            if not isinstance(value, str):
-                raise self.fail(name, f"must be an ISO 8601 timestamp string, got {_kind_of(value)}")
-            try:
+        accepts, rule = _KINDS[spec.kind]
+        if not accepts(value):
+            got = "one out of range" if spec.kind == INTEGER and _is_int(value) else _kind_of(value)
+            raise self.fail(name, f"{rule}, got {got}")
+        if spec.kind == TIMESTAMP:
+            # Raised after the block, so that the ValueError (quoting the value) is not its context.
+            with suppress(ValueError):
                 return parse_timestamp(value)
-            except ValueError:
-                pass  # raised below, so that the ValueError (quoting the value) is not its context
             raise self.fail(name, "is not an ISO 8601 timestamp")
         return value
+
+    def read_all(self) -> dict[str, Any]:
+        """Every field of the shape, in its order, keyed by its attribute (``entityType``: ``entity_type``)."""
+        return {_ATTRIBUTES[name]: self.get(name) for name in self.fields}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: What each kind of field accepts, and the rule a wrong value breaks.
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    STRING: (lambda v: isinstance(v, str) and v != "", "must be a non-empty string"),
+    # Bounded: a count no float can hold (valid JSON) must not overflow what divides it.
+    INTEGER: (lambda v: _is_int(v) and 0 <= v <= MAX_INTEGER, "must be an integer from 0 to 2**53"),
+    TIMESTAMP: (lambda v: isinstance(v, str), "must be an ISO 8601 timestamp string"),
+    LIST: (lambda v: isinstance(v, list), "must be a list"),
+    OBJECT: (lambda v: isinstance(v, dict), "must be an object"),
+    NODE_ERROR: (lambda v: isinstance(v, (str, dict)), "must be a string or an object"),
+}
 
 
 def _kind_of(value: Any) -> str:
@@ -207,6 +213,27 @@ def _kind_of(value: Any) -> str:
 
 
 # --- typed objects ----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Items(Generic[T]):
+    """A response that iterates, indexes and sizes like its ``items``; empty is falsy."""
+
+    items: tuple[T, ...]
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[T, ...]: ...
+    def __getitem__(self, index: int | slice) -> T | tuple[T, ...]:
+        return self.items[index]
 
 
 @dataclass(frozen=True)
@@ -241,7 +268,7 @@ class Execution:
 
 
 @dataclass(frozen=True)
-class ExecutionPage:
+class ExecutionPage(_Items[Execution]):
     """
     One page of List Executions; it iterates, indexes and sizes like its ``items``. What pages
     mean together (the last page, the order) is
@@ -258,19 +285,6 @@ class ExecutionPage:
     total: int | None
     server_time: datetime | None = None
 
-    def __iter__(self) -> Iterator[Execution]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @overload
-    def __getitem__(self, index: int) -> Execution: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[Execution, ...]: ...
-    def __getitem__(self, index: int | slice) -> Execution | tuple[Execution, ...]:
-        return self.items[index]
-
 
 @dataclass(frozen=True)
 class Workflow:
@@ -283,7 +297,7 @@ class Workflow:
 
 
 @dataclass(frozen=True)
-class WorkflowList:
+class WorkflowList(_Items[Workflow]):
     """
     List Workflows: the definitions and the reported total; it iterates, indexes and sizes like
     its ``items``.
@@ -293,19 +307,6 @@ class WorkflowList:
 
     items: tuple[Workflow, ...]
     total: int | None
-
-    def __iter__(self) -> Iterator[Workflow]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @overload
-    def __getitem__(self, index: int) -> Workflow: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[Workflow, ...]: ...
-    def __getitem__(self, index: int | slice) -> Workflow | tuple[Workflow, ...]:
-        return self.items[index]
 
 
 @dataclass(frozen=True)
@@ -347,24 +348,16 @@ def _node(endpoint: str, data: Any, where: str) -> Node:
     )
 
 
-def parse_execution(endpoint: str, data: Any, where: str = "") -> Execution:
+def parse_execution(
+    endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
+) -> Execution:
     """Parse an execution object (Get Execution's body, or a List Executions item at ``where``)."""
-    r = _Reader(endpoint, "execution", data, where)
+    fields = _Reader(endpoint, "execution", data, where).read_all()
     nodes_where = f"{where}.nodes" if where else "nodes"
-    return Execution(
-        execution_id=r.get("executionId"),
-        status=r.get("status"),
-        workflow_id=r.get("workflowId"),
-        workflow_name=r.get("workflowName"),
-        entity_type=r.get("entityType"),
-        entity_id=r.get("entityId"),
-        started_at=r.get("startedAt"),
-        completed_at=r.get("completedAt"),
-        node_count=r.get("nodeCount"),
-        current_node=r.get("currentNode"),
-        nodes=tuple(_node(endpoint, n, f"{nodes_where}[{i}]") for i, n in enumerate(r.get("nodes") or ())),
-        raw=data,
+    fields["nodes"] = tuple(
+        _node(endpoint, n, f"{nodes_where}[{i}]") for i, n in enumerate(fields["nodes"] or ())
     )
+    return Execution(**fields, raw=data)
 
 
 def _envelope(endpoint: str, data: Any, shape: str = "list envelope") -> tuple[list[Any], int | None]:
@@ -376,33 +369,35 @@ def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -
     """Parse a List Executions page; the server's clock comes from the ``Date`` header."""
     items, total = _envelope(endpoint, data, "execution list envelope")
     return ExecutionPage(
-        items=tuple(parse_execution(endpoint, item, f"data[{i}]") for i, item in enumerate(items)),
+        items=tuple(parse_execution(endpoint, item, where=f"data[{i}]") for i, item in enumerate(items)),
         total=total,
         server_time=server_time(headers),
     )
 
 
-def parse_workflow(endpoint: str, data: Any, where: str = "") -> Workflow:
+def parse_workflow(
+    endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
+) -> Workflow:
     """Parse a workflow definition."""
-    r = _Reader(endpoint, "workflow", data, where)
-    return Workflow(id=r.get("id"), entity_type=r.get("entityType"), name=r.get("name"), raw=data)
+    return Workflow(**_Reader(endpoint, "workflow", data, where).read_all(), raw=data)
 
 
-def parse_workflow_list(endpoint: str, data: Any) -> WorkflowList:
+def parse_workflow_list(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> WorkflowList:
     """Parse List Workflows."""
     items, total = _envelope(endpoint, data)
     return WorkflowList(
-        items=tuple(parse_workflow(endpoint, item, f"data[{i}]") for i, item in enumerate(items)), total=total
+        items=tuple(parse_workflow(endpoint, item, where=f"data[{i}]") for i, item in enumerate(items)),
+        total=total,
     )
 
 
-def parse_trigger_response(endpoint: str, data: Any) -> Accepted:
+def parse_trigger_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
     """Parse the trigger's 202 (reference). Without ``executionId`` it breaks the contract."""
     r = _Reader(endpoint, "trigger response", data)
     return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
 
 
-def parse_action_response(endpoint: str, data: Any) -> Accepted:
+def parse_action_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
     """
     Parse an application action's 2xx (assumed). An empty body, or one without ``executionId``,
     means the action was done and started nothing to wait for.
@@ -411,28 +406,3 @@ def parse_action_response(endpoint: str, data: Any) -> Accepted:
         return Accepted(execution_id=None, raw={})
     r = _Reader(endpoint, "action response", data)
     return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
-
-
-_ACTIONS = frozenset({"change_application_status", "advance_application_stage", "assign_underwriter"})
-
-
-def parse(endpoint: str, data: Any, headers: Mapping[str, str]) -> Any:
-    """
-    Parse the decoded JSON of endpoint ``endpoint``'s 2xx response (None for an empty body).
-
-    :return: :class:`WorkflowList`, :class:`Workflow`, :class:`Accepted`, :class:`ExecutionPage`
-        or :class:`Execution`, by endpoint.
-    """
-    if endpoint == "list_executions":
-        return parse_execution_page(endpoint, data, headers)
-    if endpoint == "get_execution":
-        return parse_execution(endpoint, data)
-    if endpoint == "trigger_workflow":
-        return parse_trigger_response(endpoint, data)
-    if endpoint in _ACTIONS:
-        return parse_action_response(endpoint, data)
-    if endpoint == "get_workflow":
-        return parse_workflow(endpoint, data)
-    if endpoint == "list_workflows":
-        return parse_workflow_list(endpoint, data)
-    raise KeyError(f"no contract for endpoint {endpoint!r}")  # a programming error, not a response

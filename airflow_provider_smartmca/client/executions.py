@@ -127,14 +127,13 @@ def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -
     verdict = classify_status(execution.status, failure_statuses)
     if verdict is Verdict.SUCCESS:
         return execution.raw
-    if verdict is Verdict.FAILURE:
-        raise SmartMCAExecutionError(
-            failure_message(execution), execution_id=execution.execution_id, execution_status=execution.status
-        )
+    message = (
+        failure_message(execution)
+        if verdict is Verdict.FAILURE
+        else f"SmartMCA execution {execution.execution_id} is not finished (status {execution.status!r})"
+    )
     raise SmartMCAExecutionError(
-        f"SmartMCA execution {execution.execution_id} is not finished (status {execution.status!r})",
-        execution_id=execution.execution_id,
-        execution_status=execution.status,
+        message, execution_id=execution.execution_id, execution_status=execution.status
     )
 
 
@@ -160,12 +159,7 @@ def make_event(
     """
     if status not in EVENT_STATUSES:
         raise ValueError(f"unknown event status {status!r}")
-    return {
-        "status": status,
-        "execution_id": execution_id,
-        "message": message,
-        "execution": execution,
-    }
+    return {"status": status, "execution_id": execution_id, "message": message, "execution": execution}
 
 
 def validate_event(event: Any, expected_execution_id: str | None = None) -> dict[str, Any]:
@@ -177,19 +171,18 @@ def validate_event(event: Any, expected_execution_id: str | None = None) -> dict
     """
     if not isinstance(event, dict):
         raise SmartMCAExecutionError(f"SmartMCA trigger returned no usable event: {event!r}")
-    status = event.get("status")
-    execution_id = event.get("execution_id")
+    status, execution_id = event.get("status"), event.get("execution_id")
     if status not in EVENT_STATUSES:
-        raise SmartMCAExecutionError(f"SmartMCA trigger event has unknown status {status!r}: {event!r}")
-    if not isinstance(execution_id, str) or not execution_id:
-        raise SmartMCAExecutionError(f"SmartMCA trigger event has no execution_id: {event!r}")
-    if expected_execution_id is not None and execution_id != expected_execution_id:
-        raise SmartMCAExecutionError(
-            f"SmartMCA trigger event is for execution {execution_id}, expected {expected_execution_id}"
-        )
-    if not isinstance(event.get("message", ""), str):
-        raise SmartMCAExecutionError(f"SmartMCA trigger event has a non-string message: {event!r}")
-    return event
+        problem = f"has unknown status {status!r}: {event!r}"
+    elif not isinstance(execution_id, str) or not execution_id:
+        problem = f"has no execution_id: {event!r}"
+    elif expected_execution_id is not None and execution_id != expected_execution_id:
+        problem = f"is for execution {execution_id}, expected {expected_execution_id}"
+    elif not isinstance(event.get("message", ""), str):
+        problem = f"has a non-string message: {event!r}"
+    else:
+        return event
+    raise SmartMCAExecutionError(f"SmartMCA trigger event {problem}")
 
 
 # --- one wait, polled by the worker (hook) or the triggerer (trigger) -------------------------
@@ -249,10 +242,7 @@ class ExecutionWatch:
         # Only a summary is kept: a whole execution per wait, replaced every poll, would be
         # promoted to the oldest GC generation (costly with a thousand waits in a triggerer).
         self.last = summary(execution)
-        if moved:
-            self.log.info("SmartMCA %s", line)
-        else:
-            self.log.debug("SmartMCA %s", line)
+        (self.log.info if moved else self.log.debug)("SmartMCA %s", line)
         return verdict
 
     def failed(self, exc: BaseException, settings: Any, interval: float) -> float:
@@ -283,14 +273,15 @@ class ExecutionWatch:
 
     def timeout_message(self) -> str:
         """The message of a wait that hit its deadline, naming the last status seen."""
-        if self._last_seen is None:
-            return (
-                f"Timed out waiting for SmartMCA execution {self.execution_id}: it could not be read before "
-                "the deadline. The provider does not cancel it (the API has no cancel endpoint)."
-            )
+        last = self._last_seen
+        seen = (
+            ": it could not be read before the deadline"
+            if last is None
+            else f"; last status {last[0]!r} ({last[1]})"
+        )
         return (
-            f"Timed out waiting for SmartMCA execution {self.execution_id}; last status {self._last_seen[0]!r} "
-            f"({self._last_seen[1]}). The provider does not cancel it (the API has no cancel endpoint)."
+            f"Timed out waiting for SmartMCA execution {self.execution_id}{seen}. The provider does not "
+            "cancel it (the API has no cancel endpoint)."
         )
 
     @property

@@ -24,8 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_smartmca import __version__
-from airflow_provider_smartmca.client import contract
-from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES
+from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES, http_date
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import (
@@ -75,6 +74,15 @@ class PreparedRequest:
     params: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """``name: METHOD path``, how every message names the request."""
+        return f"{self.endpoint.name}: {self.endpoint.method} {self.path}"
+
+    def context(self, **more: Any) -> dict[str, Any]:
+        """The keyword arguments of an error about this request: operation, method, path and ``more``."""
+        return dict(operation=self.endpoint.name, method=self.endpoint.method, path=self.path, **more)
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,23 @@ def load_json(body: bytes, secret: str | None) -> Any:
 
 def validate_id(field_name: str, value: Any, operation: str | None = None) -> str:
     """
-    Check an identifier that goes into a URL path or a body.
+    Check an identifier that goes into a URL path or a body: ``value``, or a validation error
+    naming ``field_name`` and what :func:`id_problem` found.
+
+    Each id is checked once, by the boundary that receives it, before any request:
+    :func:`build_request` checks path ids, :func:`list_executions_query` the list filters, a hook
+    method the ids of its POST body, an operator its own arguments (at parse time when static,
+    once rendered otherwise), a trigger its own on creation, and ``start_once`` a stored record's.
+    """
+    problem = id_problem(value)
+    if problem is not None:
+        raise SmartMCAValidationError(field_name, problem, operation=operation)
+    return value
+
+
+def id_problem(value: Any) -> str | None:
+    """
+    What is wrong with ``value`` as an identifier, or None.
 
     It must be a non-empty string, without surrounding white space, control characters, or any of
     ``/ \\ .. ? # % ;``, and not ``.``, so that the server receives exactly this path segment and it
@@ -196,39 +220,37 @@ def validate_id(field_name: str, value: Any, operation: str | None = None) -> st
     removes a ``.`` segment, so ``get_execution(".")`` would read ``/workflows/executions/``, the list.
     """
     if not isinstance(value, str):
-        raise SmartMCAValidationError(
-            field_name, f"must be a string, got {type(value).__name__}", operation=operation
-        )
+        return f"must be a string, got {type(value).__name__}"
     if not value.strip():
-        raise SmartMCAValidationError(field_name, "must not be empty or white space", operation=operation)
+        return "must not be empty or white space"
     if value != value.strip():
-        raise SmartMCAValidationError(
-            field_name, "must not start or end with white space", operation=operation
-        )
+        return "must not start or end with white space"
     if len(value) > MAX_ID_LENGTH:
-        raise SmartMCAValidationError(
-            field_name, f"is longer than {MAX_ID_LENGTH} characters", operation=operation
-        )
+        return f"is longer than {MAX_ID_LENGTH} characters"
     # The NFKC form is checked too: a server or proxy that folds compatibility characters turns
     # a fullwidth full stop (U+FF0E) into a dot segment, a fullwidth solidus (U+FF0F) into a slash.
     for form in dict.fromkeys((value, unicodedata.normalize("NFKC", value))):
         folded = "" if form == value else " (after Unicode compatibility folding)"
         if form == ".":
-            raise SmartMCAValidationError(
-                field_name, f"is a dot segment{folded}, which URL normalisation removes", operation=operation
-            )
-        for token in _FORBIDDEN_IN_ID:
-            if token in form:
-                raise SmartMCAValidationError(
-                    field_name, f"must not contain {token!r}{folded}: {value!r}", operation=operation
-                )
+            return f"is a dot segment{folded}, which URL normalisation removes"
+        token = next((t for t in _FORBIDDEN_IN_ID if t in form), None)
+        if token is not None:
+            return f"must not contain {token!r}{folded}: {value!r}"
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
-        raise SmartMCAValidationError(field_name, "must not contain control characters", operation=operation)
+        return "must not contain control characters"
+    return None
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...], operation: str | None = None) -> str:
+    """``value`` when it is one of ``choices``; else a validation error naming ``name`` and the choices."""
+    if value not in choices:
+        raise SmartMCAValidationError(
+            name, f"must be one of {', '.join(choices)}; got {value!r}", operation=operation
+        )
     return value
 
 
 def list_executions_query(
-    *,
     workflow_type: str | None = None,
     entity_type: str | None = None,
     entity_id: str | None = None,
@@ -249,19 +271,10 @@ def list_executions_query(
         if value is not None:
             query[name] = validate_id(name, value, op)
     if status is not None:
-        if status not in EXECUTION_STATUSES:
-            raise SmartMCAValidationError(
-                "status", f"must be one of {', '.join(EXECUTION_STATUSES)}; got {status!r}", operation=op
-            )
-        query["status"] = status
+        query["status"] = check_choice("status", status, EXECUTION_STATUSES, op)
     page, limit = check_number("page", page, operation=op), check_number("limit", limit, operation=op)
-    if sort_order not in SORT_ORDERS:
-        raise SmartMCAValidationError(
-            "sort_order", f"must be 'asc' or 'desc', got {sort_order!r}", operation=op
-        )
-    query.update(
-        page=str(page), limit=str(limit), sort_by=validate_id("sort_by", sort_by, op), sort_order=sort_order
-    )
+    query.update(page=str(page), limit=str(limit), sort_by=validate_id("sort_by", sort_by, op))
+    query["sort_order"] = check_choice("sort_order", sort_order, SORT_ORDERS, op)
     return query
 
 
@@ -295,7 +308,7 @@ def build_request(
     path = endpoint.path.format(
         **{key: quote(validate_id(key, value, name), safe="") for key, value in params.items()}
     )
-    full_path = settings.api_root[len(settings.base_url) :] + path
+    url, full_path = settings.api_root + path, settings.api_root[len(settings.base_url) :] + path
     headers = {
         "Authorization": f"Bearer {settings.api_key}",
         "Accept": "application/json",
@@ -303,14 +316,8 @@ def build_request(
     }
     if body is not None:
         headers["Content-Type"] = "application/json"
-    return PreparedRequest(
-        endpoint=endpoint,
-        url=settings.api_root + path,
-        path=full_path,
-        params=dict(query or {}),
-        body=dict(body) if body is not None else None,
-        headers=headers,
-    )
+    json_body = None if body is None else dict(body)
+    return PreparedRequest(endpoint, url, full_path, dict(query or {}), json_body, headers)
 
 
 # --- responses and errors -------------------------------------------------------------------------
@@ -330,14 +337,9 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)  # only digits: finite, or inf for hundreds of them (capped below)
     else:
-        from email.utils import parsedate_to_datetime  # rare path; keeps DAG-parse imports light
-
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
+        when = http_date(text)
+        if when is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), cap)
 
@@ -383,22 +385,15 @@ def _required_scope(data: dict[str, Any], default: str, secret: str | None) -> s
 
 def error_for_status(request: PreparedRequest, raw: RawResponse, settings: ClientSettings) -> SmartMCAError:
     """Map an error response to the matching :class:`SmartMCAError` subclass, key redacted."""
-    endpoint = request.endpoint
     data = _error_json(raw)
     server = _server_message(raw, data, settings.api_key)
-    where = f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {raw.status}: {server}"
-    ctx: dict[str, Any] = dict(
-        operation=endpoint.name,
-        method=endpoint.method,
-        path=request.path,
-        status=raw.status,
-        server_message=server,
-    )
+    where = f"{request.label} returned HTTP {raw.status}: {server}"
+    ctx = request.context(status=raw.status, server_message=server)
     status = raw.status
     if status == 401:
         return SmartMCAAuthError(f"{where}. Check the API key (the connection's password).", **ctx)
     if status == 403:
-        scope = _required_scope(data, endpoint.scope, settings.api_key)
+        scope = _required_scope(data, request.endpoint.scope, settings.api_key)
         return SmartMCAScopeError(f"{where}. The API key lacks scope {scope!r}.", scope=scope, **ctx)
     if status == 404:
         return SmartMCANotFoundError(where, **ctx)
@@ -426,10 +421,8 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     if not 200 <= raw.status < 300:
         raise error_for_status(request, raw, settings)
     endpoint = request.endpoint
-    where = f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {raw.status} with"
-    ctx: dict[str, Any] = dict(
-        operation=endpoint.name, method=endpoint.method, path=request.path, status=raw.status
-    )
+    where = f"{request.label} returned HTTP {raw.status} with"
+    ctx = request.context(status=raw.status)
     data: Any = None
     if not raw.body.strip() and not endpoint.idempotent:
         pass  # an empty 2xx to a POST: the contract decides what it means
@@ -442,7 +435,7 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
             raise SmartMCAInvalidResponseError(
                 f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
             )
-    return contract.parse(endpoint.name, data, raw.headers)
+    return endpoint.parse(endpoint.name, data, raw.headers)
 
 
 _UNREADABLE = object()
@@ -614,14 +607,9 @@ def retrying(
 
 def connection_error(request: PreparedRequest, detail: str, *, request_sent: bool) -> SmartMCAConnectionError:
     """The error a transport raises when no complete response came back."""
-    endpoint = request.endpoint
     outcome = "the server may have received it" if request_sent else "the server did not receive it"
     return SmartMCAConnectionError(
-        f"{endpoint.name}: {endpoint.method} {request.path} failed: {detail} ({outcome})",
-        request_sent=request_sent,
-        operation=endpoint.name,
-        method=endpoint.method,
-        path=request.path,
+        f"{request.label} failed: {detail} ({outcome})", request_sent=request_sent, **request.context()
     )
 
 

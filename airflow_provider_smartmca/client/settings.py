@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from airflow_provider_smartmca.client.endpoints import API_PREFIX, KNOWN_SCOPES
 from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAValidationError
@@ -265,17 +265,16 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "")
 
 
+def _did_you_mean(value: Any) -> str:
+    hint = difflib.get_close_matches(str(value).strip().lower(), ("true", "false"), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
 def _parse_bool(where: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    hint = difflib.get_close_matches(text, ("true", "false"), n=1)
-    maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise SmartMCAConfigError(f"{where} must be true or false, got {value!r}{maybe}")
+    text = str(value).strip().lower()  # a bool too: "true" or "false"
+    if text in (*_TRUE, *_FALSE):
+        return text in _TRUE
+    raise SmartMCAConfigError(f"{where} must be true or false, got {value!r}{_did_you_mean(value)}")
 
 
 def _parse_verify(where: str, value: Any) -> bool | str:
@@ -284,11 +283,9 @@ def _parse_verify(where: str, value: Any) -> bool | str:
         path = os.path.expanduser(value.strip())
         if os.path.exists(path):
             return path
-        hint = difflib.get_close_matches(value.strip().lower(), ("true", "false"), n=1)
-        maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise SmartMCAConfigError(
             f"{where} must be true, false or the path of a CA bundle file or directory; "
-            f"{value!r} is neither a boolean nor an existing path{maybe}"
+            f"{value!r} is neither a boolean nor an existing path{_did_you_mean(value)}"
         )
     return _parse_bool(where, value)
 
@@ -369,6 +366,21 @@ def _check_port(where: str, value: Any) -> int:
     return value
 
 
+def _url_problem(parts: SplitResult) -> str | None:
+    """What makes the connection host no base URL, or None."""
+    if "@" in parts.netloc:
+        return "must not contain credentials (user:password@): put the API key in the connection's password field"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not a valid http(s) base URL"
+    if parts.query or parts.fragment:
+        return "must not contain a query or fragment"
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return "has an invalid port: use a TCP port from 1 to 65535"
+    return None
+
+
 def normalize_base_url(
     host: str | None, port: int | None = None, *, allow_insecure_http: bool = False
 ) -> str:
@@ -387,21 +399,10 @@ def normalize_base_url(
         raw = "https://" + raw
     shown = _shown(raw)
     parts = urlsplit(raw)
-    if "@" in parts.netloc:
-        raise SmartMCAConfigError(
-            f"connection host {shown!r} must not contain credentials (user:password@): put the API "
-            "key in the connection's password field"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SmartMCAConfigError(f"connection host {shown!r} is not a valid http(s) base URL")
-    if parts.query or parts.fragment:
-        raise SmartMCAConfigError(f"connection host {shown!r} must not contain a query or fragment")
-    try:
-        url_port = parts.port
-    except ValueError:
-        raise SmartMCAConfigError(
-            f"connection host {shown!r} has an invalid port: use a TCP port from 1 to 65535"
-        ) from None
+    problem = _url_problem(parts)
+    if problem is not None:
+        raise SmartMCAConfigError(f"connection host {shown!r} {problem}")
+    url_port = parts.port
     if url_port is not None:
         _check_port(f"the port of connection host {shown!r}", url_port)
     if port is not None:
@@ -410,18 +411,13 @@ def normalize_base_url(
             raise SmartMCAConfigError(
                 f"connection host {shown!r} names port {url_port} but the connection port is {port}"
             )
-    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname or ""):
         raise SmartMCAConfigError(
             f"connection host {shown!r} uses plain http:// on a non-loopback host; use https:// "
             "or set the extra 'allow_insecure_http' to true"
         )
-    netloc = parts.netloc
-    if port is not None and url_port is None:
-        netloc = f"{netloc}:{port}"
-    path = parts.path.rstrip("/")
-    if path.endswith(API_PREFIX):
-        path = path[: -len(API_PREFIX)]
-    return f"{parts.scheme}://{netloc}{path}"
+    netloc = parts.netloc if port is None or url_port is not None else f"{parts.netloc}:{port}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/').removesuffix(API_PREFIX)}"
 
 
 # --- the connection -----------------------------------------------------------------------------
@@ -467,22 +463,13 @@ def settings_from_connection(
         raise SmartMCAConfigError("connection extra must be a JSON object")
     extra = dict(extra or {})
     key = normalize_key(password)
-    base_url = normalize_base_url(
-        host,
-        port,
-        allow_insecure_http=_parse_bool(
-            "connection extra 'allow_insecure_http'", extra.get("allow_insecure_http", False)
-        ),
-    )
+    insecure = _parse_bool("connection extra 'allow_insecure_http'", extra.get("allow_insecure_http", False))
+    base_url = normalize_base_url(host, port, allow_insecure_http=insecure)
     overrides = {name: extra.get(name) for name in _EXTRA_SETTINGS if extra.get(name) not in (None, "")}
     # A key name is user text: the key itself pasted as a name must not reach the log.
     unknown = tuple(sorted(_redact_name(str(k), key) for k in extra if k not in KNOWN_EXTRAS))
-    settings = replace(
-        ClientSettings(base_url=base_url, api_key=key).with_overrides(
-            _source="connection extra", **overrides
-        ),
-        unknown_extras=unknown,
-    )
+    settings = ClientSettings(base_url=base_url, api_key=key, unknown_extras=unknown)
+    settings = settings.with_overrides(_source="connection extra", **overrides)
     message = settings.unknown_extras_message()
     if message:
         log.warning("SmartMCA connection: %s", message)

@@ -21,10 +21,9 @@ from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.settings import ClientSettings
 from airflow_provider_smartmca.client.transport import (
     READ_CHUNK,
+    CappedBody,
     Route,
-    body_too_large,
     deadline_detail,
-    declared_length,
     failure,
     resolve_route,
 )
@@ -38,35 +37,18 @@ _TRANSPORT_ERRORS = (
 )
 
 
-def _read_body(
-    resp: requests.Response, request: protocol.PreparedRequest, limit: int, seconds: float, deadline: float
-) -> tuple[bytes, bool]:
-    """Read the body within the deadline and the cap; return it and whether it was read to its end."""
-    ok = 200 <= resp.status_code < 300
-    declared = declared_length(resp.headers)
-    if ok and declared is not None and declared > limit:
-        raise body_too_large(request, resp.status_code, limit, declared)
-    raw = resp.raw
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
-        sock = getattr(raw.connection, "sock", None)
-        if sock is not None:
-            sock.settimeout(remaining)  # no single read outlives the request's deadline
-        # read1: whatever has arrived (a trickle cannot stretch one read); decoded, at most a chunk.
-        chunk = raw.read1(READ_CHUNK, decode_content=True)
-        if not chunk:
-            return b"".join(chunks), True
-        size += len(chunk)
-        if size > limit:
-            if ok:
-                raise body_too_large(request, resp.status_code, limit, declared)
-            chunks.append(chunk[: len(chunk) - (size - limit)])
-            return b"".join(chunks), False
-        chunks.append(chunk)
+def _read_chunk(
+    resp: requests.Response, request: protocol.PreparedRequest, seconds: float, deadline: float
+) -> bytes:
+    """The next chunk of the body (empty at its end), read within the request's deadline."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
+    sock = getattr(resp.raw.connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(remaining)  # no single read outlives the request's deadline
+    # read1: whatever has arrived (a trickle cannot stretch one read); decoded, at most a chunk.
+    return resp.raw.read1(READ_CHUNK, decode_content=True)
 
 
 class SyncClient:
@@ -135,20 +117,23 @@ class SyncClient:
             params=request.params or None,
             json=request.body,
             headers=request.headers,
-            # The read timeout bounds the wait for the headers; _read_body bounds the rest.
+            # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
             timeout=(min(self.settings.connect_timeout, seconds), seconds),
             allow_redirects=False,  # a redirect could carry the key elsewhere
             stream=True,
         )
+        headers = {k.lower(): v for k, v in resp.headers.items()}
         complete = False
         try:
-            body, complete = _read_body(resp, request, self.settings.max_response_bytes, seconds, deadline)
+            body = CappedBody(request, resp.status_code, headers, self.settings.max_response_bytes)
+            while body.take(_read_chunk(resp, request, seconds, deadline)):
+                pass
+            complete = body.complete
         finally:
             if not complete:  # a connection with unread bytes cannot go back to the pool
                 with suppress(Exception):
                     resp.close()
-        headers = {k.lower(): v for k, v in resp.headers.items()}
-        return protocol.RawResponse(resp.status_code, headers, body)
+        return protocol.RawResponse(resp.status_code, headers, body.data)
 
     def call(
         self,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -75,17 +76,12 @@ def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
     no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
     if not no_proxy.strip():
         return False
-    try:
+    with suppress(ValueError):  # CIDR blocks, for an IP host; a bad block matches nothing
         address = ipaddress.ip_address(hostname)
-    except ValueError:
-        address = None
-    for entry in (e.strip() for e in no_proxy.split(",")):
-        if address is not None and "/" in entry:
-            try:
+        for entry in (e.strip() for e in no_proxy.split(",") if "/" in e):
+            with suppress(ValueError):
                 if address in ipaddress.ip_network(entry, strict=False):
                     return True
-            except ValueError:
-                continue
     # Names, ".suffix", "*" and "host:port": the standard library's reading of NO_PROXY (as
     # requests'). Imported here: urllib.request is heavy, and DAG files import this module.
     import urllib.request
@@ -167,17 +163,51 @@ def body_too_large(
     request: protocol.PreparedRequest, status: int, limit: int, declared: int | None
 ) -> SmartMCAInvalidResponseError:
     """The error for a 2xx body over the cap (see ``ClientSettings``), naming endpoint and cap."""
-    endpoint = request.endpoint
     size = f"of {declared} bytes" if declared is not None else "that went on"
     return SmartMCAInvalidResponseError(
-        f"{endpoint.name}: {endpoint.method} {request.path} returned HTTP {status} with a body {size}, "
-        f"over the cap of {limit} bytes; it was not read further. If such an answer is real, raise "
-        "the connection extra 'max_response_bytes'",
-        operation=endpoint.name,
-        method=endpoint.method,
-        path=request.path,
-        status=status,
+        f"{request.label} returned HTTP {status} with a body {size}, over the cap of {limit} bytes; it "
+        "was not read further. If such an answer is real, raise the connection extra 'max_response_bytes'",
+        **request.context(status=status),
     )
+
+
+class CappedBody:
+    """
+    A response body read chunk by chunk within ``max_response_bytes`` (see ``ClientSettings``):
+    a 2xx announcing (``Content-Length``) or sending more is refused; an error status's body is
+    cut at the cap.
+    """
+
+    def __init__(
+        self, request: protocol.PreparedRequest, status: int, headers: Mapping[str, str], limit: int
+    ):
+        self.request, self.status, self.limit = request, status, limit
+        self.ok = 200 <= status < 300
+        self.declared = declared_length(headers)
+        if self.ok and self.declared is not None and self.declared > limit:
+            raise body_too_large(request, status, limit, self.declared)
+        self.chunks: list[bytes] = []
+        self.size = 0
+        #: Whether the body was read to its end (a connection with unread bytes cannot be reused).
+        self.complete = False
+
+    def take(self, chunk: bytes) -> bool:
+        """Add the next chunk (empty at the end of the body); return whether to read on."""
+        if not chunk:
+            self.complete = True
+            return False
+        self.size += len(chunk)
+        if self.size > self.limit:
+            if self.ok:
+                raise body_too_large(self.request, self.status, self.limit, self.declared)
+            chunk = chunk[: len(chunk) - (self.size - self.limit)]
+        self.chunks.append(chunk)
+        return self.size <= self.limit
+
+    @property
+    def data(self) -> bytes:
+        """The bytes read."""
+        return b"".join(self.chunks)
 
 
 def deadline_detail(seconds: float) -> str:

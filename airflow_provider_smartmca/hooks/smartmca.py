@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -31,7 +32,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAExecutionTimeoutError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.hooks import start_once
+from airflow_provider_smartmca.hooks.start_once import OnIntent, StartBudget, StartRequest, start_once, walk
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.sync import SyncClient
@@ -140,10 +141,8 @@ class SmartMCAHook(BaseHook):
             runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
             if hasattr(runner, "SUPERVISOR_COMMS"):
                 raise
-            try:
-                from airflow.models.connection import Connection
-            except ImportError:  # pragma: no cover - a worker with the Task SDK only
-                raise
+            # A worker with the Task SDK only has no airflow.models: the ImportError then says so.
+            from airflow.models.connection import Connection
         return Connection.get_connection_from_secrets(conn_id)
 
     @cached_property
@@ -191,11 +190,8 @@ class SmartMCAHook(BaseHook):
         :param entity_type: only workflows for this entity type (deal, application, merchant).
         :param category: only workflows of this category.
         """
-        query = {}
-        if entity_type is not None:
-            query["entity_type"] = validate_id("entity_type", entity_type, "list_workflows")
-        if category is not None:
-            query["category"] = validate_id("category", category, "list_workflows")
+        filters = {"entity_type": entity_type, "category": category}
+        query = {k: validate_id(k, v, "list_workflows") for k, v in filters.items() if v is not None}
         return self.client.call("list_workflows", query=query)
 
     @requires_scope("get_workflow")
@@ -214,7 +210,7 @@ class SmartMCAHook(BaseHook):
         entity_type: str,
         entity_id: str,
         *,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Start a workflow execution for one entity, at most once. Needs ``workflows:trigger``, and
@@ -234,18 +230,11 @@ class SmartMCAHook(BaseHook):
         :raises SmartMCAAmbiguousTriggerError: the outcome is unknown and the lookup could not tell.
         """
         op = "trigger_workflow"
-        request = start_once.StartRequest(
-            operation=op,
-            body={
-                "workflowType": validate_id("workflow_type", workflow_type, op),
-                "entityType": validate_id("entity_type", entity_type, op),
-                "entityId": validate_id("entity_id", entity_id, op),
-            },
-            entity_type=entity_type,
-            entity_id=entity_id,
-            workflow_type=workflow_type,
-        )
-        return start_once.start_once(self, request, on_intent)
+        ids = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
+        for name, value in ids.items():
+            validate_id(name, value, op)
+        body = {"workflowType": workflow_type, "entityType": entity_type, "entityId": entity_id}
+        return start_once(self, StartRequest(op, body, entity_type, entity_id, workflow_type), on_intent)
 
     @requires_scope("list_executions")
     def list_executions(
@@ -273,14 +262,7 @@ class SmartMCAHook(BaseHook):
         :return: the page, with the server's clock from its ``Date`` header.
         """
         query = list_executions_query(
-            workflow_type=workflow_type,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            status=status,
-            page=page,
-            limit=limit,
-            sort_by=sort_by,
-            sort_order=sort_order,
+            workflow_type, entity_type, entity_id, status, page, limit, sort_by, sort_order
         )
         return self.client.call("list_executions", query=query)
 
@@ -323,7 +305,7 @@ class SmartMCAHook(BaseHook):
         payload: Mapping[str, Any] | None = None,
         *,
         workflow_type: str | None = None,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Change an application's status. Needs ``workflows:trigger``.
@@ -338,9 +320,7 @@ class SmartMCAHook(BaseHook):
         :param on_intent: see :meth:`trigger_workflow`.
         :return: the answer; ``execution_id`` is None when the action started nothing to wait for.
         """
-        return self._application_action(
-            "change_application_status", application_id, payload, workflow_type, on_intent
-        )
+        return self._act("change_application_status", application_id, payload, workflow_type, on_intent)
 
     @requires_scope("advance_application_stage")
     def advance_application_stage(
@@ -349,7 +329,7 @@ class SmartMCAHook(BaseHook):
         payload: Mapping[str, Any] | None = None,
         *,
         workflow_type: str | None = None,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Advance an application to its next stage. Needs ``workflows:trigger``.
@@ -359,9 +339,7 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._application_action(
-            "advance_application_stage", application_id, payload, workflow_type, on_intent
-        )
+        return self._act("advance_application_stage", application_id, payload, workflow_type, on_intent)
 
     @requires_scope("assign_underwriter")
     def assign_underwriter(
@@ -370,7 +348,7 @@ class SmartMCAHook(BaseHook):
         payload: Mapping[str, Any] | None = None,
         *,
         workflow_type: str | None = None,
-        on_intent: start_once.OnIntent | None = None,
+        on_intent: OnIntent | None = None,
     ) -> Accepted:
         """
         Assign an underwriter to an application. Needs ``underwriting:trigger``.
@@ -380,29 +358,23 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._application_action(
-            "assign_underwriter", application_id, payload, workflow_type, on_intent
-        )
+        return self._act("assign_underwriter", application_id, payload, workflow_type, on_intent)
 
-    def _application_action(
+    def _act(
         self,
         name: str,
         application_id: str,
         payload: Mapping[str, Any] | None,
         workflow_type: str | None,
-        on_intent: start_once.OnIntent | None,
+        on_intent: OnIntent | None,
     ) -> Accepted:
-        request = start_once.StartRequest(
-            operation=name,
-            body=check_body(name, payload or {}),
-            entity_type="application",
-            entity_id=validate_id("application_id", application_id, name),
-            workflow_type=None
-            if workflow_type is None
-            else validate_id("workflow_type", workflow_type, name),
-            application_id=application_id,
-        )
-        return start_once.start_once(self, request, on_intent)
+        """An application action, started once."""
+        body = check_body(name, payload or {})
+        validate_id("application_id", application_id, name)
+        if workflow_type is not None:
+            validate_id("workflow_type", workflow_type, name)
+        request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
+        return start_once(self, request, on_intent)
 
     # --- finding executions ------------------------------------------------------------------
 
@@ -434,18 +406,11 @@ class SmartMCAHook(BaseHook):
                 f"must be a timezone-aware datetime, got {since!r}",
                 operation="find_executions_since",
             )
-        filters = {
-            k: v
-            for k, v in (
-                ("workflow_type", workflow_type),
-                ("entity_type", entity_type),
-                ("entity_id", entity_id),
-            )
-            if v is not None
-        }
+        given = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
+        filters = {k: v for k, v in given.items() if v is not None}
         # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
-        with spending(Deadline.after(start_once.StartBudget.of(self.settings).lookup)):
-            found, _, _ = start_once.walk(self, filters, since)
+        with spending(Deadline.after(StartBudget.of(self.settings).lookup)):
+            found, _, _ = walk(self, filters, since)
         return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
 
     # --- riding out an API storm --------------------------------------------------------------
@@ -527,13 +492,12 @@ class SmartMCAHook(BaseHook):
             else:
                 if watch.seen(execution) in (Verdict.SUCCESS, Verdict.FAILURE):
                     return execution
-            if deadline is not None and time.time() + wait > deadline:
-                if time.time() >= deadline:
-                    raise SmartMCAExecutionTimeoutError(
-                        watch.timeout_message(), execution_id=execution_id, execution_status=watch.last_status
-                    )
-                wait = max(0.0, deadline - time.time())
-            time.sleep(wait)
+            left = math.inf if deadline is None else deadline - time.time()
+            if left <= 0:
+                raise SmartMCAExecutionTimeoutError(
+                    watch.timeout_message(), execution_id=execution_id, execution_status=watch.last_status
+                )
+            time.sleep(min(wait, left))
 
     # --- connection test -------------------------------------------------------------------------
 

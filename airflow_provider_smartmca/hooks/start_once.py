@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from airflow_provider_smartmca.client.contract import Accepted, Execution
+from airflow_provider_smartmca.client.contract import Accepted, Execution, ExecutionPage
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.client.protocol import Deadline, build_request, spending, validate_id
+from airflow_provider_smartmca.client.protocol import Deadline, build_request, id_problem, spending
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
     SmartMCAAuthError,
@@ -48,12 +49,27 @@ from airflow_provider_smartmca.errors import (
     SmartMCAInvalidResponseError,
     SmartMCAScopeError,
     SmartMCAServerError,
-    SmartMCAValidationError,
 )
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.settings import ClientSettings
-    from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+    from airflow_provider_smartmca.client.sync import SyncClient
+
+T = TypeVar("T")
+
+
+class StartHook(Protocol):
+    """What start-once needs from :class:`~airflow_provider_smartmca.hooks.smartmca.SmartMCAHook`."""
+
+    @property
+    def settings(self) -> ClientSettings: ...
+    @property
+    def client(self) -> SyncClient: ...
+    @property
+    def log(self) -> Any: ...
+    def patiently(self, read: Callable[..., T], *args: Any, patience: float = ..., **kwargs: Any) -> T: ...
+    def list_executions(self, *args: Any, **kwargs: Any) -> ExecutionPage: ...
+
 
 #: Version of :class:`StartIntent` and :class:`TaskStartRecord` as stored; bump on any change of shape.
 RECORD_VERSION = 1
@@ -161,19 +177,13 @@ class StartIntent:
 
 
 def _is_id(value: Any) -> bool:
-    try:
-        validate_id("id", value)
-    except SmartMCAValidationError:
-        return False
-    return True
+    return id_problem(value) is None
 
 
 def _is_time(value: Any) -> bool:
-    try:
-        datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+    with suppress(TypeError, ValueError):
+        return bool(datetime.fromisoformat(value))
+    return False
 
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -231,7 +241,7 @@ OnIntent = Callable[[StartIntent | None], None]
 
 
 def walk(
-    hook: SmartMCAHook, filters: dict[str, str], since: datetime | None = None, skew: float | None = None
+    hook: StartHook, filters: dict[str, str], since: datetime | None = None, skew: float | None = None
 ) -> tuple[list[Execution], bool, datetime | None]:
     """
     The executions matching ``filters`` started at or after ``since`` (an execution not started
@@ -264,7 +274,7 @@ def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:
     return filters
 
 
-def take_snapshot(hook: SmartMCAHook, request: StartRequest) -> StartIntent:
+def take_snapshot(hook: StartHook, request: StartRequest) -> StartIntent:
     """
     List the entity's recent executions before the POST. Without the read scope there is no
     snapshot (then any unknown outcome is ambiguous); a transient failure is ridden out patiently,
@@ -274,36 +284,19 @@ def take_snapshot(hook: SmartMCAHook, request: StartRequest) -> StartIntent:
     skew = hook.settings.clock_skew
     try:
         executions, complete, clock = walk(hook, _filters(request), skew=skew)
+        why = f"the entity has more than {MAX_PAGES * PAGE_SIZE} recent executions"
     except (SmartMCAScopeError, SmartMCAAuthError) as exc:
-        hook.log.warning(
-            "Cannot list executions before %s (%s); if its answer is lost, it cannot be recovered",
-            request.operation,
-            exc,
-        )
-        return _intent(request, None, None)
+        executions, complete, clock, why = [], False, None, f"cannot list executions before it ({exc})"
     if not complete:
-        hook.log.warning(
-            "The entity has more than %d recent executions; if the answer to %s is lost, it cannot be recovered",
-            MAX_PAGES * PAGE_SIZE,
-            request.operation,
-        )
-        return _intent(request, None, None)
-    window_start = (clock - timedelta(seconds=skew)).isoformat() if clock else None
-    return _intent(request, tuple(sorted(e.execution_id for e in executions)), window_start)
-
-
-def _intent(request: StartRequest, known: tuple[str, ...] | None, window_start: str | None) -> StartIntent:
+        hook.log.warning("%s: %s; if its answer is lost, it cannot be recovered", request.operation, why)
+    known = tuple(sorted(e.execution_id for e in executions)) if complete else None
+    window_start = (clock - timedelta(seconds=skew)).isoformat() if clock and complete else None
     return StartIntent(
-        operation=request.operation,
-        entity_type=request.entity_type,
-        entity_id=request.entity_id,
-        workflow_type=request.workflow_type,
-        known_ids=known,
-        window_start=window_start,
+        request.operation, request.entity_type, request.entity_id, request.workflow_type, known, window_start
     )
 
 
-def recover(hook: SmartMCAHook, intent: StartIntent, cause: str) -> Accepted:
+def recover(hook: StartHook, intent: StartIntent, cause: str) -> Accepted:
     """
     Find the execution a POST with an unknown outcome started, or raise.
 
@@ -346,12 +339,10 @@ def recover(hook: SmartMCAHook, intent: StartIntent, cause: str) -> Accepted:
         raise ambiguous(f"{len(mine)} new execution(s) of {intent.workflow_type} were found", mine)
     found = mine[0]
     hook.log.warning("%s; execution %s was started by the request, using it", cause, found.execution_id)
-    return Accepted(
-        execution_id=found.execution_id, workflow_id=found.workflow_id, raw=found.raw, recovered=True
-    )
+    return Accepted(found.execution_id, found.workflow_id, found.raw, recovered=True)
 
 
-def start_once(hook: SmartMCAHook, request: StartRequest, on_intent: OnIntent | None = None) -> Accepted:
+def start_once(hook: StartHook, request: StartRequest, on_intent: OnIntent | None = None) -> Accepted:
     """
     Send a POST that starts an execution, at most once; on an unknown outcome, :func:`recover`.
 
@@ -359,9 +350,8 @@ def start_once(hook: SmartMCAHook, request: StartRequest, on_intent: OnIntent | 
         None when the server surely did not act on it (so a later try may send it again).
     """
     path_params = {"application_id": request.application_id} if request.application_id else None
-    build_request(
-        hook.settings, request.operation, path_params=path_params, body=request.body
-    )  # before any GET
+    # Checked before any GET: the scope, the path id.
+    build_request(hook.settings, request.operation, path_params=path_params, body=request.body)
     budget = StartBudget.of(hook.settings)
     with spending(Deadline.after(budget.snapshot)):  # an operator's deadline, when shorter
         intent = take_snapshot(hook, request)
@@ -372,7 +362,7 @@ def start_once(hook: SmartMCAHook, request: StartRequest, on_intent: OnIntent | 
             return hook.client.call(request.operation, path_params=path_params, body=request.body)
     except (SmartMCAConnectionError, SmartMCAServerError, SmartMCAInvalidResponseError) as exc:
         if isinstance(exc, SmartMCAConnectionError) and not exc.request_sent:
-            _forget(on_intent)
+            _forget(on_intent)  # it surely did nothing
             raise
         if isinstance(exc, SmartMCAContractError) and request.operation != "trigger_workflow":
             raise  # a 2xx to an action: it was done, and its answer is not what we expect
@@ -408,6 +398,15 @@ class TaskStartRecord:
     workflow_id: str | None = None
     response: dict[str, Any] | None = None
     version: int = RECORD_VERSION
+
+    @classmethod
+    def answered(cls, accepted: Accepted, workflow_id: str | None = None) -> TaskStartRecord:
+        """The record of a POST answered or recovered; ``workflow_id`` when the answer names none."""
+        return cls(
+            execution_id=accepted.execution_id,
+            workflow_id=accepted.workflow_id or workflow_id,
+            response=accepted.raw,
+        )
 
 
 class TaskStartStore:

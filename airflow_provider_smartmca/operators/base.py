@@ -44,6 +44,15 @@ from airflow_provider_smartmca.client.executions import (
     progress,
     validate_event,
 )
+from airflow_provider_smartmca.client.protocol import (
+    Deadline,
+    Retry,
+    check_choice,
+    spending,
+    validate_id,
+    when_to_retry,
+)
+from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAAmbiguousTriggerError,
     SmartMCAError,
@@ -52,13 +61,18 @@ from airflow_provider_smartmca.errors import (
     SmartMCANotFoundError,
     SmartMCAValidationError,
 )
+from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+from airflow_provider_smartmca.hooks.start_once import (
+    OnIntent,
+    StartBudget,
+    TaskStartRecord,
+    TaskStartStore,
+    recover,
+)
 from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
-    from airflow_provider_smartmca.hooks.start_once import OnIntent, TaskStartRecord, TaskStartStore
 
 #: Default seconds between two polls of an execution (any positive value is accepted).
 DEFAULT_POLL_INTERVAL = 30.0
@@ -76,8 +90,6 @@ def is_templated(value: Any) -> bool:
 
 def check_static_id(field: str, value: Any, operation: str) -> None:
     """Parse-time check of a required id: missing or empty fails now; a static value is validated now."""
-    from airflow_provider_smartmca.client.protocol import validate_id
-
     if value is None:
         raise SmartMCAValidationError(field, "is required", operation=operation)
     if not is_templated(value):
@@ -90,8 +102,6 @@ def seconds(field: str, value: Any, operation: str, *, bound: str, allow_none: b
 
     :raises SmartMCAValidationError: naming ``field`` and the bound.
     """
-    from airflow_provider_smartmca.client.settings import check_number
-
     if value is None and allow_none:
         return None
     if isinstance(value, timedelta):
@@ -145,10 +155,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         op = self.operation
         if not isinstance(smartmca_conn_id, str) or not smartmca_conn_id.strip():
             raise SmartMCAValidationError("smartmca_conn_id", "must be a non-empty string", operation=op)
-        if on_retry not in ON_RETRY_CHOICES:
-            raise SmartMCAValidationError(
-                "on_retry", f"must be one of {', '.join(ON_RETRY_CHOICES)}, got {on_retry!r}", operation=op
-            )
+        check_choice("on_retry", on_retry, ON_RETRY_CHOICES, op)
         failure_statuses = check_failure_statuses(failure_statuses, op)
         unknown = set(hook_params or {}) - set(HOOK_PARAMS)
         if unknown:
@@ -157,23 +164,14 @@ class SmartMCAExecutionOperator(BaseOperator):
                 f"unknown key(s) {sorted(unknown)}; known: {', '.join(HOOK_PARAMS)}",
                 operation=op,
             )
-        from airflow_provider_smartmca.client.settings import ClientSettings
-
         ClientSettings().with_overrides(_source="hook_params", **(hook_params or {}))  # values, now
         self.smartmca_conn_id = smartmca_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
+        self.poll_interval: Any = poll_interval
+        self.timeout: Any = timeout
         # Templated values are checked once rendered (check_rendered); static ones now, at parse time.
-        self.poll_interval: Any = (
-            poll_interval
-            if is_templated(poll_interval)
-            else seconds("poll_interval", poll_interval, op, bound="poll_interval")
-        )
-        self.timeout: Any = (
-            timeout
-            if is_templated(timeout)
-            else seconds("timeout", timeout, op, bound="wait_timeout", allow_none=True)
-        )
+        self._check_times(rendered=False)
         self.failure_statuses = tuple(failure_statuses)
         self.on_retry = on_retry
         self.hook_params = dict(hook_params or {})
@@ -183,10 +181,18 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def check_rendered(self) -> None:
         """Check the rendered (templated) arguments; raise :class:`SmartMCAValidationError`."""
-        self.poll_interval = seconds(
-            "poll_interval", self.poll_interval, self.operation, bound="poll_interval"
-        )
-        self.timeout = seconds("timeout", self.timeout, self.operation, bound="wait_timeout", allow_none=True)
+        self._check_times(rendered=True)
+
+    def _check_times(self, *, rendered: bool) -> None:
+        """``poll_interval`` and ``timeout`` as seconds, within their bounds; a template waits for rendering."""
+        for name, bound in (("poll_interval", "poll_interval"), ("timeout", "wait_timeout")):
+            value = getattr(self, name)
+            if rendered or not is_templated(value):
+                setattr(
+                    self,
+                    name,
+                    seconds(name, value, self.operation, bound=bound, allow_none=name == "timeout"),
+                )
 
     def before_start(self) -> None:
         """Checks that need the API but send nothing (e.g. the workflow's entity type)."""
@@ -204,13 +210,9 @@ class SmartMCAExecutionOperator(BaseOperator):
     @cached_property
     def hook(self) -> SmartMCAHook:
         """The hook, created once per task (and so one pooled HTTP session)."""
-        from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
-
         return SmartMCAHook(self.smartmca_conn_id, **self.hook_params)
 
     def execute(self, context: Context) -> Any:
-        from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
-
         try:
             return self._seen(self._execute(context))
         except SmartMCAError as exc:
@@ -224,9 +226,6 @@ class SmartMCAExecutionOperator(BaseOperator):
             raise
 
     def _execute(self, context: Context) -> Any:
-        from airflow_provider_smartmca.client.protocol import Deadline, spending
-        from airflow_provider_smartmca.hooks.start_once import StartBudget
-
         self.check_rendered()
         # Every read before the POST, and the snapshot, spend from one deadline; the wait has its own.
         with spending(Deadline.after(StartBudget.of(self.hook.settings).before_post)):
@@ -235,34 +234,27 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def _start(self, context: Context) -> tuple[Any, str | None]:
         """Reattach or start: ``(result, None)`` when done, ``(None, execution_id)`` to wait for it."""
-        from airflow_provider_smartmca.hooks.start_once import TaskStartRecord, TaskStartStore
-
         store = TaskStartStore(context.get("task_state_store"))
         record = store.load()
-        if self.on_retry == "reattach":
-            previous = self._previous(context, store, record)
-            if isinstance(previous, dict):  # an action that was done and started nothing
-                self.log.info("This task's action was already done by an earlier try; nothing is sent again")
-                return previous, None
-            if previous is not None:
-                verdict = classify_status(previous.status, self.failure_statuses)
-                if verdict is Verdict.FAILURE:
-                    self.log.warning(
-                        "Previous SmartMCA execution %s of this task ended %s; starting a new one",
-                        previous.execution_id,
-                        previous.status,
-                    )
-                else:
-                    self.log.info(
-                        "Reattaching to this task's previous SmartMCA execution (%s); nothing is sent again",
-                        progress(previous),
-                    )
-                    self._publish(context, previous.execution_id)
-                    if not self.wait_for_completion:
-                        return record.response or previous.raw, None
-                    if verdict is Verdict.SUCCESS:
-                        return final_result(previous), None
-                    return None, previous.execution_id
+        previous = self._previous(context, store, record) if self.on_retry == "reattach" else None
+        if isinstance(previous, dict):  # an action that was done and started nothing
+            self.log.info("This task's action was already done by an earlier try; nothing is sent again")
+            return previous, None
+        if (
+            previous is not None
+            and classify_status(previous.status, self.failure_statuses) is Verdict.FAILURE
+        ):
+            self.log.warning(
+                "Previous SmartMCA execution %s of this task ended %s; starting a new one",
+                previous.execution_id,
+                previous.status,
+            )
+        elif previous is not None:
+            self.log.info(
+                "Reattaching to this task's previous SmartMCA execution (%s); nothing is sent again",
+                progress(previous),
+            )
+            return self._follow(context, previous.execution_id, record.response or previous.raw, previous)
         self.before_start()
 
         def on_intent(intent: Any) -> None:
@@ -270,13 +262,7 @@ class SmartMCAExecutionOperator(BaseOperator):
             store.save(TaskStartRecord(intent=intent, workflow_id=record.workflow_id))
 
         accepted = self.start_execution(record, on_intent)
-        store.save(
-            TaskStartRecord(
-                execution_id=accepted.execution_id,
-                workflow_id=accepted.workflow_id or record.workflow_id,
-                response=accepted.raw,
-            )
-        )
+        store.save(TaskStartRecord.answered(accepted, record.workflow_id))
         if accepted.execution_id is None:
             self.log.info(
                 "SmartMCA answered %s without an executionId: done, nothing to wait for", self.operation
@@ -287,17 +273,25 @@ class SmartMCAExecutionOperator(BaseOperator):
             "Recovered" if accepted.recovered else "Started",
             accepted.execution_id,
         )
-        self._publish(context, accepted.execution_id)
-        if not self.wait_for_completion:
-            return accepted.raw, None
-        # The 202 names the workflow: the trigger polls it with the other waits of that workflow.
-        self._workflow_type = accepted.workflow_id or record.workflow_id
-        return None, accepted.execution_id
+        if self.wait_for_completion:
+            # The 202 names the workflow: the trigger polls it with the other waits of that workflow.
+            self._workflow_type = accepted.workflow_id or record.workflow_id
+        return self._follow(context, accepted.execution_id, accepted.raw)
 
-    def _publish(self, context: Context, execution_id: str) -> None:
-        """Remember the id for on_kill and push it to XCom (the extra link reads it), before any waiting."""
+    def _follow(
+        self, context: Context, execution_id: str, answer: Any, seen: Execution | None = None
+    ) -> tuple[Any, str | None]:
+        """
+        Remember the id for on_kill and push it to XCom (the extra link reads it), before any
+        waiting; then ``answer`` when not waiting, the result when ``seen`` completed, or wait.
+        """
         self._execution_id = execution_id
         context["ti"].xcom_push(key=XCOM_EXECUTION_ID, value=execution_id)
+        if not self.wait_for_completion:
+            return answer, None
+        if seen is not None and classify_status(seen.status, self.failure_statuses) is Verdict.SUCCESS:
+            return final_result(seen), None
+        return None, execution_id
 
     def _previous(
         self, context: Context, store: TaskStartStore, record: TaskStartRecord
@@ -306,25 +300,17 @@ class SmartMCAExecutionOperator(BaseOperator):
         This task's previous execution, read fresh; the answer of an earlier action that started
         none; or None. A POST whose try died in flight is resolved by the start-once lookup.
         """
-        from airflow_provider_smartmca.hooks import start_once
-
         hook = self.hook
         if not store.durable:
             return self._previous_by_lookup(context)
         if record.intent is not None:
-            accepted = start_once.recover(
+            accepted = recover(
                 hook, record.intent, f"{self.operation}: an earlier try died while its request was in flight"
             )
-            store.save(
-                start_once.TaskStartRecord(
-                    execution_id=accepted.execution_id,
-                    workflow_id=accepted.workflow_id,
-                    response=accepted.raw,
-                )
-            )
+            store.save(TaskStartRecord.answered(accepted))
             record = store.load()
         if record.execution_id is None:
-            return record.response if record.response is not None else None
+            return record.response
         try:
             return hook.patiently(hook.get_execution, record.execution_id)
         except SmartMCANotFoundError:
@@ -361,12 +347,9 @@ class SmartMCAExecutionOperator(BaseOperator):
         )
         return self.hook.patiently(self.hook.get_execution, found[0].execution_id)
 
-    def _deadline(self) -> float | None:
-        """The absolute end of the wait (epoch seconds), computed once, on the worker."""
-        return None if self.timeout is None else time.time() + float(self.timeout)
-
     def _wait(self, execution_id: str) -> dict[str, Any]:
-        deadline = self._deadline()
+        # The absolute end of the wait (epoch seconds), computed once, on the worker.
+        deadline = None if self.timeout is None else time.time() + float(self.timeout)
         if not self.deferrable:
             execution = self.hook.wait_for_execution(
                 execution_id,
@@ -379,8 +362,6 @@ class SmartMCAExecutionOperator(BaseOperator):
         try:
             execution = self.hook.get_execution(execution_id)
         except SmartMCAError as exc:
-            from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
-
             if when_to_retry(exc) is Retry.NEVER:
                 raise
             # The trigger rides out a storm without holding a worker; no need to check first.

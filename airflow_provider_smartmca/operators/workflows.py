@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_smartmca.client.protocol import validate_id
 from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.operators.base import SmartMCAExecutionOperator, check_static_id
 
@@ -52,8 +53,6 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
             check_static_id(field, getattr(self, field), self.operation)
 
     def check_rendered(self) -> None:
-        from airflow_provider_smartmca.client.protocol import validate_id
-
         super().check_rendered()
         # Checked here, not only by the hook: before_start reads the workflow before the POST.
         for field in ("workflow_type", "entity_type", "entity_id"):

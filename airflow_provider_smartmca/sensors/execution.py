@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - Airflow < 3.2
 
 from airflow_provider_smartmca.client import executions
 from airflow_provider_smartmca.client.executions import Verdict
+from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
 from airflow_provider_smartmca.client.settings import check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAError,
@@ -40,6 +41,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAValidationError,
 )
 from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+from airflow_provider_smartmca.operators.base import check_static_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -86,8 +88,6 @@ class ExecutionSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from airflow_provider_smartmca.operators.base import check_static_id
-
         check_static_id("execution_id", execution_id, "ExecutionSensor")
         self.failure_statuses = executions.check_failure_statuses(failure_statuses, "ExecutionSensor")
         if deferrable:  # caught here, at DAG parse time, rather than when the task defers
@@ -115,14 +115,10 @@ class ExecutionSensor(BaseSensorOperator):
         try:
             execution = self.hook.get_execution(self.execution_id)
         except SmartMCAError as exc:
-            from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
-
-            if when_to_retry(exc) is not Retry.NEVER:
-                self.log.warning(
-                    "Checking SmartMCA execution %s failed transiently: %s", self.execution_id, exc
-                )
-                return None
-            raise
+            if when_to_retry(exc) is Retry.NEVER:
+                raise
+            self.log.warning("Checking SmartMCA execution %s failed transiently: %s", self.execution_id, exc)
+            return None
         # Remembered for the trigger: waits on one workflow are polled together (List Executions).
         self._workflow_type = execution.workflow_id
         # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
@@ -130,9 +126,10 @@ class ExecutionSensor(BaseSensorOperator):
         verdict = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses).seen(
             execution
         )
-        if verdict in (Verdict.SUCCESS, Verdict.FAILURE):
-            return executions.final_result(execution, self.failure_statuses)  # raises on failure
-        return None
+        ended = verdict in (Verdict.SUCCESS, Verdict.FAILURE)
+        return (
+            executions.final_result(execution, self.failure_statuses) if ended else None
+        )  # raises on failure
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One ``get_execution``: done with the execution as XCom, not yet, or raise."""
