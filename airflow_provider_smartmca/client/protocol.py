@@ -556,6 +556,11 @@ def spending(deadline: Deadline, *, patient: bool = False, inherit: bool = True)
         _SPENDING.reset(token)
 
 
+#: A retry is sent only with at least this much of its deadline left (or the whole ``timeout``, when
+#: shorter): one sent with a millisecond left could only time out, hiding the failure before it.
+LEAST_RETRY_SECONDS = 0.05
+
+
 def retrying(
     settings: ClientSettings,
     request: PreparedRequest,
@@ -581,7 +586,8 @@ def retrying(
         seconds = timeout
         if deadline is not None:
             left = deadline.remaining()
-            if left <= 0:  # the last failure says more than "spent", when there is one
+            # A retry with too little time left would only time out: the last failure says more.
+            if left <= 0 or (last is not None and left < min(settings.timeout, LEAST_RETRY_SECONDS)):
                 raise last or connection_error(
                     request, "not sent: its time budget is spent", request_sent=False
                 )
@@ -597,7 +603,10 @@ def retrying(
             if not (retry and again and (patient or failures <= settings.max_retries)):
                 raise
             wait = backoff_seconds(settings, failures, exc)
-            if deadline is not None and wait >= deadline.remaining():
+            if (
+                deadline is not None
+                and wait + min(settings.timeout, LEAST_RETRY_SECONDS) > deadline.remaining()
+            ):
                 log.warning("%s; not retried: its time budget is spent", exc)
                 raise
             limit = f"{failures}, patiently" if patient else f"{failures}/{settings.max_retries}"
