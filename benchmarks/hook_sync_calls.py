@@ -56,7 +56,7 @@ def main() -> None:
         }
         os.environ["AIRFLOW_CONN_SMARTMCA_DEFAULT"] = json.dumps(conn)
         hook = SmartMCAHook()
-        execution_id = hook.trigger_workflow("wf_deal_onboarding", "deal", "bench_deal")["executionId"]
+        execution_id = hook.trigger_workflow("wf_deal_onboarding", "deal", "bench_deal").execution_id
         hook.close()
 
         hook = SmartMCAHook()
