@@ -71,11 +71,17 @@ def _failure_callbacks_see_the_exception() -> Iterator[None]:
         task_runner.finalize = original
 
 
+def unmet_need(nodeid: str) -> str | None:
+    """Why the test ``nodeid`` cannot run on the installed Airflow (its :data:`NEEDS` entry), or None."""
+    need = NEEDS.get(nodeid) or NEEDS.get(nodeid.split("[")[0])
+    if need is None or need[0] <= AIRFLOW_VERSION:
+        return None
+    minimum, why = need
+    return f"needs Airflow >= {minimum[0]}.{minimum[1]}: {why}"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        need = NEEDS.get(item.nodeid) or NEEDS.get(item.nodeid.split("[")[0])
-        if need is None:
-            continue
-        minimum, why = need
-        if minimum > AIRFLOW_VERSION:
-            item.add_marker(pytest.mark.skip(reason=f"needs Airflow >= {minimum[0]}.{minimum[1]}: {why}"))
+        reason = unmet_need(item.nodeid)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))

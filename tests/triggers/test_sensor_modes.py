@@ -129,13 +129,15 @@ def _run_mode(mode: str, emu: Emulator, run_dag: Any) -> dict[str, Any]:
 def test_every_mode_has_the_same_outcome(
     outcomes: dict[str, dict[str, Any]], emu: Emulator, run_dag: Any
 ) -> None:
-    from tests.airflow_versions import AIRFLOW_VERSION, NEEDS
+    from tests.airflow_versions import unmet_need
 
     # Under pytest-xdist the modes may have run in other workers: run the missing ones here, but
     # only those this Airflow can run (tests.airflow_versions.NEEDS skips the others).
     for mode in MODES:
-        need = NEEDS.get(f"tests/triggers/test_sensor_modes.py::test_each_mode[{mode}]")
-        if mode not in outcomes and (need is None or need[0] <= AIRFLOW_VERSION):
+        if (
+            mode not in outcomes
+            and unmet_need(f"tests/triggers/test_sensor_modes.py::test_each_mode[{mode}]") is None
+        ):
             emu.reset()  # fresh executions, as each test_each_mode gets
             outcomes[mode] = _run_mode(mode, emu, run_dag)
     reference = outcomes["poke"]
