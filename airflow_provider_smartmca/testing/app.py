@@ -104,6 +104,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         route, handler = _unrouted(behaviour, request, handler)
     method = request.method
     rid = next(state.request_ids)
+    epoch = state.epoch
     fault = state.faults.take(method, route, path, request.query)
     key_name: str | None = None
     status: int | None = None
@@ -155,7 +156,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                 handled=handled,
                 body=request.get(BODY_KEY),
                 execution_id=request.get(EXECUTION_KEY),
-            )
+            ),
+            epoch,
         )
 
 

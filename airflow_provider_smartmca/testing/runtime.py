@@ -92,6 +92,7 @@ class EmulatorState:
         self.held = 0  # requests currently waiting for release
         self.stopping = False  # set while the server shuts down: slow streams give up
         self.request_ids = itertools.count(1)
+        self.epoch = 0  # bumped by reset(); a request logs only into the epoch it began in
         # Replaced whole (never mutated), so a request reads one consistent snapshot.
         self.behaviour: Behaviour = config.behaviour
 
@@ -105,8 +106,11 @@ class EmulatorState:
         return [r for r in list(self.log) if r.acted]
 
     # -- logging -----------------------------------------------------------
-    def record(self, rec: RequestRecord) -> None:
-        """Append to the request log and bump the (method, route, status) counter."""
+    def record(self, rec: RequestRecord, epoch: int) -> None:
+        """Append to the request log and bump the (method, route, status) counter, unless the
+        request began before the last :meth:`reset` (a test must not see its predecessor's)."""
+        if epoch != self.epoch:
+            return
         self.log.append(rec)
         with self._counter_lock:
             self.counters[(rec.method, rec.route, rec.status)] += 1
@@ -135,6 +139,7 @@ class EmulatorState:
     def reset(self) -> None:
         """Drop executions, faults, logs and counters; restore keys, the clock, and the config's faults
         and behaviours."""
+        self.epoch += 1
         self.store.reset()
         self.clock.reset()
         self.faults.clear()

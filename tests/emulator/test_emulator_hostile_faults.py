@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from typing import Any
 
@@ -196,3 +197,21 @@ def test_a_trickling_request_does_not_slow_the_others(api: Api) -> None:
 def test_config_faults_must_be_a_list_of_objects(faults: Any, message: str) -> None:
     with pytest.raises(EmulatorConfigError, match=message):
         Emulator({"faults": faults})
+
+
+def test_a_request_in_flight_at_reset_is_not_logged_after_it(make_emulator: Any) -> None:
+    """A test must not see its predecessor's request, even one that ends after the reset."""
+    emu = make_emulator()
+    emu.add_fault("hold", route="list_workflows")
+    answers: list[int] = []
+    client = threading.Thread(
+        target=lambda: answers.append(requests.get(emu.api_url + "/workflows", headers=FULL, timeout=10).status_code)
+    )
+    client.start()
+    assert emu.wait_for_held(1)
+    emu.reset()  # releases the held request, which then answers and ends
+    client.join(10)
+    assert answers == [200]
+    assert emu.requests == []
+    assert requests.get(emu.api_url + "/workflows", headers=FULL, timeout=5).status_code == 200
+    assert [r.route for r in emu.requests] == ["list_workflows"]
