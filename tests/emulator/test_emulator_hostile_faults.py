@@ -205,7 +205,9 @@ def test_a_request_in_flight_at_reset_is_not_logged_after_it(make_emulator: Any)
     emu.add_fault("hold", route="list_workflows")
     answers: list[int] = []
     client = threading.Thread(
-        target=lambda: answers.append(requests.get(emu.api_url + "/workflows", headers=FULL, timeout=10).status_code)
+        target=lambda: answers.append(
+            requests.get(emu.api_url + "/workflows", headers=FULL, timeout=10).status_code
+        )
     )
     client.start()
     assert emu.wait_for_held(1)
