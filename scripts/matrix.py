@@ -35,14 +35,15 @@ REQUIREMENTS = ROOT / "requirements"
 MATRIX_DIR = ROOT / ".venv-matrix"
 TOOLS_DIR = MATRIX_DIR / "_tools"
 
-#: pytest-xdist workers, as `make test` runs them: the suite mostly waits, so two workers halve it.
-XDIST = ["-n", "2", "--dist", "worksteal"]
+#: pytest-xdist workers, as `make test` runs them (TEST_WORKERS, from the Makefile): the suite
+#: mostly waits, so more workers than cores pay off.
+XDIST = ["-n", os.environ.get("TEST_WORKERS", "6"), "--dist", "worksteal"]
 #: The unit suite, as `make test` runs it; e2e needs PostgreSQL and chromium and runs in `make e2e`.
 SUITE = ["tests", "--ignore=tests/e2e", "-m", "not e2e", *XDIST]
 #: Import-and-register smoke tests: imports, `airflow providers hooks`, connection type and form,
 #: a DAG with every operator and the sensor parsed and serialized, a trigger run through this
 #: Airflow's async connection API.
-SMOKE = ["tests/provider"]
+SMOKE = ["tests/provider", *XDIST]
 
 #: Packages the provider needs newer than some Airflow release dates: name -> the --exclude-newer
 #: date that admits the lowest version pyproject.toml asks for (and nothing newer).
@@ -112,7 +113,6 @@ CELLS = [
             "tests/operators/test_example_dags.py",
             "tests/operators/test_openlineage.py",
             "tests/hook",
-            *XDIST,
         ),
         "newest Airflow and highest Python: smoke, the hook's suite, the example DAGs (dag.test) and "
         "the OpenLineage facets (with the OpenLineage provider; the other cells run without it)",
