@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.testing.behaviour import DRIFTS, LIST_ORDERS, Behaviour
+from airflow_provider_smartmca.testing.catalog import FULL_KEY, READ_KEY, TRIGGER_KEY
 from airflow_provider_smartmca.testing.config import (
     ApiKey,
     EmulatorConfig,
@@ -73,8 +74,11 @@ __all__ = [
     "DRIFTS",
     "ECHO_MODES",
     "FAULT_KINDS",
+    "FULL_KEY",
     "LIST_ORDERS",
+    "READ_KEY",
     "ROUTE_NAMES",
+    "TRIGGER_KEY",
     "ApiKey",
     "Behaviour",
     "DagRunResult",

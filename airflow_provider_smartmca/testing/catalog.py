@@ -7,14 +7,27 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ALL_SCOPES", "DEFAULT_ACTIONS", "DEFAULT_KEYS", "DEFAULT_WORKFLOWS"]
+__all__ = [
+    "ALL_SCOPES",
+    "DEFAULT_ACTIONS",
+    "DEFAULT_KEYS",
+    "DEFAULT_WORKFLOWS",
+    "FULL_KEY",
+    "READ_KEY",
+    "TRIGGER_KEY",
+]
 
 ALL_SCOPES = ("workflows:read", "workflows:trigger", "underwriting:trigger")
 
+#: The default keys: every scope, read only, and read and trigger (no underwriting).
+FULL_KEY = "smca_test_full"
+READ_KEY = "smca_test_read"
+TRIGGER_KEY = "smca_test_trigger"
+
 DEFAULT_KEYS: dict[str, dict[str, Any]] = {
-    "smca_test_full": {"name": "full", "scopes": list(ALL_SCOPES)},
-    "smca_test_read": {"name": "read", "scopes": ["workflows:read"]},
-    "smca_test_trigger": {"name": "trigger", "scopes": ["workflows:read", "workflows:trigger"]},
+    FULL_KEY: {"name": "full", "scopes": list(ALL_SCOPES)},
+    READ_KEY: {"name": "read", "scopes": ["workflows:read"]},
+    TRIGGER_KEY: {"name": "trigger", "scopes": ["workflows:read", "workflows:trigger"]},
 }
 
 DEFAULT_WORKFLOWS: list[dict[str, Any]] = [

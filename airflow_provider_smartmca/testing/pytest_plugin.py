@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_smartmca.testing.catalog import FULL_KEY
 from airflow_provider_smartmca.testing.server import Emulator
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ __all__ = [
 ]
 
 FAST_CONFIG = {"durations": {"pending_seconds": 0.05, "node_seconds": 0.02}}
-FULL_KEY = "smca_test_full"
 FULL_SCOPES = "workflows:read workflows:trigger underwriting:trigger"
 
 

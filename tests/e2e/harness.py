@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_smartmca.testing import FULL_KEY
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 AIRFLOW = str(BIN / "airflow")
 E2E_DIR = Path(__file__).resolve().parent
 TERMINAL_RUN_STATES = {"success", "failed"}
-API_KEY = "smca_test_full"
+API_KEY = FULL_KEY
 SCOPES = "workflows:read workflows:trigger underwriting:trigger"
 
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import requests
 
+from airflow_provider_smartmca.testing import FULL_KEY, READ_KEY, TRIGGER_KEY
 from airflow_provider_smartmca.testing.server import Emulator
 
-FULL = {"Authorization": "Bearer smca_test_full"}
-READ = {"Authorization": "Bearer smca_test_read"}
-TRIGGER = {"Authorization": "Bearer smca_test_trigger"}
+FULL = {"Authorization": f"Bearer {FULL_KEY}"}
+READ = {"Authorization": f"Bearer {READ_KEY}"}
+TRIGGER = {"Authorization": f"Bearer {TRIGGER_KEY}"}
 
 
 class Api:

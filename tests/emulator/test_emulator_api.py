@@ -7,6 +7,8 @@ import re
 import pytest
 from emu_helpers import FULL, READ, TRIGGER, Api
 
+from airflow_provider_smartmca.testing import FULL_KEY, READ_KEY
+
 WORKFLOW_FIELDS = {
     "id", "name", "description", "icon", "category", "entityType", "triggerType", "status", "isActive", "version",
 }  # fmt: skip
@@ -117,10 +119,10 @@ def test_auth_401(api: Api) -> None:
         r = api.get("/workflows", headers=headers)
         assert r.status_code == 401, headers
         assert r.json()["error"]["code"] == "unauthorized"
-    api.emu.revoke_key("smca_test_read")
+    api.emu.revoke_key(READ_KEY)
     r = api.get("/workflows", headers=READ)
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
-    assert "smca_test_read" not in api.emu.keys
+    assert READ_KEY not in api.emu.keys
     assert api.get("/workflows", headers=FULL).status_code == 200
 
 
@@ -191,6 +193,6 @@ def test_request_log_and_counters(api: Api) -> None:
         ("GET", "list_workflows", 401, None),
     ]
     assert log[0].query == {"entity_type": "deal"}
-    assert all("smca_test_full" not in str(r.to_dict()) for r in log)  # never the secret
+    assert all(FULL_KEY not in str(r.to_dict()) for r in log)  # never the secret
     assert api.emu.counters()[("GET", "list_workflows", 200)] == 1
     assert api.emu.count(route="list_workflows") == 2

@@ -12,7 +12,7 @@ import pytest
 import requests
 from emu_helpers import Api
 
-from airflow_provider_smartmca.testing import Emulator, EmulatorConfigError
+from airflow_provider_smartmca.testing import FULL_KEY, Emulator, EmulatorConfigError
 
 
 def _ts(iso: str) -> float:
@@ -72,7 +72,7 @@ def test_no_offset_dates_by_the_emulators_clock(api: Api) -> None:
 def _raw_headers(api: Api, path: str) -> list[str]:
     """The header lines exactly as they came over the socket (no client library in between)."""
     with socket.create_connection((api.emu.host, api.emu.port), timeout=5) as sock:
-        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer smca_test_full\r\n"
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {FULL_KEY}\r\n"
         sock.sendall((request + "Connection: close\r\n\r\n").encode())
         raw = b""
         while b"\r\n\r\n" not in raw and (chunk := sock.recv(4096)):

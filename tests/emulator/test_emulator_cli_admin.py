@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_smartmca.testing import FULL_KEY, READ_KEY, TRIGGER_KEY
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-KEY = "smca_test_full"
+KEY = FULL_KEY
 
 
 def _call(method: str, url: str, body: Any = None, key: str | None = KEY) -> tuple[int, Any, dict[str, str]]:
@@ -65,7 +67,7 @@ def test_cli_prints_url_keys_and_curl(cli_server: tuple[str, list[str]]) -> None
     url, lines = cli_server
     assert url.startswith("http://127.0.0.1:")
     text = "\n".join(lines)
-    for key in ("smca_test_full", "smca_test_read", "smca_test_trigger"):
+    for key in (FULL_KEY, READ_KEY, TRIGGER_KEY):
         assert key in text
     assert "workflows:read workflows:trigger" in text
     curl = lines[-1]
@@ -98,12 +100,12 @@ def test_admin_api_round_trip(cli_server: tuple[str, list[str]]) -> None:
     _, counters, _ = _call("GET", admin + "/counters", key=None)
     assert {"method": "GET", "route": "get_execution", "status": 503, "count": 1} in counters["data"]
 
-    assert _call("POST", admin + "/keys/revoke", {"key": "smca_test_read"}, key=None)[0] == 200
-    assert _call("GET", api + "/workflows", key="smca_test_read")[0] == 401
+    assert _call("POST", admin + "/keys/revoke", {"key": READ_KEY}, key=None)[0] == 200
+    assert _call("GET", api + "/workflows", key=READ_KEY)[0] == 401
     assert _call("POST", admin + "/keys/revoke", {"key": "missing"}, key=None)[0] == 404
     assert _call("POST", admin + "/release", {}, key=None)[1] == {"released": 0}
     assert _call("POST", admin + "/reset", {}, key=None)[0] == 200
-    assert _call("GET", api + "/workflows", key="smca_test_read")[0] == 200  # reset restores keys
+    assert _call("GET", api + "/workflows", key=READ_KEY)[0] == 200  # reset restores keys
     assert _call("GET", admin + "/executions", key=None)[1]["created"] == 0
 
 

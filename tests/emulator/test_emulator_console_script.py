@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_smartmca.testing import FULL_KEY
+
 SCRIPT = Path(sys.executable).with_name("smartmca-emulator")
 
 
@@ -26,7 +28,7 @@ def test_console_script_serves_the_reference_curl_example() -> None:
         # As in the API reference's cURL example, with the emulator's base URL and key.
         out = subprocess.run(
             ["curl", "-sS", "-X", "POST", f"{url}/api/public/v1/workflows/trigger",
-             "-H", "Authorization: Bearer smca_test_full", "-H", "Content-Type: application/json",
+             "-H", f"Authorization: Bearer {FULL_KEY}", "-H", "Content-Type: application/json",
              "-d", json.dumps({"workflowType": "wf_deal_onboarding", "entityType": "deal", "entityId": "deal_456"}),
              "-w", "\n%{http_code}"],
             capture_output=True, text=True, timeout=20, check=True,

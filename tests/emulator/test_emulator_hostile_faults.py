@@ -12,10 +12,10 @@ import pytest
 import requests
 from emu_helpers import FULL, Api
 
-from airflow_provider_smartmca.testing import Emulator, EmulatorConfigError
+from airflow_provider_smartmca.testing import FULL_KEY, Emulator, EmulatorConfigError
 
 TRIGGER_BODY = {"workflowType": "wf_deal_onboarding", "entityType": "deal", "entityId": "d_h"}
-KEY = "smca_test_full"
+KEY = FULL_KEY
 
 
 def _raw(emu: Emulator, method: str, path: str, body: Any = None) -> http.client.HTTPResponse:

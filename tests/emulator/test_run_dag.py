@@ -141,7 +141,7 @@ import airflow_provider_smartmca.testing as testing
 cheap = "airflow" not in sys.modules and "airflow_provider_smartmca.testing.dag_runner" not in sys.modules
 with testing.Emulator({"durations": {"pending_seconds": 0.05, "node_seconds": 0.02}}) as emu:
     os.environ["AIRFLOW_CONN_SMARTMCA_DEFAULT"] = json.dumps(
-        {"conn_type": "smartmca", "host": emu.base_url, "password": "smca_test_full"}
+        {"conn_type": "smartmca", "host": emu.base_url, "password": testing.FULL_KEY}
     )
     result = testing.run_dag(sys.argv[1])
 print("RESULT " + json.dumps({

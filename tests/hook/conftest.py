@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_smartmca.hooks import SmartMCAHook
-
-FULL_KEY = "smca_test_full"
+from airflow_provider_smartmca.testing import FULL_KEY
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ import pytest
 
 from airflow_provider_smartmca.check import DIFFERS, HOLDS, UNCHECKED, main
 from airflow_provider_smartmca.client.contract import SHAPES
-from airflow_provider_smartmca.testing import DRIFTS
+from airflow_provider_smartmca.testing import DRIFTS, FULL_KEY, READ_KEY
 from airflow_provider_smartmca.testing.server import Emulator
 
-FULL_KEY = "smca_test_full"
 SCRIPT = Path(sys.executable).with_name("smartmca-check")
 
 # drift -> what the differing rows must name (exit 1); None: a read-only probe cannot see it (exit 0).
@@ -182,7 +181,7 @@ def test_no_executions_yet_is_reported_as_cannot_be_checked(smartmca_emulator: E
 
 
 def test_the_write_scopes_are_never_claimed(hook, populated: Emulator, capsys, monkeypatch):
-    monkeypatch.setenv("CHECK_KEY", "smca_test_read")  # workflows:read only
+    monkeypatch.setenv("CHECK_KEY", READ_KEY)  # workflows:read only
     code, report, text = run_json(capsys, "--base-url", populated.base_url, "--key-env", "CHECK_KEY")
     assert code == 0
     scopes = {
@@ -193,7 +192,7 @@ def test_the_write_scopes_are_never_claimed(hook, populated: Emulator, capsys, m
     assert scopes["the key holds workflows:read"]["verdict"] == HOLDS
     assert scopes["the key holds workflows:trigger"]["verdict"] == UNCHECKED
     assert scopes["the key holds underwriting:trigger"]["verdict"] == UNCHECKED
-    assert_no_key(text, "smca_test_read")
+    assert_no_key(text, READ_KEY)
 
 
 def test_a_refused_key_differs_and_is_never_printed(smartmca_emulator: Emulator, capsys, monkeypatch):

@@ -21,8 +21,9 @@ from airflow_provider_smartmca.client.settings import (
     settings_from_connection,
 )
 from airflow_provider_smartmca.errors import SmartMCAConfigError
+from airflow_provider_smartmca.testing import FULL_KEY
 
-KEY = "smca_test_full"
+KEY = FULL_KEY
 
 
 def from_extra(**extra: object) -> ClientSettings:

@@ -23,7 +23,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAExecutionError,
     SmartMCAExecutionTimeoutError,
 )
-from airflow_provider_smartmca.testing import DRIFTS
+from airflow_provider_smartmca.testing import DRIFTS, FULL_KEY
 
 RAW = (KeyError, TypeError, AttributeError, ValueError, IndexError)
 ATTEMPTS = 1 + CONTRACT_RETRIES  # a read whose answer breaks the contract is sent this many times
@@ -74,7 +74,7 @@ def assert_named(exc: BaseException, endpoint: str, field: str) -> None:
     assert not isinstance(exc, RAW)
     assert exc.endpoint == endpoint and exc.field == field
     assert field in str(exc)
-    assert "smca_test_full" not in str(exc)
+    assert FULL_KEY not in str(exc)
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_test_connection_validates_the_shape_of_its_one_call(hook, smartmca_emul
     assert ok is False
     assert field in message and "list_workflows" in message
     assert smartmca_emulator.count(route="list_workflows") == 1  # one cheap call, no retries
-    assert "smca_test_full" not in message
+    assert FULL_KEY not in message
 
 
 def test_test_connection_passes_on_a_drift_it_does_not_read(hook, smartmca_emulator):

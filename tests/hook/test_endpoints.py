@@ -14,6 +14,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCAScopeError,
 )
 from airflow_provider_smartmca.hooks import SmartMCAHook
+from airflow_provider_smartmca.testing import READ_KEY
 
 
 def test_list_workflows_with_filters(hook):
@@ -109,7 +110,7 @@ def test_unknown_key_is_auth_error(make_hook):
 
 
 def test_403_without_declared_scopes_names_the_scope(make_hook, smartmca_emulator):
-    hook = make_hook(key="smca_test_read")
+    hook = make_hook(key=READ_KEY)
     with pytest.raises(SmartMCAScopeError) as err:
         hook.trigger_workflow("wf_deal_onboarding", "deal", "d1")
     assert err.value.scope == "workflows:trigger" and "workflows:trigger" in str(err.value)
@@ -117,7 +118,7 @@ def test_403_without_declared_scopes_names_the_scope(make_hook, smartmca_emulato
 
 
 def test_declared_scopes_fail_before_any_request(make_hook, smartmca_emulator):
-    hook = make_hook(key="smca_test_read", extra={"scopes": "workflows:read"})
+    hook = make_hook(key=READ_KEY, extra={"scopes": "workflows:read"})
     before = len(smartmca_emulator.requests)
     with pytest.raises(SmartMCAScopeError, match=r"assign_underwriter needs scope 'underwriting:trigger'"):
         hook.assign_underwriter("app_1", {"underwriterId": "u1"})

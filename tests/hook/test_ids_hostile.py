@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.settings import ClientSettings
 from airflow_provider_smartmca.errors import SmartMCANotFoundError, SmartMCAValidationError
+from airflow_provider_smartmca.testing import FULL_KEY
 from airflow_provider_smartmca.triggers import ExecutionTrigger
 
 PREFIX = "/api/public/v1/workflows/executions/"
@@ -101,7 +102,7 @@ def test_hook_refuses_before_any_request(make_hook, smartmca_emulator, method, f
 def test_the_trailing_slash_list_is_really_answered(make_hook, smartmca_emulator):
     """The emulator mode this file relies on: the list answers the empty-id URL."""
     smartmca_emulator.configure(trailing_slash_list=True)
-    key = {"Authorization": "Bearer smca_test_full"}
+    key = {"Authorization": f"Bearer {FULL_KEY}"}
     answer = requests.get(smartmca_emulator.api_url + "/workflows/executions/", headers=key, timeout=5)
     assert answer.status_code == 200 and "data" in answer.json()
 
@@ -137,7 +138,7 @@ def test_server_receives_exactly_the_accepted_id_async(smartmca_emulator, value)
     smartmca_emulator.configure(trailing_slash_list=True)
     from airflow_provider_smartmca.client.aio import shared_session
 
-    settings_ = ClientSettings(base_url=smartmca_emulator.base_url, api_key="smca_test_full", verify_ssl=True)
+    settings_ = ClientSettings(base_url=smartmca_emulator.base_url, api_key=FULL_KEY, verify_ssl=True)
 
     async def send() -> int:
         async with shared_session(settings_) as client:

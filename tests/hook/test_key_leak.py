@@ -10,8 +10,9 @@ from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.protocol import RawResponse, build_request, error_for_status
 from airflow_provider_smartmca.client.settings import ClientSettings
 from airflow_provider_smartmca.errors import SmartMCAError
+from airflow_provider_smartmca.testing import FULL_KEY
 
-KEY = "smca_test_full"
+KEY = FULL_KEY
 
 
 def _every_call(hook, started):

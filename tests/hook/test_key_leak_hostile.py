@@ -33,6 +33,7 @@ from airflow_provider_smartmca.client.protocol import (
 from airflow_provider_smartmca.client.settings import ClientSettings
 from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAInvalidResponseError, SmartMCAScopeError
 from airflow_provider_smartmca.hooks import SmartMCAHook
+from airflow_provider_smartmca.testing import FULL_KEY
 from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionTrigger
 
@@ -292,7 +293,7 @@ def test_redirect_location_with_the_key_percent_encoded():
 
 # --- against the emulator: it echoes the request's Authorization header ----------------------------
 
-EMU_KEY = "smca_test_full"  # the key make_hook and the trigger's connection send
+EMU_KEY = FULL_KEY  # the key make_hook and the trigger's connection send
 ECHOES = [
     pytest.param({"echo_in": "body"}, id="500-text-key-at-270"),
     pytest.param({"echo_in": "json_body"}, id="500-json-error-message"),

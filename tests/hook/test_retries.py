@@ -158,6 +158,8 @@ def test_patiently_raises_final_errors_at_once_and_gives_up_after_patience(make_
         hook.patiently(hook.get_workflow, "wf_missing")
     assert smartmca_emulator.count(route="get_workflow") == 1
     smartmca_emulator.add_fault("status", route="get_workflow", status=503, count=1000)
-    with pytest.raises(SmartMCAServerError):
+    # It gives up with the last 503, or (on a loaded machine) with the timeout of the request that
+    # the deadline cut short.
+    with pytest.raises((SmartMCAServerError, SmartMCAConnectionError)):
         hook.patiently(hook.get_workflow, "wf_deal_onboarding", patience=0.3)
     assert 2 <= smartmca_emulator.count(route="get_workflow", status=503) < 1000

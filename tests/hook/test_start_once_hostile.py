@@ -23,8 +23,8 @@ import requests
 
 from airflow_provider_smartmca.errors import SmartMCAAmbiguousTriggerError, SmartMCAError
 from airflow_provider_smartmca.hooks import smartmca as hook_module
+from airflow_provider_smartmca.testing import FULL_KEY
 
-FULL_KEY = "smca_test_full"
 # The start-once rewrite moved the logic into hooks/start_once.py and the intent callback into an
 # argument; before it, the hook had a ``post_intent_listener`` attribute and returned dicts.
 NEW_API = hasattr(hook_module, "start_once")

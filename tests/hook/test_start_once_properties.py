@@ -90,6 +90,7 @@ import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_smartmca.testing import FULL_KEY
 from airflow_provider_smartmca.testing.catalog import ALL_SCOPES, DEFAULT_KEYS
 from airflow_provider_smartmca.testing.proxy import Proxy
 from airflow_provider_smartmca.testing.pytest_plugin import FAST_CONFIG
@@ -100,7 +101,7 @@ EXAMPLES = int(os.environ.get("SMARTMCA_PROPERTY_EXAMPLES", "300"))
 TRIES = 3  # retries=2
 # This task's keys (one cannot read executions), and the concurrent actor's.
 KEYS = {
-    "full": ("smca_test_full", list(ALL_SCOPES)),
+    "full": (FULL_KEY, list(ALL_SCOPES)),
     "blind": ("smca_test_blind", ["workflows:trigger", "underwriting:trigger"]),
     "other": ("smca_test_other", list(ALL_SCOPES)),
 }
@@ -109,7 +110,7 @@ HOLD_TIMEOUT = 0.3  # the client's total limit per request in a schedule whose P
 # A snapshot answered 503 for ever (snapshot_503=None) is ridden out until the start's budget is
 # spent: small settings keep that budget (StartBudget) near a second, and every try must keep it.
 STORM_SETTINGS = {"timeout": 0.02, "retry_min_wait": 0.02, "retry_max_wait": 0.02}
-STORM_MARGIN = 2.0  # seconds of CPU and scheduling on a loaded machine
+STORM_MARGIN = 5.0  # seconds of CPU and scheduling on a loaded machine (3.4 s seen at load 10)
 
 # operation -> (operator class name, route, path template, body, the workflow it starts, entity type)
 OPERATIONS: dict[str, tuple[str, str, str, dict[str, Any], str, str]] = {

@@ -30,12 +30,13 @@ from airflow_provider_smartmca.errors import (
     SmartMCAInvalidResponseError,
     SmartMCAServerError,
 )
+from airflow_provider_smartmca.testing import FULL_KEY
 from airflow_provider_smartmca.testing.proxy import Proxy
 from airflow_provider_smartmca.testing.pytest_plugin import FAST_CONFIG
 from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.testing.tls import self_signed_cert
 
-KEY = "smca_test_full"
+KEY = FULL_KEY
 HUGE = 800_000_000
 CAP = 4 * 1024 * 1024
 ENV_VARS = (

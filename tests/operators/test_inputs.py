@@ -13,6 +13,7 @@ from airflow_provider_smartmca.operators import (
     ChangeApplicationStatusOperator,
     TriggerWorkflowOperator,
 )
+from airflow_provider_smartmca.testing import READ_KEY
 from airflow_provider_smartmca.testing.pytest_plugin import FULL_KEY, connection_json
 from tests.operators.helpers import FAILURE_TYPES, FAILURES
 
@@ -118,7 +119,7 @@ with DAG("{dag_id}", schedule=None, default_args={"retries": 3, "on_failure_call
 
 def test_missing_scope_403_fails_at_once_without_retries(run_dag, smartmca_emulator, monkeypatch):
     # A read-only key that declares no scopes locally: the server answers 403.
-    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", connection_json(smartmca_emulator, "smca_test_read"))
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", connection_json(smartmca_emulator, READ_KEY))
     result = run_dag(FORBIDDEN_DAG)
     assert result.task_states == {"trigger": "failed", "assign": "failed"}
     assert smartmca_emulator.count(route="trigger", status=403) == 1

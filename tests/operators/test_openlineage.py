@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_smartmca.testing import FULL_KEY
+
 #: task_id -> the OperatorLineage (or None) its callback read.
 LINEAGE: dict[str, Any] = {}
 
@@ -60,7 +62,7 @@ def lineage_connection(smartmca_emulator, monkeypatch) -> None:
     conn = {
         "conn_type": "smartmca",
         "host": smartmca_emulator.base_url,
-        "password": "smca_test_full",
+        "password": FULL_KEY,
         "extra": {"execution_url_template": URL, "retry_min_wait": 0.01, "retry_max_wait": 0.05},
     }
     monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", json.dumps(conn))

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_smartmca.testing import Emulator
+from airflow_provider_smartmca.testing import FULL_KEY, Emulator
 from tests.provider.airflow_cli import AIRFLOW
 
-KEY = "smca_test_full"
+KEY = FULL_KEY
 CHECK = str(Path(sys.executable).with_name("smartmca-check"))
 
 

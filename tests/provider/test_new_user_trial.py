@@ -26,11 +26,11 @@ from airflow_provider_smartmca.client.transport import Route, tls_failure
 from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAValidationError
 from airflow_provider_smartmca.hooks import SmartMCAHook
 from airflow_provider_smartmca.operators import TriggerWorkflowOperator
-from airflow_provider_smartmca.testing import Emulator
+from airflow_provider_smartmca.testing import FULL_KEY, Emulator
 from airflow_provider_smartmca.testing.cli import DEFAULT_PORT, _parser
 from airflow_provider_smartmca.triggers import ExecutionTrigger
 
-KEY = "smca_test_full"
+KEY = FULL_KEY
 SCRIPT = Path(sys.executable).with_name("smartmca-emulator")
 
 

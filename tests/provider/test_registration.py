@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_smartmca.get_provider_info import get_provider_info
+from airflow_provider_smartmca.testing import TRIGGER_KEY
 from tests.provider.airflow_cli import AIRFLOW, json_out
 
 
@@ -90,7 +91,7 @@ def test_airflow_connections_add_then_hook_uses_it(smartmca_emulator):
     extra = json.dumps({"scopes": "workflows:read workflows:trigger"})
     _airflow(
         "connections", "add", conn_id, "--conn-type", "smartmca", "--conn-host", smartmca_emulator.base_url,
-        "--conn-password", "smca_test_trigger", "--conn-extra", extra,
+        "--conn-password", TRIGGER_KEY, "--conn-extra", extra,
     )  # fmt: skip
     try:
         shown = json_out(_airflow("connections", "get", conn_id, "--output", "json"))

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_smartmca.testing import FULL_KEY
 from airflow_provider_smartmca.testing.server import Emulator
 
-FULL_KEY = "smca_test_full"
 NOREAD_KEY = "smca_test_noread_9f3c"  # accepted by the server, but lacks workflows:read -> 403
 WRONG_KEY = "smca_wrong_key_7e21"  # unknown to the server -> 401
 
@@ -83,10 +83,12 @@ def _waited_for_a_cpu() -> float:
 
 @pytest.fixture
 def loop_blocks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The callbacks of this thread's event loops (not the emulator's) that held the loop for
-    50 ms or more (computing, sleeping or waiting on I/O), not counting the time the OS kept the
-    thread waiting for a CPU: a loaded machine preempts a callback, it does not make the callback
-    block. (asyncio's debug mode times callbacks by the wall clock alone, so a busy machine trips it.)"""
+    """The callbacks of this thread's event loops (not the emulator's) that held the loop: 50 ms
+    or more of this thread's CPU (computing), or 0.5 s or more of wall time (sleeping or waiting
+    on I/O), not counting the time the OS kept the thread waiting for a CPU. A loaded machine
+    preempts a callback and makes it wait for the GIL (the emulator runs in this process); it does
+    not make the callback block. (asyncio's debug mode times callbacks by the wall clock alone, so a
+    busy machine trips it.)"""
     if not os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat"):
         pytest.skip("needs Linux schedstat to tell a blocking callback from a preempted one")
     blocks: list[str] = []
@@ -96,13 +98,14 @@ def loop_blocks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def timed(handle: asyncio.Handle) -> None:
         if threading.get_ident() != test_thread:
             return run(handle)
-        started, waited = time.perf_counter(), _waited_for_a_cpu()
+        started, cpu, waited = time.perf_counter(), time.thread_time(), _waited_for_a_cpu()
         try:
             run(handle)
         finally:
+            cpu = time.thread_time() - cpu
             held = time.perf_counter() - started - (_waited_for_a_cpu() - waited)
-            if held >= 0.05:
-                blocks.append(f"{handle!r} held the loop for {held:.3f} s")
+            if cpu >= 0.05 or held >= 0.5:
+                blocks.append(f"{handle!r} held the loop for {held:.3f} s ({cpu:.3f} s of CPU)")
 
     monkeypatch.setattr(asyncio.events.Handle, "_run", timed)
     return blocks

@@ -23,11 +23,12 @@ import pytest
 
 from airflow_provider_smartmca.client import aio
 from airflow_provider_smartmca.errors import SmartMCAValidationError
+from airflow_provider_smartmca.testing import FULL_KEY
 from airflow_provider_smartmca.testing.server import Emulator
 from airflow_provider_smartmca.triggers import ExecutionTrigger, budget, context, poller
 from tests.triggers.conftest import conn_json
 
-KEY = "smca_test_full"
+KEY = FULL_KEY
 POLL = 0.2
 CONFIG = {
     "keys": {
@@ -231,17 +232,42 @@ def test_waits_on_one_execution_share_its_get(emu: Emulator) -> None:
     assert len(new) <= elapsed / POLL + 1  # one GET a round for all five
 
 
+@pytest.fixture
+def manual_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """An emulator whose clock moves only when the test advances it."""
+    with Emulator(CONFIG, clock="manual") as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn_json(emu, KEY, timeout=2))
+        yield emu
+
+
 def test_lists_that_change_between_pages_cost_gets_never_a_wrong_verdict(
-    emu: Emulator, metrics: Metrics
+    manual_emu: Emulator, metrics: Metrics
 ) -> None:
-    # 250 executions of 7.5 s each: three pages a round. They end one after another (as they
-    # were started), and each page takes 0.1 s, so executions end between the pages of a round
-    # and the later pages shift: some running executions are on none of the pages. 7.5 s leaves
-    # room for a slow machine to start all 250 before the first one ends (CI took over 3 s).
-    ids = start(emu, "wf_staggered_slow", 250, spacing=0.004)
+    # 250 executions of 7.7 s each, started 4 ms apart on the emulator's clock, which stands still
+    # while they start (however slow the machine) and then runs with the wall clock: three pages a
+    # round. They end one after another, and each page takes 0.1 s, so executions end between the
+    # pages of a round and the later pages shift: some running executions are on none of the pages.
+    emu = manual_emu
+    ids = []
+    for _ in range(250):
+        ids += start(emu, "wf_staggered_slow")
+        emu.advance(0.004)
+    emu.advance(0.2)  # the last one started is running too
     emu.add_fault("latency", route="list_executions", latency=0.1, count=10_000)
     before = emu.requests[-1].id
-    events = asyncio.run(all_events([trig(i, "wf_staggered_slow", deadline_in=40) for i in ids]))
+    done = threading.Event()
+
+    def clock() -> None:  # from here on, the emulator's clock runs with the wall clock
+        while not done.wait(0.05):
+            emu.advance(0.05)
+
+    ticker = threading.Thread(target=clock, daemon=True)
+    ticker.start()
+    try:
+        events = asyncio.run(all_events([trig(i, "wf_staggered_slow", deadline_in=40) for i in ids]))
+    finally:
+        done.set()
+        ticker.join(5)
     for execution_id, event in zip(ids, events, strict=True):
         assert event["status"] == expected_event(final_status(emu, execution_id)), execution_id
         assert gets_of(emu, execution_id, before)  # ended by a GET
