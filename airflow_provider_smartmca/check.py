@@ -372,14 +372,12 @@ def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[
         read = (
             row(HOLDS, f"{reached} GET(s) answered 2xx") if reached else row(UNCHECKED, "no GET was answered")
         )
-    posts: dict[str, list[str]] = {}  # the write scopes, with the POSTs that need each
-    for endpoint in ENDPOINTS.values():
-        if endpoint.method == "POST":
-            posts.setdefault(endpoint.scope, []).append(endpoint.path.rsplit("/", 1)[1])
-    why = {scope: _NO_POST + _declared(scope, declared) for scope in posts}
-    return [read] + [
-        Row(f"the key holds {s} (POST {', '.join(p)})", UNCHECKED, why[s]) for s, p in posts.items()
-    ]
+    posts = [e for e in ENDPOINTS.values() if e.method == "POST"]  # the write scopes, with their POSTs
+    scopes = {
+        e.scope: ", ".join(p.path.rsplit("/", 1)[1] for p in posts if p.scope == e.scope) for e in posts
+    }
+    why = {scope: _NO_POST + _declared(scope, declared) for scope in scopes}
+    return [read] + [Row(f"the key holds {s} (POST {what})", UNCHECKED, why[s]) for s, what in scopes.items()]
 
 
 def _declared(scope: str, declared: frozenset[str] | None) -> str:

@@ -139,11 +139,8 @@ class WatermarkRecord:
             raise ValueError(
                 "malformed watermark: 'active' must be a list of ids, 'fired' an object of times"
             )
-        return cls(  # ValueError: not a time
-            since=None if since is None else contract.parse_timestamp(since),
-            active=frozenset(active),
-            fired={k: contract.parse_timestamp(v) for k, v in fired.items()},
-        )
+        fired = {k: contract.parse_timestamp(v) for k, v in fired.items()}  # ValueError: not a time
+        return cls(None if since is None else contract.parse_timestamp(since), frozenset(active), fired)
 
 
 class _WatermarkStore:
@@ -224,9 +221,7 @@ class _Poll:
         result: contract.ExecutionPage = await self._send("list_executions", query=query)
         self.now = self.now or result.server_time
         self.listed = self.listed or bool(result.items)
-        stamps = (
-            s for i in result.items for s in (i.started_at, i.completed_at) if s is not None and s > _NEVER
-        )
+        stamps = (s for i in result.items for s in (i.started_at, i.completed_at) if s and s > _NEVER)
         t = self.trigger
         t._newest = max(filter(None, (t._newest, *stamps)), default=None)
         return result
@@ -288,9 +283,8 @@ class _Poll:
         walk = ListingWalk(PAGE_LIMIT, MAX_WINDOW_PAGES, since=start, sorts=t._sorts)
         found = await self._walk(status, walk, _WINDOW_CAPPED)
         if walk.sorts is False and t._sorts is None:
-            t.log.warning(
-                "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
-            )
+            msg = "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
+            t.log.warning(msg)
         t._sorts = walk.sorts
         return found
 
@@ -352,11 +346,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
         super().__init__()
         self.conn_id = common.check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
         if isinstance(statuses, str) or not statuses or any(s not in WATCHABLE_STATUSES for s in statuses):
-            raise errors.SmartMCAValidationError(
-                "statuses",
-                f"must be a non-empty list of {', '.join(WATCHABLE_STATUSES)}; got {statuses!r}",
-                operation=_OP,
-            )
+            why = f"must be a non-empty list of {', '.join(WATCHABLE_STATUSES)}; got {statuses!r}"
+            raise errors.SmartMCAValidationError("statuses", why, operation=_OP)
         self.workflow_type = common.optional_id("workflow_type", workflow_type, _OP)
         self.entity_type = common.optional_id("entity_type", entity_type, _OP)
         self.statuses = tuple(dict.fromkeys(statuses))
@@ -414,12 +405,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
                 # Nothing moved: the next poll reads the same window again. Never an end.
                 failures += 1
                 incr("watcher.failed_polls")
-                log = self.log.warning if failures < 5 else self.log.error
-                log(
-                    "SmartMCA watcher poll failed (%d in a row); events are delayed, not lost: %s",
-                    failures,
-                    exc,
-                )
+                msg = "SmartMCA watcher poll failed (%d in a row); events are delayed, not lost: %s"
+                (self.log.warning if failures < 5 else self.log.error)(msg, failures, exc)
             else:
                 incr("watcher.events", len(fired))
                 for e in fired:
@@ -458,9 +445,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
         already = dict(record.fired)
         fired = {k: v for k, v in listed.items() if k not in already}
         # Tracked executions that left the active lists and were not in a window: GET each.
-        later = await self._read_gone(
-            poll, sorted(record.active - active_now - listed.keys()), already, fired
-        )
+        gone = sorted(record.active - active_now - listed.keys())
+        later = await self._read_gone(poll, gone, already, fired)
         # Keep what the next window can still show, so that it is not fired again: by start time,
         # and anything a window listed this time (an item without startedAt is in every window).
         now = now or since
@@ -469,9 +455,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         if now is not None:
             horizon = self._back(now, MARGIN + timedelta(seconds=self.poll_interval))
             already = {k: v for k, v in already.items() if v >= horizon or k in listed}
-        return list(fired.values()), WatermarkRecord(
-            since=now, active=frozenset(active_now | later), fired=already
-        )
+        return list(fired.values()), WatermarkRecord(now, frozenset(active_now | later), already)
 
     async def _listed(self, poll: _Poll, start: datetime | None) -> dict[str, Execution]:
         """The items of the watched statuses' windows from ``start``, by id (a server may list others)."""
@@ -532,12 +516,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
         except OverflowError:
             if not self._clamped:
                 self._clamped = True
-                self.log.warning(
-                    "SmartMCA's clock reads %s: reaching back %s s from it goes before year 1; "
-                    "reading from the earliest time instead",
-                    stamp.isoformat(),
-                    by.total_seconds(),
-                )
+                msg = "SmartMCA's clock reads %s: reaching back %s s from it goes before year 1; reading from the earliest time instead"
+                self.log.warning(msg, stamp.isoformat(), by.total_seconds())
             return _EARLIEST
 
     def _matches(self, execution: Execution) -> bool:
