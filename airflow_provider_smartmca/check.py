@@ -36,12 +36,7 @@ from typing import Any
 
 from airflow_provider_smartmca.client import contract, protocol
 from airflow_provider_smartmca.client.contract import Execution, ExecutionPage
-from airflow_provider_smartmca.client.endpoints import (
-    ENDPOINTS,
-    SCOPE_READ,
-    SCOPE_TRIGGER,
-    SCOPE_UNDERWRITING,
-)
+from airflow_provider_smartmca.client.endpoints import ENDPOINTS, SCOPE_READ
 from airflow_provider_smartmca.client.listing import ListingWalk, proves_sorting
 from airflow_provider_smartmca.client.sync import SyncClient
 from airflow_provider_smartmca.errors import (
@@ -180,7 +175,8 @@ def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
 def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
     """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
     specs = contract.SHAPES[shape]
-    labels = [_object_label(label)] + [_field_label(label, spec) for spec in specs]
+    labels = [f"{label}: items are JSON objects" if label.endswith("]") else f"{label}: a JSON object"]
+    labels += [_field_label(label, spec) for spec in specs]
     if not objects:
         return [Row(text, UNCHECKED, why_none) for text in labels]
     endpoint = label.split()[0]
@@ -202,10 +198,6 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
         rows.append(Row(f"{label}: other keys are ignored", HOLDS, f"also present: {shown}"))
     return rows
-
-
-def _object_label(label: str) -> str:
-    return f"{label}: items are JSON objects" if label.endswith("]") else f"{label}: a JSON object"
 
 
 def _field_label(label: str, spec: contract.Field) -> str:
@@ -380,13 +372,12 @@ def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[
         read = (
             row(HOLDS, f"{reached} GET(s) answered 2xx") if reached else row(UNCHECKED, "no GET was answered")
         )
-    return [read] + [
-        Row(f"the key holds {scope} ({what})", UNCHECKED, _NO_POST + _declared(scope, declared))
-        for scope, what in (
-            (SCOPE_TRIGGER, "POST trigger, change-status, advance-stage"),
-            (SCOPE_UNDERWRITING, "POST assign-underwriter"),
-        )
-    ]
+    posts = [e for e in ENDPOINTS.values() if e.method == "POST"]  # the write scopes, with their POSTs
+    scopes = {
+        e.scope: ", ".join(p.path.rsplit("/", 1)[1] for p in posts if p.scope == e.scope) for e in posts
+    }
+    why = {scope: _NO_POST + _declared(scope, declared) for scope in scopes}
+    return [read] + [Row(f"the key holds {s} (POST {what})", UNCHECKED, why[s]) for s, what in scopes.items()]
 
 
 def _declared(scope: str, declared: frozenset[str] | None) -> str:
@@ -397,26 +388,20 @@ def _declared(scope: str, declared: frozenset[str] | None) -> str:
 
 
 #: What only a POST, an ended run or a failing call shows: (assumption, why it cannot be checked).
-_UNCHECKABLE = (
-    ("application action bodies (status, reason, underwriterId) (assumed)", _NO_POST),
-    (
-        "an application action's 2xx without executionId (or empty) means done, nothing to wait for (assumed)",
-        _NO_POST,
-    ),
-    ("completed is success; failed, cancelled are failures; others wait (assumed)", "needs an ended run"),
-    (
-        "error bodies {error: {message, requiredScope}}; 429 carries Retry-After (assumed)",
-        "needs a failing call",
-    ),
-)
+_UNCHECKABLE = {
+    "application action bodies (status, reason, underwriterId) (assumed)": _NO_POST,
+    "an application action's 2xx without executionId (or empty) means done, nothing to wait for (assumed)": _NO_POST,
+    "completed is success; failed, cancelled are failures; others wait (assumed)": "needs an ended run",
+    "error bodies {error: {message, requiredScope}}; 429 carries Retry-After (assumed)": "needs a failing call",
+}
 
 
 def _post_rows() -> list[Row]:
     shapes = (("trigger_workflow 202", "trigger response"), ("application action 2xx", "action response"))
-    fields = [
-        (_field_label(label, spec), _NO_POST) for label, shape in shapes for spec in contract.SHAPES[shape]
-    ]
-    return [Row(assumption, UNCHECKED, why) for assumption, why in [*fields, *_UNCHECKABLE]]
+    fields = {
+        _field_label(label, spec): _NO_POST for label, shape in shapes for spec in contract.SHAPES[shape]
+    }
+    return [Row(assumption, UNCHECKED, why) for assumption, why in (fields | _UNCHECKABLE).items()]
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -523,24 +508,13 @@ def render_table(rows: list[Row], target: str) -> str:
 
 
 #: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first.
-_CAUSES: list[tuple[str, str]] = [
-    (
-        r"^HTTP 401",
-        "the API key is refused (HTTP 401): check the key (the connection's password) and that it "
-        "is not revoked.",
-    ),
-    (r"^HTTP 403", f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}."),
-    (
-        r"which the connection does not declare",
-        f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
-    ),
-    (
-        r"the server did not receive it|the server may have received it",
-        "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the "
-        "base URL and the network.",
-    ),
-    (r"^HTTP 5", "the API answers server errors (HTTP 5xx), even after retries: try again later."),
-]
+_CAUSES = {
+    r"^HTTP 401": "the API key is refused (HTTP 401): check the key (the connection's password) and that it is not revoked.",
+    r"^HTTP 403": f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}.",
+    r"which the connection does not declare": f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
+    r"the server did not receive it|the server may have received it": "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the base URL and the network.",
+    r"^HTTP 5": "the API answers server errors (HTTP 5xx), even after retries: try again later.",
+}
 
 
 def summary(rows: list[Row]) -> str:
@@ -550,7 +524,7 @@ def summary(rows: list[Row]) -> str:
     if not count[DIFFERS]:
         return f"{head}: every assumption a read-only probe can check holds."
     seen = [r.seen for r in rows if r.verdict == DIFFERS]
-    for pattern, cause in _CAUSES:
+    for pattern, cause in _CAUSES.items():
         if any(re.search(pattern, text) for text in seen):
             return f"{head}: {cause}"
     return (
@@ -601,14 +575,13 @@ def _quiet() -> Iterator[None]:
     would interleave with the table (failures are in the rows), and Airflow 3.0's BaseHook prints
     "Connection Retrieved" to stdout, which would break --json.
     """
-    loggers = [logging.getLogger(name) for name in ("airflow_provider_smartmca", "airflow")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
+    levels = {log: log.level for log in map(logging.getLogger, ("airflow_provider_smartmca", "airflow"))}
+    for logger in levels:
         logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
+        for logger, level in levels.items():
             logger.setLevel(level)
 
 

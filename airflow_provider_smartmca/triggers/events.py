@@ -43,34 +43,18 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_smartmca.client import protocol
-from airflow_provider_smartmca.client.contract import (
-    ACTIVE_STATUSES,
-    FAILED_STATUSES,
-    SUCCESS_STATUS,
-    Execution,
-    ExecutionPage,
-    parse_timestamp,
-)
+import airflow_provider_smartmca.triggers.execution as common
+from airflow_provider_smartmca import errors
+from airflow_provider_smartmca.client import contract, protocol
+from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, SUCCESS_STATUS, Execution
 from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.settings import check_number
-from airflow_provider_smartmca.errors import (
-    SmartMCAAuthError,
-    SmartMCAError,
-    SmartMCANotFoundError,
-    SmartMCAValidationError,
-)
-from airflow_provider_smartmca.triggers.execution import (
-    JITTER,
-    check_trigger_kwargs,
-    optional_id,
-    trigger_kwargs,
-)
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
@@ -79,7 +63,7 @@ if TYPE_CHECKING:
 
 _OP = "ExecutionEventTrigger"
 #: Final statuses a watcher may report.
-WATCHABLE_STATUSES = (SUCCESS_STATUS, *sorted(FAILED_STATUSES))
+WATCHABLE_STATUSES = (SUCCESS_STATUS, *sorted(contract.FAILED_STATUSES))
 #: The ``asset_state_store`` key of the watermark.
 STATE_KEY = "smartmca_execution_watermark"
 #: The window reaches this far before the previous poll: rows that become visible late (a
@@ -135,12 +119,9 @@ class WatermarkRecord:
     fired: dict[str, datetime] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.VERSION,
-            "since": None if self.since is None else self.since.isoformat(),
-            "active": sorted(self.active),
-            "fired": {k: v.isoformat() for k, v in sorted(self.fired.items())},
-        }
+        since = None if self.since is None else self.since.isoformat()
+        fired = {k: v.isoformat() for k, v in sorted(self.fired.items())}
+        return {"version": self.VERSION, "since": since, "active": sorted(self.active), "fired": fired}
 
     @classmethod
     def from_json(cls, data: Any) -> WatermarkRecord:
@@ -153,24 +134,13 @@ class WatermarkRecord:
             raise ValueError(f"not a version-{cls.VERSION} watermark")
         since, active, fired = data.get("since", 0), data.get("active"), data.get("fired")
         if not (
-            (since is None or isinstance(since, str))
-            and isinstance(active, list)
-            and all(isinstance(x, str) for x in active)
-            and isinstance(fired, dict)
-            and all(isinstance(x, str) for x in fired.values())
-        ):
+            isinstance(since, str | None) and isinstance(active, list) and isinstance(fired, dict)
+        ) or not all(isinstance(x, str) for x in (*active, *fired.values())):
             raise ValueError(
                 "malformed watermark: 'active' must be a list of ids, 'fired' an object of times"
             )
-        return cls(
-            since=None if since is None else parse_timestamp(since),  # ValueError: not a time
-            active=frozenset(active),
-            fired={k: parse_timestamp(v) for k, v in fired.items()},
-        )
-
-
-class _Unreadable(Exception):
-    """The stored watermark could not be read (the store failed)."""
+        fired = {k: contract.parse_timestamp(v) for k, v in fired.items()}  # ValueError: not a time
+        return cls(None if since is None else contract.parse_timestamp(since), frozenset(active), fired)
 
 
 class _WatermarkStore:
@@ -186,51 +156,49 @@ class _WatermarkStore:
 
     def __init__(self, accessors: Any, key: str, log: Any) -> None:
         self.key, self.log = key, log
-        self.targets: list[Any] = []
-        if accessors is not None:
-            # The public API reads a single asset's accessor directly; several need the mapping.
-            by_name = getattr(accessors, "_by_name", None)
-            by_uri = getattr(accessors, "_by_uri", None)
-            if isinstance(by_name, dict) and isinstance(by_uri, dict):
-                self.targets = [*by_name.values(), *by_uri.values()]
-            else:  # pragma: no cover - another Airflow's accessors object
-                self.targets = [accessors]
+        # The public API reads a single asset's accessor directly; several need the mapping.
+        by_name, by_uri = getattr(accessors, "_by_name", None), getattr(accessors, "_by_uri", None)
+        self.targets: list[Any] = [] if accessors is None else [accessors]
+        if isinstance(by_name, dict) and isinstance(by_uri, dict):
+            self.targets = [*by_name.values(), *by_uri.values()]
 
-    async def load(self) -> tuple[WatermarkRecord | None, bool]:
+    async def load(self, pause: float, lookback: float) -> tuple[WatermarkRecord | None, bool]:
         """
         The stored record, and whether this is the watcher's first start (nothing stored at all).
 
-        A record of another version, or unreadable, gives ``(None, False)``: not a first start,
-        so the watcher looks back instead of skipping what ended while it was down.
-
-        :raises _Unreadable: the store failed.
+        A store that fails is read again, :data:`LOAD_ATTEMPTS` times at most, ``pause`` seconds
+        apart at most. A record of another version, or a store that stays unreadable, gives
+        ``(None, False)``: not a first start, so the watcher looks back ``lookback`` seconds
+        instead of skipping what ended while it was down.
         """
-        records, foreign = [], False
-        for target in self.targets:
+        for attempt in range(LOAD_ATTEMPTS):
             try:
-                value = await target.aget(self.key)
+                values = [await target.aget(self.key) for target in self.targets]
+                break
             except Exception as exc:
-                raise _Unreadable(str(exc)) from None
-            if value is None:
-                continue
+                self.log.warning("SmartMCA watcher: could not read its watermark (%s)", exc)
+                if attempt + 1 < LOAD_ATTEMPTS:
+                    await asyncio.sleep(min(pause, 2.0**attempt))
+        else:
+            self.log.error(
+                "SmartMCA watcher: its watermark is unreadable; looking back %g s instead", lookback
+            )
+            return None, False
+        values, records = [value for value in values if value is not None], []
+        for value in values:
             try:
                 records.append(WatermarkRecord.from_json(value))
             except ValueError as exc:
-                foreign = True
                 self.log.warning("SmartMCA watcher: ignoring the stored watermark (%s); looking back", exc)
-        if records:
-            return min(records, key=lambda r: r.since or _NEVER), False
-        return None, not foreign
+        return min(records, key=lambda r: r.since or _NEVER, default=None), not values
 
     async def save(self, record: WatermarkRecord) -> None:
-        value = record.to_json()
         for target in self.targets:
             try:
-                await target.aset(self.key, value)
+                await target.aset(self.key, record.to_json())
             except Exception as exc:
-                self.log.warning(
-                    "SmartMCA watcher: could not save its watermark (%s); a restart may repeat events", exc
-                )
+                msg = "SmartMCA watcher: could not save its watermark (%s); a restart may repeat events"
+                self.log.warning(msg, exc)
 
 
 class _Poll:
@@ -241,32 +209,20 @@ class _Poll:
         self.settings: ClientSettings = budget.settings
         self.now: datetime | None = None  # the server's Date at the first response
         self.listed = False  # whether any list showed an item
+        self.query = partial(protocol.list_executions_query, trigger.workflow_type, trigger.entity_type)
 
     async def _send(self, name: str, **kwargs: Any) -> Any:
         request = protocol.build_request(self.settings, name, **kwargs)
         raw = await self.budget.send(self.client, request, timeout=self.settings.timeout)
         return protocol.parse_response(request, raw, self.settings)
 
-    async def _page(self, status: str, page: int, order: str = "desc") -> ExecutionPage:
-        t = self.trigger
-        result: ExecutionPage = await self._send(
-            "list_executions",
-            query=protocol.list_executions_query(
-                workflow_type=t.workflow_type,
-                entity_type=t.entity_type,
-                status=status,
-                page=page,
-                limit=PAGE_LIMIT,
-                sort_by="startedAt",
-                sort_order=order,
-            ),
-        )
-        if self.now is None:
-            self.now = result.server_time
+    async def _page(self, status: str, page: int, order: str = "desc") -> contract.ExecutionPage:
+        query = self.query(status=status, page=page, limit=PAGE_LIMIT, sort_order=order)
+        result: contract.ExecutionPage = await self._send("list_executions", query=query)
+        self.now = self.now or result.server_time
         self.listed = self.listed or bool(result.items)
-        stamps = (
-            s for i in result.items for s in (i.started_at, i.completed_at) if s is not None and s > _NEVER
-        )
+        stamps = (s for i in result.items for s in (i.started_at, i.completed_at) if s and s > _NEVER)
+        t = self.trigger
         t._newest = max(filter(None, (t._newest, *stamps)), default=None)
         return result
 
@@ -276,9 +232,8 @@ class _Poll:
         while (fetch := walk.next()) is not None:
             found += walk.feed(await self._page(status, fetch.page, fetch.order))
         if not walk.complete:
-            self.trigger.log.error(
-                "SmartMCA watcher: more than %d %s executions " + capped, walk.max_pages * PAGE_LIMIT, status
-            )
+            count = walk.max_pages * PAGE_LIMIT
+            self.trigger.log.error("SmartMCA watcher: more than %d %s executions " + capped, count, status)
         return found
 
     async def clock(self, since: datetime | None) -> datetime | None:
@@ -297,10 +252,9 @@ class _Poll:
         if t._newest is None:
             for status in t.statuses:
                 await self._page(status, 1)
-        newest = t._newest
-        if newest is None:  # items without timestamps: only Date tells the time
+        if t._newest is None:  # items without timestamps: only Date tells the time
             return self.now if self.listed else None
-        return newest if self.now is None else min(self.now, newest)
+        return t._newest if self.now is None else min(self.now, t._newest)
 
     async def active(self) -> set[str]:
         """
@@ -329,9 +283,8 @@ class _Poll:
         walk = ListingWalk(PAGE_LIMIT, MAX_WINDOW_PAGES, since=start, sorts=t._sorts)
         found = await self._walk(status, walk, _WINDOW_CAPPED)
         if walk.sorts is False and t._sorts is None:
-            t.log.warning(
-                "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
-            )
+            msg = "SmartMCA List Executions ignores sort_order: the watcher reads every page of each window"
+            t.log.warning(msg)
         t._sorts = walk.sorts
         return found
 
@@ -339,17 +292,17 @@ class _Poll:
         """The execution's reading; None when it cannot be read now (it stays tracked)."""
         try:
             result: Execution = await self._send("get_execution", path_params={"execution_id": execution_id})
-            return result
-        except SmartMCANotFoundError:
+        except errors.SmartMCANotFoundError:
             self.trigger.log.warning("SmartMCA execution %s is gone (404); no longer tracked", execution_id)
             return Execution(execution_id=execution_id, status=GONE)
-        except SmartMCAAuthError:
+        except errors.SmartMCAAuthError:
             raise
-        except SmartMCAError as exc:
+        except errors.SmartMCAError as exc:
             self.trigger.log.warning(
                 "SmartMCA watcher: reading %s failed (%s); trying next poll", execution_id, exc
             )
             return None
+        return result
 
 
 class ExecutionEventTrigger(BaseEventTrigger):
@@ -391,15 +344,12 @@ class ExecutionEventTrigger(BaseEventTrigger):
         version: int = KWARGS_VERSION,
     ) -> None:
         super().__init__()
-        self.conn_id = check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
+        self.conn_id = common.check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
         if isinstance(statuses, str) or not statuses or any(s not in WATCHABLE_STATUSES for s in statuses):
-            raise SmartMCAValidationError(
-                "statuses",
-                f"must be a non-empty list of {', '.join(WATCHABLE_STATUSES)}; got {statuses!r}",
-                operation=_OP,
-            )
-        self.workflow_type = optional_id("workflow_type", workflow_type, _OP)
-        self.entity_type = optional_id("entity_type", entity_type, _OP)
+            why = f"must be a non-empty list of {', '.join(WATCHABLE_STATUSES)}; got {statuses!r}"
+            raise errors.SmartMCAValidationError("statuses", why, operation=_OP)
+        self.workflow_type = common.optional_id("workflow_type", workflow_type, _OP)
+        self.entity_type = common.optional_id("entity_type", entity_type, _OP)
         self.statuses = tuple(dict.fromkeys(statuses))
         self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
         self.restart_lookback = check_number("restart_lookback", restart_lookback, operation=_OP)
@@ -412,7 +362,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and kwargs: plain JSON, no key. Equal kwargs make Airflow run one watcher."""
         names = ("conn_id", "workflow_type", "entity_type", "statuses", "poll_interval", "restart_lookback")
-        return trigger_kwargs(self, names, statuses=list(self.statuses))
+        return common.trigger_kwargs(self, names, statuses=list(self.statuses))
 
     @staticmethod
     def payload(execution: Execution) -> dict[str, Any]:
@@ -429,67 +379,42 @@ class ExecutionEventTrigger(BaseEventTrigger):
         filters = json.dumps([self.conn_id, self.workflow_type, self.entity_type, sorted(self.statuses)])
         return f"{STATE_KEY}:{hashlib.sha256(filters.encode()).hexdigest()[:16]}"
 
-    async def _load(self, store: _WatermarkStore) -> tuple[WatermarkRecord | None, bool]:
-        """The stored watermark, retried when the store fails; after that, look back (never a first start)."""
-        for attempt in range(LOAD_ATTEMPTS):
-            try:
-                return await store.load()
-            except _Unreadable as exc:
-                self.log.warning("SmartMCA watcher: could not read its watermark (%s)", exc)
-                if attempt + 1 < LOAD_ATTEMPTS:
-                    await asyncio.sleep(min(self.poll_interval, 2.0**attempt))
-        self.log.error(
-            "SmartMCA watcher: its watermark is unreadable; looking back %g s instead", self.restart_lookback
-        )
-        return None, False
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll forever; yield an event per execution that ended in a watched status."""
         from airflow_provider_smartmca.triggers.budget import incr
         from airflow_provider_smartmca.triggers.context import current
 
         shared = current()
-
         store = _WatermarkStore(getattr(self, "asset_state_store", None), self.state_key, self.log)
-        record, first_start = await self._load(store)
+        record, first_start = await store.load(self.poll_interval, self.restart_lookback)
         # Only a durable store can tell a first start from a restart; in memory, every start
         # looks back (unless there is nothing to look back over).
         first_start = (first_start and bool(store.targets)) or self.restart_lookback == 0
-        unsaved: WatermarkRecord | None = None
-        failures = 0
+        saved, failures = record, 0
         while True:
-            if unsaved is not None:  # the previous poll's events were handed to Airflow a poll ago
-                await store.save(unsaved)
-                unsaved = None
-            fired: list[Execution] = []
+            if record is not None and record is not saved:  # its poll's events went to Airflow a poll ago
+                await store.save(record)
+                saved = record
             try:
                 settings = await shared.settings(self.conn_id)
                 async with shared.session(settings) as client:
-                    budget = shared.budget(settings)
-                    fired, record = await self._poll(_Poll(self, client, budget), record, first_start)
-                self._polled_at = time.monotonic()
-                failures = 0
-            except (SmartMCAError, AirflowException) as exc:
+                    poll = _Poll(self, client, shared.budget(settings))
+                    fired, record = await self._poll(poll, record, first_start)
+                self._polled_at, failures = time.monotonic(), 0
+            except (errors.SmartMCAError, AirflowException) as exc:
                 # Nothing moved: the next poll reads the same window again. Never an end.
                 failures += 1
                 incr("watcher.failed_polls")
-                log = self.log.warning if failures < 5 else self.log.error
-                log(
-                    "SmartMCA watcher poll failed (%d in a row); events are delayed, not lost: %s",
-                    failures,
-                    exc,
-                )
+                msg = "SmartMCA watcher poll failed (%d in a row); events are delayed, not lost: %s"
+                (self.log.warning if failures < 5 else self.log.error)(msg, failures, exc)
             else:
                 incr("watcher.events", len(fired))
-                for execution in fired:
+                for e in fired:
                     self.log.info(
-                        "SmartMCA execution %s %s: event for the watched asset",
-                        execution.execution_id,
-                        execution.status,
+                        "SmartMCA execution %s %s: event for the watched asset", e.execution_id, e.status
                     )
-                    yield TriggerEvent(self.payload(execution))
-                unsaved = record
-            await asyncio.sleep(self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER))
+                    yield TriggerEvent(self.payload(e))
+            await asyncio.sleep(self.poll_interval * random.uniform(1 - common.JITTER, 1 + common.JITTER))
 
     async def _poll(
         self, poll: _Poll, record: WatermarkRecord | None, first_start: bool
@@ -510,9 +435,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
             history = {k: v.started_at or now or _NEVER for k, v in final.items() if k not in active_now}
             return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
         if record is None:
-            record = WatermarkRecord(
-                since=None if now is None else self._back(now, timedelta(seconds=self.restart_lookback))
-            )
+            lookback = timedelta(seconds=self.restart_lookback)
+            record = WatermarkRecord(since=None if now is None else self._back(now, lookback))
         since = self._since(record.since, now)
         # In a window and not fired yet: it ended after the watermark (what ended before is in
         # ``already``: fired, or history at the first start). Final in a window: settled without a GET.
@@ -521,9 +445,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
         already = dict(record.fired)
         fired = {k: v for k, v in listed.items() if k not in already}
         # Tracked executions that left the active lists and were not in a window: GET each.
-        later = await self._read_gone(
-            poll, sorted(record.active - active_now - listed.keys()), already, fired
-        )
+        gone = sorted(record.active - active_now - listed.keys())
+        later = await self._read_gone(poll, gone, already, fired)
         # Keep what the next window can still show, so that it is not fired again: by start time,
         # and anything a window listed this time (an item without startedAt is in every window).
         now = now or since
@@ -532,9 +455,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         if now is not None:
             horizon = self._back(now, MARGIN + timedelta(seconds=self.poll_interval))
             already = {k: v for k, v in already.items() if v >= horizon or k in listed}
-        return list(fired.values()), WatermarkRecord(
-            since=now, active=frozenset(active_now | later), fired=already
-        )
+        return list(fired.values()), WatermarkRecord(now, frozenset(active_now | later), already)
 
     async def _listed(self, poll: _Poll, start: datetime | None) -> dict[str, Execution]:
         """The items of the watched statuses' windows from ``start``, by id (a server may list others)."""
@@ -554,8 +475,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         if now is None or since is None or now >= self._back(since, timedelta(seconds=1)):
             return since
         elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
-        step = (since - now).total_seconds()
-        since = self._back(now, timedelta(seconds=elapsed))
+        step, since = (since - now).total_seconds(), self._back(now, timedelta(seconds=elapsed))
         self.log.warning(
             "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
             step,
@@ -580,9 +500,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
                     fired[execution_id] = reading
             elif reading.status not in FINAL_STATUSES and reading.status != GONE:
                 # A status the contract does not know: it may still end. Keep asking.
-                self.log.warning(
-                    "SmartMCA execution %s has unknown status %r; still tracked", execution_id, reading.status
-                )
+                msg = "SmartMCA execution %s has unknown status %r; still tracked"
+                self.log.warning(msg, execution_id, reading.status)
                 later.add(execution_id)
         return later
 
@@ -597,12 +516,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
         except OverflowError:
             if not self._clamped:
                 self._clamped = True
-                self.log.warning(
-                    "SmartMCA's clock reads %s: reaching back %s s from it goes before year 1; "
-                    "reading from the earliest time instead",
-                    stamp.isoformat(),
-                    by.total_seconds(),
-                )
+                msg = "SmartMCA's clock reads %s: reaching back %s s from it goes before year 1; reading from the earliest time instead"
+                self.log.warning(msg, stamp.isoformat(), by.total_seconds())
             return _EARLIEST
 
     def _matches(self, execution: Execution) -> bool:
