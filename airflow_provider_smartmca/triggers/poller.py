@@ -77,6 +77,7 @@ import random
 import time
 from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
@@ -115,6 +116,7 @@ class PollerUnavailable(Exception):
     """The shared poller cannot serve this wait (it failed or stalled): poll alone."""
 
 
+@dataclass(eq=False, slots=True)
 class Ticket:
     """
     One wait's registration with a poller. Made by :meth:`ExecutionPoller.join`; ended by :meth:`leave`.
@@ -126,35 +128,16 @@ class Ticket:
     :param deadline: absolute epoch deadline, or None.
     """
 
-    __slots__ = (
-        "base",
-        "deadline",
-        "due",
-        "execution_id",
-        "future",
-        "group",
-        "interval",
-        "last",
-        "poller",
-        "timer",
-    )
-
-    def __init__(
-        self,
-        poller: ExecutionPoller,
-        execution_id: str,
-        group: _Group,
-        interval: float,
-        deadline: float | None,
-    ) -> None:
-        self.poller, self.execution_id, self.group = poller, execution_id, group
-        self.interval, self.deadline = interval, deadline
-        self.base: float | None = None  # loop time of the round that gave the last reading
-        self.due = math.inf  # loop time of the next reading asked for
-        self.future: asyncio.Future[Any] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        # (status, progress) of the last execution handed to the wait, None after an error.
-        self.last: tuple[str, str] | None = None
+    poller: ExecutionPoller
+    execution_id: str
+    group: _Group
+    interval: float
+    deadline: float | None
+    base: float | None = None  # loop time of the round that gave the last reading
+    due: float = math.inf  # loop time of the next reading asked for
+    future: asyncio.Future[Any] | None = None
+    timer: asyncio.TimerHandle | None = None
+    last: tuple[str, str] | None = None  # (status, progress) last handed over, None after an error
 
     def __repr__(self) -> str:
         return f"Ticket({self.execution_id!r}, workflow_type={self.group.workflow_type!r})"
@@ -169,21 +152,61 @@ class Ticket:
         :raises SmartMCAError: the GET of this execution, or the list that should show it, failed.
         :raises PollerUnavailable: the poller failed or stalled; poll alone.
         """
-        return await self.poller._read(self, after)
+        poller, loop = self.poller, self.poller.loop
+        if poller.failure is not None:
+            raise PollerUnavailable(f"the shared poller failed: {type(poller.failure).__name__}")
+        now = loop.time()
+        if after is None or self.base is None:
+            planned = self.group.next_round
+            if planned is None or not now <= planned <= now + self.interval:
+                # Like a lone wait's first poll: somewhere in the first interval, so a thousand
+                # waits deferred together do not start at one instant in every triggerer.
+                planned = self.group.next_round = now + random.uniform(0, self.interval)
+            self.due = planned
+        else:
+            self.due = self.base + after
+        self.future = future = loop.create_future()
+        self.timer = loop.call_at(poller._check_at(self), poller._expire, self, future)
+        if self.due < poller._next_wake:
+            poller._wake.set()
+        try:
+            reading = await future
+        finally:
+            self.timer.cancel()
+            self.future = self.timer = None
+            self.due = math.inf
+        if isinstance(reading, BaseException):
+            raise reading.with_traceback(None)  # one error object serves several waits
+        return reading  # type: ignore[no-any-return]
 
     async def leave(self) -> None:
         """Stop being served; the last wait to leave stops the poller and releases its session."""
-        task = self.poller._leave(self)
-        if task is not None and not task.done():
-            # The last one waits for the poller to release the HTTP session, so nothing is left
-            # open behind the waits. Shielded: a cancelled wait still lets the poller finish.
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if not task.done():
-                    raise  # this wait itself is being cancelled
-            except Exception:
-                pass  # the poller's own failure was logged by _fail
+        if self.timer is not None:
+            self.timer.cancel()
+        poller, group = self.poller, self.group
+        if self not in (same := group.tickets.get(self.execution_id, [])):
+            return
+        same.remove(self)
+        poller.waits -= 1
+        if not same:
+            del group.tickets[self.execution_id]
+            for table in (group.last_status, group.listed, group.gets):
+                table.pop(self.execution_id, None)
+            if not group.tickets:
+                del poller._groups[group.workflow_type]
+        if poller.waits:
+            return
+        poller._unregister()
+        (task := poller._task).cancel()
+        # The last one waits for the poller to release the HTTP session, so nothing is left
+        # open behind the waits. Shielded: a cancelled wait still lets the poller finish.
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                raise  # this wait itself is being cancelled
+        except Exception:
+            pass  # the poller's own failure was logged by _ended
 
 
 class _Group:
@@ -217,9 +240,17 @@ class _Group:
             self.listed[execution_id] = (seen, rounds + 1 if before == seen else 1)
         return seen
 
-    def unchanged(self, ids: Iterable[str]) -> set[str]:
-        """The executions of ``ids`` listed the same for :data:`CONFIRM_ROUNDS` list rounds in a row."""
-        return {i for i in ids if self.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
+    def statuses(self, ids: Iterable[str]) -> tuple[str, ...]:
+        """The lists that can show ``ids``; ``pending`` first: an execution moving on shows up in the next."""
+        # An execution never goes back to pending: when every awaited one was last seen running,
+        # the pending list cannot show any of them.
+        if all(self.last_status.get(i) == "running" for i in ids):
+            return ("running",)
+        return ("pending", "running")
+
+    def list_pages(self, statuses: Iterable[str]) -> int:
+        """Pages the lists of ``statuses`` are expected to take (one when not yet seen)."""
+        return sum(self.pages.get(status, 1) for status in statuses)
 
 
 class ExecutionPoller:
@@ -249,7 +280,8 @@ class ExecutionPoller:
         #: Why lists are not used any more (a refused or drifted list), or None.
         self.lists_unusable: str | None = None
         self._groups: dict[str, _Group] = {}
-        self._waits = 0
+        #: How many waits are registered.
+        self.waits = 0
         self._wake = asyncio.Event()
         self._next_wake = math.inf
         self._progress = self.loop.time()
@@ -257,12 +289,7 @@ class ExecutionPoller:
         self._task.add_done_callback(self._ended)
 
     def __repr__(self) -> str:
-        return f"ExecutionPoller(base_url={self.settings.base_url!r}, waits={self._waits})"
-
-    @property
-    def waits(self) -> int:
-        """How many waits are registered."""
-        return self._waits
+        return f"ExecutionPoller(base_url={self.settings.base_url!r}, waits={self.waits})"
 
     # --- waits ---------------------------------------------------------------------------------
 
@@ -272,59 +299,8 @@ class ExecutionPoller:
             group = self._groups[workflow_type] = _Group(workflow_type)
         ticket = Ticket(self, execution_id, group, interval, deadline)
         group.tickets.setdefault(execution_id, []).append(ticket)
-        self._waits += 1
+        self.waits += 1
         return ticket
-
-    def _leave(self, ticket: Ticket) -> asyncio.Task[None] | None:
-        """Forget ``ticket``; return the poller's task when it was the last wait (then stopping)."""
-        if ticket.timer is not None:
-            ticket.timer.cancel()
-        group = ticket.group
-        same = group.tickets.get(ticket.execution_id)
-        if not same or ticket not in same:
-            return None
-        same.remove(ticket)
-        self._waits -= 1
-        if not same:
-            del group.tickets[ticket.execution_id]
-            for table in (group.last_status, group.listed, group.gets):
-                table.pop(ticket.execution_id, None)
-            if not group.tickets:
-                del self._groups[group.workflow_type]
-        if self._waits:
-            return None
-        self._unregister()
-        self._task.cancel()
-        return self._task
-
-    async def _read(self, ticket: Ticket, after: float | None) -> Execution | None:
-        if self.failure is not None:
-            raise PollerUnavailable(f"the shared poller failed: {type(self.failure).__name__}")
-        loop, now = self.loop, self.loop.time()
-        if after is None or ticket.base is None:
-            group = ticket.group
-            planned = group.next_round
-            if planned is None or not now <= planned <= now + ticket.interval:
-                # Like a lone wait's first poll: somewhere in the first interval, so a thousand
-                # waits deferred together do not start at one instant in every triggerer.
-                planned = group.next_round = now + random.uniform(0, ticket.interval)
-            ticket.due = planned
-        else:
-            ticket.due = ticket.base + after
-        future: asyncio.Future[Any] = loop.create_future()
-        ticket.future = future
-        ticket.timer = loop.call_at(self._check_at(ticket), self._expire, ticket, future)
-        if ticket.due < self._next_wake:
-            self._wake.set()
-        try:
-            reading = await future
-        finally:
-            ticket.timer.cancel()
-            ticket.future = ticket.timer = None
-            ticket.due = math.inf
-        if isinstance(reading, BaseException):
-            raise reading.with_traceback(None)  # one error object serves several waits
-        return reading  # type: ignore[no-any-return]
 
     def _grace(self, ticket: Ticket) -> float:
         """How long without progress before a wait stops trusting the poller."""
@@ -352,11 +328,15 @@ class ExecutionPoller:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def _pending(self) -> Iterable[Ticket]:
-        for group in self._groups.values():
-            yield from (
-                t for ts in group.tickets.values() for t in ts if t.future is not None and not t.future.done()
-            )
+    def _pending(self) -> list[Ticket]:
+        """The waits asking for a reading."""
+        return [
+            t
+            for group in self._groups.values()
+            for tickets in group.tickets.values()
+            for t in tickets
+            if t.future is not None and not t.future.done()
+        ]
 
     def _unregister(self) -> None:
         if self._registry.get(self.key) is self:
@@ -364,69 +344,52 @@ class ExecutionPoller:
 
     async def _run(self) -> None:
         async with self._session(self.settings) as client:
-            while self._waits:
-                await self._sleep_until_due()
+            while self.waits:
+                self._wake.clear()
+                self._next_wake = due = min((t.due for t in self._pending()), default=math.inf)
+                if due > self.loop.time():
+                    try:  # until the first wait is due, or an earlier one asks
+                        await asyncio.wait_for(
+                            self._wake.wait(), None if due == math.inf else due - self.loop.time()
+                        )
+                        continue
+                    except TimeoutError:
+                        pass
                 await self._round(client)
-
-    async def _sleep_until_due(self) -> None:
-        while True:
-            self._wake.clear()
-            due = min((t.due for t in self._pending()), default=math.inf)
-            self._next_wake = due
-            delay = due - self.loop.time()
-            if delay <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), None if due == math.inf else delay)
-            except TimeoutError:
-                return
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The poller's task ended: normal when its last wait left; otherwise a failure."""
-        if task.cancelled():
+        if task.cancelled() or (task.exception() is None and not self.waits):
             return
-        exc = task.exception()
-        if exc is None and not self._waits:
-            return
-        self._fail(exc or RuntimeError("the shared poller stopped with waits left"))
-
-    def _fail(self, exc: BaseException) -> None:
+        exc = task.exception() or RuntimeError("the shared poller stopped with waits left")
         self.failure = exc
         log.error(
             "The SmartMCA shared poller for %s failed; its %d wait(s) poll alone from now on",
             self.settings.base_url,
-            self._waits,
+            self.waits,
             exc_info=exc,
         )
         self._unregister()  # new waits get a new poller
-        for ticket in list(self._pending()):
+        for ticket in self._pending():
             assert ticket.future is not None
             ticket.future.set_exception(PollerUnavailable(f"the shared poller failed: {type(exc).__name__}"))
 
     async def _round(self, client: AsyncClient) -> None:
         start = self._progress = self.loop.time()
-        rounds = []
-        for group in list(self._groups.values()):
-            wanted: dict[str, list[Ticket]] = {}
-            for execution_id, tickets in group.tickets.items():
-                due = [
-                    t
-                    for t in tickets
-                    if t.future is not None and not t.future.done() and t.due <= start + JITTER * t.interval
-                ]
-                if due:
-                    wanted[execution_id] = due
-            if wanted:
-                rounds.append(self._serve(client, group, wanted, start))
-        await asyncio.gather(*rounds)
+        wanted: dict[_Group, dict[str, list[Ticket]]] = {}
+        for t in self._pending():
+            if t.due <= start + JITTER * t.interval:
+                wanted.setdefault(t.group, {}).setdefault(t.execution_id, []).append(t)
+        await asyncio.gather(*(self._serve(client, group, due, start) for group, due in wanted.items()))
 
     async def _serve(
         self, client: AsyncClient, group: _Group, wanted: dict[str, list[Ticket]], start: float
     ) -> None:
         """One round of one group: lists, then GETs of what they did not settle; each wait gets its reading."""
         group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
-        served = {"list": 0, "get": 0, "missed": 0}
-        confirm = group.unchanged(wanted)  # read by their own GETs, whatever the lists say
+        served = dict.fromkeys(("list", "get", "missed"), 0)
+        # Listed the same for CONFIRM_ROUNDS list rounds in a row: read by their own GETs.
+        confirm = {i for i in wanted if group.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
         listed = self._lists_cheaper(group, wanted.keys() - confirm)
 
         def deliver(execution_id: str, reading: Any, how: str) -> None:
@@ -443,8 +406,7 @@ class ExecutionPoller:
                 served["missed"] += 1  # absent from the lists, yet running
             for ticket in wanted[execution_id]:
                 ticket.base = start
-                future = ticket.future
-                if future is None or future.done():
+                if (future := ticket.future) is None or future.done():
                     continue
                 served[how] += 1
                 if seen is not None and seen == ticket.last:
@@ -455,25 +417,20 @@ class ExecutionPoller:
                 ticket.last = seen
                 future.set_result(reading)
 
-        unseen = set(wanted)
         try:
+            unseen = set(wanted)
             if listed:
                 group.get_rounds = 0
-                readings: dict[str, Any] = {}
                 timeout = _time_left(t for tickets in wanted.values() for t in tickets)
-                unseen = await self._list(client, group, wanted.keys() - confirm, readings, timeout) | confirm
-                for execution_id, reading in readings.items():
-                    deliver(execution_id, reading, "list")
-                del readings
+                unseen = await self._list(client, group, wanted.keys() - confirm, deliver, timeout) | confirm
             else:
                 group.get_rounds += 1
-            if unseen:
-                await self._get_each(client, group, unseen, wanted, deliver)
+            await self._get_each(client, group, unseen, wanted, deliver)
             if listed:
                 group.misses = served["missed"]  # what the next choice must count in
         finally:  # also when the last wait, served early in the round, stopped the poller
-            incr("poller.waits_served.list", served["list"])
-            incr("poller.waits_served.get", served["get"])
+            for name in ("list", "get"):
+                incr(f"poller.waits_served.{name}", served[name])
             incr("poller.misses", served["missed"])
             incr("poller.confirmations", len(confirm))
 
@@ -484,77 +441,66 @@ class ExecutionPoller:
         if group.get_rounds >= REPROBE_ROUNDS:
             group.pages.clear()  # look again: the tenant's active executions may have changed
             group.misses = 0
-        return _list_pages(group, self._statuses(group, wanted)) + group.misses < len(wanted)
+        return group.list_pages(group.statuses(wanted)) + group.misses < len(wanted)
 
-    @staticmethod
-    def _statuses(group: _Group, ids: Iterable[str]) -> tuple[str, ...]:
-        # An execution never goes back to pending: when every awaited one was last seen running,
-        # the pending list cannot show any of them.
-        if all(group.last_status.get(i) == "running" for i in ids):
-            return ("running",)
-        return ("pending", "running")  # pending first: an execution moving on shows up in the next
+    async def _send(
+        self, client: AsyncClient, request: protocol.PreparedRequest, timeout: float | None
+    ) -> Any:
+        """One request through the key's budget; an answer is progress."""
+        raw = await self.budget.send(client, request, timeout=timeout)
+        self._progress = self.loop.time()
+        return protocol.parse_response(request, raw, self.settings)
 
     async def _list(
         self,
         client: AsyncClient,
         group: _Group,
         unseen: set[str],
-        readings: dict[str, Any],
+        deliver: Callable[[str, Any, str], None],
         timeout: float | None,
     ) -> set[str]:
-        """Page through the active lists; return the awaited executions they did not show as active."""
-        statuses = self._statuses(group, unseen)
+        """Page through the active lists, handing over what they show as active; return the rest."""
+        statuses = group.statuses(unseen)
         for index, status in enumerate(statuses):
             walk = ListingWalk(PAGE_LIMIT, MAX_PAGES)
             while unseen and (fetch := walk.next()) is not None:
-                page = fetch.page
                 # Choose again before every page: paging on only if it stays cheaper than GETs.
-                left = group.pages.get(status, 1) - page + 1 + _list_pages(group, statuses[index + 1 :])
-                if (page > 1 or index > 0) and left + group.misses >= len(unseen):
+                left = group.pages.get(status, 1) - fetch.page + 1 + group.list_pages(statuses[index + 1 :])
+                if (fetch.page > 1 or index > 0) and left + group.misses >= len(unseen):
                     return unseen
-                request = protocol.build_request(
-                    self.settings,
-                    "list_executions",
-                    query=protocol.list_executions_query(
-                        workflow_type=group.workflow_type, status=status, page=page, limit=PAGE_LIMIT
-                    ),
+                query = protocol.list_executions_query(
+                    workflow_type=group.workflow_type, status=status, page=fetch.page, limit=PAGE_LIMIT
                 )
                 try:
-                    raw = await self.budget.send(client, request, timeout=timeout)
-                    self._progress = self.loop.time()
-                    result = protocol.parse_response(request, raw, self.settings)
-                except SmartMCAAuthError as exc:
-                    return self._deliver(exc, unseen, readings)
+                    result = await self._send(
+                        client, protocol.build_request(self.settings, "list_executions", query=query), timeout
+                    )
                 except SmartMCAError as exc:
-                    if protocol.when_to_retry(exc) is not protocol.Retry.NEVER:
-                        return self._deliver(exc, unseen, readings)
-                    self._unusable(exc)  # refused or drifted: GETs from now on
+                    if (
+                        isinstance(exc, SmartMCAAuthError)
+                        or protocol.when_to_retry(exc) is not protocol.Retry.NEVER
+                    ):
+                        for execution_id in unseen:  # transient, or 401: the waits it did not answer get it
+                            deliver(execution_id, exc, "list")
+                        return set()
+                    if self.lists_unusable is None:  # refused or drifted: GETs from now on
+                        self.lists_unusable = str(exc)
+                        incr("poller.lists_unusable")
+                        log.warning(
+                            "SmartMCA List Executions cannot serve the waits (%s); each wait is read with "
+                            "its own GET from now on",
+                            exc,
+                        )
                     return unseen
                 for item in walk.feed(result):
                     if item.execution_id in unseen and item.status in ACTIVE_STATUSES:
-                        readings[item.execution_id] = item
                         unseen.discard(item.execution_id)
+                        deliver(item.execution_id, item, "list")
                 # total only estimates the pages (a server may count only the page): a full
                 # page always has a next one, a short page is the last.
                 group.pages[status] = max(1, min(walk.pages_expected, MAX_PAGES))
                 del result
         return unseen
-
-    @staticmethod
-    def _deliver(exc: SmartMCAError, unseen: set[str], readings: dict[str, Any]) -> set[str]:
-        """A list failed transiently (or with 401): the waits it did not answer get its error."""
-        readings.update(dict.fromkeys(unseen, exc))
-        return set()
-
-    def _unusable(self, exc: SmartMCAError) -> None:
-        if self.lists_unusable is None:
-            self.lists_unusable = str(exc)
-            incr("poller.lists_unusable")
-            log.warning(
-                "SmartMCA List Executions cannot serve the waits (%s); each wait is read with its own "
-                "GET from now on",
-                exc,
-            )
 
     async def _get_each(
         self,
@@ -575,19 +521,12 @@ class ExecutionPoller:
                     )
                 reading: Any
                 try:
-                    raw = await self.budget.send(client, request, timeout=_time_left(wanted[execution_id]))
-                    self._progress = self.loop.time()
-                    reading = protocol.parse_response(request, raw, self.settings)
+                    reading = await self._send(client, request, _time_left(wanted[execution_id]))
                 except SmartMCAError as exc:
                     reading = exc
                 deliver(execution_id, reading, "get")
 
         await asyncio.gather(*(worker() for _ in range(min(GET_WORKERS, len(ids)))))
-
-
-def _list_pages(group: _Group, statuses: Iterable[str]) -> int:
-    """Pages the lists of ``statuses`` are expected to take (one when not yet seen)."""
-    return sum(group.pages.get(status, 1) for status in statuses)
 
 
 def _time_left(tickets: Iterable[Ticket]) -> float | None:
