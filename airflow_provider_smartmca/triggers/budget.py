@@ -31,11 +31,12 @@ import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-# Airflow's metrics facade (statsd, OpenTelemetry or nothing, as the deployment configures).
-# Common-compat (>= 1.23, required) knows where each Airflow 3.x keeps it.
-from airflow.providers.common.compat.sdk import Stats as _Stats
+# Stats: Airflow's metrics facade (statsd, OpenTelemetry or nothing, as the deployment
+# configures), where incr() counts. Common-compat (>= 1.23, required) knows where each Airflow
+# 3.x keeps it.
+from airflow.providers.common.compat.sdk import Stats
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.errors import SmartMCARateLimitError
@@ -48,9 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Requests of one key in flight at once, by default: the shared session's connection bound.
 DEFAULT_CONCURRENCY = 32
-
-#: Airflow's ``Stats``, where :func:`incr` counts.
-Stats: Any = _Stats
 
 
 def incr(stat: str, count: int = 1) -> None:
@@ -72,8 +70,7 @@ class RequestBudget:
     """
 
     def __init__(self, settings: ClientSettings, concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        self.settings = settings
-        self.concurrency = concurrency
+        self.settings, self.concurrency = settings, concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._paused_until = 0.0  # time.monotonic()
         self._refusals = 0  # 429s in a row, for the backoff of one without Retry-After
@@ -139,9 +136,8 @@ class RequestBudget:
             self._slots.release()  # a 429 arrived while this request queued: wait it out too
         try:
             incr(f"requests.{request.endpoint.name}")
-            raw = await client.send(
-                request, timeout=None if timeout is None else max(0.001, end - time.monotonic())
-            )
+            left = None if timeout is None else max(0.001, end - time.monotonic())
+            raw = await client.send(request, timeout=left)
         finally:
             self._slots.release()
         if raw.status != 429:
