@@ -35,17 +35,14 @@ from airflow_provider_smartmca.client import executions
 from airflow_provider_smartmca.client.executions import Verdict
 from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
 from airflow_provider_smartmca.client.settings import check_number
-from airflow_provider_smartmca.errors import (
-    SmartMCAError,
-    SmartMCAExecutionError,
-    SmartMCAValidationError,
-)
+from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAExecutionError, SmartMCAValidationError
 from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 from airflow_provider_smartmca.operators.base import check_static_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+_OP = "ExecutionSensor"
 # Extra time given to Airflow's own defer timeout beyond the trigger's deadline: the trigger
 # fires the timeout event itself; Airflow's timeout is only a backstop if no triggerer runs.
 _DEFER_TIMEOUT_GRACE = 300.0
@@ -88,16 +85,12 @@ class ExecutionSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_static_id("execution_id", execution_id, "ExecutionSensor")
-        self.failure_statuses = executions.check_failure_statuses(failure_statuses, "ExecutionSensor")
+        check_static_id("execution_id", execution_id, _OP)
+        self.failure_statuses = executions.check_failure_statuses(failure_statuses, _OP)
         if deferrable:  # caught here, at DAG parse time, rather than when the task defers
-            check_number(
-                "poke_interval", self.poke_interval, bound="poll_interval", operation="ExecutionSensor"
-            )
-            check_number("timeout", self.timeout, bound="wait_timeout", operation="ExecutionSensor")
-        self.execution_id = execution_id
-        self.smartmca_conn_id = smartmca_conn_id
-        self.deferrable = deferrable
+            check_number("poke_interval", self.poke_interval, bound="poll_interval", operation=_OP)
+            check_number("timeout", self.timeout, bound="wait_timeout", operation=_OP)
+        self.execution_id, self.smartmca_conn_id, self.deferrable = execution_id, smartmca_conn_id, deferrable
 
     @cached_property
     def hook(self) -> SmartMCAHook:
@@ -110,7 +103,7 @@ class ExecutionSensor(BaseSensorOperator):
             raise SmartMCAValidationError(
                 "execution_id",
                 f"rendered to {self.execution_id!r}: the template's upstream value (an XCom?) is missing",
-                operation="ExecutionSensor",
+                operation=_OP,
             )
         try:
             execution = self.hook.get_execution(self.execution_id)
@@ -123,20 +116,15 @@ class ExecutionSensor(BaseSensorOperator):
         self._workflow_type = execution.workflow_id
         # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
         self._last_status = execution.status
-        verdict = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses).seen(
-            execution
-        )
-        ended = verdict in (Verdict.SUCCESS, Verdict.FAILURE)
-        return (
-            executions.final_result(execution, self.failure_statuses) if ended else None
-        )  # raises on failure
+        watch = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
+        if watch.seen(execution) in (Verdict.SUCCESS, Verdict.FAILURE):
+            return executions.final_result(execution, self.failure_statuses)  # raises on failure
+        return None
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One ``get_execution``: done with the execution as XCom, not yet, or raise."""
         execution = self._check()
-        if execution is None:
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=execution)
+        return False if execution is None else PokeReturnValue(is_done=True, xcom_value=execution)
 
     def execute(self, context: Context) -> Any:
         """Poke/reschedule as usual; deferrable: check once, then defer to :class:`ExecutionTrigger`."""
@@ -194,9 +182,7 @@ class ExecutionSensor(BaseSensorOperator):
         )
 
     def _timed_out(self, message: str) -> None:
-        if self.soft_fail:
-            raise AirflowSkipException(message)
-        raise AirflowSensorTimeout(message)
+        raise (AirflowSkipException if self.soft_fail else AirflowSensorTimeout)(message)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """Resume after deferral with poke mode's ``soft_fail`` semantics.

@@ -29,8 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+# Stats: Airflow's metrics facade (statsd, OpenTelemetry or nothing, as the deployment
+# configures), where incr() counts. Common-compat (>= 1.23, required) knows where each Airflow
+# 3.x keeps it.
+from airflow.providers.common.compat.sdk import Stats
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.errors import SmartMCARateLimitError
@@ -43,39 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Requests of one key in flight at once, by default: the shared session's connection bound.
 DEFAULT_CONCURRENCY = 32
-
-
-class _NoStats:
-    """Stands in for Airflow's ``Stats`` where it cannot be imported: metrics are then dropped."""
-
-    @staticmethod
-    def incr(stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None:
-        return None
-
-
-_STATS_MODULES = (
-    "airflow.providers.common.compat.sdk",
-    "airflow.sdk.observability.stats",
-    "airflow.observability.stats",
-    "airflow.stats",
-)
-
-
-def _load_stats() -> Any:
-    """
-    Airflow's ``Stats`` on every 3.x: common-compat (>= 1.23) knows where each version keeps it;
-    with an older common-compat, where each Airflow version keeps it.
-    """
-    for module in _STATS_MODULES:
-        try:
-            return __import__(module, fromlist=["Stats"]).Stats
-        except (ImportError, AttributeError):  # pragma: no cover - an older common-compat
-            continue
-    return _NoStats  # pragma: no cover
-
-
-#: Airflow's metrics facade (statsd, OpenTelemetry or nothing, as the deployment configures).
-Stats: Any = _load_stats()
 
 
 def incr(stat: str, count: int = 1) -> None:
@@ -97,8 +70,7 @@ class RequestBudget:
     """
 
     def __init__(self, settings: ClientSettings, concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        self.settings = settings
-        self.concurrency = concurrency
+        self.settings, self.concurrency = settings, concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._paused_until = 0.0  # time.monotonic()
         self._refusals = 0  # 429s in a row, for the backoff of one without Retry-After
@@ -127,28 +99,6 @@ class RequestBudget:
             )
         self._paused_until = until
 
-    def _note_response(self, raw: protocol.RawResponse) -> None:
-        if raw.status != 429:
-            self._refusals = 0
-            return
-        incr("rate_limited")
-        self._refusals += 1
-        seconds = protocol.parse_retry_after(raw.headers.get("retry-after"), self.settings.retry_after_cap)
-        if seconds is None:
-            seconds = protocol.backoff_seconds(self.settings, self._refusals, None)
-        self.pause(seconds)
-
-    def _not_sent(self, request: protocol.PreparedRequest, wait: float) -> SmartMCARateLimitError:
-        endpoint = request.endpoint
-        return SmartMCARateLimitError(
-            f"{endpoint.name}: {endpoint.method} {request.path} not sent: requests with this key are "
-            f"paused for {wait:.1f} s after a 429 (Retry-After: {wait:.1f})",
-            retry_after=wait,
-            operation=endpoint.name,
-            method=endpoint.method,
-            path=request.path,
-        )
-
     async def send(
         self, client: AsyncClient, request: protocol.PreparedRequest, *, timeout: float | None = None
     ) -> protocol.RawResponse:
@@ -161,30 +111,44 @@ class RequestBudget:
         :raises SmartMCARateLimitError: the key is paused beyond ``timeout``: nothing was sent.
         :raises SmartMCAConnectionError: the transport failed, or no slot freed up within ``timeout``.
         """
-        end = None if timeout is None else time.monotonic() + timeout
+        end = math.inf if timeout is None else time.monotonic() + timeout
         while True:
             while (wait := self.pause_left()) > 0:
-                if end is not None and time.monotonic() + wait >= end:
-                    raise self._not_sent(request, wait)
+                if time.monotonic() + wait >= end:
+                    raise SmartMCARateLimitError(
+                        f"{request.label} not sent: requests with this key are paused for {wait:.1f} s "
+                        f"after a 429 (Retry-After: {wait:.1f})",
+                        retry_after=wait,
+                        **request.context(),
+                    )
                 await asyncio.sleep(wait)
-            if self._slots.locked():
-                left = None if end is None else end - time.monotonic()
-                try:
-                    await asyncio.wait_for(self._slots.acquire(), left)
-                except TimeoutError:
-                    raise protocol.connection_error(
-                        request, "no free connection slot before the time limit", request_sent=False
-                    ) from None
-            else:
-                await self._slots.acquire()
+            try:  # a free slot is taken at once; only a queue is bounded by the time limit
+                await asyncio.wait_for(
+                    self._slots.acquire(),
+                    end - time.monotonic() if self._slots.locked() and end < math.inf else None,
+                )
+            except TimeoutError:
+                raise protocol.connection_error(
+                    request, "no free connection slot before the time limit", request_sent=False
+                ) from None
             if self.pause_left() == 0:
                 break
             self._slots.release()  # a 429 arrived while this request queued: wait it out too
         try:
             incr(f"requests.{request.endpoint.name}")
-            left = None if end is None else max(0.001, end - time.monotonic())
+            left = None if timeout is None else max(0.001, end - time.monotonic())
             raw = await client.send(request, timeout=left)
         finally:
             self._slots.release()
-        self._note_response(raw)
+        if raw.status != 429:
+            self._refusals = 0
+            return raw
+        # The one retry rule (Retry-After, else exponential backoff), for every wait on the key.
+        incr("rate_limited")
+        self._refusals += 1
+        self.pause(
+            protocol.backoff_seconds(
+                self.settings, self._refusals, protocol.error_for_status(request, raw, self.settings)
+            )
+        )
         return raw

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import weakref
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary, WeakValueDictionary
 
 from airflow_provider_smartmca.client.settings import ClientSettings, settings_from_connection
 from airflow_provider_smartmca.triggers.budget import RequestBudget
 
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient, SessionPool
-    from airflow_provider_smartmca.triggers.poller import ExecutionPoller, Ticket
+    from airflow_provider_smartmca.triggers.poller import ExecutionPoller
 
 #: Connection bound of a shared session. Polls are tiny GETs on keep-alive connections: a
 #: thousand waits polling every second need only a handful. Each idle TLS connection costs
@@ -85,7 +85,7 @@ class TriggererContext:
 
     def __init__(self) -> None:
         self.lookups: dict[str, asyncio.Task[ClientSettings]] = {}
-        self.budgets: weakref.WeakValueDictionary[str, RequestBudget] = weakref.WeakValueDictionary()
+        self.budgets: WeakValueDictionary[str, RequestBudget] = WeakValueDictionary()
         self.pollers: dict[tuple[str, ClientSettings], ExecutionPoller] = {}
         self._sessions: SessionPool | None = None  # made on first use: it imports aiohttp
 
@@ -115,46 +115,27 @@ class TriggererContext:
 
     def budget(self, settings: ClientSettings) -> RequestBudget:
         """The request budget of ``settings``' API key; hold it while sending (it goes with its last holder)."""
-        if (budget := self.budgets.get(key := key_hash(settings))) is None:
-            budget = self.budgets[key] = RequestBudget(settings)
-        return budget
+        return self.budgets.setdefault(key_hash(settings), RequestBudget(settings))
 
-    def ticket(
-        self,
-        settings: ClientSettings,
-        execution_id: str,
-        workflow_type: str,
-        interval: float,
-        deadline: float | None,
-    ) -> Ticket:
+    def poller(self, settings: ClientSettings) -> ExecutionPoller:
         """
-        Register a wait with the poller of ``settings`` (made on first use).
+        The execution poller of ``settings`` (made on first use, and again after one failed);
+        waits register with its :meth:`~airflow_provider_smartmca.triggers.poller.ExecutionPoller.join`.
 
         The poller is keyed by the key's hash and every other setting, so every wait it serves
         is read with the timeout, CA and caps of its own connection.
-
-        :param workflow_type: the execution's workflow type (the list filter that groups waits).
-        :param interval: seconds between readings.
-        :param deadline: absolute epoch deadline, or None.
-        :return: the wait's ticket; call its ``leave()`` when done, whatever happens.
         """
         from airflow_provider_smartmca.triggers.poller import ExecutionPoller
 
         key = (key_hash(settings), settings)
         if (poller := self.pollers.get(key)) is None or poller.failure is not None:
-            poller = self.pollers[key] = ExecutionPoller(
-                settings, self.budget(settings), self.session, self.pollers, key
-            )
-        return poller.join(execution_id, workflow_type, interval, deadline)
+            poller = self.pollers[key] = ExecutionPoller(self, settings, key)
+        return poller
 
 
-_CONTEXTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TriggererContext] = (
-    weakref.WeakKeyDictionary()
-)
+_CONTEXTS: WeakKeyDictionary[asyncio.AbstractEventLoop, TriggererContext] = WeakKeyDictionary()
 
 
 def current() -> TriggererContext:
     """The running event loop's context, made on first use."""
-    if (context := _CONTEXTS.get(loop := asyncio.get_running_loop())) is None:
-        context = _CONTEXTS[loop] = TriggererContext()
-    return context
+    return _CONTEXTS.setdefault(asyncio.get_running_loop(), TriggererContext())

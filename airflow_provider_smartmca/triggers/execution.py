@@ -21,18 +21,18 @@ and :mod:`airflow_provider_smartmca.errors`, shared with the sensor's poke mode.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_smartmca.client import executions, protocol
-from airflow_provider_smartmca.client.executions import Verdict
-from airflow_provider_smartmca.client.settings import ClientSettings, check_number
+from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict
+from airflow_provider_smartmca.client.settings import check_number
 from airflow_provider_smartmca.errors import SmartMCAAuthError, SmartMCAError, SmartMCAValidationError
 
 if TYPE_CHECKING:
@@ -88,10 +88,7 @@ def usable_workflow_type(value: Any) -> str | None:
     For callers passing what the server said (``workflowId``): an odd value only costs the wait
     its coalescing (it polls alone), never the task.
     """
-    try:
-        return optional_id("workflow_type", value, _OP)
-    except SmartMCAValidationError:
-        return None
+    return None if value is None or protocol.id_problem(value) else value
 
 
 class _OwnGet:
@@ -100,26 +97,24 @@ class _OwnGet:
     def __init__(
         self, trigger: ExecutionTrigger, client: AsyncClient, settings: ClientSettings, budget: RequestBudget
     ) -> None:
-        self.interval, self.deadline = trigger.poll_interval, trigger.deadline
-        self.client, self.settings, self.budget = client, settings, budget
-        # The same for every poll: built (validated, headers made) once per run.
-        self.request = protocol.build_request(
-            settings, "get_execution", path_params={"execution_id": trigger.execution_id}
+        self.trigger, self.client, self.settings, self.budget = trigger, client, settings, budget
+
+    @cached_property
+    def request(self) -> protocol.PreparedRequest:
+        """The same for every poll: built (validated, headers made) once, at the first."""
+        return protocol.build_request(
+            self.settings, "get_execution", path_params={"execution_id": self.trigger.execution_id}
         )
 
     async def read(self, after: float | None) -> Execution:
         """Sleep ``after`` seconds (jittered) or, first, a random part of an interval; then GET once."""
         # The first poll at a random point of the first interval: the sensor has just checked once
         # on the worker, and tasks deferred together must not poll together.
-        wait = (
-            random.uniform(0, self.interval)
-            if after is None
-            else after * random.uniform(1 - JITTER, 1 + JITTER)
-        )
-        await asyncio.sleep(
-            wait if self.deadline is None else min(wait, max(0.0, self.deadline - time.time()))
-        )
-        left = None if self.deadline is None else max(0.001, self.deadline - time.time())
+        interval, deadline = self.trigger.poll_interval, self.trigger.deadline
+        jittered = None if after is None else after * random.uniform(1 - JITTER, 1 + JITTER)
+        wait = random.uniform(0, interval) if jittered is None else jittered
+        await asyncio.sleep(wait if deadline is None else min(wait, max(0.0, deadline - time.time())))
+        left = None if deadline is None else max(0.001, deadline - time.time())
         # One attempt per reading (no tenacity): the trigger's loop is the retry policy, so a
         # poll never blocks for a whole retry cycle and the deadline stays honoured.
         raw = await self.budget.send(self.client, self.request, timeout=left)
@@ -183,11 +178,6 @@ class ExecutionTrigger(BaseTrigger):
         self.deadline = None if deadline is None else check_number("deadline", deadline, operation=_OP)
         self.failure_statuses = executions.check_failure_statuses(failure_statuses, _OP)
         self.workflow_type = optional_id("workflow_type", workflow_type, _OP)
-        # Trigger kwargs are stored as JSON in the metadata DB; fail now on anything else.
-        try:
-            json.dumps(self.serialize()[1], allow_nan=False)
-        except (TypeError, ValueError) as exc:  # pragma: no cover - guarded by the checks above
-            raise SmartMCAValidationError("kwargs", f"must be JSON values: {exc}", operation=_OP) from None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and kwargs: plain JSON only, no key and nothing derived from it.
@@ -201,7 +191,7 @@ class ExecutionTrigger(BaseTrigger):
             kwargs["workflow_type"] = self.workflow_type
         return classpath, kwargs
 
-    def _ended(self, watch: executions.ExecutionWatch, execution: Any) -> TriggerEvent | None:
+    def _ended(self, watch: ExecutionWatch, execution: Any) -> TriggerEvent | None:
         """The final event for a reading that ends the wait, or None to keep waiting (both poll paths)."""
         verdict = watch.seen(execution)
         if verdict is Verdict.SUCCESS:
@@ -215,8 +205,7 @@ class ExecutionTrigger(BaseTrigger):
     def _event(self, status: str, message: str, execution: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent(executions.make_event(status, self.execution_id, message, execution))
 
-    def _timeout_event(self, watch: executions.ExecutionWatch | None = None) -> TriggerEvent:
-        watch = watch or executions.ExecutionWatch(self.execution_id, self.log)
+    def _timeout_event(self, watch: ExecutionWatch) -> TriggerEvent:
         return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -224,13 +213,13 @@ class ExecutionTrigger(BaseTrigger):
         # A rebuilt trigger whose deadline already passed (the triggerer was down, or the task
         # was deferred with no time left) times out at once, before resolving the connection or
         # sending any request: the deadline is the user's, not the triggerer's.
+        watch = ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
         if self.deadline is not None and time.time() >= self.deadline:
-            yield self._timeout_event()
+            yield self._timeout_event(watch)
             return
         from airflow_provider_smartmca.triggers.context import current
 
         shared = current()
-        watch = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
         for attempt in (1, 2):
             try:
                 settings = await shared.settings(self.conn_id)
@@ -241,13 +230,8 @@ class ExecutionTrigger(BaseTrigger):
                     executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
                 )
                 return
-            # ``async with`` returns the session to the shared pool on every exit: event, error,
-            # or CancelledError (triggerer shutdown, trigger moved). The session is closed by its
-            # last user. CancelledError is never caught here, so it propagates untouched, and
-            # nothing is sent to SmartMCA on the way out: the execution is left alone.
             try:
-                async with shared.session(settings) as client:
-                    event = await self._wait(shared, client, settings, watch)
+                event = await self._wait(shared, settings, watch)
             except SmartMCAAuthError as exc:
                 if attempt == 1:  # a rotated key: read the connection again, once
                     self.log.warning("SmartMCA answered 401; reading connection %r again", self.conn_id)
@@ -265,11 +249,7 @@ class ExecutionTrigger(BaseTrigger):
         """
 
     async def _wait(
-        self,
-        shared: TriggererContext,
-        client: AsyncClient,
-        settings: ClientSettings,
-        watch: executions.ExecutionWatch,
+        self, shared: TriggererContext, settings: ClientSettings, watch: ExecutionWatch
     ) -> TriggerEvent:
         """
         Take readings until the execution ends or the deadline passes. A 401 propagates (see ``run``).
@@ -280,49 +260,51 @@ class ExecutionTrigger(BaseTrigger):
         from airflow_provider_smartmca.triggers.budget import incr
         from airflow_provider_smartmca.triggers.poller import PollerUnavailable
 
-        # Held for the whole wait: the key's budget lives while any of its waits does.
-        budget = shared.budget(settings)
-        reader: _OwnGet | Ticket
-        if self.coalesce and self.workflow_type is not None:
-            reader = shared.ticket(
-                settings, self.execution_id, self.workflow_type, self.poll_interval, self.deadline
-            )
-        else:
-            reader = _OwnGet(self, client, settings, budget)
-        after: float | None = None  # the first reading: a random point of the first interval
-        try:
-            while True:
-                if self.deadline is not None and self.deadline - time.time() <= 0:
-                    return self._timeout_event(watch)
-                try:
-                    execution = await reader.read(after)
-                except PollerUnavailable as exc:
-                    incr("poller.fallbacks")
-                    self.log.warning(
-                        "Waiting for SmartMCA execution %s with its own GETs from now on: %s",
-                        self.execution_id,
-                        exc,
-                    )
-                    await reader.leave()
-                    reader = _OwnGet(self, client, settings, budget)
-                    continue
-                except SmartMCAAuthError:
-                    raise
-                except SmartMCAError as exc:
+        # ``async with`` returns the session to the shared pool on every exit: event, error,
+        # or CancelledError (triggerer shutdown, trigger moved). The session is closed by its
+        # last user. CancelledError is never caught here, so it propagates untouched, and
+        # nothing is sent to SmartMCA on the way out: the execution is left alone.
+        async with shared.session(settings) as client:
+            # Held for the whole wait: the key's budget lives while any of its waits does.
+            reader: _OwnGet | Ticket = (own := _OwnGet(self, client, settings, shared.budget(settings)))
+            if self.coalesce and self.workflow_type is not None:
+                reader = shared.poller(settings).join(
+                    self.execution_id, self.workflow_type, self.poll_interval, self.deadline
+                )
+            after: float | None = None  # the first reading: a random point of the first interval
+            try:
+                while True:
+                    if self.deadline is not None and self.deadline - time.time() <= 0:
+                        return self._timeout_event(watch)
                     try:
-                        after = watch.failed(exc, settings, self.poll_interval)
-                    except SmartMCAError:
-                        # 403/404, bad request, TLS/config errors, a contract that differs: final.
-                        return self._event(executions.EVENT_ERROR, str(exc), watch.last)
-                    continue
-                if execution is None:  # the deadline passed while the poller had no reading
-                    return self._timeout_event(watch)
-                if (ended := self._ended(watch, execution)) is not None:
-                    return ended
-                after = self.poll_interval
-                # Drop this reading before waiting. Kept alive for a whole interval it would be
-                # promoted to the oldest GC generation, and every full collection walks Airflow's
-                # ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
-                del execution
-        finally:
-            await reader.leave()
+                        execution = await reader.read(after)
+                    except PollerUnavailable as exc:
+                        incr("poller.fallbacks")
+                        self.log.warning(
+                            "Waiting for SmartMCA execution %s with its own GETs from now on: %s",
+                            self.execution_id,
+                            exc,
+                        )
+                        await reader.leave()
+                        reader = own
+                        continue
+                    except SmartMCAAuthError:
+                        raise
+                    except SmartMCAError as exc:
+                        try:
+                            after = watch.failed(exc, settings, self.poll_interval)
+                        except SmartMCAError:
+                            # 403/404, bad request, TLS/config errors, a contract that differs: final.
+                            return self._event(executions.EVENT_ERROR, str(exc), watch.last)
+                        continue
+                    if execution is None:  # the deadline passed while the poller had no reading
+                        return self._timeout_event(watch)
+                    if (ended := self._ended(watch, execution)) is not None:
+                        return ended
+                    after = self.poll_interval
+                    # Drop this reading before waiting. Kept alive for a whole interval it would be
+                    # promoted to the oldest GC generation, and every full collection walks Airflow's
+                    # ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
+                    del execution
+            finally:
+                await reader.leave()

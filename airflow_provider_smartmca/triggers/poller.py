@@ -71,12 +71,13 @@ poller per event loop works on all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Collection, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.client import protocol
@@ -89,7 +90,6 @@ from airflow_provider_smartmca.triggers.budget import incr
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.aio import AsyncClient
     from airflow_provider_smartmca.client.settings import ClientSettings
-    from airflow_provider_smartmca.triggers.budget import RequestBudget
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class PollerUnavailable(Exception):
     """The shared poller cannot serve this wait (it failed or stalled): poll alone."""
 
 
+@dataclass(eq=False, slots=True)
 class Ticket:
     """
     One wait's registration with a poller. Made by :meth:`ExecutionPoller.join`; ended by :meth:`leave`.
@@ -126,35 +127,16 @@ class Ticket:
     :param deadline: absolute epoch deadline, or None.
     """
 
-    __slots__ = (
-        "base",
-        "deadline",
-        "due",
-        "execution_id",
-        "future",
-        "group",
-        "interval",
-        "last",
-        "poller",
-        "timer",
-    )
-
-    def __init__(
-        self,
-        poller: ExecutionPoller,
-        execution_id: str,
-        group: _Group,
-        interval: float,
-        deadline: float | None,
-    ) -> None:
-        self.poller, self.execution_id, self.group = poller, execution_id, group
-        self.interval, self.deadline = interval, deadline
-        self.base: float | None = None  # loop time of the round that gave the last reading
-        self.due = math.inf  # loop time of the next reading asked for
-        self.future: asyncio.Future[Any] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        # (status, progress) of the last execution handed to the wait, None after an error.
-        self.last: tuple[str, str] | None = None
+    poller: ExecutionPoller
+    execution_id: str
+    group: _Group
+    interval: float
+    deadline: float | None
+    base: float | None = None  # loop time of the round that gave the last reading
+    due: float = math.inf  # loop time of the next reading asked for
+    future: asyncio.Future[Any] | None = None
+    timer: asyncio.TimerHandle | None = None
+    last: tuple[str, str] | None = None  # (status, progress) last handed over, None after an error
 
     def __repr__(self) -> str:
         return f"Ticket({self.execution_id!r}, workflow_type={self.group.workflow_type!r})"
@@ -169,25 +151,59 @@ class Ticket:
         :raises SmartMCAError: the GET of this execution, or the list that should show it, failed.
         :raises PollerUnavailable: the poller failed or stalled; poll alone.
         """
-        return await self.poller._read(self, after)
+        poller, loop = self.poller, self.poller.loop
+        now = loop.time()
+        if after is not None and self.base is not None:
+            self.due = self.base + after
+        elif (planned := self.group.next_round) is not None and now <= planned <= now + self.interval:
+            self.due = planned  # the group's next round
+        else:
+            # Like a lone wait's first poll: somewhere in the first interval, so a thousand
+            # waits deferred together do not start at one instant in every triggerer.
+            self.due = self.group.next_round = now + random.uniform(0, self.interval)
+        self.future = future = loop.create_future()
+        poller._check(self)  # fails at once if the poller has failed; else sets the wait's timer
+        if self.due < poller._next_wake:
+            poller._wake.set()
+        try:
+            reading = await future
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.future = self.timer = None
+            self.due = math.inf
+        if isinstance(reading, BaseException):
+            raise reading.with_traceback(None)  # one error object serves several waits
+        return reading  # type: ignore[no-any-return]
 
     async def leave(self) -> None:
         """Stop being served; the last wait to leave stops the poller and releases its session."""
-        task = self.poller._leave(self)
-        if task is not None and not task.done():
-            # The last one waits for the poller to release the HTTP session, so nothing is left
-            # open behind the waits. Shielded: a cancelled wait still lets the poller finish.
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if not task.done():
-                    raise  # this wait itself is being cancelled
-            except Exception:
-                pass  # the poller's own failure was logged by _fail
+        poller, group = self.poller, self.group
+        if self not in (same := group.tickets.get(self.execution_id, [])):
+            return
+        same.remove(self)
+        poller.waits -= 1
+        if not same:
+            del group.tickets[self.execution_id]
+            for table in (group.last_status, group.listed, group.gets):
+                table.pop(self.execution_id, None)
+            if not group.tickets:
+                del poller._groups[group.workflow_type]
+        if poller.waits:
+            return
+        poller._unregister()
+        poller._task.cancel()
+        # The last one waits for the poller to release the HTTP session, so nothing is left
+        # open behind the waits. ``wait`` neither raises the poller's end (its own failure was
+        # logged by _ended) nor cancels it when this wait itself is cancelled.
+        await asyncio.wait([poller._task])
 
 
 class _Group:
-    """The waits of one poller that share a workflow type, and what their rounds learned."""
+    """
+    The waits of one poller that share a workflow type, what their rounds learned, and the round
+    being served (a group has one round at a time).
+    """
 
     def __init__(self, workflow_type: str) -> None:
         self.workflow_type = workflow_type
@@ -200,56 +216,99 @@ class _Group:
         self.misses = 0  # last list round: awaited executions absent from the lists yet active
         self.get_rounds = 0  # GET rounds since the lists were last looked at
         self.next_round: float | None = None  # loop time of the group's next round, if planned
+        # begin() sets the round's: its due waits by execution id (wanted), its start (loop time),
+        # the executions read by GET whatever the lists say (confirm), whether it pages through
+        # the lists (listing), and its metrics (served).
 
-    def note(self, execution_id: str, reading: Any, listed: bool) -> tuple[str, str] | None:
+    def begin(self, wanted: dict[str, list[Ticket]], start: float, lists_usable: bool) -> None:
         """
-        Record a reading (listed, or read by GET); return its (status, progress), None for an error.
+        Start a round for the due waits ``wanted``: read by lists, or by one GET per execution,
+        whichever is expected to cost fewer requests.
+        """
+        self.wanted, self.start = wanted, start
+        self.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
+        # Listed the same for CONFIRM_ROUNDS list rounds in a row: read by their own GETs.
+        self.confirm = {i for i in wanted if self.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
+        # The round's metrics: ``smartmca.poller.<name>``.
+        self.served = dict.fromkeys(("waits_served.list", "waits_served.get", "misses"), 0)
+        self.served["confirmations"] = len(self.confirm)
+        if self.get_rounds >= REPROBE_ROUNDS:
+            self.pages.clear()  # look again: the tenant's active executions may have changed
+            self.misses = 0
+        ids = wanted.keys() - self.confirm
+        self.listing = lists_usable and len(ids) > 1 and self.cheaper(ids, self.statuses(ids))
+        self.get_rounds = 0 if self.listing else self.get_rounds + 1
+
+    def deliver(self, execution_id: str, reading: Any, how: str) -> None:
+        """
+        Record a reading (``how``: listed, or read by ``get``; an execution or an error) and hand
+        it to the round's waits on ``execution_id`` at once: a wait whose execution was listed, or
+        read early in a round of many, does not wait for the rest of the round.
 
         An error changes no count: a list that fails now and then cannot reset what it held, and
         a confirming GET that fails is sent again the next round.
         """
-        if not isinstance(reading, Execution):
-            return None
-        seen = (reading.status, progress(reading))
-        self.last_status[execution_id] = reading.status
-        before, rounds = self.listed.pop(execution_id, ((), 0))
-        if listed:
-            self.listed[execution_id] = (seen, rounds + 1 if before == seen else 1)
-        return seen
+        seen = None
+        if isinstance(reading, Execution):
+            seen = (reading.status, progress(reading))
+            self.last_status[execution_id] = reading.status
+            before, rounds = self.listed.pop(execution_id, ((), 0))
+            if how == "list":
+                self.listed[execution_id] = (seen, rounds + 1 if before == seen else 1)
+            elif self.listing and execution_id not in self.confirm and reading.status in ACTIVE_STATUSES:
+                self.served["misses"] += 1  # absent from the lists, yet running
+        for ticket in self.wanted[execution_id]:
+            ticket.base = self.start
+            if (future := ticket.future) is None or future.done():
+                continue
+            self.served[f"waits_served.{how}"] += 1
+            if seen is not None and seen == ticket.last:
+                # What the wait last read and judged "keep waiting": it would only ask again,
+                # one interval after this round. Its task is not woken for nothing.
+                ticket.due = self.start + ticket.interval
+                continue
+            ticket.last = seen
+            future.set_result(reading)
 
-    def unchanged(self, ids: Iterable[str]) -> set[str]:
-        """The executions of ``ids`` listed the same for :data:`CONFIRM_ROUNDS` list rounds in a row."""
-        return {i for i in ids if self.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
+    def statuses(self, ids: Iterable[str]) -> tuple[str, ...]:
+        """The lists that can show ``ids``; ``pending`` first: an execution moving on shows up in the next."""
+        # An execution never goes back to pending: when every awaited one was last seen running,
+        # the pending list cannot show any of them.
+        running = all(self.last_status.get(i) == "running" for i in ids)
+        return ("running",) if running else ("pending", "running")
+
+    def cheaper(self, ids: Collection[str], statuses: tuple[str, ...], index: int = 0, page: int = 1) -> bool:
+        """
+        Whether the list pages left, from ``page`` of ``statuses[index]`` on, are expected to cost
+        fewer requests than one GET per execution of ``ids``. A list not yet seen takes one page;
+        the awaited executions it missed last time cost their GETs on top.
+        """
+        left = sum(self.pages.get(status, 1) for status in statuses[index:]) - page + 1
+        return left + self.misses < len(ids)
 
 
 class ExecutionPoller:
     """
     Serves every wait of one event loop on one connection (see the module docstring).
 
-    Made by :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`.
+    Made by :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.poller`.
 
+    :param context: the loop's :class:`~airflow_provider_smartmca.triggers.context.TriggererContext`
+        (not imported: it imports this module): the request budget of the key, the shared HTTP session,
+        and its registry of pollers, where this one is kept under ``key`` until it stops or fails.
     :param settings: the connection's client settings.
-    :param budget: the request budget of its key.
-    :param session: borrows the loop's shared HTTP session (``session(settings)``).
-    :param registry: where the context keeps it, under ``key``; it leaves when it stops or fails.
     """
 
-    def __init__(
-        self,
-        settings: ClientSettings,
-        budget: RequestBudget,
-        session: Callable[[ClientSettings], AbstractAsyncContextManager[AsyncClient]],
-        registry: dict[Any, ExecutionPoller],
-        key: Any,
-    ) -> None:
-        self.settings, self.budget, self.key = settings, budget, key
-        self._session, self._registry = session, registry
+    def __init__(self, context: Any, settings: ClientSettings, key: Any) -> None:
+        self.settings, self.budget, self.key = settings, context.budget(settings), key
+        self._session, self._registry = context.session, context.pollers
         self.loop = asyncio.get_running_loop()
         self.failure: BaseException | None = None
         #: Why lists are not used any more (a refused or drifted list), or None.
         self.lists_unusable: str | None = None
         self._groups: dict[str, _Group] = {}
-        self._waits = 0
+        #: How many waits are registered.
+        self.waits = 0
         self._wake = asyncio.Event()
         self._next_wake = math.inf
         self._progress = self.loop.time()
@@ -257,106 +316,52 @@ class ExecutionPoller:
         self._task.add_done_callback(self._ended)
 
     def __repr__(self) -> str:
-        return f"ExecutionPoller(base_url={self.settings.base_url!r}, waits={self._waits})"
-
-    @property
-    def waits(self) -> int:
-        """How many waits are registered."""
-        return self._waits
+        return f"ExecutionPoller(base_url={self.settings.base_url!r}, waits={self.waits})"
 
     # --- waits ---------------------------------------------------------------------------------
 
     def join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
-        """Register a wait (see :meth:`~airflow_provider_smartmca.triggers.context.TriggererContext.ticket`)."""
-        if (group := self._groups.get(workflow_type)) is None:
-            group = self._groups[workflow_type] = _Group(workflow_type)
+        """
+        Register a wait; call its ticket's ``leave()`` when done, whatever happens.
+
+        :param execution_id: the execution awaited.
+        :param workflow_type: the execution's workflow type (the list filter that groups waits).
+        :param interval: seconds between readings.
+        :param deadline: absolute epoch deadline, or None.
+        """
+        group = self._groups.setdefault(workflow_type, _Group(workflow_type))
         ticket = Ticket(self, execution_id, group, interval, deadline)
         group.tickets.setdefault(execution_id, []).append(ticket)
-        self._waits += 1
+        self.waits += 1
         return ticket
 
-    def _leave(self, ticket: Ticket) -> asyncio.Task[None] | None:
-        """Forget ``ticket``; return the poller's task when it was the last wait (then stopping)."""
-        if ticket.timer is not None:
-            ticket.timer.cancel()
-        group = ticket.group
-        same = group.tickets.get(ticket.execution_id)
-        if not same or ticket not in same:
-            return None
-        same.remove(ticket)
-        self._waits -= 1
-        if not same:
-            del group.tickets[ticket.execution_id]
-            for table in (group.last_status, group.listed, group.gets):
-                table.pop(ticket.execution_id, None)
-            if not group.tickets:
-                del self._groups[group.workflow_type]
-        if self._waits:
-            return None
-        self._unregister()
-        self._task.cancel()
-        return self._task
-
-    async def _read(self, ticket: Ticket, after: float | None) -> Execution | None:
-        if self.failure is not None:
-            raise PollerUnavailable(f"the shared poller failed: {type(self.failure).__name__}")
-        loop, now = self.loop, self.loop.time()
-        if after is None or ticket.base is None:
-            group = ticket.group
-            planned = group.next_round
-            if planned is None or not now <= planned <= now + ticket.interval:
-                # Like a lone wait's first poll: somewhere in the first interval, so a thousand
-                # waits deferred together do not start at one instant in every triggerer.
-                planned = group.next_round = now + random.uniform(0, ticket.interval)
-            ticket.due = planned
-        else:
-            ticket.due = ticket.base + after
-        future: asyncio.Future[Any] = loop.create_future()
-        ticket.future = future
-        ticket.timer = loop.call_at(self._check_at(ticket), self._expire, ticket, future)
-        if ticket.due < self._next_wake:
-            self._wake.set()
-        try:
-            reading = await future
-        finally:
-            ticket.timer.cancel()
-            ticket.future = ticket.timer = None
-            ticket.due = math.inf
-        if isinstance(reading, BaseException):
-            raise reading.with_traceback(None)  # one error object serves several waits
-        return reading  # type: ignore[no-any-return]
-
-    def _grace(self, ticket: Ticket) -> float:
-        """How long without progress before a wait stops trusting the poller."""
-        return 2 * self.settings.timeout + 2 * ticket.interval
-
-    def _check_at(self, ticket: Ticket) -> float:
-        """Loop time of the wait's next check: its deadline, or when a stall would show."""
-        when = max(ticket.due, self.loop.time()) + self._grace(ticket)
-        if ticket.deadline is not None:
-            when = min(when, self.loop.time() + ticket.deadline - time.time())
-        return when
-
-    def _expire(self, ticket: Ticket, future: asyncio.Future[Any]) -> None:
-        """A wait's timer: its deadline passed (None), or the poller stalled (fall back)."""
-        if future.done():
+    def _check(self, ticket: Ticket) -> None:
+        """
+        Check a wait that asks for a reading (when it asks, then by its timer): its deadline
+        passed (None), or the poller failed or stalled (fall back: no progress for two request
+        timeouts and two intervals, outside a 429 pause); else set its timer for the next check.
+        """
+        if (future := ticket.future) is None or future.done():
             return
-        if ticket.deadline is not None and time.time() >= ticket.deadline - 0.01:
+        now, grace = self.loop.time(), 2 * self.settings.timeout + 2 * ticket.interval
+        left = math.inf if ticket.deadline is None else ticket.deadline - time.time()
+        idle = now - max(self._progress, ticket.due)
+        if left <= 0.01:
             future.set_result(None)
-            return
-        idle = self.loop.time() - max(self._progress, ticket.due)
-        if self.failure is not None or (idle > self._grace(ticket) and self.budget.pause_left() == 0):
-            future.set_exception(PollerUnavailable(f"the shared poller made no progress for {idle:.0f} s"))
-            return
-        ticket.timer = self.loop.call_at(self._check_at(ticket), self._expire, ticket, future)
+        elif self.failure is not None or (idle > grace and self.budget.pause_left() == 0):
+            stalled = f"made no progress for {idle:.0f} s"
+            why = stalled if self.failure is None else f"failed: {type(self.failure).__name__}"
+            future.set_exception(PollerUnavailable(f"the shared poller {why}"))
+        else:  # at the deadline, or when a stall would show
+            when = min(max(ticket.due, now) + grace, now + left)
+            ticket.timer = self.loop.call_at(when, self._check, ticket)
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def _pending(self) -> Iterable[Ticket]:
-        for group in self._groups.values():
-            yield from (
-                t for ts in group.tickets.values() for t in ts if t.future is not None and not t.future.done()
-            )
+    def _pending(self) -> list[Ticket]:
+        """The waits asking for a reading."""
+        tickets = (t for group in self._groups.values() for same in group.tickets.values() for t in same)
+        return [t for t in tickets if t.future is not None and not t.future.done()]
 
     def _unregister(self) -> None:
         if self._registry.get(self.key) is self:
@@ -364,206 +369,106 @@ class ExecutionPoller:
 
     async def _run(self) -> None:
         async with self._session(self.settings) as client:
-            while self._waits:
-                await self._sleep_until_due()
+            while self.waits:
+                self._wake.clear()
+                self._next_wake = due = min((t.due for t in self._pending()), default=math.inf)
+                delay = due - self.loop.time()
+                with contextlib.suppress(TimeoutError):  # until the first wait is due, or an earlier one asks
+                    if delay > 0:
+                        await asyncio.wait_for(self._wake.wait(), None if delay == math.inf else delay)
+                        continue
                 await self._round(client)
-
-    async def _sleep_until_due(self) -> None:
-        while True:
-            self._wake.clear()
-            due = min((t.due for t in self._pending()), default=math.inf)
-            self._next_wake = due
-            delay = due - self.loop.time()
-            if delay <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), None if due == math.inf else delay)
-            except TimeoutError:
-                return
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The poller's task ended: normal when its last wait left; otherwise a failure."""
-        if task.cancelled():
+        if task.cancelled() or (task.exception() is None and not self.waits):
             return
-        exc = task.exception()
-        if exc is None and not self._waits:
-            return
-        self._fail(exc or RuntimeError("the shared poller stopped with waits left"))
-
-    def _fail(self, exc: BaseException) -> None:
-        self.failure = exc
+        self.failure = exc = task.exception() or RuntimeError("the shared poller stopped with waits left")
         log.error(
             "The SmartMCA shared poller for %s failed; its %d wait(s) poll alone from now on",
             self.settings.base_url,
-            self._waits,
+            self.waits,
             exc_info=exc,
         )
         self._unregister()  # new waits get a new poller
-        for ticket in list(self._pending()):
-            assert ticket.future is not None
-            ticket.future.set_exception(PollerUnavailable(f"the shared poller failed: {type(exc).__name__}"))
+        for ticket in self._pending():
+            self._check(ticket)
 
     async def _round(self, client: AsyncClient) -> None:
         start = self._progress = self.loop.time()
-        rounds = []
-        for group in list(self._groups.values()):
-            wanted: dict[str, list[Ticket]] = {}
-            for execution_id, tickets in group.tickets.items():
-                due = [
-                    t
-                    for t in tickets
-                    if t.future is not None and not t.future.done() and t.due <= start + JITTER * t.interval
-                ]
-                if due:
-                    wanted[execution_id] = due
-            if wanted:
-                rounds.append(self._serve(client, group, wanted, start))
-        await asyncio.gather(*rounds)
+        wanted: dict[_Group, dict[str, list[Ticket]]] = {}
+        for t in self._pending():
+            if t.due <= start + JITTER * t.interval:
+                wanted.setdefault(t.group, {}).setdefault(t.execution_id, []).append(t)
+        await asyncio.gather(*(self._serve(client, group, due, start) for group, due in wanted.items()))
 
     async def _serve(
         self, client: AsyncClient, group: _Group, wanted: dict[str, list[Ticket]], start: float
     ) -> None:
         """One round of one group: lists, then GETs of what they did not settle; each wait gets its reading."""
-        group.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
-        served = {"list": 0, "get": 0, "missed": 0}
-        confirm = group.unchanged(wanted)  # read by their own GETs, whatever the lists say
-        listed = self._lists_cheaper(group, wanted.keys() - confirm)
-
-        def deliver(execution_id: str, reading: Any, how: str) -> None:
-            # Handed over at once: a wait whose execution was listed, or GET early in a round
-            # of many, does not wait for the rest of the round.
-            seen = group.note(execution_id, reading, how == "list")
-            if (
-                listed
-                and how == "get"
-                and seen
-                and seen[0] in ACTIVE_STATUSES
-                and execution_id not in confirm
-            ):
-                served["missed"] += 1  # absent from the lists, yet running
-            for ticket in wanted[execution_id]:
-                ticket.base = start
-                future = ticket.future
-                if future is None or future.done():
-                    continue
-                served[how] += 1
-                if seen is not None and seen == ticket.last:
-                    # What the wait last read and judged "keep waiting": it would only ask again,
-                    # one interval after this round. Its task is not woken for nothing.
-                    ticket.due = start + ticket.interval
-                    continue
-                ticket.last = seen
-                future.set_result(reading)
-
-        unseen = set(wanted)
+        group.begin(wanted, start, self.lists_unusable is None)
         try:
-            if listed:
-                group.get_rounds = 0
-                readings: dict[str, Any] = {}
-                timeout = _time_left(t for tickets in wanted.values() for t in tickets)
-                unseen = await self._list(client, group, wanted.keys() - confirm, readings, timeout) | confirm
-                for execution_id, reading in readings.items():
-                    deliver(execution_id, reading, "list")
-                del readings
-            else:
-                group.get_rounds += 1
-            if unseen:
-                await self._get_each(client, group, unseen, wanted, deliver)
-            if listed:
-                group.misses = served["missed"]  # what the next choice must count in
+            unseen = set(wanted)
+            if group.listing:
+                unseen = await self._list(client, group, wanted.keys() - group.confirm) | group.confirm
+            await self._get_each(client, group, unseen)
+            if group.listing:
+                group.misses = group.served["misses"]  # what the next choice must count in
         finally:  # also when the last wait, served early in the round, stopped the poller
-            incr("poller.waits_served.list", served["list"])
-            incr("poller.waits_served.get", served["get"])
-            incr("poller.misses", served["missed"])
-            incr("poller.confirmations", len(confirm))
+            for name, count in group.served.items():
+                incr(f"poller.{name}", count)
 
-    def _lists_cheaper(self, group: _Group, wanted: Collection[str]) -> bool:
-        """Whether paging is expected to cost fewer requests than one GET per execution of ``wanted``."""
-        if self.lists_unusable is not None or len(wanted) < 2:
-            return False
-        if group.get_rounds >= REPROBE_ROUNDS:
-            group.pages.clear()  # look again: the tenant's active executions may have changed
-            group.misses = 0
-        return _list_pages(group, self._statuses(group, wanted)) + group.misses < len(wanted)
+    async def _send(
+        self, client: AsyncClient, request: protocol.PreparedRequest, timeout: float | None
+    ) -> Any:
+        """One request through the key's budget; an answer is progress."""
+        raw = await self.budget.send(client, request, timeout=timeout)
+        self._progress = self.loop.time()
+        return protocol.parse_response(request, raw, self.settings)
 
-    @staticmethod
-    def _statuses(group: _Group, ids: Iterable[str]) -> tuple[str, ...]:
-        # An execution never goes back to pending: when every awaited one was last seen running,
-        # the pending list cannot show any of them.
-        if all(group.last_status.get(i) == "running" for i in ids):
-            return ("running",)
-        return ("pending", "running")  # pending first: an execution moving on shows up in the next
-
-    async def _list(
-        self,
-        client: AsyncClient,
-        group: _Group,
-        unseen: set[str],
-        readings: dict[str, Any],
-        timeout: float | None,
-    ) -> set[str]:
-        """Page through the active lists; return the awaited executions they did not show as active."""
-        statuses = self._statuses(group, unseen)
+    async def _list(self, client: AsyncClient, group: _Group, unseen: set[str]) -> set[str]:
+        """Page through the active lists, handing over what they show as active; return the rest."""
+        statuses = group.statuses(unseen)
+        timeout = _time_left(t for tickets in group.wanted.values() for t in tickets)
         for index, status in enumerate(statuses):
             walk = ListingWalk(PAGE_LIMIT, MAX_PAGES)
             while unseen and (fetch := walk.next()) is not None:
-                page = fetch.page
-                # Choose again before every page: paging on only if it stays cheaper than GETs.
-                left = group.pages.get(status, 1) - page + 1 + _list_pages(group, statuses[index + 1 :])
-                if (page > 1 or index > 0) and left + group.misses >= len(unseen):
+                # Choose again before every page (the first, as begin() chose): paging on only if it
+                # stays cheaper than GETs.
+                if not group.cheaper(unseen, statuses, index, fetch.page):
                     return unseen
-                request = protocol.build_request(
-                    self.settings,
-                    "list_executions",
-                    query=protocol.list_executions_query(
-                        workflow_type=group.workflow_type, status=status, page=page, limit=PAGE_LIMIT
-                    ),
+                query = protocol.list_executions_query(
+                    workflow_type=group.workflow_type, status=status, page=fetch.page, limit=PAGE_LIMIT
                 )
+                request = protocol.build_request(self.settings, "list_executions", query=query)
                 try:
-                    raw = await self.budget.send(client, request, timeout=timeout)
-                    self._progress = self.loop.time()
-                    result = protocol.parse_response(request, raw, self.settings)
-                except SmartMCAAuthError as exc:
-                    return self._deliver(exc, unseen, readings)
+                    result = await self._send(client, request, timeout)
                 except SmartMCAError as exc:
-                    if protocol.when_to_retry(exc) is not protocol.Retry.NEVER:
-                        return self._deliver(exc, unseen, readings)
-                    self._unusable(exc)  # refused or drifted: GETs from now on
+                    final = protocol.when_to_retry(exc) is protocol.Retry.NEVER
+                    if isinstance(exc, SmartMCAAuthError) or not final:
+                        for execution_id in unseen:  # transient, or 401: the waits it did not answer get it
+                            group.deliver(execution_id, exc, "list")
+                        return set()
+                    if self.lists_unusable is None:  # refused or drifted: GETs from now on
+                        self.lists_unusable = str(exc)
+                        incr("poller.lists_unusable")
+                        log.warning(
+                            "SmartMCA List Executions cannot serve the waits (%s); each wait is read with "
+                            "its own GET from now on",
+                            exc,
+                        )
                     return unseen
                 for item in walk.feed(result):
                     if item.execution_id in unseen and item.status in ACTIVE_STATUSES:
-                        readings[item.execution_id] = item
                         unseen.discard(item.execution_id)
+                        group.deliver(item.execution_id, item, "list")
                 # total only estimates the pages (a server may count only the page): a full
                 # page always has a next one, a short page is the last.
                 group.pages[status] = max(1, min(walk.pages_expected, MAX_PAGES))
                 del result
         return unseen
 
-    @staticmethod
-    def _deliver(exc: SmartMCAError, unseen: set[str], readings: dict[str, Any]) -> set[str]:
-        """A list failed transiently (or with 401): the waits it did not answer get its error."""
-        readings.update(dict.fromkeys(unseen, exc))
-        return set()
-
-    def _unusable(self, exc: SmartMCAError) -> None:
-        if self.lists_unusable is None:
-            self.lists_unusable = str(exc)
-            incr("poller.lists_unusable")
-            log.warning(
-                "SmartMCA List Executions cannot serve the waits (%s); each wait is read with its own "
-                "GET from now on",
-                exc,
-            )
-
-    async def _get_each(
-        self,
-        client: AsyncClient,
-        group: _Group,
-        ids: set[str],
-        wanted: dict[str, list[Ticket]],
-        deliver: Callable[[str, Any, str], None],
-    ) -> None:
+    async def _get_each(self, client: AsyncClient, group: _Group, ids: set[str]) -> None:
         """GET each execution of ``ids``, a bounded number at once, and hand each reading over."""
         queue = iter(sorted(ids))
 
@@ -575,23 +480,15 @@ class ExecutionPoller:
                     )
                 reading: Any
                 try:
-                    raw = await self.budget.send(client, request, timeout=_time_left(wanted[execution_id]))
-                    self._progress = self.loop.time()
-                    reading = protocol.parse_response(request, raw, self.settings)
+                    reading = await self._send(client, request, _time_left(group.wanted[execution_id]))
                 except SmartMCAError as exc:
                     reading = exc
-                deliver(execution_id, reading, "get")
+                group.deliver(execution_id, reading, "get")
 
         await asyncio.gather(*(worker() for _ in range(min(GET_WORKERS, len(ids)))))
-
-
-def _list_pages(group: _Group, statuses: Iterable[str]) -> int:
-    """Pages the lists of ``statuses`` are expected to take (one when not yet seen)."""
-    return sum(group.pages.get(status, 1) for status in statuses)
 
 
 def _time_left(tickets: Iterable[Ticket]) -> float | None:
     """The longest time any of ``tickets`` may still wait (None: one has no deadline)."""
     deadlines = [ticket.deadline for ticket in tickets]
-    latest = max((deadline for deadline in deadlines if deadline is not None), default=0.0)
-    return None if None in deadlines else max(0.001, latest - time.time())
+    return None if None in deadlines else max(0.001, max(d or 0.0 for d in deadlines) - time.time())
