@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# `make release-check`: build the sdist and the wheel, check them as PyPI would, then install the
-# wheel (not editable) into a fresh venv with the pinned constraints and use it as a user would.
-# The built files stay in dist/. Exits non-zero on the first failed check.
+# `make release-check`: build the sdist and the wheel, check them as PyPI would, then run the
+# README's install line with the wheel in fresh venvs, on the lowest and on the highest supported
+# Airflow (each on its matrix cell's Python, scripts/install_line.py), and use the install as a user
+# would. The built files stay in dist/. Exits non-zero on the first failed check.
 #
-# Environment: PY (has build, twine, trove-classifiers: requirements/docs.in; default .venv/bin/python),
-# BASE_PYTHON (the fresh venv's interpreter, default python3), CONSTRAINTS (default
-# requirements/constraints.txt).
+# Environment: PY (has build, twine, trove-classifiers: requirements/docs.in; default .venv/bin/python).
+# Nothing of the caller's PYTHONPATH or AIRFLOW_* reaches the fresh venvs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 PY=${PY:-.venv/bin/python}
-BASE_PYTHON=${BASE_PYTHON:-python3}
-CONSTRAINTS=$(realpath "${CONSTRAINTS:-requirements/constraints.txt}")
 work=$(mktemp -d -t smartmca-release-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 started=$SECONDS
@@ -78,17 +76,19 @@ expect(not relative, f"no relative link or image in the README (they break on Py
 sys.exit(1 if problems else 0)
 EOF
 
-step "install the wheel into a fresh venv ($($BASE_PYTHON --version 2>&1)) with $CONSTRAINTS"
-"$BASE_PYTHON" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet -c "$CONSTRAINTS" "$repo/$wheel" >"$work/pip.log" 2>&1 ||
-    { grep -v "is ignored" "$work/pip.log" | tail -40; exit 1; }
-"$work/venv/bin/python" -m pip show airflow-provider-smartmca | grep -E "^(Name|Version|Location)"
-cp "$repo/$wheel" "$work/" # nothing below may read the repository: run from the temp dir
+# A user's shell: none of the caller's PYTHONPATH (it would import the repository's package) or Airflow.
+unset PYTHONPATH
+while read -r name; do unset "$name"; done < <(compgen -e | grep '^AIRFLOW' || true)
+cp "$repo/$wheel" "$work/"
+"$PY" scripts/install_line.py "$work/$(basename "$wheel")" >"$work/cells.tsv"
 
-step "import the installed package (not the repository's)"
-cd "$work"
-export AIRFLOW_HOME="$work/airflow_home"
-"$work/venv/bin/python" - <<'EOF'
+# Use the wheel installed in venv $1 as a user would, from the temp dir (nothing below may read the
+# repository).
+use_as_a_user() {
+    local venv=$1
+    cd "$work"
+    step "import the installed package (not the repository's)"
+    "$venv/bin/python" - <<'EOF'
 import importlib.metadata
 import pathlib
 import sys
@@ -109,35 +109,52 @@ print("ok    imported", dist.version, "from", where.parent)
 print("ok   ", ", ".join(c.__name__ for c in (SmartMCAHook, TriggerWorkflowOperator, ExecutionSensor, ExecutionTrigger, Emulator)))
 EOF
 
-step "the installed example DAGs parse"
-EXPECTED_EXAMPLES="$(cd "$repo/airflow_provider_smartmca/examples" && ls example_*.py)" "$work/venv/bin/python" - <<'EOF'
+    step "the installed example DAGs parse"
+    EXPECTED_EXAMPLES="$(cd "$repo/airflow_provider_smartmca/examples" && ls example_*.py)" "$venv/bin/python" - <<'EOF'
 import os
 from pathlib import Path
 
 import airflow_provider_smartmca.examples as examples
-from airflow.dag_processing.dagbag import DagBag
+from airflow_provider_smartmca.testing.dag_runner import _parse
 
-folder = Path(examples.__path__[0])
-bag = DagBag(dag_folder=str(folder))
-assert not bag.import_errors, bag.import_errors
 # One DAG per example file of the source tree (each example's dag_id is its file name), so an
 # example missing from the wheel, or one that stopped defining its DAG, fails here.
-files = sorted(name.removesuffix(".py") for name in os.environ["EXPECTED_EXAMPLES"].split())
-assert sorted(bag.dag_ids) == files, (bag.dag_ids, files)
-print("ok    ", sorted(bag.dag_ids))
+folder = Path(examples.__path__[0])
+names = sorted(name.removesuffix(".py") for name in os.environ["EXPECTED_EXAMPLES"].split())
+assert sorted(p.stem for p in folder.glob("example_*.py")) == names, list(folder.iterdir())
+found = {name: sorted(_parse(folder / f"{name}.py")) for name in names}
+assert all(ids == [name] for name, ids in found.items()), found
+print("ok    ", names)
 EOF
 
-step "Airflow registers the provider (temp AIRFLOW_HOME)"
-"$work/venv/bin/airflow" providers get airflow-provider-smartmca -o plain | tee "$work/get.txt"
-grep -q "airflow-provider-smartmca" "$work/get.txt"
-"$work/venv/bin/airflow" providers hooks -o plain | tee "$work/hooks.txt" | grep -i smartmca
-grep -i smartmca "$work/hooks.txt" | grep -q "SmartMCAHook" || { echo "FAIL: the smartmca hook is not listed"; exit 1; }
-if grep -i smartmca "$work/hooks.txt" | grep -qi "error"; then
-    echo "FAIL: the smartmca hook is listed with an error"
-    exit 1
-fi
-for script in smartmca-emulator smartmca-check; do
-    "$work/venv/bin/$script" --help >/dev/null && echo "ok    $script --help"
-done
+    step "Airflow registers the provider (temp AIRFLOW_HOME)"
+    "$venv/bin/airflow" providers get airflow-provider-smartmca -o plain | tee "$work/get.txt"
+    grep -q "airflow-provider-smartmca" "$work/get.txt"
+    "$venv/bin/airflow" providers hooks -o plain | tee "$work/hooks.txt" | grep -i smartmca
+    grep -i smartmca "$work/hooks.txt" | grep -q "SmartMCAHook" || { echo "FAIL: the smartmca hook is not listed"; exit 1; }
+    if grep -i smartmca "$work/hooks.txt" | grep -qi "error"; then
+        echo "FAIL: the smartmca hook is listed with an error"
+        exit 1
+    fi
+    for script in smartmca-emulator smartmca-check; do
+        "$venv/bin/$script" --help >/dev/null && echo "ok    $script --help"
+    done
+    cd "$repo"
+}
+
+[ "$(wc -l <"$work/cells.tsv")" -eq 2 ] || { cat "$work/cells.tsv"; echo "FAIL: expected 2 cells"; exit 1; }
+while IFS=$'\t' read -r -u 3 cell python airflow line; do
+    step "$cell: the README's install line with the wheel, in a fresh venv ($("$python" --version))"
+    echo "\$ $line"
+    "$python" -m venv "$work/$cell"
+    export AIRFLOW_HOME="$work/$cell.airflow_home" # a throwaway home, before anything imports Airflow
+    # As typed into a shell whose venv is active, from the repository root (the constraints path).
+    PATH="$work/$cell/bin:$PATH" bash -c "$line" >"$work/$cell.pip.log" 2>&1 ||
+        { grep -v "is ignored" "$work/$cell.pip.log" | tail -40; exit 1; }
+    "$work/$cell/bin/python" -m pip show airflow-provider-smartmca apache-airflow | grep -E "^(Name|Version|Location)"
+    installed=$("$work/$cell/bin/python" -c 'import airflow; print(airflow.__version__)')
+    [ "$installed" = "$airflow" ] || { echo "FAIL: Airflow $installed installed, $airflow pinned"; exit 1; }
+    use_as_a_user "$work/$cell"
+done 3<"$work/cells.tsv"
 
 step "release check passed in $((SECONDS - started)) s"

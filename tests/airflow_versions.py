@@ -41,6 +41,11 @@ NEEDS: dict[str, tuple[tuple[int, int], str]] = {
         "Airflow 3.0's dag.test() hands the reschedule start date to the sensor as a string "
         "(TypeError in BaseSensorOperator.run_duration, any sensor)",
     ),
+    "tests/provider/test_registration.py::test_the_ui_form_metadata_has_every_extra_field": (
+        (3, 2),
+        "before 3.2 Airflow reads no conn-fields from provider metadata: the form has no extra fields "
+        "(test_providers_manager_builds_the_form checks that path)",
+    ),
     "tests/operators/test_import_cost.py::test_operator_import_pulls_no_http_library_nor_emulator": (
         (3, 1),
         "Airflow 3.0 itself imports aiohttp when any operator is built "

@@ -6,11 +6,20 @@ starts before the next step runs, so the underwriter is only assigned once the a
 really moved on. Each action is sent exactly once: a retry after a lost response or a dead
 worker finds the execution the first attempt started instead of sending the action again.
 
+The last step splits starting from waiting: ``assign_underwriter`` only starts its execution
+(``wait_for_completion=False``; its return value is SmartMCA's 202 answer, and the execution id
+is in its XCom under the key ``execution_id``), and ``wait_for_assignment``, an
+``ExecutionSensor``, waits for that execution in the triggerer (``deferrable=True``: no worker
+slot while waiting). The outcome is the one the operator's own wait gives (the completed
+execution as the return value; a failed execution fails the task), but the wait is a task of
+its own, with its own ``timeout`` and retries, and tasks that need only the started execution
+could run between the two. The sensor also waits for executions started outside Airflow.
+
 Every field is templated; ``payload`` passes any extra field of the API's body through.
 
 Connection: ``smartmca_default``. Scopes: ``workflows:read`` and ``workflows:trigger``, plus
 ``underwriting:trigger`` for the last step. Poll interval: 30 s, or
-``AIRFLOW_VAR_SMARTMCA_POLL_INTERVAL``.
+``AIRFLOW_VAR_SMARTMCA_POLL_INTERVAL``. Needs a running triggerer (for the sensor).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from airflow_provider_smartmca.operators import (
     AssignUnderwriterOperator,
     ChangeApplicationStatusOperator,
 )
+from airflow_provider_smartmca.sensors import ExecutionSensor
 
 POLL_INTERVAL = float(os.environ.get("AIRFLOW_VAR_SMARTMCA_POLL_INTERVAL", "30"))
 
@@ -61,5 +71,13 @@ with DAG(
         task_id="assign_underwriter",
         application_id="{{ params.application_id }}",
         underwriter_id="{{ params.underwriter_id }}",
+        wait_for_completion=False,  # start only: wait_for_assignment waits
     )
-    approve >> advance >> assign
+    wait_for_assignment = ExecutionSensor(
+        task_id="wait_for_assignment",
+        execution_id="{{ ti.xcom_pull(task_ids='assign_underwriter', key='execution_id') }}",
+        deferrable=True,
+        poke_interval=POLL_INTERVAL,
+        timeout=timedelta(hours=4),
+    )
+    approve >> advance >> assign >> wait_for_assignment

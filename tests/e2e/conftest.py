@@ -37,6 +37,9 @@ EMULATOR_CONFIG = {
     "durations": {"pending_seconds": 3, "node_seconds": 0.5},
     "request_log_size": 200000,
     "workflows": [
+        # The application pipeline example starts the assignment and waits with a deferrable
+        # ExecutionSensor: the execution must still run when the sensor first checks, so it defers.
+        {"id": "wf_app_assign_underwriter", "pending_seconds": 20, "node_seconds": 0.5},
         {
             "id": "wf_e2e_medium",
             "name": "E2E medium",

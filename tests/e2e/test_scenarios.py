@@ -27,6 +27,8 @@ OUR_OPERATORS = {
     "AdvanceApplicationStageOperator",
     "AssignUnderwriterOperator",
 }
+#: Wait for an execution another task started (the application pipeline example's last step).
+OUR_SENSORS = {"ExecutionSensor"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -115,13 +117,24 @@ def test_1_happy_path_all_example_dags_deferrable(e2e: Stack) -> None:
     reqs = s.emulator.requests()
     execs = s.emulator.executions()
     known = {e["executionId"] for e in execs}
-    ours = 0
+    starts = 0
+    started_only: set[str] = set()  # started with wait_for_completion=False: an ExecutionSensor waits
+    waited: set[str] = set()
     for dag_id, run_id in runs:
         for ti in s.airflow.task_instances(dag_id, run_id):
-            if ti["operator"] not in OUR_OPERATORS:
+            if ti["operator"] not in OUR_OPERATORS | OUR_SENSORS:
                 continue
-            ours += 1
             key = (dag_id, run_id, ti["task_id"], int(ti["map_index"]))
+            if ti["operator"] in OUR_OPERATORS:
+                starts += 1
+                # Exactly-once: the execution id pushed to XCom is the one returned.
+                eid = s.airflow.xcom_key(dag_id, run_id, ti["task_id"], "execution_id", key[3])
+                answer = s.airflow.xcom(dag_id, run_id, ti["task_id"], key[3])
+                assert isinstance(answer, dict) and answer.get("executionId") == eid, (key, answer)
+                if answer.get("status") != "completed":  # the 202 answer: the task did not wait
+                    assert key not in obs.seen("deferred"), f"{key} returned {answer} but deferred"
+                    started_only.add(eid)
+                    continue
             assert key in obs.seen("deferred"), f"{key} never observed deferred: {obs.timeline.get(key)}"
             assert key not in obs.deferred_with_process, f"{key}: a task process existed while deferred"
             window = obs.deferred_window(key)
@@ -131,11 +144,11 @@ def test_1_happy_path_all_example_dags_deferrable(e2e: Stack) -> None:
             assert eid in known, f"{eid} unknown to the emulator"
             in_window = [r for r in polls_of(reqs, result) if window[0] <= r["time"] <= window[1]]
             assert in_window, f"{key}: {eid} not read (GET or list page) while observed deferred {window}"
-            # Exactly-once: the execution id pushed to XCom is the one returned.
-            assert s.airflow.xcom_key(dag_id, run_id, ti["task_id"], "execution_id", key[3]) == eid
-    assert ours >= 1
+            waited.add(eid)
+    assert starts >= 1
+    assert started_only <= waited, f"started, never waited for: {started_only - waited}"
     # One POST per operator task, one execution per POST, nothing failed at the API.
-    assert len(posts(reqs)) == ours == len(execs), (len(posts(reqs)), ours, len(execs))
+    assert len(posts(reqs)) == starts == len(execs), (len(posts(reqs)), starts, len(execs))
     assert not [r for r in reqs if (r["status"] or 0) >= 400], "unexpected API errors"
 
 

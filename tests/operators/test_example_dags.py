@@ -55,6 +55,17 @@ def test_example_runs_to_success(name, run_dag, smartmca_connection, smartmca_em
             "wf_app_advance_stage",
             "wf_app_assign_underwriter",
         ]
+        # The last step only starts its execution (the 202 answer); the deferrable ExecutionSensor
+        # waits for that execution and returns it completed.
+        started = result.xcom("assign_underwriter", key="execution_id")
+        answer = result.xcom("assign_underwriter")
+        assert answer["executionId"] == started and answer["status"] == "pending", answer
+        waited = result.xcom("wait_for_assignment")
+        assert waited["executionId"] == started and waited["status"] == "completed"
+        reads = [
+            r for r in smartmca_emulator.requests if r.method == "GET" and r.path.endswith(f"/{started}")
+        ]
+        assert reads, "the sensor did not read the execution"
 
 
 def _funding_module() -> ModuleType:

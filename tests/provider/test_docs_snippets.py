@@ -9,6 +9,7 @@ name exists.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import re
@@ -113,3 +114,25 @@ def test_docs_include_the_shipped_examples_and_every_include_resolves() -> None:
                 assert marker in path.read_text(), f"{page.relative_to(ROOT)}: {marker!r} not in {target}"
     examples = set((ROOT / "airflow_provider_smartmca" / "examples").glob("example_*.py"))
     assert examples <= included, sorted(p.name for p in examples - included)
+
+
+def test_the_readme_install_line_is_the_one_release_check_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    install_line = importlib.import_module("install_line")
+    readme_lines = install_line.install_lines(ROOT / "README.md")
+    assert readme_lines and install_line.LINE.match(readme_lines[0]), readme_lines
+    line, _ = install_line.readme_line()
+    ran = install_line.commands("/tmp/the.whl")
+    files = [cell.constraints.relative_to(ROOT).as_posix() for cell, _ in ran]
+    assert files == ["requirements/airflow-3.0.txt", "requirements/airflow-3.3.txt"]
+    assert [command for _, command in ran] == [f"pip install /tmp/the.whl -c {f}" for f in files]
+    # Every documented install line is the README's, with its own (existing) constraints file, and
+    # the lowest and the highest Airflow's lines are documented.
+    documented = [
+        m
+        for page in install_line.PAGES
+        for m in map(install_line.LINE.match, install_line.install_lines(page))
+    ]
+    assert all(documented) and all((ROOT / m[2]).is_file() for m in documented)
+    assert {m[1].replace(m[2], "X") for m in documented} == {line.replace(files[-1], "X")}
+    assert set(files) <= {m[2] for m in documented}

@@ -75,6 +75,18 @@ def test_providers_manager_builds_the_form():
     assert pm.field_behaviours["smartmca"]["relabeling"]["host"] == "Base URL"
 
 
+def test_the_ui_form_metadata_has_every_extra_field():
+    """The UI's Add and Edit forms both build on ``GET /ui/connections/hook_meta``: for SmartMCA it
+    lists the four extras. (Edit then shows only the extras the stored connection has: Airflow's
+    UI, see docs/guide/troubleshooting.md.)"""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    [meta] = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "smartmca"]
+    assert set(meta.extra_fields or {}) == {"scopes", "timeout", "max_retries", "verify_ssl"}
+    assert meta.standard_fields is not None and meta.standard_fields.host is not None
+    assert meta.standard_fields.host.title == "Base URL"
+
+
 @pytest.mark.slow
 def test_airflow_providers_list_and_get():
     listing = _airflow("providers", "list", "--output", "json")
