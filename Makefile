@@ -7,7 +7,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv lint test test-fast demo e2e bench docs release-check clean matrix
 
-$(STAMP): pyproject.toml requirements/constraints.txt requirements/test.in
+$(STAMP): pyproject.toml airflow_provider_smartmca/__init__.py requirements/constraints.txt requirements/test.in
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e . -r requirements/test.in

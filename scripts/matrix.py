@@ -167,7 +167,12 @@ def uv() -> str:
 def fingerprint(cell: Cell) -> str:
     """What a cell's venv is built from; a change rebuilds it."""
     digest = hashlib.sha256()
-    for path in (cell.constraints, ROOT / "pyproject.toml"):
+    # __init__.py holds the version, which the editable install's metadata records.
+    for path in (
+        cell.constraints,
+        ROOT / "pyproject.toml",
+        ROOT / "airflow_provider_smartmca" / "__init__.py",
+    ):
         digest.update(path.read_bytes())
     digest.update(cell.python.encode())
     return digest.hexdigest()

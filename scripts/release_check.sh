@@ -55,6 +55,11 @@ def expect(ok, what):
 
 
 expect(meta["Version"] == __version__, f"version {meta['Version']} == __version__ {__version__}")
+# The CHANGELOG's newest dated release is this version (a .devN version is not checked).
+changelog = open("CHANGELOG.md", encoding="utf-8").read()
+released = re.findall(r"^## \[(\d[^\]]*)\] - (\d{4}-\d{2}-\d{2})$", changelog, re.M)
+expect(".dev" in __version__ or (released[:1] and released[0][0] == __version__),
+       f"the CHANGELOG's newest dated release {released[:1]} is __version__ {__version__}")
 expect(meta["License-Expression"] == "Apache-2.0", f"License-Expression {meta['License-Expression']}")
 expect(meta.get_all("License-File") == ["LICENSE"], f"License-File {meta.get_all('License-File')}")
 bad = [c for c in meta.get_all("Classifier") or [] if c not in trove_classifiers.classifiers]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_smartmca import __version__
 from airflow_provider_smartmca.get_provider_info import get_provider_info
 from airflow_provider_smartmca.testing import TRIGGER_KEY
 from tests.provider.airflow_cli import AIRFLOW, json_out
@@ -93,7 +94,7 @@ def test_airflow_providers_list_and_get():
     names = [p["package_name"] for p in json_out(listing)]
     assert "airflow-provider-smartmca" in names
     got = json_out(_airflow("providers", "get", "airflow-provider-smartmca", "--output", "json"))
-    assert got == [{"Provider": "airflow-provider-smartmca", "Version": "0.1.0"}]
+    assert got == [{"Provider": "airflow-provider-smartmca", "Version": __version__}]
 
 
 @pytest.mark.slow
