@@ -164,17 +164,9 @@ class AsyncClient:
         seconds: float,
     ) -> protocol.RawResponse:
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
-        async with self._session.request(
-            request.endpoint.method,
-            request.url,
-            params=request.params or None,
-            json=request.body,
-            headers=request.headers,
-            timeout=timeout,  # total: sending, waiting and reading the whole body
-            allow_redirects=False,  # a redirect could carry the key elsewhere
-            proxy=route.proxy,
-            ssl=ssl_option,
-        ) as resp:
+        # The timeout is total: sending, waiting and reading the whole body.
+        arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)
+        async with self._session.request(**arguments) as resp:
             headers = {k.lower(): v for k, v in resp.headers.items()}
             complete = False
             try:

@@ -43,6 +43,7 @@ from airflow_provider_smartmca.errors import (
 )
 
 log = logging.getLogger("airflow_provider_smartmca.client")
+_UNREADABLE = object()
 T = TypeVar("T")
 
 USER_AGENT = f"airflow-provider-smartmca/{__version__}"
@@ -51,6 +52,7 @@ MAX_ID_LENGTH = 256
 # ";" starts path parameters on some servers (Java's ";jsessionid="), which then drop the rest.
 _FORBIDDEN_IN_ID = ("/", "\\", "..", "?", "#", "%", ";")
 SORT_ORDERS = ("asc", "desc")
+_HEADERS = {"Accept": "application/json", "User-Agent": USER_AGENT}
 _SNIPPET = 300  # characters of server text in a message, counted after redaction
 _SCOPE_LIMIT = 100
 
@@ -79,6 +81,14 @@ class PreparedRequest:
     def label(self) -> str:
         """``name: METHOD path``, how every message names the request."""
         return f"{self.endpoint.name}: {self.endpoint.method} {self.path}"
+
+    def http_arguments(self) -> dict[str, Any]:
+        """The arguments of ``request()`` that requests and aiohttp share; redirects are not followed
+        (one could carry the key elsewhere)."""
+        arguments = dict(
+            method=self.endpoint.method, url=self.url, params=self.params or None, json=self.body
+        )
+        return dict(arguments, headers=self.headers, allow_redirects=False)
 
     def context(self, **more: Any) -> dict[str, Any]:
         """The keyword arguments of an error about this request: operation, method, path and ``more``."""
@@ -241,6 +251,11 @@ def id_problem(value: Any) -> str | None:
     return None
 
 
+def check_ids(operation: str | None, **ids: Any) -> dict[str, str]:
+    """The ids given, None ones left out, each checked by :func:`validate_id`."""
+    return {name: validate_id(name, value, operation) for name, value in ids.items() if value is not None}
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...], operation: str | None = None) -> str:
     """``value`` when it is one of ``choices``; else a validation error naming ``name`` and the choices."""
     if value not in choices:
@@ -262,14 +277,7 @@ def list_executions_query(
 ) -> dict[str, str]:
     """Validate the ``list_executions`` arguments and return its query parameters."""
     op = "list_executions"
-    query: dict[str, str] = {}
-    for name, value in (
-        ("workflow_type", workflow_type),
-        ("entity_type", entity_type),
-        ("entity_id", entity_id),
-    ):
-        if value is not None:
-            query[name] = validate_id(name, value, op)
+    query = check_ids(op, workflow_type=workflow_type, entity_type=entity_type, entity_id=entity_id)
     if status is not None:
         query["status"] = check_choice("status", status, EXECUTION_STATUSES, op)
     page, limit = check_number("page", page, operation=op), check_number("limit", limit, operation=op)
@@ -309,11 +317,7 @@ def build_request(
         **{key: quote(validate_id(key, value, name), safe="") for key, value in params.items()}
     )
     url, full_path = settings.api_root + path, settings.api_root[len(settings.base_url) :] + path
-    headers = {
-        "Authorization": f"Bearer {settings.api_key}",
-        "Accept": "application/json",
-        "User-Agent": USER_AGENT,
-    }
+    headers = {"Authorization": f"Bearer {settings.api_key}", **_HEADERS}
     if body is not None:
         headers["Content-Type"] = "application/json"
     json_body = None if body is None else dict(body)
@@ -429,28 +433,19 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     elif _looks_like_html(raw):
         raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
     else:
-        data = _json_or_unreadable(raw.body, settings.api_key)
-        if data is _UNREADABLE:  # raised here, outside the except block: see _json_or_unreadable
+        # The library's exception ends in the except block: an error raised while it is handled would
+        # keep it as __context__, and it holds the whole body (JSONDecodeError.doc,
+        # UnicodeDecodeError.object), which may echo the key.
+        try:
+            data = load_json(raw.body, settings.api_key)
+        except ValueError:
+            data = _UNREADABLE
+        if data is _UNREADABLE:
             snippet = redact(raw.body, settings.api_key, limit=80)
             raise SmartMCAInvalidResponseError(
                 f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
             )
     return endpoint.parse(endpoint.name, data, raw.headers)
-
-
-_UNREADABLE = object()
-
-
-def _json_or_unreadable(body: bytes, secret: str | None) -> Any:
-    """
-    :func:`load_json`'s result, or ``_UNREADABLE``. The library's exception ends here: an error
-    raised while it is handled would keep it as ``__context__``, and it holds the whole body
-    (``JSONDecodeError.doc``, ``UnicodeDecodeError.object``), which may echo the key.
-    """
-    try:
-        return load_json(body, secret)
-    except ValueError:
-        return _UNREADABLE
 
 
 # --- retries: the one policy -------------------------------------------------------------------
@@ -508,6 +503,7 @@ def backoff_seconds(settings: ClientSettings, attempt: int, exc: BaseException |
     return base / 2 + random.uniform(0, base / 2)
 
 
+@dataclass(slots=True)
 class Deadline:
     """
     A point on the monotonic clock that a caller passes down and every layer spends from: each
@@ -516,10 +512,7 @@ class Deadline:
     :param at: ``time.monotonic()`` seconds.
     """
 
-    __slots__ = ("at",)
-
-    def __init__(self, at: float) -> None:
-        self.at = at
+    at: float
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:

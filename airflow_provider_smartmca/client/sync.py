@@ -111,17 +111,9 @@ class SyncClient:
     def _exchange(
         self, session: requests.Session, request: protocol.PreparedRequest, seconds: float, deadline: float
     ) -> protocol.RawResponse:
-        resp = session.request(
-            request.endpoint.method,
-            request.url,
-            params=request.params or None,
-            json=request.body,
-            headers=request.headers,
-            # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
-            timeout=(min(self.settings.connect_timeout, seconds), seconds),
-            allow_redirects=False,  # a redirect could carry the key elsewhere
-            stream=True,
-        )
+        # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
+        timeout = (min(self.settings.connect_timeout, seconds), seconds)
+        resp = session.request(**request.http_arguments(), timeout=timeout, stream=True)
         headers = {k.lower(): v for k, v in resp.headers.items()}
         complete = False
         try:
@@ -154,16 +146,13 @@ class SyncClient:
         :param retry: False sends exactly once.
         :param timeout: a shorter total limit than the ``timeout`` setting, per attempt, seconds.
         """
-        request = protocol.build_request(self.settings, name, path_params=path_params, query=query, body=body)
-        return protocol.retrying(
-            self.settings,
-            request,
-            lambda seconds: protocol.parse_response(
-                request, self.send(request, timeout=seconds), self.settings
-            ),
-            retry=retry,
-            timeout=timeout,
-        )
+        settings = self.settings
+        request = protocol.build_request(settings, name, path_params=path_params, query=query, body=body)
+
+        def attempt(seconds: float | None) -> Any:
+            return protocol.parse_response(request, self.send(request, timeout=seconds), settings)
+
+        return protocol.retrying(settings, request, attempt, retry=retry, timeout=timeout)
 
     def close(self) -> None:
         """Close the pooled connections."""

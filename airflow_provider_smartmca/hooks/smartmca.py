@@ -24,7 +24,13 @@ from airflow_provider_smartmca.client.contract import (
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict, check_failure_statuses
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.client.protocol import Deadline, list_executions_query, spending, validate_id
+from airflow_provider_smartmca.client.protocol import (
+    Deadline,
+    check_ids,
+    list_executions_query,
+    spending,
+    validate_id,
+)
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
@@ -37,11 +43,12 @@ from airflow_provider_smartmca.hooks.start_once import OnIntent, StartBudget, St
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.sync import SyncClient
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 #: Default seconds :meth:`SmartMCAHook.patiently` keeps retrying a read through transient failures.
 DEFAULT_PATIENCE = 600.0
+#: The hook's own client settings, overriding the connection's.
+HOOK_PARAMS = ("timeout", "max_retries", "retry_min_wait", "retry_max_wait", "retry_after_cap")
 
 
 def mask_key(secret: str) -> None:
@@ -51,18 +58,6 @@ def mask_key(secret: str) -> None:
     except ImportError:  # pragma: no cover - Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
     mask_secret(secret)
-
-
-def requires_scope(endpoint_name: str) -> Callable[[F], F]:
-    """Declare which endpoint (and so which scope) a hook method calls; read by docs and tests."""
-    endpoint = ENDPOINTS[endpoint_name]
-
-    def mark(func: F) -> F:
-        func.required_scope = endpoint.scope  # type: ignore[attr-defined]
-        func.endpoint = endpoint  # type: ignore[attr-defined]
-        return func
-
-    return mark
 
 
 def check_body(operation: str, body: Any) -> dict[str, Any]:
@@ -113,13 +108,8 @@ class SmartMCAHook(BaseHook):
     ) -> None:
         super().__init__()
         self.smartmca_conn_id = smartmca_conn_id
-        self._overrides: dict[str, Any] = dict(
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_min_wait=retry_min_wait,
-            retry_max_wait=retry_max_wait,
-            retry_after_cap=retry_after_cap,
-        )
+        given = (timeout, max_retries, retry_min_wait, retry_max_wait, retry_after_cap)
+        self._overrides: dict[str, Any] = dict(zip(HOOK_PARAMS, given, strict=True))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(smartmca_conn_id={self.smartmca_conn_id!r})"
@@ -182,7 +172,6 @@ class SmartMCAHook(BaseHook):
 
     # --- workflows -------------------------------------------------------------------------------
 
-    @requires_scope("list_workflows")
     def list_workflows(self, entity_type: str | None = None, category: str | None = None) -> WorkflowList:
         """
         List the active workflow definitions. Needs ``workflows:read``.
@@ -190,11 +179,9 @@ class SmartMCAHook(BaseHook):
         :param entity_type: only workflows for this entity type (deal, application, merchant).
         :param category: only workflows of this category.
         """
-        filters = {"entity_type": entity_type, "category": category}
-        query = {k: validate_id(k, v, "list_workflows") for k, v in filters.items() if v is not None}
+        query = check_ids("list_workflows", entity_type=entity_type, category=category)
         return self.client.call("list_workflows", query=query)
 
-    @requires_scope("get_workflow")
     def get_workflow(self, workflow_id: str) -> Workflow:
         """
         Get one workflow definition. Needs ``workflows:read``.
@@ -203,7 +190,6 @@ class SmartMCAHook(BaseHook):
         """
         return self.client.call("get_workflow", path_params={"workflow_id": workflow_id})
 
-    @requires_scope("trigger_workflow")
     def trigger_workflow(
         self,
         workflow_type: str,
@@ -236,7 +222,6 @@ class SmartMCAHook(BaseHook):
         body = {"workflowType": workflow_type, "entityType": entity_type, "entityId": entity_id}
         return start_once(self, StartRequest(op, body, entity_type, entity_id, workflow_type), on_intent)
 
-    @requires_scope("list_executions")
     def list_executions(
         self,
         workflow_type: str | None = None,
@@ -266,7 +251,6 @@ class SmartMCAHook(BaseHook):
         )
         return self.client.call("list_executions", query=query)
 
-    @requires_scope("list_executions")
     def iter_executions(
         self, limit: int = 100, *, max_pages: int = 100, **filters: Any
     ) -> Iterator[Execution]:
@@ -287,7 +271,6 @@ class SmartMCAHook(BaseHook):
         while (fetch := walk.next()) is not None:
             yield from walk.feed(self.list_executions(page=fetch.page, limit=limit, **filters))
 
-    @requires_scope("get_execution")
     def get_execution(self, execution_id: str) -> Execution:
         """
         Get one execution with node-level detail. Needs ``workflows:read``.
@@ -298,7 +281,6 @@ class SmartMCAHook(BaseHook):
 
     # --- applications ----------------------------------------------------------------------------
 
-    @requires_scope("change_application_status")
     def change_application_status(
         self,
         application_id: str,
@@ -322,7 +304,6 @@ class SmartMCAHook(BaseHook):
         """
         return self._act("change_application_status", application_id, payload, workflow_type, on_intent)
 
-    @requires_scope("advance_application_stage")
     def advance_application_stage(
         self,
         application_id: str,
@@ -341,7 +322,6 @@ class SmartMCAHook(BaseHook):
         """
         return self._act("advance_application_stage", application_id, payload, workflow_type, on_intent)
 
-    @requires_scope("assign_underwriter")
     def assign_underwriter(
         self,
         application_id: str,
@@ -371,8 +351,7 @@ class SmartMCAHook(BaseHook):
         """An application action, started once."""
         body = check_body(name, payload or {})
         validate_id("application_id", application_id, name)
-        if workflow_type is not None:
-            validate_id("workflow_type", workflow_type, name)
+        check_ids(name, workflow_type=workflow_type)
         request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
         return start_once(self, request, on_intent)
 
@@ -465,19 +444,14 @@ class SmartMCAHook(BaseHook):
         if deadline is not None:
             deadline = check_number("deadline", deadline, operation="wait_for_execution")
         watch = ExecutionWatch(execution_id, self.log, failure_statuses)
-        reloaded = False
+        reloaded, ids = False, {"execution_id": execution_id}
         while True:
             wait = poll_interval
             remaining = None if deadline is None else max(0.001, deadline - time.time())
             try:
                 # One attempt per poll, bounded by the time left: this loop is the retry policy
                 # (as in the trigger), so a poll never outlives the deadline in a retry cycle.
-                execution = self.client.call(
-                    "get_execution",
-                    path_params={"execution_id": execution_id},
-                    retry=False,
-                    timeout=remaining,
-                )
+                execution = self.client.call("get_execution", path_params=ids, retry=False, timeout=remaining)
             except SmartMCAAuthError:
                 if reloaded:
                     raise
@@ -513,3 +487,8 @@ class SmartMCAHook(BaseHook):
             where = self.settings.base_url if "settings" in self.__dict__ else self.smartmca_conn_id
             return False, f"SmartMCA connection to {where} failed: {exc}"
         return True, f"Connected to {settings.base_url}: {len(result.items)} workflow(s) visible"
+
+
+# Each method declares the scope its endpoint needs (docs and tests read it); iter_executions lists executions.
+for _name, _endpoint in {**ENDPOINTS, "iter_executions": ENDPOINTS["list_executions"]}.items():
+    getattr(SmartMCAHook, _name).required_scope = _endpoint.scope

@@ -61,7 +61,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCANotFoundError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+from airflow_provider_smartmca.hooks.smartmca import HOOK_PARAMS, SmartMCAHook
 from airflow_provider_smartmca.hooks.start_once import (
     OnIntent,
     StartBudget,
@@ -80,7 +80,6 @@ DEFAULT_POLL_INTERVAL = 30.0
 #: review) that take days; a wait nobody bounded still ends, and ``timeout=None`` stays possible.
 DEFAULT_TIMEOUT = timedelta(days=7)
 ON_RETRY_CHOICES = ("reattach", "retrigger")
-HOOK_PARAMS = ("timeout", "max_retries", "retry_min_wait", "retry_max_wait", "retry_after_cap")
 
 
 def is_templated(value: Any) -> bool:
