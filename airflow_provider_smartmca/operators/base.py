@@ -95,19 +95,6 @@ def check_static_id(field: str, value: Any, operation: str) -> None:
         validate_id(field, value, operation)
 
 
-def seconds(field: str, value: Any, operation: str, *, bound: str, allow_none: bool = False) -> float | None:
-    """
-    Seconds from a number, a timedelta or a rendered template's string, within ``BOUNDS[bound]``.
-
-    :raises SmartMCAValidationError: naming ``field`` and the bound.
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    return float(check_number(field, value, bound=bound, operation=operation, text=True))
-
-
 class SmartMCAExecutionOperator(BaseOperator):
     """
     Base of the operators that start one SmartMCA execution and (optionally) wait for it.
@@ -156,13 +143,10 @@ class SmartMCAExecutionOperator(BaseOperator):
             raise SmartMCAValidationError("smartmca_conn_id", "must be a non-empty string", operation=op)
         check_choice("on_retry", on_retry, ON_RETRY_CHOICES, op)
         failure_statuses = check_failure_statuses(failure_statuses, op)
-        unknown = set(hook_params or {}) - set(HOOK_PARAMS)
+        unknown = sorted(set(hook_params or {}) - set(HOOK_PARAMS))
         if unknown:
-            raise SmartMCAValidationError(
-                "hook_params",
-                f"unknown key(s) {sorted(unknown)}; known: {', '.join(HOOK_PARAMS)}",
-                operation=op,
-            )
+            problem = f"unknown key(s) {unknown}; known: {', '.join(HOOK_PARAMS)}"
+            raise SmartMCAValidationError("hook_params", problem, operation=op)
         ClientSettings().with_overrides(_source="hook_params", **(hook_params or {}))  # values, now
         self.smartmca_conn_id = smartmca_conn_id
         self.wait_for_completion = wait_for_completion
@@ -183,15 +167,18 @@ class SmartMCAExecutionOperator(BaseOperator):
         self._check_times(rendered=True)
 
     def _check_times(self, *, rendered: bool) -> None:
-        """``poll_interval`` and ``timeout`` as seconds, within their bounds; a template waits for rendering."""
+        """
+        ``poll_interval`` and ``timeout`` as seconds (from a number, a timedelta or a rendered
+        template's string), within their ``BOUNDS``; a template waits for rendering, and a
+        ``timeout`` of None waits without limit.
+        """
         for name, bound in (("poll_interval", "poll_interval"), ("timeout", "wait_timeout")):
             value = getattr(self, name)
-            if rendered or not is_templated(value):
-                setattr(
-                    self,
-                    name,
-                    seconds(name, value, self.operation, bound=bound, allow_none=name == "timeout"),
-                )
+            if (value is None and name == "timeout") or (is_templated(value) and not rendered):
+                continue
+            value = value.total_seconds() if isinstance(value, timedelta) else value
+            number = check_number(name, value, bound=bound, operation=self.operation, text=True)
+            setattr(self, name, float(number))
 
     def before_start(self) -> None:
         """Checks that need the API but send nothing (e.g. the workflow's entity type)."""
