@@ -28,11 +28,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.settings import ClientSettings, is_loopback
-from airflow_provider_smartmca.errors import (
-    SmartMCAConfigError,
-    SmartMCAError,
-    SmartMCAInvalidResponseError,
-)
+from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError, SmartMCAInvalidResponseError
 
 #: Bytes a transport asks for per read while streaming a body.
 READ_CHUNK = 64 * 1024

@@ -63,9 +63,8 @@ def mask_key(secret: str) -> None:
 def check_body(operation: str, body: Any) -> dict[str, Any]:
     """A POST body: a dict of JSON values (no NaN or infinity, which JSON cannot carry), or a clear error."""
     if not isinstance(body, Mapping):
-        raise SmartMCAValidationError(
-            "payload", f"must be a dict, got {type(body).__name__}", operation=operation
-        )
+        problem = f"must be a dict, got {type(body).__name__}"
+        raise SmartMCAValidationError("payload", problem, operation=operation)
     try:
         json.dumps(body, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -191,12 +190,7 @@ class SmartMCAHook(BaseHook):
         return self.client.call("get_workflow", path_params={"workflow_id": workflow_id})
 
     def trigger_workflow(
-        self,
-        workflow_type: str,
-        entity_type: str,
-        entity_id: str,
-        *,
-        on_intent: OnIntent | None = None,
+        self, workflow_type: str, entity_type: str, entity_id: str, *, on_intent: OnIntent | None = None
     ) -> Accepted:
         """
         Start a workflow execution for one entity, at most once. Needs ``workflows:trigger``, and
@@ -380,11 +374,8 @@ class SmartMCAHook(BaseHook):
         :param entity_id: filter by entity id.
         """
         if not isinstance(since, datetime) or since.tzinfo is None:
-            raise SmartMCAValidationError(
-                "since",
-                f"must be a timezone-aware datetime, got {since!r}",
-                operation="find_executions_since",
-            )
+            problem = f"must be a timezone-aware datetime, got {since!r}"
+            raise SmartMCAValidationError("since", problem, operation="find_executions_since")
         given = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
         filters = {k: v for k, v in given.items() if v is not None}
         # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
