@@ -77,7 +77,7 @@ SHAPES: dict[str, tuple[Field, ...]] = {
 
 _FIELDS = {shape: {f.name: f for f in fields} for shape, fields in SHAPES.items()}
 #: The typed objects' attribute of each field: ``entityType`` is ``entity_type``.
-_ATTRIBUTES = {f.name: re.sub("([A-Z])", r"_\1", f.name).lower() for fs in SHAPES.values() for f in fs}
+ATTRIBUTES = {f.name: re.sub("([A-Z])", r"_\1", f.name).lower() for fs in SHAPES.values() for f in fs}
 
 #: Statuses the reference lists (List Executions' ``status`` filter); only ``completed`` is success.
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -155,7 +155,7 @@ class _Reader:
 
     def read_all(self) -> dict[str, Any]:
         """Every field of the shape, in its order, keyed by its attribute (``entityType``: ``entity_type``)."""
-        return {_ATTRIBUTES[name]: self.get(name) for name in self.fields}
+        return {ATTRIBUTES[name]: self.get(name) for name in self.fields}
 
 
 def _is_int(value: Any) -> bool:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from airflow_provider_smartmca.client.contract import (
     ACTIVE_STATUSES,
+    ATTRIBUTES,
     FAILED_STATUSES,
     SUCCESS_STATUS,
     Execution,
@@ -41,11 +43,8 @@ def check_failure_statuses(value: Any, operation: str) -> tuple[str, ...]:
     if collection and all(isinstance(s, str) and s for s in value):
         return tuple(value)
     got = f"a {type(value).__name__}" + (" with an empty or non-string item" if collection else "")
-    raise SmartMCAValidationError(
-        "failure_statuses",
-        f"must be a list of status names (non-empty strings), got {got}",
-        operation=operation,
-    )
+    problem = f"must be a list of status names (non-empty strings), got {got}"
+    raise SmartMCAValidationError("failure_statuses", problem, operation=operation)
 
 
 def classify_status(status: Any, failure_statuses: Collection[str] = ()) -> Verdict:
@@ -102,21 +101,16 @@ def progress(execution: Execution) -> str:
     return line + (f", current node: {current}" if current else "")
 
 
+#: The execution fields a :func:`summary` holds, timestamps in ISO form.
+_SUMMARY = ("executionId", "workflowId", "entityType", "entityId", "status", "startedAt", "completedAt")
+
+
 def summary(execution: Execution) -> dict[str, Any]:
     """A small JSON summary of an execution, for trigger events (kept small: events live in the DB)."""
-    return {
-        "executionId": execution.execution_id,
-        "workflowId": execution.workflow_id,
-        "entityType": execution.entity_type,
-        "entityId": execution.entity_id,
-        "status": execution.status,
-        "startedAt": execution.started_at.isoformat() if execution.started_at else None,
-        "completedAt": execution.completed_at.isoformat() if execution.completed_at else None,
-        "failedNodes": [
-            {"name": n.name, "status": n.status, "error": n.error} for n in failed_nodes(execution)
-        ][:20],
-        "progress": progress(execution),
-    }
+    values = {name: getattr(execution, ATTRIBUTES[name]) for name in _SUMMARY}
+    fields = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in values.items()}
+    failed = [{"name": n.name, "status": n.status, "error": n.error} for n in failed_nodes(execution)]
+    return {**fields, "failedNodes": failed[:20], "progress": progress(execution)}
 
 
 def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -> dict[str, Any]:

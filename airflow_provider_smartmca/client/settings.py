@@ -17,6 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, urlsplit
@@ -192,18 +193,12 @@ def _shown_number(value: Any) -> str:
 
 def _read_number(value: Any, integer: bool, text: bool) -> float | int | None:
     """The number in ``value``, or None when it is none (no bool; text only when ``text``)."""
-    if isinstance(value, bool):
-        return None
     if text and isinstance(value, str):
-        try:
+        with suppress(ValueError):  # else it stays text, which is no number
             value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, int):
-        return value
-    if not isinstance(value, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if integer:  # an integral float only from text or an extra; 2.0 is 2, 2.5 is refused
+    if integer and isinstance(value, float):  # an integral float only from text or an extra; 2.0 is 2
         return int(value) if text and value.is_integer() else None
     return value
 

@@ -149,10 +149,8 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
     """The ``Content-Length`` a response announces, or None (absent, chunked or unreadable)."""
-    value = headers.get("content-length") or headers.get("Content-Length")
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
+    value = (headers.get("content-length") or headers.get("Content-Length") or "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def body_too_large(

@@ -226,21 +226,18 @@ class SmartMCAExecutionOperator(BaseOperator):
         if isinstance(previous, dict):  # an action that was done and started nothing
             self.log.info("This task's action was already done by an earlier try; nothing is sent again")
             return previous, None
-        if (
-            previous is not None
-            and classify_status(previous.status, self.failure_statuses) is Verdict.FAILURE
-        ):
+        if previous is not None:
+            if classify_status(previous.status, self.failure_statuses) is not Verdict.FAILURE:
+                self.log.info(
+                    "Reattaching to this task's previous SmartMCA execution (%s); nothing is sent again",
+                    progress(previous),
+                )
+                return self._follow(context, previous.execution_id, record.response or previous.raw, previous)
             self.log.warning(
                 "Previous SmartMCA execution %s of this task ended %s; starting a new one",
                 previous.execution_id,
                 previous.status,
             )
-        elif previous is not None:
-            self.log.info(
-                "Reattaching to this task's previous SmartMCA execution (%s); nothing is sent again",
-                progress(previous),
-            )
-            return self._follow(context, previous.execution_id, record.response or previous.raw, previous)
         self.before_start()
 
         def on_intent(intent: Any) -> None:
@@ -254,11 +251,8 @@ class SmartMCAExecutionOperator(BaseOperator):
                 "SmartMCA answered %s without an executionId: done, nothing to wait for", self.operation
             )
             return accepted.raw, None
-        self.log.info(
-            "%s SmartMCA execution %s",
-            "Recovered" if accepted.recovered else "Started",
-            accepted.execution_id,
-        )
+        how = "Recovered" if accepted.recovered else "Started"
+        self.log.info("%s SmartMCA execution %s", how, accepted.execution_id)
         if self.wait_for_completion:
             # The 202 names the workflow: the trigger polls it with the other waits of that workflow.
             self._workflow_type = accepted.workflow_id or record.workflow_id
@@ -334,16 +328,12 @@ class SmartMCAExecutionOperator(BaseOperator):
         return self.hook.patiently(self.hook.get_execution, found[0].execution_id)
 
     def _wait(self, execution_id: str) -> dict[str, Any]:
-        # The absolute end of the wait (epoch seconds), computed once, on the worker.
-        deadline = None if self.timeout is None else time.time() + float(self.timeout)
+        # Both waits take the same terms: seconds once rendered, and the absolute end of the wait
+        # (epoch seconds), computed once, on the worker.
+        wait = dict(poll_interval=self.poll_interval, failure_statuses=self.failure_statuses)
+        wait["deadline"] = None if self.timeout is None else time.time() + float(self.timeout)
         if not self.deferrable:
-            execution = self.hook.wait_for_execution(
-                execution_id,
-                poll_interval=float(self.poll_interval),
-                deadline=deadline,
-                failure_statuses=self.failure_statuses,
-            )
-            return final_result(execution, self.failure_statuses)
+            return final_result(self.hook.wait_for_execution(execution_id, **wait), self.failure_statuses)
         workflow_type: str | None = getattr(self, "_workflow_type", None)
         try:
             execution = self.hook.get_execution(execution_id)
@@ -360,18 +350,9 @@ class SmartMCAExecutionOperator(BaseOperator):
             self.log.info("SmartMCA %s; deferring", progress(execution))
         from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, usable_workflow_type
 
-        self.defer(
-            trigger=ExecutionTrigger(
-                conn_id=self.smartmca_conn_id,
-                execution_id=execution_id,
-                poll_interval=float(self.poll_interval),
-                deadline=deadline,
-                failure_statuses=self.failure_statuses,
-                workflow_type=usable_workflow_type(workflow_type),
-            ),
-            method_name="execute_complete",
-            kwargs={"execution_id": execution_id},
-        )
+        wait.update(conn_id=self.smartmca_conn_id, workflow_type=usable_workflow_type(workflow_type))
+        trigger = ExecutionTrigger(execution_id=execution_id, **wait)
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs={"execution_id": execution_id})
 
     def execute_complete(
         self, context: Context, event: Any = None, execution_id: str | None = None
