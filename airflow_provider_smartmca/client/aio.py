@@ -147,22 +147,16 @@ class AsyncClient:
         seconds = self.settings.request_seconds(timeout)
         if self._route is None:
             self._route = _open_route(self.settings)
-        route, ssl_option = self._route
         try:
-            return await self._exchange(request, route, ssl_option, seconds)
+            return await self._exchange(request, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = failure(request, exc, route, seconds)
+            error = failure(request, exc, self._route[0], seconds)
         # Raised outside the except block, so the library's exception is neither the cause nor
         # the context of what callers see.
         raise error
 
-    async def _exchange(
-        self,
-        request: protocol.PreparedRequest,
-        route: Route,
-        ssl_option: ssl.SSLContext | bool,
-        seconds: float,
-    ) -> protocol.RawResponse:
+    async def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        route, ssl_option = self._route or _open_route(self.settings)  # opened by send
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
         # The timeout is total: sending, waiting and reading the whole body.
         arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)

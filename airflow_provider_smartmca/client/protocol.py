@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from airflow_provider_smartmca import __version__
 from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES, http_date
-from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
+from airflow_provider_smartmca.client.endpoints import API_PREFIX, ENDPOINTS, Endpoint
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
@@ -313,15 +313,13 @@ def build_request(
     params = dict(path_params or {})
     if set(params) != set(endpoint.path_params):
         raise TypeError(f"{name} takes path parameters {endpoint.path_params}, got {tuple(params)}")
-    path = endpoint.path.format(
-        **{key: quote(validate_id(key, value, name), safe="") for key, value in params.items()}
-    )
-    url, full_path = settings.api_root + path, settings.api_root[len(settings.base_url) :] + path
+    ids = {key: quote(validate_id(key, value, name), safe="") for key, value in params.items()}
+    path = API_PREFIX + endpoint.path.format(**ids)
     headers = {"Authorization": f"Bearer {settings.api_key}", **_HEADERS}
     if body is not None:
         headers["Content-Type"] = "application/json"
     json_body = None if body is None else dict(body)
-    return PreparedRequest(endpoint, url, full_path, dict(query or {}), json_body, headers)
+    return PreparedRequest(endpoint, settings.base_url + path, path, dict(query or {}), json_body, headers)
 
 
 # --- responses and errors -------------------------------------------------------------------------

@@ -69,7 +69,7 @@ from airflow_provider_smartmca.hooks.start_once import (
     TaskStartStore,
     recover,
 )
-from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink
+from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink, execution_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -406,16 +406,8 @@ class SmartMCAExecutionOperator(BaseOperator):
         }
         seen.update((k, v) for k, v in getattr(self, "_lineage_seen", {}).items() if v is not None)
         execution_id = seen.get("executionId") or self._execution_id
-        url = self._execution_url(execution_id) if execution_id else None
+        url = execution_url(self.hook, execution_id) if execution_id else None
         return operator_lineage(seen, execution_id, url, failed=failed)
-
-    def _execution_url(self, execution_id: str) -> str | None:
-        """The execution in the SmartMCA app (the extra ``execution_url_template``), or None."""
-        try:
-            template = self.hook.settings.execution_url_template
-            return template.format(execution_id=execution_id) if template else None
-        except (SmartMCAError, KeyError, IndexError, ValueError):
-            return None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
@@ -435,7 +427,10 @@ class SmartMCAExecutionOperator(BaseOperator):
         if execution_id is None:
             self.log.info("Task killed before any SmartMCA execution was started")
             return
-        where = self._execution_url(execution_id) or f"GET /api/public/v1/workflows/executions/{execution_id}"
+        where = (
+            execution_url(self.hook, execution_id)
+            or f"GET /api/public/v1/workflows/executions/{execution_id}"
+        )
         self.log.warning(
             "Task killed; SmartMCA execution %s is left running (the SmartMCA API has no cancel endpoint). "
             "Find it at %s. A retry of this task reattaches to it (on_retry='reattach').",

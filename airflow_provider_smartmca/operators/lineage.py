@@ -71,12 +71,6 @@ def operator_lineage(
     if not execution_id:
         facet = cls(message=NOT_STARTED if failed else NONE_STARTED)
     else:
-        facet = cls(
-            executionId=execution_id,
-            workflowId=seen.get("workflowId"),
-            entityType=seen.get("entityType"),
-            entityId=seen.get("entityId"),
-            status=seen.get("status"),
-            url=url,
-        )
+        fields = {name: seen.get(name) for name in ("workflowId", "entityType", "entityId", "status")}
+        facet = cls(executionId=execution_id, url=url, **fields)
     return OperatorLineage(run_facets={FACET_NAME: facet})
