@@ -259,9 +259,8 @@ def check_ids(operation: str | None, **ids: Any) -> dict[str, str]:
 def check_choice(name: str, value: Any, choices: tuple[str, ...], operation: str | None = None) -> str:
     """``value`` when it is one of ``choices``; else a validation error naming ``name`` and the choices."""
     if value not in choices:
-        raise SmartMCAValidationError(
-            name, f"must be one of {', '.join(choices)}; got {value!r}", operation=operation
-        )
+        problem = f"must be one of {', '.join(choices)}; got {value!r}"
+        raise SmartMCAValidationError(name, problem, operation=operation)
     return value
 
 
@@ -501,7 +500,7 @@ def backoff_seconds(settings: ClientSettings, attempt: int, exc: BaseException |
     return base / 2 + random.uniform(0, base / 2)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Deadline:
     """
     A point on the monotonic clock that a caller passes down and every layer spends from: each
@@ -573,12 +572,13 @@ def retrying(
     deadline, patient = _SPENDING.get() or (None, False)
     idempotent = request.endpoint.idempotent
     failures, last = 0, None
+    least = min(settings.timeout, LEAST_RETRY_SECONDS)
     while True:
         seconds = timeout
         if deadline is not None:
             left = deadline.remaining()
             # A retry with too little time left would only time out: the last failure says more.
-            if left <= 0 or (last is not None and left < min(settings.timeout, LEAST_RETRY_SECONDS)):
+            if left <= 0 or (last is not None and left < least):
                 raise last or connection_error(
                     request, "not sent: its time budget is spent", request_sent=False
                 )
@@ -594,10 +594,7 @@ def retrying(
             if not (retry and again and (patient or failures <= settings.max_retries)):
                 raise
             wait = backoff_seconds(settings, failures, exc)
-            if (
-                deadline is not None
-                and wait + min(settings.timeout, LEAST_RETRY_SECONDS) > deadline.remaining()
-            ):
+            if deadline is not None and wait + least > deadline.remaining():
                 log.warning("%s; not retried: its time budget is spent", exc)
                 raise
             limit = f"{failures}, patiently" if patient else f"{failures}/{settings.max_retries}"

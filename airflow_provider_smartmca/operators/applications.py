@@ -60,11 +60,8 @@ class _ApplicationActionOperator(SmartMCAExecutionOperator):
     def body(self) -> dict[str, Any]:
         """The JSON body: ``payload`` with the named fields that were given merged over it."""
         if self.payload is not None and not isinstance(self.payload, dict):
-            raise SmartMCAValidationError(
-                "payload",
-                f"must render to a dict, got {type(self.payload).__name__}",
-                operation=self.operation,
-            )
+            problem = f"must render to a dict, got {type(self.payload).__name__}"
+            raise SmartMCAValidationError("payload", problem, operation=self.operation)
         named = {k: v for k, v in self.named_fields().items() if v is not None}
         return {**(self.payload or {}), **named}
 
