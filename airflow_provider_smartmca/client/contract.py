@@ -325,10 +325,8 @@ def parse_execution(
 ) -> Execution:
     """Parse an execution object (Get Execution's body, or a List Executions item at ``where``)."""
     fields = _Reader(endpoint, "execution", data, where).read_all()
-    nodes_where = f"{where}.nodes" if where else "nodes"
-    fields["nodes"] = tuple(
-        _node(endpoint, n, f"{nodes_where}[{i}]") for i, n in enumerate(fields["nodes"] or ())
-    )
+    at = f"{where}.nodes" if where else "nodes"
+    fields["nodes"] = tuple(_node(endpoint, n, f"{at}[{i}]") for i, n in enumerate(fields["nodes"] or ()))
     return Execution(**fields, raw=data)
 
 
