@@ -51,8 +51,7 @@ def _ssl_context(ca_path: str) -> ssl.SSLContext:
 def _open_route(settings: ClientSettings) -> tuple[Route, ssl.SSLContext | bool]:
     """The proxy/CA decision (shared with the worker) and the TLS option it means for aiohttp."""
     route = resolve_route(settings)
-    ca_path = route.ca_path
-    if ca_path is None:
+    if (ca_path := route.ca_path) is None:
         return route, False
     try:
         return route, _ssl_context(ca_path)

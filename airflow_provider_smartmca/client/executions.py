@@ -70,8 +70,7 @@ def failed_nodes(execution: Execution) -> list[Node]:
 def failure_message(execution: Execution) -> str:
     """A message for an execution that ended badly, listing the failed nodes and their errors."""
     head = f"SmartMCA execution {execution.execution_id} ({execution.workflow_id or '?'}) ended {execution.status}"
-    nodes = failed_nodes(execution)
-    if not nodes:
+    if not (nodes := failed_nodes(execution)):
         return head + " (no failed node reported)"
     details = "; ".join(f"{n.name} [{n.status}]" + (f": {n.error}" if n.error else "") for n in nodes)
     return f"{head}. Failed nodes: {details}"
@@ -91,13 +90,10 @@ def nodes_done(execution: Execution) -> int | None:
 def progress(execution: Execution) -> str:
     """One progress line: status, nodes done out of the total (when known), current node."""
     current = execution.current_node or next((n.name for n in execution.nodes if n.status == "running"), None)
-    done = nodes_done(execution)
-    if done is None:
-        # No node list (a List Executions item): "0/6 nodes done" would read as no progress.
-        line = f"execution {execution.execution_id} {execution.status}"
-    else:
-        total = execution.node_count or len(execution.nodes)
-        line = f"execution {execution.execution_id} {execution.status}: {done}/{total} nodes done"
+    line = f"execution {execution.execution_id} {execution.status}"
+    # No node list (a List Executions item): "0/6 nodes done" would read as no progress.
+    if (done := nodes_done(execution)) is not None:
+        line += f": {done}/{execution.node_count or len(execution.nodes)} nodes done"
     return line + (f", current node: {current}" if current else "")
 
 

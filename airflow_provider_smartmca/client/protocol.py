@@ -16,7 +16,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -214,8 +214,7 @@ def validate_id(field_name: str, value: Any, operation: str | None = None) -> st
     method the ids of its POST body, an operator its own arguments (at parse time when static,
     once rendered otherwise), a trigger its own on creation, and ``start_once`` a stored record's.
     """
-    problem = id_problem(value)
-    if problem is not None:
+    if (problem := id_problem(value)) is not None:
         raise SmartMCAValidationError(field_name, problem, operation=operation)
     return value
 
@@ -243,8 +242,7 @@ def id_problem(value: Any) -> str | None:
         folded = "" if form == value else " (after Unicode compatibility folding)"
         if form == ".":
             return f"is a dot segment{folded}, which URL normalisation removes"
-        token = next((t for t in _FORBIDDEN_IN_ID if t in form), None)
-        if token is not None:
+        if (token := next((t for t in _FORBIDDEN_IN_ID if t in form), None)) is not None:
             return f"must not contain {token!r}{folded}: {value!r}"
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
         return "must not contain control characters"
@@ -338,8 +336,7 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)  # only digits: finite, or inf for hundreds of them (capped below)
     else:
-        when = http_date(text)
-        if when is None:
+        if (when := http_date(text)) is None:
             return None
         seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), cap)
@@ -347,11 +344,10 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
 
 def _error_json(raw: RawResponse) -> dict[str, Any]:
     """An error response's JSON object, parsed once; empty when the body is not one."""
-    try:
+    with suppress(ValueError, RecursionError):
         data = json.loads(raw.body)
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return data if isinstance(data, dict) else {}
+    return {}
 
 
 def _server_message(raw: RawResponse, data: dict[str, Any], secret: str | None) -> str:

@@ -114,8 +114,7 @@ class ClientSettings:
     def with_overrides(self, *, _source: str = "argument", **overrides: Any) -> ClientSettings:
         """Return a copy with the non-None ``overrides`` applied and validated."""
         known = {f.name for f in fields(self)} - {"api_key", "unknown_extras"}
-        unknown = set(overrides) - known
-        if unknown:
+        if unknown := set(overrides) - known:
             raise SmartMCAConfigError(f"unknown client setting(s): {', '.join(sorted(unknown))}")
         values = {k: _coerce(k, v, _source) for k, v in overrides.items() if v is not None}
         if "scopes" in values:
@@ -296,8 +295,7 @@ def parse_scopes(value: Any) -> frozenset[str] | None:
     else:
         raise SmartMCAConfigError(f"connection extra 'scopes' must be a list or a string, got {value!r}")
     scopes = frozenset(str(s).strip() for s in items if str(s).strip())
-    unknown = scopes - KNOWN_SCOPES
-    if unknown:
+    if unknown := scopes - KNOWN_SCOPES:
         raise SmartMCAConfigError(
             f"connection extra 'scopes' has unknown scope(s) {sorted(unknown)}; known: {sorted(KNOWN_SCOPES)}"
         )
@@ -394,8 +392,7 @@ def normalize_base_url(
         raw = "https://" + raw
     shown = _shown(raw)
     parts = urlsplit(raw)
-    problem = _url_problem(parts)
-    if problem is not None:
+    if (problem := _url_problem(parts)) is not None:
         raise SmartMCAConfigError(f"connection host {shown!r} {problem}")
     url_port = parts.port
     if url_port is not None:
@@ -424,8 +421,7 @@ KNOWN_EXTRAS = (*_EXTRA_SETTINGS, "allow_insecure_http")
 
 def _describe_unknown(name: str) -> str:
     bare = name.removeprefix(_PREFIXED_EXTRA).strip().lower()
-    close = difflib.get_close_matches(bare, KNOWN_EXTRAS, n=1, cutoff=0.6)
-    if close:
+    if close := difflib.get_close_matches(bare, KNOWN_EXTRAS, n=1, cutoff=0.6):
         return f"{name!r} (did you mean {close[0]!r}?)"
     return f"{name!r} (valid keys: {', '.join(KNOWN_EXTRAS)})"
 
@@ -465,7 +461,6 @@ def settings_from_connection(
     unknown = tuple(sorted(_redact_name(str(k), key) for k in extra if k not in KNOWN_EXTRAS))
     settings = ClientSettings(base_url=base_url, api_key=key, unknown_extras=unknown)
     settings = settings.with_overrides(_source="connection extra", **overrides)
-    message = settings.unknown_extras_message()
-    if message:
+    if message := settings.unknown_extras_message():
         log.warning("SmartMCA connection: %s", message)
     return settings

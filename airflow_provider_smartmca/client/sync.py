@@ -44,8 +44,7 @@ def _read_chunk(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
-    sock = getattr(resp.raw.connection, "sock", None)
-    if sock is not None:
+    if (sock := getattr(resp.raw.connection, "sock", None)) is not None:
         sock.settimeout(remaining)  # no single read outlives the request's deadline
     # read1: whatever has arrived (a trickle cannot stretch one read); decoded, at most a chunk.
     return resp.raw.read1(READ_CHUNK, decode_content=True)

@@ -355,8 +355,7 @@ def failure(
         return SmartMCAConfigError(
             f"{request.endpoint.name}: the request could not be built ({type(exc).__name__})"
         )
-    reason = _not_sent(chain)
-    if reason is not None:
+    if (reason := _not_sent(chain)) is not None:
         return protocol.connection_error(request, reason, request_sent=False)
     if kinds & _TIMEOUT:
         return protocol.connection_error(request, deadline_detail(seconds), request_sent=True)

@@ -470,8 +470,7 @@ class SmartMCAHook(BaseHook):
         """Check the connection with one cheap read-only call (``GET /workflows``), without retries."""
         try:
             settings = self.settings
-            unknown = settings.unknown_extras_message()  # a typo must not pass as a working connection
-            if unknown:
+            if unknown := settings.unknown_extras_message():  # a typo must not pass as a working connection
                 return False, f"SmartMCA connection {self.smartmca_conn_id!r}: {unknown}"
             result = self.client.call("list_workflows", retry=False)
         except SmartMCAError as exc:

@@ -143,8 +143,7 @@ class SmartMCAExecutionOperator(BaseOperator):
             raise SmartMCAValidationError("smartmca_conn_id", "must be a non-empty string", operation=op)
         check_choice("on_retry", on_retry, ON_RETRY_CHOICES, op)
         failure_statuses = check_failure_statuses(failure_statuses, op)
-        unknown = sorted(set(hook_params or {}) - set(HOOK_PARAMS))
-        if unknown:
+        if unknown := sorted(set(hook_params or {}) - set(HOOK_PARAMS)):
             problem = f"unknown key(s) {unknown}; known: {', '.join(HOOK_PARAMS)}"
             raise SmartMCAValidationError("hook_params", problem, operation=op)
         ClientSettings().with_overrides(_source="hook_params", **(hook_params or {}))  # values, now
@@ -360,8 +359,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         """Resume after the trigger: validate the event, re-read the execution, same result as sync mode."""
         self._seen(event.get("execution") if isinstance(event, dict) else None)
         event = validate_event(event, expected_execution_id=execution_id)
-        execution_id = event["execution_id"]
-        self._execution_id = execution_id
+        execution_id = self._execution_id = event["execution_id"]
         status = event["status"]
         message = event.get("message") or ""
         if status == EVENT_TIMEOUT:
