@@ -137,8 +137,7 @@ class _Reader:
 
     def get(self, name: str) -> Any:
         spec = self.fields[name]
-        value = self.data.get(name)
-        if value is None:
+        if (value := self.data.get(name)) is None:
             if spec.required:
                 raise self.fail(name, "is missing")
             return None

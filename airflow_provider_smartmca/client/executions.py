@@ -114,8 +114,7 @@ def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -
     Return a completed execution's JSON (the operators' and sensor's return value); raise for
     failed, cancelled or a ``failure_statuses`` status, and for anything else (fail closed).
     """
-    verdict = classify_status(execution.status, failure_statuses)
-    if verdict is Verdict.SUCCESS:
+    if (verdict := classify_status(execution.status, failure_statuses)) is Verdict.SUCCESS:
         return execution.raw
     message = (
         failure_message(execution)

@@ -326,8 +326,7 @@ def normalize_key(password: str | None) -> str:
 
     :raises SmartMCAConfigError: no key, or one with a forbidden character; never quoting the key.
     """
-    key = (password or "").strip()
-    if not key:
+    if not (key := (password or "").strip()):
         raise SmartMCAConfigError(
             "the connection has no API key: set its password field (shown as 'API key' in the UI)"
         )
@@ -385,8 +384,7 @@ def normalize_base_url(
     (and never repeated in the message): ``requests`` would send them as Basic auth in place of
     the bearer key.
     """
-    raw = (host or "").strip()
-    if not raw:
+    if not (raw := (host or "").strip()):
         return DEFAULT_BASE_URL
     if "://" not in raw:
         raw = "https://" + raw
@@ -394,8 +392,7 @@ def normalize_base_url(
     parts = urlsplit(raw)
     if (problem := _url_problem(parts)) is not None:
         raise SmartMCAConfigError(f"connection host {shown!r} {problem}")
-    url_port = parts.port
-    if url_port is not None:
+    if (url_port := parts.port) is not None:
         _check_port(f"the port of connection host {shown!r}", url_port)
     if port is not None:
         _check_port("connection port", port)

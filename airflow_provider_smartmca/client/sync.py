@@ -41,8 +41,7 @@ def _read_chunk(
     resp: requests.Response, request: protocol.PreparedRequest, seconds: float, deadline: float
 ) -> bytes:
     """The next chunk of the body (empty at its end), read within the request's deadline."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
+    if (remaining := deadline - time.monotonic()) <= 0:
         raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
     if (sock := getattr(resp.raw.connection, "sock", None)) is not None:
         sock.settimeout(remaining)  # no single read outlives the request's deadline

@@ -92,8 +92,7 @@ def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
     hostname = parts.hostname or ""
     for name in (f"{parts.scheme}_proxy", "all_proxy"):
         variable = name if env.get(name) else name.upper()
-        value = (env.get(variable) or "").strip()
-        if not value:
+        if not (value := (env.get(variable) or "").strip()):
             continue
         if _no_proxy(hostname, parts.port, env):
             return None
@@ -132,8 +131,7 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
             )
         return Route(proxy=proxy, verify=verify, verify_source="connection extra 'verify_ssl'")
     for variable in CA_BUNDLE_ENV:
-        path = (env.get(variable) or "").strip()
-        if not path:
+        if not (path := (env.get(variable) or "").strip()):
             continue
         if not os.path.exists(path):
             raise SmartMCAConfigError(

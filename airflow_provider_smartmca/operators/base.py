@@ -421,8 +421,7 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """SmartMCA has no cancel endpoint: say which execution is left running and how to find it."""
-        execution_id = self._execution_id
-        if execution_id is None:
+        if (execution_id := self._execution_id) is None:
             self.log.info("Task killed before any SmartMCA execution was started")
             return
         where = (

@@ -67,8 +67,7 @@ def operator_lineage(
     except ImportError:
         return None
     seen = seen or {}
-    execution_id = seen.get("executionId") or execution_id
-    if not execution_id:
+    if not (execution_id := seen.get("executionId") or execution_id):
         facet = cls(message=NOT_STARTED if failed else NONE_STARTED)
     else:
         fields = {name: seen.get(name) for name in ("workflowId", "entityType", "entityId", "status")}
