@@ -85,10 +85,9 @@ class SessionPool:
         key = (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest(), settings.verify_ssl)
         shared = self._shared.get(key)
         if shared is None or shared.session.closed:
-            connector = aiohttp.TCPConnector(limit=pool_limit)
             # trust_env off: proxy and CAs come from the Route, per request (the worker's rule),
             # and no .netrc entry replaces the bearer key.
-            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool_limit), trust_env=False)
             shared = self._shared[key] = _Shared(session)
         shared.users += 1
         try:

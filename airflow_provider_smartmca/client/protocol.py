@@ -421,11 +421,10 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     where = f"{request.label} returned HTTP {raw.status} with"
     ctx = request.context(status=raw.status)
     data: Any = None
-    if not raw.body.strip() and not endpoint.idempotent:
-        pass  # an empty 2xx to a POST: the contract decides what it means
-    elif _looks_like_html(raw):
-        raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
-    else:
+    # An empty 2xx to a POST is left to the contract, which decides what it means.
+    if raw.body.strip() or endpoint.idempotent:
+        if _looks_like_html(raw):
+            raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
         # The library's exception ends in the except block: an error raised while it is handled would
         # keep it as __context__, and it holds the whole body (JSONDecodeError.doc,
         # UnicodeDecodeError.object), which may echo the key.

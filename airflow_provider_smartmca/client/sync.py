@@ -97,21 +97,19 @@ class SyncClient:
         """
         protocol.log_request(request)
         seconds = self.settings.request_seconds(timeout)
-        session = self.session
         try:
-            return self._exchange(session, request, seconds, time.monotonic() + seconds)
+            return self._exchange(request, seconds)
         except _TRANSPORT_ERRORS as exc:
             error = failure(request, exc, self._route, seconds)
         # Raised outside the except block, so the library's exception (whose .request holds the
         # Authorization header) is neither the cause nor the context of what callers see.
         raise error
 
-    def _exchange(
-        self, session: requests.Session, request: protocol.PreparedRequest, seconds: float, deadline: float
-    ) -> protocol.RawResponse:
+    def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        deadline = time.monotonic() + seconds
         # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
         timeout = (min(self.settings.connect_timeout, seconds), seconds)
-        resp = session.request(**request.http_arguments(), timeout=timeout, stream=True)
+        resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
         headers = {k.lower(): v for k, v in resp.headers.items()}
         complete = False
         try:
