@@ -106,11 +106,6 @@ class ClientSettings:
         if self.api_key:
             _check_key_characters(self.api_key)
 
-    @property
-    def api_root(self) -> str:
-        """The base URL plus the API prefix."""
-        return self.base_url + API_PREFIX
-
     def with_overrides(self, *, _source: str = "argument", **overrides: Any) -> ClientSettings:
         """Return a copy with the non-None ``overrides`` applied and validated."""
         known = {f.name for f in fields(self)} - {"api_key", "unknown_extras"}
