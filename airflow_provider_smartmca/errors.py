@@ -22,24 +22,19 @@ class SmartMCAError(AirflowException):
     :param path: the URL path, when a request was involved.
     :param status: the HTTP status, when a response was received.
     :param server_message: the server's own error text, when it sent one.
+    :param details: the attributes a subclass declares (``scope``, ``request_sent``, ...), set on
+        the error; one not given reads the class's default (None where there is one).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        status: int | None = None,
-        server_message: str | None = None,
-    ) -> None:
+    operation: str | None = None
+    method: str | None = None
+    path: str | None = None
+    status: int | None = None
+    server_message: str | None = None
+
+    def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
-        self.operation = operation
-        self.method = method
-        self.path = path
-        self.status = status
-        self.server_message = server_message
+        vars(self).update(details)
 
 
 class SmartMCAValidationError(SmartMCAError, ValueError):
@@ -68,9 +63,7 @@ class SmartMCAScopeError(SmartMCAError):
     :param scope: the scope the call needs.
     """
 
-    def __init__(self, message: str, *, scope: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.scope = scope
+    scope: str
 
 
 class SmartMCANotFoundError(SmartMCAError):
@@ -87,9 +80,7 @@ class SmartMCARateLimitError(SmartMCAError):
     :param retry_after: seconds the server asked us to wait, already capped, or None.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+    retry_after: float | None = None
 
 
 class SmartMCAServerError(SmartMCAError):
@@ -111,11 +102,14 @@ class SmartMCAContractError(SmartMCAInvalidResponseError):
     :param present_keys: the keys the object did have (never their values).
     """
 
+    endpoint: str
+    field: str
+    present_keys: tuple[str, ...]
+
     def __init__(self, message: str, *, endpoint: str, field: str, present_keys: tuple[str, ...]) -> None:
-        super().__init__(message, operation=endpoint)
-        self.endpoint = endpoint
-        self.field = field
-        self.present_keys = present_keys
+        super().__init__(
+            message, operation=endpoint, endpoint=endpoint, field=field, present_keys=present_keys
+        )
 
 
 class SmartMCAConnectionError(SmartMCAError):
@@ -126,9 +120,7 @@ class SmartMCAConnectionError(SmartMCAError):
         after sending), which makes a POST ambiguous.
     """
 
-    def __init__(self, message: str, *, request_sent: bool, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.request_sent = request_sent
+    request_sent: bool
 
 
 class SmartMCAAmbiguousTriggerError(SmartMCAError):
@@ -137,9 +129,7 @@ class SmartMCAAmbiguousTriggerError(SmartMCAError):
     :param candidates: the executions the lookup found (summaries), possibly empty.
     """
 
-    def __init__(self, message: str, *, candidates: list[dict[str, Any]], **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.candidates = candidates
+    candidates: list[dict[str, Any]]
 
 
 class SmartMCAExecutionError(SmartMCAError):
@@ -149,12 +139,8 @@ class SmartMCAExecutionError(SmartMCAError):
     :param execution_status: its last known status.
     """
 
-    def __init__(
-        self, message: str, *, execution_id: str | None = None, execution_status: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.execution_id = execution_id
-        self.execution_status = execution_status
+    execution_id: str | None = None
+    execution_status: str | None = None
 
 
 class SmartMCAExecutionTimeoutError(SmartMCAExecutionError):

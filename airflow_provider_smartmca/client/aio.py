@@ -51,8 +51,7 @@ def _ssl_context(ca_path: str) -> ssl.SSLContext:
 def _open_route(settings: ClientSettings) -> tuple[Route, ssl.SSLContext | bool]:
     """The proxy/CA decision (shared with the worker) and the TLS option it means for aiohttp."""
     route = resolve_route(settings)
-    ca_path = route.ca_path
-    if ca_path is None:
+    if (ca_path := route.ca_path) is None:
         return route, False
     try:
         return route, _ssl_context(ca_path)
@@ -86,10 +85,9 @@ class SessionPool:
         key = (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest(), settings.verify_ssl)
         shared = self._shared.get(key)
         if shared is None or shared.session.closed:
-            connector = aiohttp.TCPConnector(limit=pool_limit)
             # trust_env off: proxy and CAs come from the Route, per request (the worker's rule),
             # and no .netrc entry replaces the bearer key.
-            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool_limit), trust_env=False)
             shared = self._shared[key] = _Shared(session)
         shared.users += 1
         try:
@@ -147,34 +145,20 @@ class AsyncClient:
         seconds = self.settings.request_seconds(timeout)
         if self._route is None:
             self._route = _open_route(self.settings)
-        route, ssl_option = self._route
         try:
-            return await self._exchange(request, route, ssl_option, seconds)
+            return await self._exchange(request, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = failure(request, exc, route, seconds)
+            error = failure(request, exc, self._route[0], seconds)
         # Raised outside the except block, so the library's exception is neither the cause nor
         # the context of what callers see.
         raise error
 
-    async def _exchange(
-        self,
-        request: protocol.PreparedRequest,
-        route: Route,
-        ssl_option: ssl.SSLContext | bool,
-        seconds: float,
-    ) -> protocol.RawResponse:
+    async def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        route, ssl_option = self._route or _open_route(self.settings)  # opened by send
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
-        async with self._session.request(
-            request.endpoint.method,
-            request.url,
-            params=request.params or None,
-            json=request.body,
-            headers=request.headers,
-            timeout=timeout,  # total: sending, waiting and reading the whole body
-            allow_redirects=False,  # a redirect could carry the key elsewhere
-            proxy=route.proxy,
-            ssl=ssl_option,
-        ) as resp:
+        # The timeout is total: sending, waiting and reading the whole body.
+        arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)
+        async with self._session.request(**arguments) as resp:
             headers = {k.lower(): v for k, v in resp.headers.items()}
             complete = False
             try:

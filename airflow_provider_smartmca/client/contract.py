@@ -51,54 +51,33 @@ class Field:
     source: str
 
 
+def _shape(source: str, spec: str) -> tuple[Field, ...]:
+    """The fields of ``spec``, ``"name: kind"`` items separated by commas; ``!`` ends a required kind."""
+    items = (item.split(":") for item in spec.split(","))
+    return tuple(Field(n.strip(), k.strip(" !"), k.endswith("!"), source) for n, k in items)
+
+
 #: Every field read, per response shape. ``docs/api-contract.md`` and ``smartmca-check`` follow it.
 SHAPES: dict[str, tuple[Field, ...]] = {
-    "workflow": (
-        Field("id", STRING, True, REFERENCE),
-        Field("entityType", STRING, True, REFERENCE),
-        Field("name", STRING, False, REFERENCE),
+    "workflow": _shape(REFERENCE, "id: string!, entityType: string!, name: string"),
+    # List Workflows: the reference shows {"data": [...], "total": n}
+    "list envelope": _shape(REFERENCE, "data: list!, total: integer"),
+    # List Executions: the reference shows no response; the same is assumed
+    "execution list envelope": _shape(ASSUMED, "data: list!, total: integer"),
+    "trigger response": _shape(REFERENCE, "executionId: string!, workflowId: string, status: string"),
+    "action response": _shape(ASSUMED, "executionId: string, workflowId: string"),
+    "execution": _shape(
+        ASSUMED,
+        "executionId: string!, status: string!, workflowId: string, workflowName: string, entityType: string,"
+        "entityId: string, startedAt: timestamp, completedAt: timestamp, nodeCount: integer,"
+        "currentNode: string, nodes: list",
     ),
-    "list envelope": (  # List Workflows: the reference shows {"data": [...], "total": n}
-        Field("data", LIST, True, REFERENCE),
-        Field("total", INTEGER, False, REFERENCE),
-    ),
-    "execution list envelope": (  # List Executions: the reference shows no response; the same is assumed
-        Field("data", LIST, True, ASSUMED),
-        Field("total", INTEGER, False, ASSUMED),
-    ),
-    "trigger response": (
-        Field("executionId", STRING, True, REFERENCE),
-        Field("workflowId", STRING, False, REFERENCE),
-        Field("status", STRING, False, REFERENCE),
-    ),
-    "action response": (
-        Field("executionId", STRING, False, ASSUMED),
-        Field("workflowId", STRING, False, ASSUMED),
-    ),
-    "execution": (
-        Field("executionId", STRING, True, ASSUMED),
-        Field("status", STRING, True, ASSUMED),
-        Field("workflowId", STRING, False, ASSUMED),
-        Field("workflowName", STRING, False, ASSUMED),
-        Field("entityType", STRING, False, ASSUMED),
-        Field("entityId", STRING, False, ASSUMED),
-        Field("startedAt", TIMESTAMP, False, ASSUMED),
-        Field("completedAt", TIMESTAMP, False, ASSUMED),
-        Field("nodeCount", INTEGER, False, ASSUMED),
-        Field("currentNode", STRING, False, ASSUMED),
-        Field("nodes", LIST, False, ASSUMED),
-    ),
-    "node": (
-        Field("name", STRING, False, ASSUMED),
-        Field("id", STRING, False, ASSUMED),
-        Field("status", STRING, False, ASSUMED),
-        Field("error", NODE_ERROR, False, ASSUMED),
-    ),
+    "node": _shape(ASSUMED, "name: string, id: string, status: string, error: node error"),
 }
 
 _FIELDS = {shape: {f.name: f for f in fields} for shape, fields in SHAPES.items()}
 #: The typed objects' attribute of each field: ``entityType`` is ``entity_type``.
-_ATTRIBUTES = {f.name: re.sub("([A-Z])", r"_\1", f.name).lower() for fs in SHAPES.values() for f in fs}
+ATTRIBUTES = {f.name: re.sub("([A-Z])", r"_\1", f.name).lower() for fs in SHAPES.values() for f in fs}
 
 #: Statuses the reference lists (List Executions' ``status`` filter); only ``completed`` is success.
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -158,8 +137,7 @@ class _Reader:
 
     def get(self, name: str) -> Any:
         spec = self.fields[name]
-        value = self.data.get(name)
-        if value is None:
+        if (value := self.data.get(name)) is None:
             if spec.required:
                 raise self.fail(name, "is missing")
             return None
@@ -176,7 +154,7 @@ class _Reader:
 
     def read_all(self) -> dict[str, Any]:
         """Every field of the shape, in its order, keyed by its attribute (``entityType``: ``entity_type``)."""
-        return {_ATTRIBUTES[name]: self.get(name) for name in self.fields}
+        return {ATTRIBUTES[name]: self.get(name) for name in self.fields}
 
 
 def _is_int(value: Any) -> bool:
@@ -195,21 +173,18 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+#: JSON types by name, in the order they are tested (a bool is an int too).
+_KIND_NAMES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+
+
 def _kind_of(value: Any) -> str:
     """A value's JSON type, never the value itself (it may hold anything, the key included)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number" if not isinstance(value, float) or math.isfinite(value) else "a non-finite number"
-    if isinstance(value, str):
-        return "an empty string" if not value else "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a non-finite number"
+    if value == "":
+        return "an empty string"
+    names = {**_KIND_NAMES, list: "a list", dict: "an object"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
 # --- typed objects ----------------------------------------------------------------------------
@@ -341,11 +316,7 @@ def _node_error(error: Any) -> str:
 
 def _node(endpoint: str, data: Any, where: str) -> Node:
     r = _Reader(endpoint, "node", data, where)
-    return Node(
-        name=str(r.get("name") or r.get("id") or "?"),
-        status=r.get("status"),
-        error=_node_error(r.get("error")),
-    )
+    return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), _node_error(r.get("error")))
 
 
 def parse_execution(
@@ -353,26 +324,24 @@ def parse_execution(
 ) -> Execution:
     """Parse an execution object (Get Execution's body, or a List Executions item at ``where``)."""
     fields = _Reader(endpoint, "execution", data, where).read_all()
-    nodes_where = f"{where}.nodes" if where else "nodes"
-    fields["nodes"] = tuple(
-        _node(endpoint, n, f"{nodes_where}[{i}]") for i, n in enumerate(fields["nodes"] or ())
-    )
+    at = f"{where}.nodes" if where else "nodes"
+    fields["nodes"] = tuple(_node(endpoint, n, f"{at}[{i}]") for i, n in enumerate(fields["nodes"] or ()))
     return Execution(**fields, raw=data)
 
 
-def _envelope(endpoint: str, data: Any, shape: str = "list envelope") -> tuple[list[Any], int | None]:
+def _envelope(
+    endpoint: str, data: Any, shape: str, parse_item: Callable[..., T]
+) -> tuple[tuple[T, ...], int | None]:
+    """The items of a list envelope, each parsed at ``data[i]``, and its ``total``."""
     r = _Reader(endpoint, shape, data)
-    return r.get("data"), r.get("total")
+    items = tuple(parse_item(endpoint, item, where=f"data[{i}]") for i, item in enumerate(r.get("data")))
+    return items, r.get("total")
 
 
 def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -> ExecutionPage:
     """Parse a List Executions page; the server's clock comes from the ``Date`` header."""
-    items, total = _envelope(endpoint, data, "execution list envelope")
-    return ExecutionPage(
-        items=tuple(parse_execution(endpoint, item, where=f"data[{i}]") for i, item in enumerate(items)),
-        total=total,
-        server_time=server_time(headers),
-    )
+    items, total = _envelope(endpoint, data, "execution list envelope", parse_execution)
+    return ExecutionPage(items, total, server_time(headers))
 
 
 def parse_workflow(
@@ -384,17 +353,17 @@ def parse_workflow(
 
 def parse_workflow_list(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> WorkflowList:
     """Parse List Workflows."""
-    items, total = _envelope(endpoint, data)
-    return WorkflowList(
-        items=tuple(parse_workflow(endpoint, item, where=f"data[{i}]") for i, item in enumerate(items)),
-        total=total,
-    )
+    return WorkflowList(*_envelope(endpoint, data, "list envelope", parse_workflow))
+
+
+def _accepted(endpoint: str, shape: str, data: Any) -> Accepted:
+    r = _Reader(endpoint, shape, data)
+    return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
 
 
 def parse_trigger_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
     """Parse the trigger's 202 (reference). Without ``executionId`` it breaks the contract."""
-    r = _Reader(endpoint, "trigger response", data)
-    return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
+    return _accepted(endpoint, "trigger response", data)
 
 
 def parse_action_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
@@ -404,5 +373,4 @@ def parse_action_response(endpoint: str, data: Any, headers: Mapping[str, str] |
     """
     if data is None:
         return Accepted(execution_id=None, raw={})
-    r = _Reader(endpoint, "action response", data)
-    return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
+    return _accepted(endpoint, "action response", data)

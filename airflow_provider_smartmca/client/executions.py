@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from airflow_provider_smartmca.client.contract import (
     ACTIVE_STATUSES,
+    ATTRIBUTES,
     FAILED_STATUSES,
     SUCCESS_STATUS,
     Execution,
@@ -41,11 +43,8 @@ def check_failure_statuses(value: Any, operation: str) -> tuple[str, ...]:
     if collection and all(isinstance(s, str) and s for s in value):
         return tuple(value)
     got = f"a {type(value).__name__}" + (" with an empty or non-string item" if collection else "")
-    raise SmartMCAValidationError(
-        "failure_statuses",
-        f"must be a list of status names (non-empty strings), got {got}",
-        operation=operation,
-    )
+    problem = f"must be a list of status names (non-empty strings), got {got}"
+    raise SmartMCAValidationError("failure_statuses", problem, operation=operation)
 
 
 def classify_status(status: Any, failure_statuses: Collection[str] = ()) -> Verdict:
@@ -71,8 +70,7 @@ def failed_nodes(execution: Execution) -> list[Node]:
 def failure_message(execution: Execution) -> str:
     """A message for an execution that ended badly, listing the failed nodes and their errors."""
     head = f"SmartMCA execution {execution.execution_id} ({execution.workflow_id or '?'}) ended {execution.status}"
-    nodes = failed_nodes(execution)
-    if not nodes:
+    if not (nodes := failed_nodes(execution)):
         return head + " (no failed node reported)"
     details = "; ".join(f"{n.name} [{n.status}]" + (f": {n.error}" if n.error else "") for n in nodes)
     return f"{head}. Failed nodes: {details}"
@@ -92,31 +90,23 @@ def nodes_done(execution: Execution) -> int | None:
 def progress(execution: Execution) -> str:
     """One progress line: status, nodes done out of the total (when known), current node."""
     current = execution.current_node or next((n.name for n in execution.nodes if n.status == "running"), None)
-    done = nodes_done(execution)
-    if done is None:
-        # No node list (a List Executions item): "0/6 nodes done" would read as no progress.
-        line = f"execution {execution.execution_id} {execution.status}"
-    else:
-        total = execution.node_count or len(execution.nodes)
-        line = f"execution {execution.execution_id} {execution.status}: {done}/{total} nodes done"
+    line = f"execution {execution.execution_id} {execution.status}"
+    # No node list (a List Executions item): "0/6 nodes done" would read as no progress.
+    if (done := nodes_done(execution)) is not None:
+        line += f": {done}/{execution.node_count or len(execution.nodes)} nodes done"
     return line + (f", current node: {current}" if current else "")
+
+
+#: The execution fields a :func:`summary` holds, timestamps in ISO form.
+_SUMMARY = ("executionId", "workflowId", "entityType", "entityId", "status", "startedAt", "completedAt")
 
 
 def summary(execution: Execution) -> dict[str, Any]:
     """A small JSON summary of an execution, for trigger events (kept small: events live in the DB)."""
-    return {
-        "executionId": execution.execution_id,
-        "workflowId": execution.workflow_id,
-        "entityType": execution.entity_type,
-        "entityId": execution.entity_id,
-        "status": execution.status,
-        "startedAt": execution.started_at.isoformat() if execution.started_at else None,
-        "completedAt": execution.completed_at.isoformat() if execution.completed_at else None,
-        "failedNodes": [
-            {"name": n.name, "status": n.status, "error": n.error} for n in failed_nodes(execution)
-        ][:20],
-        "progress": progress(execution),
-    }
+    values = {name: getattr(execution, ATTRIBUTES[name]) for name in _SUMMARY}
+    fields = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in values.items()}
+    failed = [{"name": n.name, "status": n.status, "error": n.error} for n in failed_nodes(execution)]
+    return {**fields, "failedNodes": failed[:20], "progress": progress(execution)}
 
 
 def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -> dict[str, Any]:
@@ -124,8 +114,7 @@ def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -
     Return a completed execution's JSON (the operators' and sensor's return value); raise for
     failed, cancelled or a ``failure_statuses`` status, and for anything else (fail closed).
     """
-    verdict = classify_status(execution.status, failure_statuses)
-    if verdict is Verdict.SUCCESS:
+    if (verdict := classify_status(execution.status, failure_statuses)) is Verdict.SUCCESS:
         return execution.raw
     message = (
         failure_message(execution)

@@ -121,8 +121,7 @@ class ListingWalk:
             if item.execution_id in self._seen:
                 continue
             self._seen.add(item.execution_id)
-            started = item.started_at
-            if started is not None:
+            if (started := item.started_at) is not None:
                 self._ordered = self._ordered and (self._previous is None or started <= self._previous)
                 self._previous = started
                 self._newest = started if self._newest is None else max(self._newest, started)

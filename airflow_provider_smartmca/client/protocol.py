@@ -16,7 +16,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from airflow_provider_smartmca import __version__
 from airflow_provider_smartmca.client.contract import EXECUTION_STATUSES, http_date
-from airflow_provider_smartmca.client.endpoints import ENDPOINTS, Endpoint
+from airflow_provider_smartmca.client.endpoints import API_PREFIX, ENDPOINTS, Endpoint
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
@@ -43,6 +43,7 @@ from airflow_provider_smartmca.errors import (
 )
 
 log = logging.getLogger("airflow_provider_smartmca.client")
+_UNREADABLE = object()
 T = TypeVar("T")
 
 USER_AGENT = f"airflow-provider-smartmca/{__version__}"
@@ -51,6 +52,7 @@ MAX_ID_LENGTH = 256
 # ";" starts path parameters on some servers (Java's ";jsessionid="), which then drop the rest.
 _FORBIDDEN_IN_ID = ("/", "\\", "..", "?", "#", "%", ";")
 SORT_ORDERS = ("asc", "desc")
+_HEADERS = {"Accept": "application/json", "User-Agent": USER_AGENT}
 _SNIPPET = 300  # characters of server text in a message, counted after redaction
 _SCOPE_LIMIT = 100
 
@@ -79,6 +81,14 @@ class PreparedRequest:
     def label(self) -> str:
         """``name: METHOD path``, how every message names the request."""
         return f"{self.endpoint.name}: {self.endpoint.method} {self.path}"
+
+    def http_arguments(self) -> dict[str, Any]:
+        """The arguments of ``request()`` that requests and aiohttp share; redirects are not followed
+        (one could carry the key elsewhere)."""
+        arguments = dict(
+            method=self.endpoint.method, url=self.url, params=self.params or None, json=self.body
+        )
+        return dict(arguments, headers=self.headers, allow_redirects=False)
 
     def context(self, **more: Any) -> dict[str, Any]:
         """The keyword arguments of an error about this request: operation, method, path and ``more``."""
@@ -204,8 +214,7 @@ def validate_id(field_name: str, value: Any, operation: str | None = None) -> st
     method the ids of its POST body, an operator its own arguments (at parse time when static,
     once rendered otherwise), a trigger its own on creation, and ``start_once`` a stored record's.
     """
-    problem = id_problem(value)
-    if problem is not None:
+    if (problem := id_problem(value)) is not None:
         raise SmartMCAValidationError(field_name, problem, operation=operation)
     return value
 
@@ -233,20 +242,23 @@ def id_problem(value: Any) -> str | None:
         folded = "" if form == value else " (after Unicode compatibility folding)"
         if form == ".":
             return f"is a dot segment{folded}, which URL normalisation removes"
-        token = next((t for t in _FORBIDDEN_IN_ID if t in form), None)
-        if token is not None:
+        if (token := next((t for t in _FORBIDDEN_IN_ID if t in form), None)) is not None:
             return f"must not contain {token!r}{folded}: {value!r}"
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
         return "must not contain control characters"
     return None
 
 
+def check_ids(operation: str | None, **ids: Any) -> dict[str, str]:
+    """The ids given, None ones left out, each checked by :func:`validate_id`."""
+    return {name: validate_id(name, value, operation) for name, value in ids.items() if value is not None}
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...], operation: str | None = None) -> str:
     """``value`` when it is one of ``choices``; else a validation error naming ``name`` and the choices."""
     if value not in choices:
-        raise SmartMCAValidationError(
-            name, f"must be one of {', '.join(choices)}; got {value!r}", operation=operation
-        )
+        problem = f"must be one of {', '.join(choices)}; got {value!r}"
+        raise SmartMCAValidationError(name, problem, operation=operation)
     return value
 
 
@@ -262,14 +274,7 @@ def list_executions_query(
 ) -> dict[str, str]:
     """Validate the ``list_executions`` arguments and return its query parameters."""
     op = "list_executions"
-    query: dict[str, str] = {}
-    for name, value in (
-        ("workflow_type", workflow_type),
-        ("entity_type", entity_type),
-        ("entity_id", entity_id),
-    ):
-        if value is not None:
-            query[name] = validate_id(name, value, op)
+    query = check_ids(op, workflow_type=workflow_type, entity_type=entity_type, entity_id=entity_id)
     if status is not None:
         query["status"] = check_choice("status", status, EXECUTION_STATUSES, op)
     page, limit = check_number("page", page, operation=op), check_number("limit", limit, operation=op)
@@ -305,19 +310,13 @@ def build_request(
     params = dict(path_params or {})
     if set(params) != set(endpoint.path_params):
         raise TypeError(f"{name} takes path parameters {endpoint.path_params}, got {tuple(params)}")
-    path = endpoint.path.format(
-        **{key: quote(validate_id(key, value, name), safe="") for key, value in params.items()}
-    )
-    url, full_path = settings.api_root + path, settings.api_root[len(settings.base_url) :] + path
-    headers = {
-        "Authorization": f"Bearer {settings.api_key}",
-        "Accept": "application/json",
-        "User-Agent": USER_AGENT,
-    }
+    ids = {key: quote(validate_id(key, value, name), safe="") for key, value in params.items()}
+    path = API_PREFIX + endpoint.path.format(**ids)
+    headers = {"Authorization": f"Bearer {settings.api_key}", **_HEADERS}
     if body is not None:
         headers["Content-Type"] = "application/json"
     json_body = None if body is None else dict(body)
-    return PreparedRequest(endpoint, url, full_path, dict(query or {}), json_body, headers)
+    return PreparedRequest(endpoint, settings.base_url + path, path, dict(query or {}), json_body, headers)
 
 
 # --- responses and errors -------------------------------------------------------------------------
@@ -337,8 +336,7 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)  # only digits: finite, or inf for hundreds of them (capped below)
     else:
-        when = http_date(text)
-        if when is None:
+        if (when := http_date(text)) is None:
             return None
         seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), cap)
@@ -346,11 +344,10 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
 
 def _error_json(raw: RawResponse) -> dict[str, Any]:
     """An error response's JSON object, parsed once; empty when the body is not one."""
-    try:
+    with suppress(ValueError, RecursionError):
         data = json.loads(raw.body)
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return data if isinstance(data, dict) else {}
+    return {}
 
 
 def _server_message(raw: RawResponse, data: dict[str, Any], secret: str | None) -> str:
@@ -424,33 +421,23 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     where = f"{request.label} returned HTTP {raw.status} with"
     ctx = request.context(status=raw.status)
     data: Any = None
-    if not raw.body.strip() and not endpoint.idempotent:
-        pass  # an empty 2xx to a POST: the contract decides what it means
-    elif _looks_like_html(raw):
-        raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
-    else:
-        data = _json_or_unreadable(raw.body, settings.api_key)
-        if data is _UNREADABLE:  # raised here, outside the except block: see _json_or_unreadable
+    # An empty 2xx to a POST is left to the contract, which decides what it means.
+    if raw.body.strip() or endpoint.idempotent:
+        if _looks_like_html(raw):
+            raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
+        # The library's exception ends in the except block: an error raised while it is handled would
+        # keep it as __context__, and it holds the whole body (JSONDecodeError.doc,
+        # UnicodeDecodeError.object), which may echo the key.
+        try:
+            data = load_json(raw.body, settings.api_key)
+        except ValueError:
+            data = _UNREADABLE
+        if data is _UNREADABLE:
             snippet = redact(raw.body, settings.api_key, limit=80)
             raise SmartMCAInvalidResponseError(
                 f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
             )
     return endpoint.parse(endpoint.name, data, raw.headers)
-
-
-_UNREADABLE = object()
-
-
-def _json_or_unreadable(body: bytes, secret: str | None) -> Any:
-    """
-    :func:`load_json`'s result, or ``_UNREADABLE``. The library's exception ends here: an error
-    raised while it is handled would keep it as ``__context__``, and it holds the whole body
-    (``JSONDecodeError.doc``, ``UnicodeDecodeError.object``), which may echo the key.
-    """
-    try:
-        return load_json(body, secret)
-    except ValueError:
-        return _UNREADABLE
 
 
 # --- retries: the one policy -------------------------------------------------------------------
@@ -508,6 +495,7 @@ def backoff_seconds(settings: ClientSettings, attempt: int, exc: BaseException |
     return base / 2 + random.uniform(0, base / 2)
 
 
+@dataclass(slots=True, eq=False)
 class Deadline:
     """
     A point on the monotonic clock that a caller passes down and every layer spends from: each
@@ -516,10 +504,7 @@ class Deadline:
     :param at: ``time.monotonic()`` seconds.
     """
 
-    __slots__ = ("at",)
-
-    def __init__(self, at: float) -> None:
-        self.at = at
+    at: float
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:
@@ -582,12 +567,13 @@ def retrying(
     deadline, patient = _SPENDING.get() or (None, False)
     idempotent = request.endpoint.idempotent
     failures, last = 0, None
+    least = min(settings.timeout, LEAST_RETRY_SECONDS)
     while True:
         seconds = timeout
         if deadline is not None:
             left = deadline.remaining()
             # A retry with too little time left would only time out: the last failure says more.
-            if left <= 0 or (last is not None and left < min(settings.timeout, LEAST_RETRY_SECONDS)):
+            if left <= 0 or (last is not None and left < least):
                 raise last or connection_error(
                     request, "not sent: its time budget is spent", request_sent=False
                 )
@@ -603,10 +589,7 @@ def retrying(
             if not (retry and again and (patient or failures <= settings.max_retries)):
                 raise
             wait = backoff_seconds(settings, failures, exc)
-            if (
-                deadline is not None
-                and wait + min(settings.timeout, LEAST_RETRY_SECONDS) > deadline.remaining()
-            ):
+            if deadline is not None and wait + least > deadline.remaining():
                 log.warning("%s; not retried: its time budget is spent", exc)
                 raise
             limit = f"{failures}, patiently" if patient else f"{failures}/{settings.max_retries}"

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, urlsplit
@@ -105,16 +106,10 @@ class ClientSettings:
         if self.api_key:
             _check_key_characters(self.api_key)
 
-    @property
-    def api_root(self) -> str:
-        """The base URL plus the API prefix."""
-        return self.base_url + API_PREFIX
-
     def with_overrides(self, *, _source: str = "argument", **overrides: Any) -> ClientSettings:
         """Return a copy with the non-None ``overrides`` applied and validated."""
         known = {f.name for f in fields(self)} - {"api_key", "unknown_extras"}
-        unknown = set(overrides) - known
-        if unknown:
+        if unknown := set(overrides) - known:
             raise SmartMCAConfigError(f"unknown client setting(s): {', '.join(sorted(unknown))}")
         values = {k: _coerce(k, v, _source) for k, v in overrides.items() if v is not None}
         if "scopes" in values:
@@ -192,18 +187,12 @@ def _shown_number(value: Any) -> str:
 
 def _read_number(value: Any, integer: bool, text: bool) -> float | int | None:
     """The number in ``value``, or None when it is none (no bool; text only when ``text``)."""
-    if isinstance(value, bool):
-        return None
     if text and isinstance(value, str):
-        try:
+        with suppress(ValueError):  # else it stays text, which is no number
             value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, int):
-        return value
-    if not isinstance(value, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if integer:  # an integral float only from text or an extra; 2.0 is 2, 2.5 is refused
+    if integer and isinstance(value, float):  # an integral float only from text or an extra; 2.0 is 2
         return int(value) if text and value.is_integer() else None
     return value
 
@@ -301,8 +290,7 @@ def parse_scopes(value: Any) -> frozenset[str] | None:
     else:
         raise SmartMCAConfigError(f"connection extra 'scopes' must be a list or a string, got {value!r}")
     scopes = frozenset(str(s).strip() for s in items if str(s).strip())
-    unknown = scopes - KNOWN_SCOPES
-    if unknown:
+    if unknown := scopes - KNOWN_SCOPES:
         raise SmartMCAConfigError(
             f"connection extra 'scopes' has unknown scope(s) {sorted(unknown)}; known: {sorted(KNOWN_SCOPES)}"
         )
@@ -333,8 +321,7 @@ def normalize_key(password: str | None) -> str:
 
     :raises SmartMCAConfigError: no key, or one with a forbidden character; never quoting the key.
     """
-    key = (password or "").strip()
-    if not key:
+    if not (key := (password or "").strip()):
         raise SmartMCAConfigError(
             "the connection has no API key: set its password field (shown as 'API key' in the UI)"
         )
@@ -392,18 +379,15 @@ def normalize_base_url(
     (and never repeated in the message): ``requests`` would send them as Basic auth in place of
     the bearer key.
     """
-    raw = (host or "").strip()
-    if not raw:
+    if not (raw := (host or "").strip()):
         return DEFAULT_BASE_URL
     if "://" not in raw:
         raw = "https://" + raw
     shown = _shown(raw)
     parts = urlsplit(raw)
-    problem = _url_problem(parts)
-    if problem is not None:
+    if (problem := _url_problem(parts)) is not None:
         raise SmartMCAConfigError(f"connection host {shown!r} {problem}")
-    url_port = parts.port
-    if url_port is not None:
+    if (url_port := parts.port) is not None:
         _check_port(f"the port of connection host {shown!r}", url_port)
     if port is not None:
         _check_port("connection port", port)
@@ -429,8 +413,7 @@ KNOWN_EXTRAS = (*_EXTRA_SETTINGS, "allow_insecure_http")
 
 def _describe_unknown(name: str) -> str:
     bare = name.removeprefix(_PREFIXED_EXTRA).strip().lower()
-    close = difflib.get_close_matches(bare, KNOWN_EXTRAS, n=1, cutoff=0.6)
-    if close:
+    if close := difflib.get_close_matches(bare, KNOWN_EXTRAS, n=1, cutoff=0.6):
         return f"{name!r} (did you mean {close[0]!r}?)"
     return f"{name!r} (valid keys: {', '.join(KNOWN_EXTRAS)})"
 
@@ -470,7 +453,6 @@ def settings_from_connection(
     unknown = tuple(sorted(_redact_name(str(k), key) for k in extra if k not in KNOWN_EXTRAS))
     settings = ClientSettings(base_url=base_url, api_key=key, unknown_extras=unknown)
     settings = settings.with_overrides(_source="connection extra", **overrides)
-    message = settings.unknown_extras_message()
-    if message:
+    if message := settings.unknown_extras_message():
         log.warning("SmartMCA connection: %s", message)
     return settings

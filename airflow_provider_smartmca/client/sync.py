@@ -41,11 +41,9 @@ def _read_chunk(
     resp: requests.Response, request: protocol.PreparedRequest, seconds: float, deadline: float
 ) -> bytes:
     """The next chunk of the body (empty at its end), read within the request's deadline."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
+    if (remaining := deadline - time.monotonic()) <= 0:
         raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
-    sock = getattr(resp.raw.connection, "sock", None)
-    if sock is not None:
+    if (sock := getattr(resp.raw.connection, "sock", None)) is not None:
         sock.settimeout(remaining)  # no single read outlives the request's deadline
     # read1: whatever has arrived (a trickle cannot stretch one read); decoded, at most a chunk.
     return resp.raw.read1(READ_CHUNK, decode_content=True)
@@ -99,29 +97,19 @@ class SyncClient:
         """
         protocol.log_request(request)
         seconds = self.settings.request_seconds(timeout)
-        session = self.session
         try:
-            return self._exchange(session, request, seconds, time.monotonic() + seconds)
+            return self._exchange(request, seconds)
         except _TRANSPORT_ERRORS as exc:
             error = failure(request, exc, self._route, seconds)
         # Raised outside the except block, so the library's exception (whose .request holds the
         # Authorization header) is neither the cause nor the context of what callers see.
         raise error
 
-    def _exchange(
-        self, session: requests.Session, request: protocol.PreparedRequest, seconds: float, deadline: float
-    ) -> protocol.RawResponse:
-        resp = session.request(
-            request.endpoint.method,
-            request.url,
-            params=request.params or None,
-            json=request.body,
-            headers=request.headers,
-            # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
-            timeout=(min(self.settings.connect_timeout, seconds), seconds),
-            allow_redirects=False,  # a redirect could carry the key elsewhere
-            stream=True,
-        )
+    def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        deadline = time.monotonic() + seconds
+        # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
+        timeout = (min(self.settings.connect_timeout, seconds), seconds)
+        resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
         headers = {k.lower(): v for k, v in resp.headers.items()}
         complete = False
         try:
@@ -154,16 +142,13 @@ class SyncClient:
         :param retry: False sends exactly once.
         :param timeout: a shorter total limit than the ``timeout`` setting, per attempt, seconds.
         """
-        request = protocol.build_request(self.settings, name, path_params=path_params, query=query, body=body)
-        return protocol.retrying(
-            self.settings,
-            request,
-            lambda seconds: protocol.parse_response(
-                request, self.send(request, timeout=seconds), self.settings
-            ),
-            retry=retry,
-            timeout=timeout,
-        )
+        settings = self.settings
+        request = protocol.build_request(settings, name, path_params=path_params, query=query, body=body)
+
+        def attempt(seconds: float | None) -> Any:
+            return protocol.parse_response(request, self.send(request, timeout=seconds), settings)
+
+        return protocol.retrying(settings, request, attempt, retry=retry, timeout=timeout)
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -28,11 +28,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_smartmca.client import protocol
 from airflow_provider_smartmca.client.settings import ClientSettings, is_loopback
-from airflow_provider_smartmca.errors import (
-    SmartMCAConfigError,
-    SmartMCAError,
-    SmartMCAInvalidResponseError,
-)
+from airflow_provider_smartmca.errors import SmartMCAConfigError, SmartMCAError, SmartMCAInvalidResponseError
 
 #: Bytes a transport asks for per read while streaming a body.
 READ_CHUNK = 64 * 1024
@@ -96,8 +92,7 @@ def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
     hostname = parts.hostname or ""
     for name in (f"{parts.scheme}_proxy", "all_proxy"):
         variable = name if env.get(name) else name.upper()
-        value = (env.get(variable) or "").strip()
-        if not value:
+        if not (value := (env.get(variable) or "").strip()):
             continue
         if _no_proxy(hostname, parts.port, env):
             return None
@@ -136,8 +131,7 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
             )
         return Route(proxy=proxy, verify=verify, verify_source="connection extra 'verify_ssl'")
     for variable in CA_BUNDLE_ENV:
-        path = (env.get(variable) or "").strip()
-        if not path:
+        if not (path := (env.get(variable) or "").strip()):
             continue
         if not os.path.exists(path):
             raise SmartMCAConfigError(
@@ -153,10 +147,8 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
     """The ``Content-Length`` a response announces, or None (absent, chunked or unreadable)."""
-    value = headers.get("content-length") or headers.get("Content-Length")
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
+    value = (headers.get("content-length") or headers.get("Content-Length") or "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def body_too_large(
@@ -361,8 +353,7 @@ def failure(
         return SmartMCAConfigError(
             f"{request.endpoint.name}: the request could not be built ({type(exc).__name__})"
         )
-    reason = _not_sent(chain)
-    if reason is not None:
+    if (reason := _not_sent(chain)) is not None:
         return protocol.connection_error(request, reason, request_sent=False)
     if kinds & _TIMEOUT:
         return protocol.connection_error(request, deadline_detail(seconds), request_sent=True)

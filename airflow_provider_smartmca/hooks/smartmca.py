@@ -24,7 +24,13 @@ from airflow_provider_smartmca.client.contract import (
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
 from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict, check_failure_statuses
 from airflow_provider_smartmca.client.listing import ListingWalk
-from airflow_provider_smartmca.client.protocol import Deadline, list_executions_query, spending, validate_id
+from airflow_provider_smartmca.client.protocol import (
+    Deadline,
+    check_ids,
+    list_executions_query,
+    spending,
+    validate_id,
+)
 from airflow_provider_smartmca.client.settings import ClientSettings, check_number, settings_from_connection
 from airflow_provider_smartmca.errors import (
     SmartMCAAuthError,
@@ -37,11 +43,12 @@ from airflow_provider_smartmca.hooks.start_once import OnIntent, StartBudget, St
 if TYPE_CHECKING:
     from airflow_provider_smartmca.client.sync import SyncClient
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 #: Default seconds :meth:`SmartMCAHook.patiently` keeps retrying a read through transient failures.
 DEFAULT_PATIENCE = 600.0
+#: The hook's own client settings, overriding the connection's.
+HOOK_PARAMS = ("timeout", "max_retries", "retry_min_wait", "retry_max_wait", "retry_after_cap")
 
 
 def mask_key(secret: str) -> None:
@@ -53,24 +60,11 @@ def mask_key(secret: str) -> None:
     mask_secret(secret)
 
 
-def requires_scope(endpoint_name: str) -> Callable[[F], F]:
-    """Declare which endpoint (and so which scope) a hook method calls; read by docs and tests."""
-    endpoint = ENDPOINTS[endpoint_name]
-
-    def mark(func: F) -> F:
-        func.required_scope = endpoint.scope  # type: ignore[attr-defined]
-        func.endpoint = endpoint  # type: ignore[attr-defined]
-        return func
-
-    return mark
-
-
 def check_body(operation: str, body: Any) -> dict[str, Any]:
     """A POST body: a dict of JSON values (no NaN or infinity, which JSON cannot carry), or a clear error."""
     if not isinstance(body, Mapping):
-        raise SmartMCAValidationError(
-            "payload", f"must be a dict, got {type(body).__name__}", operation=operation
-        )
+        problem = f"must be a dict, got {type(body).__name__}"
+        raise SmartMCAValidationError("payload", problem, operation=operation)
     try:
         json.dumps(body, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -113,13 +107,8 @@ class SmartMCAHook(BaseHook):
     ) -> None:
         super().__init__()
         self.smartmca_conn_id = smartmca_conn_id
-        self._overrides: dict[str, Any] = dict(
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_min_wait=retry_min_wait,
-            retry_max_wait=retry_max_wait,
-            retry_after_cap=retry_after_cap,
-        )
+        given = (timeout, max_retries, retry_min_wait, retry_max_wait, retry_after_cap)
+        self._overrides: dict[str, Any] = dict(zip(HOOK_PARAMS, given, strict=True))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(smartmca_conn_id={self.smartmca_conn_id!r})"
@@ -182,7 +171,6 @@ class SmartMCAHook(BaseHook):
 
     # --- workflows -------------------------------------------------------------------------------
 
-    @requires_scope("list_workflows")
     def list_workflows(self, entity_type: str | None = None, category: str | None = None) -> WorkflowList:
         """
         List the active workflow definitions. Needs ``workflows:read``.
@@ -190,11 +178,9 @@ class SmartMCAHook(BaseHook):
         :param entity_type: only workflows for this entity type (deal, application, merchant).
         :param category: only workflows of this category.
         """
-        filters = {"entity_type": entity_type, "category": category}
-        query = {k: validate_id(k, v, "list_workflows") for k, v in filters.items() if v is not None}
+        query = check_ids("list_workflows", entity_type=entity_type, category=category)
         return self.client.call("list_workflows", query=query)
 
-    @requires_scope("get_workflow")
     def get_workflow(self, workflow_id: str) -> Workflow:
         """
         Get one workflow definition. Needs ``workflows:read``.
@@ -203,14 +189,8 @@ class SmartMCAHook(BaseHook):
         """
         return self.client.call("get_workflow", path_params={"workflow_id": workflow_id})
 
-    @requires_scope("trigger_workflow")
     def trigger_workflow(
-        self,
-        workflow_type: str,
-        entity_type: str,
-        entity_id: str,
-        *,
-        on_intent: OnIntent | None = None,
+        self, workflow_type: str, entity_type: str, entity_id: str, *, on_intent: OnIntent | None = None
     ) -> Accepted:
         """
         Start a workflow execution for one entity, at most once. Needs ``workflows:trigger``, and
@@ -236,7 +216,6 @@ class SmartMCAHook(BaseHook):
         body = {"workflowType": workflow_type, "entityType": entity_type, "entityId": entity_id}
         return start_once(self, StartRequest(op, body, entity_type, entity_id, workflow_type), on_intent)
 
-    @requires_scope("list_executions")
     def list_executions(
         self,
         workflow_type: str | None = None,
@@ -266,7 +245,6 @@ class SmartMCAHook(BaseHook):
         )
         return self.client.call("list_executions", query=query)
 
-    @requires_scope("list_executions")
     def iter_executions(
         self, limit: int = 100, *, max_pages: int = 100, **filters: Any
     ) -> Iterator[Execution]:
@@ -287,7 +265,6 @@ class SmartMCAHook(BaseHook):
         while (fetch := walk.next()) is not None:
             yield from walk.feed(self.list_executions(page=fetch.page, limit=limit, **filters))
 
-    @requires_scope("get_execution")
     def get_execution(self, execution_id: str) -> Execution:
         """
         Get one execution with node-level detail. Needs ``workflows:read``.
@@ -298,7 +275,6 @@ class SmartMCAHook(BaseHook):
 
     # --- applications ----------------------------------------------------------------------------
 
-    @requires_scope("change_application_status")
     def change_application_status(
         self,
         application_id: str,
@@ -322,7 +298,6 @@ class SmartMCAHook(BaseHook):
         """
         return self._act("change_application_status", application_id, payload, workflow_type, on_intent)
 
-    @requires_scope("advance_application_stage")
     def advance_application_stage(
         self,
         application_id: str,
@@ -341,7 +316,6 @@ class SmartMCAHook(BaseHook):
         """
         return self._act("advance_application_stage", application_id, payload, workflow_type, on_intent)
 
-    @requires_scope("assign_underwriter")
     def assign_underwriter(
         self,
         application_id: str,
@@ -371,8 +345,7 @@ class SmartMCAHook(BaseHook):
         """An application action, started once."""
         body = check_body(name, payload or {})
         validate_id("application_id", application_id, name)
-        if workflow_type is not None:
-            validate_id("workflow_type", workflow_type, name)
+        check_ids(name, workflow_type=workflow_type)
         request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
         return start_once(self, request, on_intent)
 
@@ -401,11 +374,8 @@ class SmartMCAHook(BaseHook):
         :param entity_id: filter by entity id.
         """
         if not isinstance(since, datetime) or since.tzinfo is None:
-            raise SmartMCAValidationError(
-                "since",
-                f"must be a timezone-aware datetime, got {since!r}",
-                operation="find_executions_since",
-            )
+            problem = f"must be a timezone-aware datetime, got {since!r}"
+            raise SmartMCAValidationError("since", problem, operation="find_executions_since")
         given = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
         filters = {k: v for k, v in given.items() if v is not None}
         # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
@@ -465,19 +435,14 @@ class SmartMCAHook(BaseHook):
         if deadline is not None:
             deadline = check_number("deadline", deadline, operation="wait_for_execution")
         watch = ExecutionWatch(execution_id, self.log, failure_statuses)
-        reloaded = False
+        reloaded, ids = False, {"execution_id": execution_id}
         while True:
             wait = poll_interval
             remaining = None if deadline is None else max(0.001, deadline - time.time())
             try:
                 # One attempt per poll, bounded by the time left: this loop is the retry policy
                 # (as in the trigger), so a poll never outlives the deadline in a retry cycle.
-                execution = self.client.call(
-                    "get_execution",
-                    path_params={"execution_id": execution_id},
-                    retry=False,
-                    timeout=remaining,
-                )
+                execution = self.client.call("get_execution", path_params=ids, retry=False, timeout=remaining)
             except SmartMCAAuthError:
                 if reloaded:
                     raise
@@ -505,11 +470,15 @@ class SmartMCAHook(BaseHook):
         """Check the connection with one cheap read-only call (``GET /workflows``), without retries."""
         try:
             settings = self.settings
-            unknown = settings.unknown_extras_message()  # a typo must not pass as a working connection
-            if unknown:
+            if unknown := settings.unknown_extras_message():  # a typo must not pass as a working connection
                 return False, f"SmartMCA connection {self.smartmca_conn_id!r}: {unknown}"
             result = self.client.call("list_workflows", retry=False)
         except SmartMCAError as exc:
             where = self.settings.base_url if "settings" in self.__dict__ else self.smartmca_conn_id
             return False, f"SmartMCA connection to {where} failed: {exc}"
         return True, f"Connected to {settings.base_url}: {len(result.items)} workflow(s) visible"
+
+
+# Each method declares the scope its endpoint needs (docs and tests read it); iter_executions lists executions.
+for _name, _endpoint in {**ENDPOINTS, "iter_executions": ENDPOINTS["list_executions"]}.items():
+    getattr(SmartMCAHook, _name).required_scope = _endpoint.scope

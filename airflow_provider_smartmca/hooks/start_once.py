@@ -268,10 +268,9 @@ def walk(
 
 
 def _filters(intent: StartIntent | StartRequest) -> dict[str, str]:
-    filters = {"entity_type": intent.entity_type, "entity_id": intent.entity_id}
-    if intent.workflow_type:
-        filters["workflow_type"] = intent.workflow_type
-    return filters
+    """The entity's executions, of the workflow when known."""
+    names = ("entity_type", "entity_id", "workflow_type")
+    return {name: getattr(intent, name) for name in names if getattr(intent, name)}
 
 
 def take_snapshot(hook: StartHook, request: StartRequest) -> StartIntent:
@@ -349,33 +348,28 @@ def start_once(hook: StartHook, request: StartRequest, on_intent: OnIntent | Non
     :param on_intent: called with the :class:`StartIntent` just before the POST is sent, and with
         None when the server surely did not act on it (so a later try may send it again).
     """
+    tell = on_intent or (lambda intent: None)
     path_params = {"application_id": request.application_id} if request.application_id else None
     # Checked before any GET: the scope, the path id.
     build_request(hook.settings, request.operation, path_params=path_params, body=request.body)
     budget = StartBudget.of(hook.settings)
     with spending(Deadline.after(budget.snapshot)):  # an operator's deadline, when shorter
         intent = take_snapshot(hook, request)
-    if on_intent is not None:
-        on_intent(intent)
+    tell(intent)
     try:
         with spending(Deadline.after(budget.post), inherit=False):
             return hook.client.call(request.operation, path_params=path_params, body=request.body)
     except (SmartMCAConnectionError, SmartMCAServerError, SmartMCAInvalidResponseError) as exc:
         if isinstance(exc, SmartMCAConnectionError) and not exc.request_sent:
-            _forget(on_intent)  # it surely did nothing
+            tell(None)  # it surely did nothing
             raise
         if isinstance(exc, SmartMCAContractError) and request.operation != "trigger_workflow":
             raise  # a 2xx to an action: it was done, and its answer is not what we expect
         with spending(Deadline.after(budget.lookup), inherit=False):
             return recover(hook, intent, str(exc))
     except SmartMCAError:
-        _forget(on_intent)  # a 4xx or a 429: the server refused it, nothing was done
+        tell(None)  # a 4xx or a 429: the server refused it, nothing was done
         raise
-
-
-def _forget(on_intent: OnIntent | None) -> None:
-    if on_intent is not None:
-        on_intent(None)
 
 
 # --- what a task keeps across tries ---------------------------------------------------------------

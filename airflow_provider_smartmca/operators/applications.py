@@ -11,7 +11,7 @@ the same start-once rules on retry.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.operators.base import SmartMCAExecutionOperator, check_static_id, is_templated
@@ -34,8 +34,6 @@ class _ApplicationActionOperator(SmartMCAExecutionOperator):
     """
 
     template_fields: Sequence[str] = (*SmartMCAExecutionOperator.template_fields, "application_id", "payload")
-    #: The hook method that sends the action.
-    hook_method: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -62,31 +60,20 @@ class _ApplicationActionOperator(SmartMCAExecutionOperator):
     def body(self) -> dict[str, Any]:
         """The JSON body: ``payload`` with the named fields that were given merged over it."""
         if self.payload is not None and not isinstance(self.payload, dict):
-            raise SmartMCAValidationError(
-                "payload",
-                f"must render to a dict, got {type(self.payload).__name__}",
-                operation=self.operation,
-            )
+            problem = f"must render to a dict, got {type(self.payload).__name__}"
+            raise SmartMCAValidationError("payload", problem, operation=self.operation)
         named = {k: v for k, v in self.named_fields().items() if v is not None}
         return {**(self.payload or {}), **named}
 
     def start_execution(self, record: TaskStartRecord, on_intent: OnIntent) -> Accepted:
-        send = getattr(self.hook, self.hook_method)
-        return send(
-            self.application_id,
-            self.body(),
-            workflow_type=self.lookup_workflow_type or record.workflow_id,
-            on_intent=on_intent,
-        )
+        send = getattr(self.hook, self.operation)  # the hook method of the same name
+        workflow_type = self.lookup_workflow_type or record.workflow_id
+        return send(self.application_id, self.body(), workflow_type=workflow_type, on_intent=on_intent)
 
     def lookup_filters(self) -> dict[str, str] | None:
-        if not self.lookup_workflow_type:
+        if not (workflow := self.lookup_workflow_type):
             return None
-        return {
-            "workflow_type": self.lookup_workflow_type,
-            "entity_type": "application",
-            "entity_id": self.application_id,
-        }
+        return dict(workflow_type=workflow, entity_type="application", entity_id=self.application_id)
 
 
 class ChangeApplicationStatusOperator(_ApplicationActionOperator):
@@ -100,7 +87,6 @@ class ChangeApplicationStatusOperator(_ApplicationActionOperator):
 
     template_fields: Sequence[str] = (*_ApplicationActionOperator.template_fields, "status", "reason")
     operation = "change_application_status"
-    hook_method = "change_application_status"
 
     def __init__(self, *, status: str | None = None, reason: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -108,9 +94,8 @@ class ChangeApplicationStatusOperator(_ApplicationActionOperator):
         self.reason = reason
         for name, value in (("status", status), ("reason", reason)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise SmartMCAValidationError(
-                    name, f"must be a non-empty string or None, got {value!r}", operation=self.operation
-                )
+                problem = f"must be a non-empty string or None, got {value!r}"
+                raise SmartMCAValidationError(name, problem, operation=self.operation)
 
     def named_fields(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason}
@@ -123,7 +108,6 @@ class AdvanceApplicationStageOperator(_ApplicationActionOperator):
     """
 
     operation = "advance_application_stage"
-    hook_method = "advance_application_stage"
 
 
 class AssignUnderwriterOperator(_ApplicationActionOperator):
@@ -137,7 +121,6 @@ class AssignUnderwriterOperator(_ApplicationActionOperator):
 
     template_fields: Sequence[str] = (*_ApplicationActionOperator.template_fields, "underwriter_id")
     operation = "assign_underwriter"
-    hook_method = "assign_underwriter"
 
     def __init__(self, *, underwriter_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

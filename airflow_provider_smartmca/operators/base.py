@@ -61,7 +61,7 @@ from airflow_provider_smartmca.errors import (
     SmartMCANotFoundError,
     SmartMCAValidationError,
 )
-from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
+from airflow_provider_smartmca.hooks.smartmca import HOOK_PARAMS, SmartMCAHook
 from airflow_provider_smartmca.hooks.start_once import (
     OnIntent,
     StartBudget,
@@ -69,7 +69,7 @@ from airflow_provider_smartmca.hooks.start_once import (
     TaskStartStore,
     recover,
 )
-from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink
+from airflow_provider_smartmca.operators.links import XCOM_EXECUTION_ID, SmartMCAExecutionLink, execution_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -80,7 +80,6 @@ DEFAULT_POLL_INTERVAL = 30.0
 #: review) that take days; a wait nobody bounded still ends, and ``timeout=None`` stays possible.
 DEFAULT_TIMEOUT = timedelta(days=7)
 ON_RETRY_CHOICES = ("reattach", "retrigger")
-HOOK_PARAMS = ("timeout", "max_retries", "retry_min_wait", "retry_max_wait", "retry_after_cap")
 
 
 def is_templated(value: Any) -> bool:
@@ -94,19 +93,6 @@ def check_static_id(field: str, value: Any, operation: str) -> None:
         raise SmartMCAValidationError(field, "is required", operation=operation)
     if not is_templated(value):
         validate_id(field, value, operation)
-
-
-def seconds(field: str, value: Any, operation: str, *, bound: str, allow_none: bool = False) -> float | None:
-    """
-    Seconds from a number, a timedelta or a rendered template's string, within ``BOUNDS[bound]``.
-
-    :raises SmartMCAValidationError: naming ``field`` and the bound.
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    return float(check_number(field, value, bound=bound, operation=operation, text=True))
 
 
 class SmartMCAExecutionOperator(BaseOperator):
@@ -157,13 +143,9 @@ class SmartMCAExecutionOperator(BaseOperator):
             raise SmartMCAValidationError("smartmca_conn_id", "must be a non-empty string", operation=op)
         check_choice("on_retry", on_retry, ON_RETRY_CHOICES, op)
         failure_statuses = check_failure_statuses(failure_statuses, op)
-        unknown = set(hook_params or {}) - set(HOOK_PARAMS)
-        if unknown:
-            raise SmartMCAValidationError(
-                "hook_params",
-                f"unknown key(s) {sorted(unknown)}; known: {', '.join(HOOK_PARAMS)}",
-                operation=op,
-            )
+        if unknown := sorted(set(hook_params or {}) - set(HOOK_PARAMS)):
+            problem = f"unknown key(s) {unknown}; known: {', '.join(HOOK_PARAMS)}"
+            raise SmartMCAValidationError("hook_params", problem, operation=op)
         ClientSettings().with_overrides(_source="hook_params", **(hook_params or {}))  # values, now
         self.smartmca_conn_id = smartmca_conn_id
         self.wait_for_completion = wait_for_completion
@@ -184,15 +166,18 @@ class SmartMCAExecutionOperator(BaseOperator):
         self._check_times(rendered=True)
 
     def _check_times(self, *, rendered: bool) -> None:
-        """``poll_interval`` and ``timeout`` as seconds, within their bounds; a template waits for rendering."""
+        """
+        ``poll_interval`` and ``timeout`` as seconds (from a number, a timedelta or a rendered
+        template's string), within their ``BOUNDS``; a template waits for rendering, and a
+        ``timeout`` of None waits without limit.
+        """
         for name, bound in (("poll_interval", "poll_interval"), ("timeout", "wait_timeout")):
             value = getattr(self, name)
-            if rendered or not is_templated(value):
-                setattr(
-                    self,
-                    name,
-                    seconds(name, value, self.operation, bound=bound, allow_none=name == "timeout"),
-                )
+            if (value is None and name == "timeout") or (is_templated(value) and not rendered):
+                continue
+            value = value.total_seconds() if isinstance(value, timedelta) else value
+            number = check_number(name, value, bound=bound, operation=self.operation, text=True)
+            setattr(self, name, float(number))
 
     def before_start(self) -> None:
         """Checks that need the API but send nothing (e.g. the workflow's entity type)."""
@@ -240,21 +225,18 @@ class SmartMCAExecutionOperator(BaseOperator):
         if isinstance(previous, dict):  # an action that was done and started nothing
             self.log.info("This task's action was already done by an earlier try; nothing is sent again")
             return previous, None
-        if (
-            previous is not None
-            and classify_status(previous.status, self.failure_statuses) is Verdict.FAILURE
-        ):
+        if previous is not None:
+            if classify_status(previous.status, self.failure_statuses) is not Verdict.FAILURE:
+                self.log.info(
+                    "Reattaching to this task's previous SmartMCA execution (%s); nothing is sent again",
+                    progress(previous),
+                )
+                return self._follow(context, previous.execution_id, record.response or previous.raw, previous)
             self.log.warning(
                 "Previous SmartMCA execution %s of this task ended %s; starting a new one",
                 previous.execution_id,
                 previous.status,
             )
-        elif previous is not None:
-            self.log.info(
-                "Reattaching to this task's previous SmartMCA execution (%s); nothing is sent again",
-                progress(previous),
-            )
-            return self._follow(context, previous.execution_id, record.response or previous.raw, previous)
         self.before_start()
 
         def on_intent(intent: Any) -> None:
@@ -268,11 +250,8 @@ class SmartMCAExecutionOperator(BaseOperator):
                 "SmartMCA answered %s without an executionId: done, nothing to wait for", self.operation
             )
             return accepted.raw, None
-        self.log.info(
-            "%s SmartMCA execution %s",
-            "Recovered" if accepted.recovered else "Started",
-            accepted.execution_id,
-        )
+        how = "Recovered" if accepted.recovered else "Started"
+        self.log.info("%s SmartMCA execution %s", how, accepted.execution_id)
         if self.wait_for_completion:
             # The 202 names the workflow: the trigger polls it with the other waits of that workflow.
             self._workflow_type = accepted.workflow_id or record.workflow_id
@@ -348,16 +327,12 @@ class SmartMCAExecutionOperator(BaseOperator):
         return self.hook.patiently(self.hook.get_execution, found[0].execution_id)
 
     def _wait(self, execution_id: str) -> dict[str, Any]:
-        # The absolute end of the wait (epoch seconds), computed once, on the worker.
-        deadline = None if self.timeout is None else time.time() + float(self.timeout)
+        # Both waits take the same terms: seconds once rendered, and the absolute end of the wait
+        # (epoch seconds), computed once, on the worker.
+        wait = dict(poll_interval=self.poll_interval, failure_statuses=self.failure_statuses)
+        wait["deadline"] = None if self.timeout is None else time.time() + float(self.timeout)
         if not self.deferrable:
-            execution = self.hook.wait_for_execution(
-                execution_id,
-                poll_interval=float(self.poll_interval),
-                deadline=deadline,
-                failure_statuses=self.failure_statuses,
-            )
-            return final_result(execution, self.failure_statuses)
+            return final_result(self.hook.wait_for_execution(execution_id, **wait), self.failure_statuses)
         workflow_type: str | None = getattr(self, "_workflow_type", None)
         try:
             execution = self.hook.get_execution(execution_id)
@@ -374,18 +349,9 @@ class SmartMCAExecutionOperator(BaseOperator):
             self.log.info("SmartMCA %s; deferring", progress(execution))
         from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, usable_workflow_type
 
-        self.defer(
-            trigger=ExecutionTrigger(
-                conn_id=self.smartmca_conn_id,
-                execution_id=execution_id,
-                poll_interval=float(self.poll_interval),
-                deadline=deadline,
-                failure_statuses=self.failure_statuses,
-                workflow_type=usable_workflow_type(workflow_type),
-            ),
-            method_name="execute_complete",
-            kwargs={"execution_id": execution_id},
-        )
+        wait.update(conn_id=self.smartmca_conn_id, workflow_type=usable_workflow_type(workflow_type))
+        trigger = ExecutionTrigger(execution_id=execution_id, **wait)
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs={"execution_id": execution_id})
 
     def execute_complete(
         self, context: Context, event: Any = None, execution_id: str | None = None
@@ -393,8 +359,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         """Resume after the trigger: validate the event, re-read the execution, same result as sync mode."""
         self._seen(event.get("execution") if isinstance(event, dict) else None)
         event = validate_event(event, expected_execution_id=execution_id)
-        execution_id = event["execution_id"]
-        self._execution_id = execution_id
+        execution_id = self._execution_id = event["execution_id"]
         status = event["status"]
         message = event.get("message") or ""
         if status == EVENT_TIMEOUT:
@@ -439,16 +404,8 @@ class SmartMCAExecutionOperator(BaseOperator):
         }
         seen.update((k, v) for k, v in getattr(self, "_lineage_seen", {}).items() if v is not None)
         execution_id = seen.get("executionId") or self._execution_id
-        url = self._execution_url(execution_id) if execution_id else None
+        url = execution_url(self.hook, execution_id) if execution_id else None
         return operator_lineage(seen, execution_id, url, failed=failed)
-
-    def _execution_url(self, execution_id: str) -> str | None:
-        """The execution in the SmartMCA app (the extra ``execution_url_template``), or None."""
-        try:
-            template = self.hook.settings.execution_url_template
-            return template.format(execution_id=execution_id) if template else None
-        except (SmartMCAError, KeyError, IndexError, ValueError):
-            return None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
@@ -464,11 +421,13 @@ class SmartMCAExecutionOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """SmartMCA has no cancel endpoint: say which execution is left running and how to find it."""
-        execution_id = self._execution_id
-        if execution_id is None:
+        if (execution_id := self._execution_id) is None:
             self.log.info("Task killed before any SmartMCA execution was started")
             return
-        where = self._execution_url(execution_id) or f"GET /api/public/v1/workflows/executions/{execution_id}"
+        where = (
+            execution_url(self.hook, execution_id)
+            or f"GET /api/public/v1/workflows/executions/{execution_id}"
+        )
         self.log.warning(
             "Task killed; SmartMCA execution %s is left running (the SmartMCA API has no cancel endpoint). "
             "Find it at %s. A retry of this task reattaches to it (on_retry='reattach').",

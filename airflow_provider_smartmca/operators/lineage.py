@@ -67,16 +67,9 @@ def operator_lineage(
     except ImportError:
         return None
     seen = seen or {}
-    execution_id = seen.get("executionId") or execution_id
-    if not execution_id:
+    if not (execution_id := seen.get("executionId") or execution_id):
         facet = cls(message=NOT_STARTED if failed else NONE_STARTED)
     else:
-        facet = cls(
-            executionId=execution_id,
-            workflowId=seen.get("workflowId"),
-            entityType=seen.get("entityType"),
-            entityId=seen.get("entityId"),
-            status=seen.get("status"),
-            url=url,
-        )
+        fields = {name: seen.get(name) for name in ("workflowId", "entityType", "entityId", "status")}
+        facet = cls(executionId=execution_id, url=url, **fields)
     return OperatorLineage(run_facets={FACET_NAME: facet})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperatorLink
@@ -12,6 +12,18 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 XCOM_EXECUTION_ID = "execution_id"
+
+
+def execution_url(hook: Any, execution_id: str) -> str | None:
+    """
+    The execution in the SmartMCA app, from the connection extra ``execution_url_template``; None
+    without one, and without a usable connection or template (a link never fails a task).
+    """
+    try:
+        template = hook.settings.execution_url_template
+        return template.format(execution_id=execution_id) if template else None
+    except (AirflowException, KeyError, IndexError, ValueError):
+        return None
 
 
 class SmartMCAExecutionLink(BaseOperatorLink):
@@ -29,20 +41,9 @@ class SmartMCAExecutionLink(BaseOperatorLink):
         from airflow.sdk.execution_time.xcom import XCom
 
         execution_id = XCom.get_value(ti_key=ti_key, key=XCOM_EXECUTION_ID)
-        if not execution_id:
-            return ""
         conn_id = getattr(operator, "smartmca_conn_id", None)
-        if not conn_id:
+        if not execution_id or not conn_id:
             return ""
         from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
-        try:
-            template = SmartMCAHook(conn_id).settings.execution_url_template
-        except AirflowException:  # no or a broken connection: no link, and never a failed task
-            return ""
-        if not template:
-            return ""
-        try:
-            return template.format(execution_id=execution_id)
-        except (KeyError, IndexError, ValueError):
-            return ""
+        return execution_url(SmartMCAHook(conn_id), execution_id) or ""

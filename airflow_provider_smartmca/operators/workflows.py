@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from airflow_provider_smartmca.hooks.start_once import OnIntent, TaskStartRecord
 
 
+#: The operator's ids, in the order of the trigger's arguments.
+_IDS = ("workflow_type", "entity_type", "entity_id")
+
+
 class TriggerWorkflowOperator(SmartMCAExecutionOperator):
     """
     Start a SmartMCA workflow for one entity, exactly once, and (by default) wait for it.
@@ -36,12 +40,7 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
     ``failure_statuses``, ``on_retry`` and ``hook_params``.
     """
 
-    template_fields: Sequence[str] = (
-        *SmartMCAExecutionOperator.template_fields,
-        "workflow_type",
-        "entity_type",
-        "entity_id",
-    )
+    template_fields: Sequence[str] = (*SmartMCAExecutionOperator.template_fields, *_IDS)
     operation = "trigger_workflow"
 
     def __init__(self, *, workflow_type: str, entity_type: str, entity_id: str, **kwargs: Any) -> None:
@@ -49,13 +48,13 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
         self.workflow_type = workflow_type
         self.entity_type = entity_type
         self.entity_id = entity_id
-        for field in ("workflow_type", "entity_type", "entity_id"):
+        for field in _IDS:
             check_static_id(field, getattr(self, field), self.operation)
 
     def check_rendered(self) -> None:
         super().check_rendered()
         # Checked here, not only by the hook: before_start reads the workflow before the POST.
-        for field in ("workflow_type", "entity_type", "entity_id"):
+        for field in _IDS:
             validate_id(field, getattr(self, field), self.operation)
 
     @cached_property
@@ -78,8 +77,4 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
         )
 
     def lookup_filters(self) -> dict[str, str] | None:
-        return {
-            "workflow_type": self.workflow_type,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-        }
+        return {field: getattr(self, field) for field in _IDS}
