@@ -97,16 +97,20 @@ def progress(execution: Execution) -> str:
     return line + (f", current node: {current}" if current else "")
 
 
-#: The execution fields a :func:`summary` holds, timestamps in ISO form.
+#: The execution fields a :func:`summary` holds.
 _SUMMARY = ("executionId", "workflowId", "entityType", "entityId", "status", "startedAt", "completedAt")
+
+
+def fields_json(execution: Execution, names: Collection[str]) -> dict[str, Any]:
+    """The execution's fields ``names`` (JSON keys, in that order), timestamps in ISO 8601."""
+    values = {name: getattr(execution, ATTRIBUTES[name]) for name in names}
+    return {name: v.isoformat() if isinstance(v, datetime) else v for name, v in values.items()}
 
 
 def summary(execution: Execution) -> dict[str, Any]:
     """A small JSON summary of an execution, for trigger events (kept small: events live in the DB)."""
-    values = {name: getattr(execution, ATTRIBUTES[name]) for name in _SUMMARY}
-    fields = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in values.items()}
     failed = [{"name": n.name, "status": n.status, "error": n.error} for n in failed_nodes(execution)]
-    return {**fields, "failedNodes": failed[:20], "progress": progress(execution)}
+    return {**fields_json(execution, _SUMMARY), "failedNodes": failed[:20], "progress": progress(execution)}
 
 
 def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -> dict[str, Any]:

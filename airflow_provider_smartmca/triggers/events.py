@@ -53,6 +53,7 @@ import airflow_provider_smartmca.triggers.execution as common
 from airflow_provider_smartmca import errors
 from airflow_provider_smartmca.client import contract, protocol
 from airflow_provider_smartmca.client.contract import ACTIVE_STATUSES, SUCCESS_STATUS, Execution
+from airflow_provider_smartmca.client.executions import fields_json
 from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.settings import check_number
 
@@ -88,17 +89,17 @@ _ACTIVE_CAPPED = (
 )
 _WINDOW_CAPPED = "started since its last poll; the oldest of them were not read and will not fire"
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
-#: The event payload's keys and the Execution attributes they come from (times in ISO 8601).
-_PAYLOAD = {
-    "executionId": "execution_id",
-    "workflowId": "workflow_id",
-    "workflowName": "workflow_name",
-    "entityType": "entity_type",
-    "entityId": "entity_id",
-    "status": "status",
-    "startedAt": "started_at",
-    "completedAt": "completed_at",
-}
+#: The event payload's keys (:func:`~airflow_provider_smartmca.client.executions.fields_json`).
+_PAYLOAD = (
+    "executionId",
+    "workflowId",
+    "workflowName",
+    "entityType",
+    "entityId",
+    "status",
+    "startedAt",
+    "completedAt",
+)
 
 
 @dataclass(frozen=True)
@@ -367,8 +368,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
     @staticmethod
     def payload(execution: Execution) -> dict[str, Any]:
         """The event's payload (the asset event's ``extra["payload"]``): who, what, when; nothing else."""
-        values = {key: getattr(execution, name) for key, name in _PAYLOAD.items()}
-        return {key: v.isoformat() if isinstance(v, datetime) else v for key, v in values.items()}
+        return fields_json(execution, _PAYLOAD)
 
     @property
     def state_key(self) -> str:
