@@ -267,9 +267,9 @@ def _timestamp_row(executions: list[Any]) -> Row:
         if _when(value) is None:
             return row(DIFFERS, f"{name} is a string that is not ISO 8601")
     formats = sorted({re.sub(r"[0-9]", "d", value) for _, value in stamps})  # the format, never the value
-    return (
-        row(HOLDS, "format(s): " + ", ".join(formats[:3])) if formats else row(UNCHECKED, "no timestamp seen")
-    )
+    if not formats:
+        return row(UNCHECKED, "no timestamp seen")
+    return row(HOLDS, "format(s): " + ", ".join(formats[:3]))
 
 
 def _status_row(executions: list[Any]) -> Row:
@@ -307,10 +307,8 @@ def _watcher_rows(final: Answer) -> list[Row]:
     ends = [_when(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
     late = sum(server is not None and t is not None and t.timestamp() > server.timestamp() + 1 for t in ends)
     if None in ends:
-        return [
-            *rows,
-            stamped(DIFFERS, f"{ends.count(None)} without a readable completedAt: startedAt decides instead"),
-        ]
+        unread = f"{ends.count(None)} without a readable completedAt: startedAt decides instead"
+        return [*rows, stamped(DIFFERS, unread)]
     if late:
         return [*rows, stamped(DIFFERS, f"{late} completedAt after the Date header: clocks differ")]
     if server is None:
@@ -368,10 +366,10 @@ def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[
         read = row(DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")
     elif denied:
         read = row(DIFFERS, f"HTTP 403 from {', '.join(denied)}")
+    elif reached:
+        read = row(HOLDS, f"{reached} GET(s) answered 2xx")
     else:
-        read = (
-            row(HOLDS, f"{reached} GET(s) answered 2xx") if reached else row(UNCHECKED, "no GET was answered")
-        )
+        read = row(UNCHECKED, "no GET was answered")
     posts = [e for e in ENDPOINTS.values() if e.method == "POST"]  # the write scopes, with their POSTs
     scopes = {
         e.scope: ", ".join(p.path.rsplit("/", 1)[1] for p in posts if p.scope == e.scope) for e in posts

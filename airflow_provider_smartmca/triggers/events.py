@@ -80,7 +80,6 @@ MAX_ACTIVE_PAGES = 10
 MAX_GETS = 200
 #: Reads of a failing state store at start, before looking back instead.
 LOAD_ATTEMPTS = 4
-FINAL_STATUSES = frozenset(WATCHABLE_STATUSES)
 GONE = "gone"  # the reading of an execution that answers 404
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a stamp for what has none: pruned first
 _ACTIVE_CAPPED = (
@@ -498,7 +497,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
             elif reading.status in self.statuses:
                 if execution_id not in already and self._matches(reading):
                     fired[execution_id] = reading
-            elif reading.status not in FINAL_STATUSES and reading.status != GONE:
+            elif reading.status not in (*WATCHABLE_STATUSES, GONE):
                 # A status the contract does not know: it may still end. Keep asking.
                 msg = "SmartMCA execution %s has unknown status %r; still tracked"
                 self.log.warning(msg, execution_id, reading.status)
