@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -413,7 +412,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
                         "SmartMCA execution %s %s: event for the watched asset", e.execution_id, e.status
                     )
                     yield TriggerEvent(self.payload(e))
-            await asyncio.sleep(self.poll_interval * random.uniform(1 - common.JITTER, 1 + common.JITTER))
+            await asyncio.sleep(common.jittered(self.poll_interval))
 
     async def _poll(
         self, poll: _Poll, record: WatermarkRecord | None, first_start: bool

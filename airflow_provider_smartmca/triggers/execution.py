@@ -49,6 +49,11 @@ _OP = "ExecutionTrigger"
 JITTER = 0.1
 
 
+def jittered(seconds: float) -> float:
+    """``seconds`` stretched or shrunk at random by up to :data:`JITTER`."""
+    return seconds * random.uniform(1 - JITTER, 1 + JITTER)
+
+
 def check_trigger_kwargs(operation: str, version: Any, expected: int, conn_id: Any) -> str:
     """
     What every trigger of this provider checks first in its kwargs: their version, and the
@@ -111,8 +116,7 @@ class _OwnGet:
         # The first poll at a random point of the first interval: the sensor has just checked once
         # on the worker, and tasks deferred together must not poll together.
         interval, deadline = self.trigger.poll_interval, self.trigger.deadline
-        jittered = None if after is None else after * random.uniform(1 - JITTER, 1 + JITTER)
-        wait = random.uniform(0, interval) if jittered is None else jittered
+        wait = random.uniform(0, interval) if after is None else jittered(after)
         await asyncio.sleep(wait if deadline is None else min(wait, max(0.0, deadline - time.time())))
         left = None if deadline is None else max(0.001, deadline - time.time())
         # One attempt per reading (no tenacity): the trigger's loop is the retry policy, so a
