@@ -76,7 +76,8 @@ def test_patiently_inside_a_deadline_spends_from_it(make_hook, smartmca_emulator
     hook = make_hook(extra={"max_retries": 0})
     smartmca_emulator.add_fault("status", route="get_workflow", status=503, count=None)
     started = time.monotonic()
-    with spending(Deadline.after(0.5)), pytest.raises(SmartMCAServerError):
+    # The last 503, or (on a loaded machine) the timeout of the request the deadline cut short.
+    with spending(Deadline.after(0.5)), pytest.raises((SmartMCAServerError, SmartMCAConnectionError)):
         hook.patiently(hook.get_workflow, "wf_deal_onboarding", patience=600)
     assert time.monotonic() - started < 3.0  # 0.5 s, not the 600 s of its own patience
     # Patient: past max_retries (0), one backoff (>= retry_min_wait / 2 = 5 ms) apart.
