@@ -159,14 +159,8 @@ class AsyncClient:
         # The timeout is total: sending, waiting and reading the whole body.
         arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)
         async with self._session.request(**arguments) as resp:
-            headers = {k.lower(): v for k, v in resp.headers.items()}
-            complete = False
-            try:
-                body = CappedBody(request, resp.status, headers, self.settings.max_response_bytes)
+            limit = self.settings.max_response_bytes
+            with CappedBody(request, resp.status, resp.headers, limit, resp.close) as body:
                 while body.take(await resp.content.readany()):
                     pass
-                complete = body.complete
-            finally:
-                if not complete:
-                    resp.close()  # a connection with unread bytes cannot go back to the pool
-            return protocol.RawResponse(resp.status, headers, body.data)
+            return body.response()
