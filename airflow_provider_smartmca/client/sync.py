@@ -77,8 +77,8 @@ class SyncClient:
             route = resolve_route(self.settings)
             session = requests.Session()
             # urllib3 retries are off: every retry decision is protocol.retrying's.
-            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
-            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
+            for prefix in ("https://", "http://"):
+                session.mount(prefix, HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
             session.trust_env = False
             session.proxies = {"http": route.proxy, "https": route.proxy} if route.proxy else {}
             session.verify = route.verify
