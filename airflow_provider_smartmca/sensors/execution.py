@@ -97,10 +97,6 @@ class ExecutionSensor(BaseSensorOperator):
         """One hook (one pooled HTTP session) per task try."""
         return SmartMCAHook(self.smartmca_conn_id)
 
-    def _check(self) -> dict[str, Any] | None:
-        """Read the execution once: the completed execution, None to keep waiting, or raise."""
-        return result_if_ended(self._read(), self.failure_statuses)
-
     def _read(self) -> Execution | None:
         """The execution, read once (None after a transient failure); its last status is remembered."""
         if self.execution_id in ("None", ""):
@@ -117,7 +113,7 @@ class ExecutionSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One ``get_execution``: done with the execution as XCom, not yet, or raise."""
-        execution = self._check()
+        execution = result_if_ended(self._read(), self.failure_statuses)
         return False if execution is None else PokeReturnValue(is_done=True, xcom_value=execution)
 
     def execute(self, context: Context) -> Any:
