@@ -125,10 +125,14 @@ class AsyncClient:
     def __init__(self, settings: ClientSettings, session: aiohttp.ClientSession) -> None:
         self.settings = settings
         self._session = session
-        self._route: tuple[Route, ssl.SSLContext | bool] | None = None
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={self.settings.base_url!r})"
+
+    @functools.cached_property
+    def _route(self) -> tuple[Route, ssl.SSLContext | bool]:
+        """The route and its TLS option, opened by the first request."""
+        return _open_route(self.settings)
 
     async def send(
         self, request: protocol.PreparedRequest, *, timeout: float | None = None
@@ -143,30 +147,22 @@ class AsyncClient:
         """
         protocol.log_request(request)
         seconds = self.settings.request_seconds(timeout)
-        if self._route is None:
-            self._route = _open_route(self.settings)
         try:
             return await self._exchange(request, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = failure(request, exc, self._route[0], seconds)
+            error = failure(request, exc, self._route[0], seconds)  # opened by _exchange
         # Raised outside the except block, so the library's exception is neither the cause nor
         # the context of what callers see.
         raise error
 
     async def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
-        route, ssl_option = self._route or _open_route(self.settings)  # opened by send
+        route, ssl_option = self._route
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
         # The timeout is total: sending, waiting and reading the whole body.
         arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)
         async with self._session.request(**arguments) as resp:
-            headers = {k.lower(): v for k, v in resp.headers.items()}
-            complete = False
-            try:
-                body = CappedBody(request, resp.status, headers, self.settings.max_response_bytes)
+            limit = self.settings.max_response_bytes
+            with CappedBody(request, resp.status, resp.headers, limit, resp.close) as body:
                 while body.take(await resp.content.readany()):
                     pass
-                complete = body.complete
-            finally:
-                if not complete:
-                    resp.close()  # a connection with unread bytes cannot go back to the pool
-            return protocol.RawResponse(resp.status, headers, body.data)
+            return body.response()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import time
 from collections.abc import Mapping
-from contextlib import suppress
 from typing import Any
 
 import requests
@@ -78,8 +77,8 @@ class SyncClient:
             route = resolve_route(self.settings)
             session = requests.Session()
             # urllib3 retries are off: every retry decision is protocol.retrying's.
-            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
-            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
+            for prefix in ("https://", "http://"):
+                session.mount(prefix, HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
             session.trust_env = False
             session.proxies = {"http": route.proxy, "https": route.proxy} if route.proxy else {}
             session.verify = route.verify
@@ -110,18 +109,11 @@ class SyncClient:
         # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
         timeout = (min(self.settings.connect_timeout, seconds), seconds)
         resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
-        headers = {k.lower(): v for k, v in resp.headers.items()}
-        complete = False
-        try:
-            body = CappedBody(request, resp.status_code, headers, self.settings.max_response_bytes)
+        limit = self.settings.max_response_bytes
+        with CappedBody(request, resp.status_code, resp.headers, limit, resp.close) as body:
             while body.take(_read_chunk(resp, request, seconds, deadline)):
                 pass
-            complete = body.complete
-        finally:
-            if not complete:  # a connection with unread bytes cannot go back to the pool
-                with suppress(Exception):
-                    resp.close()
-        return protocol.RawResponse(resp.status_code, headers, body.data)
+        return body.response()
 
     def call(
         self,

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_smartmca.client import protocol
@@ -145,12 +146,6 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
 # --- one rule for both transports: what a response may cost -------------------------------------
 
 
-def declared_length(headers: Mapping[str, str]) -> int | None:
-    """The ``Content-Length`` a response announces, or None (absent, chunked or unreadable)."""
-    value = (headers.get("content-length") or headers.get("Content-Length") or "").strip()
-    return int(value) if value.isdigit() else None
-
-
 def body_too_large(
     request: protocol.PreparedRequest, status: int, limit: int, declared: int | None
 ) -> SmartMCAInvalidResponseError:
@@ -165,23 +160,42 @@ def body_too_large(
 
 class CappedBody:
     """
-    A response body read chunk by chunk within ``max_response_bytes`` (see ``ClientSettings``):
-    a 2xx announcing (``Content-Length``) or sending more is refused; an error status's body is
-    cut at the cap.
+    A response read chunk by chunk within ``max_response_bytes`` (see ``ClientSettings``), in a
+    ``with`` block: a 2xx announcing (``Content-Length``) or sending more is refused; an error
+    status's body is cut at the cap. It keeps the headers lower-cased, hands over the
+    :class:`~.protocol.RawResponse`, and calls ``close`` (the response's) unless the body was read
+    to its end: a connection with unread bytes cannot go back to the pool.
     """
 
     def __init__(
-        self, request: protocol.PreparedRequest, status: int, headers: Mapping[str, str], limit: int
+        self,
+        request: protocol.PreparedRequest,
+        status: int,
+        headers: Mapping[str, str],
+        limit: int,
+        close: Callable[[], Any],
     ):
-        self.request, self.status, self.limit = request, status, limit
+        self.request, self.status, self.limit, self.close = request, status, limit, close
         self.ok = 200 <= status < 300
-        self.declared = declared_length(headers)
-        if self.ok and self.declared is not None and self.declared > limit:
-            raise body_too_large(request, status, limit, self.declared)
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        # Content-Length, when present and readable (not chunked).
+        length = self.headers.get("content-length", "").strip()
+        self.declared = int(length) if length.isdigit() else None
         self.chunks: list[bytes] = []
         self.size = 0
-        #: Whether the body was read to its end (a connection with unread bytes cannot be reused).
+        #: Whether the body was read to its end.
         self.complete = False
+        if self.ok and self.declared is not None and self.declared > limit:
+            self.__exit__()
+            raise body_too_large(request, status, limit, self.declared)
+
+    def __enter__(self) -> CappedBody:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self.complete:
+            with suppress(Exception):
+                self.close()
 
     def take(self, chunk: bytes) -> bool:
         """Add the next chunk (empty at the end of the body); return whether to read on."""
@@ -196,10 +210,9 @@ class CappedBody:
         self.chunks.append(chunk)
         return self.size <= self.limit
 
-    @property
-    def data(self) -> bytes:
-        """The bytes read."""
-        return b"".join(self.chunks)
+    def response(self) -> protocol.RawResponse:
+        """The status, the headers and the bytes read."""
+        return protocol.RawResponse(self.status, self.headers, b"".join(self.chunks))
 
 
 def deadline_detail(seconds: float) -> str:

@@ -37,6 +37,7 @@ from airflow_provider_smartmca.client.executions import (
     EVENT_FAILURE,
     EVENT_SUCCESS,
     EVENT_TIMEOUT,
+    ExecutionWatch,
     Verdict,
     check_failure_statuses,
     classify_status,
@@ -80,6 +81,7 @@ DEFAULT_POLL_INTERVAL = 30.0
 #: review) that take days; a wait nobody bounded still ends, and ``timeout=None`` stays possible.
 DEFAULT_TIMEOUT = timedelta(days=7)
 ON_RETRY_CHOICES = ("reattach", "retrigger")
+_ENDED = (Verdict.SUCCESS, Verdict.FAILURE)
 
 
 def is_templated(value: Any) -> bool:
@@ -93,6 +95,56 @@ def check_static_id(field: str, value: Any, operation: str) -> None:
         raise SmartMCAValidationError(field, "is required", operation=operation)
     if not is_templated(value):
         validate_id(field, value, operation)
+
+
+def read_once(
+    hook: SmartMCAHook, log: Any, execution_id: str, failure_statuses: Collection[str]
+) -> Execution | None:
+    """
+    Read an execution once before waiting on it (and at each sensor poke), logging its progress.
+
+    :return: the execution; None after a transient failure, logged: the wait rides it out.
+    :raises SmartMCAError: a failure that a later poll would meet again.
+    """
+    try:
+        execution = hook.get_execution(execution_id)
+    except SmartMCAError as exc:
+        if when_to_retry(exc) is Retry.NEVER:
+            raise
+        log.warning("Checking SmartMCA execution %s failed transiently: %s", execution_id, exc)
+        return None
+    ExecutionWatch(execution_id, log, failure_statuses).seen(execution)
+    return execution
+
+
+def result_if_ended(execution: Execution | None, failure_statuses: Collection[str]) -> dict[str, Any] | None:
+    """The result of an execution that ended (raising for a failure, see ``final_result``); None otherwise."""
+    if execution is None or classify_status(execution.status, failure_statuses) not in _ENDED:
+        return None
+    return final_result(execution, failure_statuses)
+
+
+def defer_wait(
+    task: BaseOperator, seen: Execution | None, workflow_type: str | None, terms: dict[str, Any], **defer: Any
+) -> dict[str, Any]:
+    """
+    The deferrable wait of the operators and the sensor: the result when ``seen`` (the check
+    before deferring; None when it failed transiently) already ended; else defer ``task`` to
+    ``ExecutionTrigger``, which polls the waits on one workflow together.
+
+    :param workflow_type: the execution's workflow when ``seen`` names none.
+    :param terms: the trigger's ``conn_id``, ``execution_id``, ``poll_interval``, ``deadline``
+        and ``failure_statuses``.
+    :param defer: ``kwargs`` and ``timeout`` of ``task.defer``.
+    """
+    if (result := result_if_ended(seen, terms["failure_statuses"])) is not None:
+        return result
+    # Imported here: DAG files import this module, and must not pay for the trigger's deps.
+    from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, usable_workflow_type
+
+    workflow_type = usable_workflow_type((seen.workflow_id if seen else None) or workflow_type)
+    trigger = ExecutionTrigger(**terms, workflow_type=workflow_type)
+    task.defer(trigger=trigger, method_name="execute_complete", **defer)
 
 
 class SmartMCAExecutionOperator(BaseOperator):
@@ -333,25 +385,11 @@ class SmartMCAExecutionOperator(BaseOperator):
         wait["deadline"] = None if self.timeout is None else time.time() + float(self.timeout)
         if not self.deferrable:
             return final_result(self.hook.wait_for_execution(execution_id, **wait), self.failure_statuses)
-        workflow_type: str | None = getattr(self, "_workflow_type", None)
-        try:
-            execution = self.hook.get_execution(execution_id)
-        except SmartMCAError as exc:
-            if when_to_retry(exc) is Retry.NEVER:
-                raise
-            # The trigger rides out a storm without holding a worker; no need to check first.
-            self.log.warning("First check of %s failed transiently (%s); deferring anyway", execution_id, exc)
-        else:
-            workflow_type = execution.workflow_id or workflow_type
-            if classify_status(execution.status, self.failure_statuses) in (Verdict.SUCCESS, Verdict.FAILURE):
-                self.log.info("SmartMCA %s: already ended, not deferring", progress(execution))
-                return final_result(execution, self.failure_statuses)
-            self.log.info("SmartMCA %s; deferring", progress(execution))
-        from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, usable_workflow_type
-
-        wait.update(conn_id=self.smartmca_conn_id, workflow_type=usable_workflow_type(workflow_type))
-        trigger = ExecutionTrigger(execution_id=execution_id, **wait)
-        self.defer(trigger=trigger, method_name="execute_complete", kwargs={"execution_id": execution_id})
+        # The trigger rides out a storm without holding a worker: a transient failure defers anyway.
+        seen = read_once(self.hook, self.log, execution_id, self.failure_statuses)
+        wait.update(conn_id=self.smartmca_conn_id, execution_id=execution_id)
+        workflow_type = getattr(self, "_workflow_type", None)
+        return defer_wait(self, seen, workflow_type, wait, kwargs={"execution_id": execution_id})
 
     def execute_complete(
         self, context: Context, event: Any = None, execution_id: str | None = None

@@ -32,15 +32,15 @@ except ImportError:  # pragma: no cover - Airflow < 3.2
     from airflow.exceptions import TaskDeferralTimeout  # type: ignore[no-redef,attr-defined]
 
 from airflow_provider_smartmca.client import executions
-from airflow_provider_smartmca.client.executions import Verdict
-from airflow_provider_smartmca.client.protocol import Retry, when_to_retry
 from airflow_provider_smartmca.client.settings import check_number
-from airflow_provider_smartmca.errors import SmartMCAError, SmartMCAExecutionError, SmartMCAValidationError
+from airflow_provider_smartmca.errors import SmartMCAExecutionError, SmartMCAValidationError
 from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
-from airflow_provider_smartmca.operators.base import check_static_id
+from airflow_provider_smartmca.operators.base import check_static_id, defer_wait, read_once, result_if_ended
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_smartmca.client.contract import Execution
 
 _OP = "ExecutionSensor"
 # Extra time given to Airflow's own defer timeout beyond the trigger's deadline: the trigger
@@ -97,33 +97,23 @@ class ExecutionSensor(BaseSensorOperator):
         """One hook (one pooled HTTP session) per task try."""
         return SmartMCAHook(self.smartmca_conn_id)
 
-    def _check(self) -> dict[str, Any] | None:
-        """Read the execution once: the completed execution, None to keep waiting, or raise."""
+    def _read(self) -> Execution | None:
+        """The execution, read once (None after a transient failure); its last status is remembered."""
         if self.execution_id in ("None", ""):
             raise SmartMCAValidationError(
                 "execution_id",
                 f"rendered to {self.execution_id!r}: the template's upstream value (an XCom?) is missing",
                 operation=_OP,
             )
-        try:
-            execution = self.hook.get_execution(self.execution_id)
-        except SmartMCAError as exc:
-            if when_to_retry(exc) is Retry.NEVER:
-                raise
-            self.log.warning("Checking SmartMCA execution %s failed transiently: %s", self.execution_id, exc)
-            return None
-        # Remembered for the trigger: waits on one workflow are polled together (List Executions).
-        self._workflow_type = execution.workflow_id
         # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
-        self._last_status = execution.status
-        watch = executions.ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
-        if watch.seen(execution) in (Verdict.SUCCESS, Verdict.FAILURE):
-            return executions.final_result(execution, self.failure_statuses)  # raises on failure
-        return None
+        execution = read_once(self.hook, self.log, self.execution_id, self.failure_statuses)
+        if execution is not None:
+            self._last_status = execution.status
+        return execution
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One ``get_execution``: done with the execution as XCom, not yet, or raise."""
-        execution = self._check()
+        execution = result_if_ended(self._read(), self.failure_statuses)
         return False if execution is None else PokeReturnValue(is_done=True, xcom_value=execution)
 
     def execute(self, context: Context) -> Any:
@@ -141,24 +131,10 @@ class ExecutionSensor(BaseSensorOperator):
         # Deadline computed here, on the worker, as an absolute epoch: it survives triggerer
         # restarts, and matches poke mode where the timeout counts from the task's start.
         deadline = time.time() + self.timeout
-        execution = self._check()
-        if execution is not None:
-            return execution
-        # Imported here: DAG files import this module, and must not pay for the trigger's deps.
-        from airflow_provider_smartmca.triggers.execution import ExecutionTrigger, usable_workflow_type
-
-        self.defer(
-            trigger=ExecutionTrigger(
-                conn_id=self.smartmca_conn_id,
-                execution_id=self.execution_id,
-                poll_interval=self.poke_interval,
-                deadline=deadline,
-                failure_statuses=self.failure_statuses,
-                workflow_type=usable_workflow_type(getattr(self, "_workflow_type", None)),
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + _DEFER_TIMEOUT_GRACE),
-        )
+        terms = dict(conn_id=self.smartmca_conn_id, execution_id=self.execution_id, deadline=deadline)
+        terms.update(poll_interval=self.poke_interval, failure_statuses=self.failure_statuses)
+        timeout = timedelta(seconds=self.timeout + _DEFER_TIMEOUT_GRACE)
+        return defer_wait(self, self._read(), None, terms, timeout=timeout)
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
         """Turn the trigger's event into the same outcome as poke mode (fail closed)."""
