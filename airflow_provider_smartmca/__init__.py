@@ -3,4 +3,4 @@
 Nothing heavy is imported here: every DAG file that imports an operator pays for this module.
 """
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
