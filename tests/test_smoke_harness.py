@@ -1,3 +1,7 @@
+import pytest
+
+
+@pytest.mark.slow
 def test_dag_runs_and_returns_xcom(run_dag):
     result = run_dag(
         """

@@ -85,6 +85,7 @@ def test_plain_dag_test_outside_the_dags_folder_is_what_run_dag_fixes(
     assert result.dag_file.read_text() == path.read_text()
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_not_raised(smartmca_connection: str, tmp_path: Path) -> None:
     path, _ = dag_file(tmp_path, workflow="wf_deal_compliance_fail")
     result = run_dag(path)

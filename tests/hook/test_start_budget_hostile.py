@@ -53,6 +53,7 @@ def _run(target: Any, limit: float) -> tuple[BaseException | None, float, bool]:
     return box[0], time.monotonic() - started, not thread.is_alive()
 
 
+@pytest.mark.slow
 def test_start_against_503_for_ever_fails_within_its_budget(make_hook, smartmca_emulator):
     emu = smartmca_emulator
     hook = make_hook(extra=EXTRA)

@@ -72,6 +72,7 @@ with DAG("{dag_id}", schedule=None, params={"deal": "{value}", "app": "{value}"}
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["", "../deal_1", "deal/1", " deal_1"])
 def test_templated_id_rendering_bad_fails_without_sending(
     value, run_dag, smartmca_connection, smartmca_emulator
@@ -263,6 +264,7 @@ with DAG("{dag_id}", schedule=None, default_args=default_args) as dag:
 """
 
 
+@pytest.mark.slow
 def test_a_400_fails_at_once_without_retries(run_dag, smartmca_connection, smartmca_emulator):
     # The one retry predicate says "never" for a 400: a task retry would send the same request.
     smartmca_emulator.add_fault("status", route="trigger", status=400, count=None)

@@ -43,6 +43,7 @@ def cli_connection(smartmca_emulator: Emulator) -> Iterator[str]:
     subprocess.run([AIRFLOW, "connections", "delete", conn_id], capture_output=True, env=_env(), timeout=120)
 
 
+@pytest.mark.slow
 def test_smartmca_check_finds_a_connection_added_with_the_cli(cli_connection: str, smartmca_emulator):
     proc = subprocess.run(
         [CHECK, "--conn-id", cli_connection], capture_output=True, text=True, env=_env(), timeout=120
@@ -103,6 +104,7 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
+@pytest.mark.slow
 def test_the_plugin_writes_nothing_under_home_when_the_hook_is_imported_first(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     # What importing Airflow itself creates under an unset AIRFLOW_HOME (its log folder): not ours.
