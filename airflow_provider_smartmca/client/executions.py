@@ -31,6 +31,11 @@ class Verdict(enum.Enum):
     WAIT = "wait"
     UNKNOWN = "unknown"  # keep waiting, warn once per change; never success
 
+    @property
+    def ended(self) -> bool:
+        """The execution ended: the wait is over, in success or failure."""
+        return self in (Verdict.SUCCESS, Verdict.FAILURE)
+
 
 def check_failure_statuses(value: Any, operation: str) -> tuple[str, ...]:
     """

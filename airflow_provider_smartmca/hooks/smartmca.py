@@ -22,7 +22,7 @@ from airflow_provider_smartmca.client.contract import (
     WorkflowList,
 )
 from airflow_provider_smartmca.client.endpoints import ENDPOINTS
-from airflow_provider_smartmca.client.executions import ExecutionWatch, Verdict, check_failure_statuses
+from airflow_provider_smartmca.client.executions import ExecutionWatch, check_failure_statuses
 from airflow_provider_smartmca.client.listing import ListingWalk
 from airflow_provider_smartmca.client.protocol import (
     Deadline,
@@ -455,7 +455,7 @@ class SmartMCAHook(BaseHook):
             except SmartMCAError as exc:
                 wait = watch.failed(exc, self.settings, poll_interval)
             else:
-                if watch.seen(execution) in (Verdict.SUCCESS, Verdict.FAILURE):
+                if watch.seen(execution).ended:
                     return execution
             left = math.inf if deadline is None else deadline - time.time()
             if left <= 0:

@@ -81,7 +81,6 @@ DEFAULT_POLL_INTERVAL = 30.0
 #: review) that take days; a wait nobody bounded still ends, and ``timeout=None`` stays possible.
 DEFAULT_TIMEOUT = timedelta(days=7)
 ON_RETRY_CHOICES = ("reattach", "retrigger")
-_ENDED = (Verdict.SUCCESS, Verdict.FAILURE)
 
 
 def is_templated(value: Any) -> bool:
@@ -119,7 +118,7 @@ def read_once(
 
 def result_if_ended(execution: Execution | None, failure_statuses: Collection[str]) -> dict[str, Any] | None:
     """The result of an execution that ended (raising for a failure, see ``final_result``); None otherwise."""
-    if execution is None or classify_status(execution.status, failure_statuses) not in _ENDED:
+    if execution is None or not classify_status(execution.status, failure_statuses).ended:
         return None
     return final_result(execution, failure_statuses)
 
