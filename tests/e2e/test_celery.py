@@ -18,11 +18,14 @@ import pytest
 from tests.e2e.conftest import Stack
 from tests.e2e.harness import RunObserver, task_process_pids, wait_for
 from tests.e2e.test_scenarios import (
+    STORM_DAG,
     assert_all_success,
     assert_result,
+    assert_storm_weathered,
     executions_by_entity,
     posts,
     runs_of,
+    start_storm,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -207,27 +210,15 @@ def triggerer_of_job(s: Stack, job_id: int) -> str:
 def test_c4_storm_503_429_across_both_workers(celery: Stack) -> None:
     """A 503/429 storm on every GET while tasks run on both workers: one execution each, no retry."""
     s, af = celery, celery.airflow
-    dag = "smartmca_e2e_storm"
-    af.wait_dags([dag])
-    s.emulator.fault(kind="status", status=503, method="GET", route="*", probability=0.3, seed=6)
-    s.emulator.fault(
-        kind="status", status=429, method="GET", route="*", probability=0.1 / 0.7, seed=7, retryAfter=1
-    )
+    af.wait_dags([STORM_DAG])
+    start_storm(s)
     marks = {w: log_size(s, w) for w in workers(s)}
-    runs = runs_of(s, [dag, dag])
+    runs = runs_of(s, [STORM_DAG, STORM_DAG])
     states = af.wait_runs(runs, 600, RunObserver())
     assert_all_success(s, runs, states)
     per_worker = {w: len(received(s, w, mark)) for w, mark in marks.items()}
     s.log(f"task messages per worker: {per_worker}")
     assert all(per_worker.values()), f"a worker took no task: {per_worker}"
-    for _dag_id, run_id in runs:
-        for ti in af.task_instances(dag, run_id):
-            assert ti["try_number"] == 1, f"{ti['task_id']} retried"
-            assert_result(s, dag, run_id, ti["task_id"])
-    reqs = s.emulator.requests()
-    codes = Counter(r["status"] for r in reqs if r["method"] == "GET")
-    s.log(f"storm GET statuses: {dict(codes)}")
-    assert codes[503] >= 3 and codes[429] >= 1, codes
-    assert len(posts(reqs)) == 10
+    assert_storm_weathered(s, runs)
     by_entity = executions_by_entity(s)
     assert sum(by_entity.values()) == 10 and set(by_entity.values()) == {2}, by_entity  # 5 entities x 2 runs
