@@ -115,3 +115,19 @@ def test_airflow_connections_add_then_hook_uses_it(smartmca_emulator):
         assert smartmca_emulator.count(route="list_workflows") == 1
     finally:
         _airflow("connections", "delete", conn_id)
+
+
+def test_the_form_shows_the_clients_defaults_and_bounds():
+    """The form's defaults and limits are the ones the client applies (settings.py holds the rule)."""
+    from dataclasses import fields
+
+    from airflow_provider_smartmca.client.settings import BOUNDS, ClientSettings
+
+    defaults = {f.name: f.default for f in fields(ClientSettings)}
+    [conn] = get_provider_info()["connection-types"]
+    for name, spec in conn["conn-fields"].items():
+        schema = spec["schema"]
+        if name in BOUNDS:
+            assert (schema["minimum"], schema["maximum"]) == (BOUNDS[name].minimum, BOUNDS[name].maximum), name
+        if "default" in schema:
+            assert schema["default"] == defaults[name], name
