@@ -128,6 +128,8 @@ def test_the_form_shows_the_clients_defaults_and_bounds():
     for name, spec in conn["conn-fields"].items():
         schema = spec["schema"]
         if name in BOUNDS:
-            assert (schema["minimum"], schema["maximum"]) == (BOUNDS[name].minimum, BOUNDS[name].maximum), name
+            assert (schema["minimum"], schema["maximum"]) == (BOUNDS[name].minimum, BOUNDS[name].maximum), (
+                name
+            )
         if "default" in schema:
             assert schema["default"] == defaults[name], name
