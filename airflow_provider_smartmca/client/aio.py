@@ -42,7 +42,7 @@ class _Shared:
 
 @functools.lru_cache(maxsize=16)
 def _ssl_context(ca_path: str) -> ssl.SSLContext:
-    # Loading a CA bundle costs milliseconds: once per path and process, not per trigger.
+    """Loading a CA bundle costs milliseconds: once per path and process, not per trigger."""
     if os.path.isdir(ca_path):
         return ssl.create_default_context(capath=ca_path)
     return ssl.create_default_context(cafile=ca_path)
@@ -81,12 +81,14 @@ class SessionPool:
 
         :param settings: connection settings; users with equal base URL, key and TLS share one pool.
         :param pool_limit: the connector's connection bound, applied when the session is created.
+
+        ``trust_env`` is off: proxy and CAs come from the route, per request (the worker's rule),
+        and no ``.netrc`` entry replaces the bearer key. The close is shielded so a cancelled user
+        still closes the pool it was the last to hold.
         """
         key = (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest(), settings.verify_ssl)
         shared = self._shared.get(key)
         if shared is None or shared.session.closed:
-            # trust_env off: proxy and CAs come from the Route, per request (the worker's rule),
-            # and no .netrc entry replaces the bearer key.
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool_limit), trust_env=False)
             shared = self._shared[key] = _Shared(session)
         shared.users += 1
@@ -96,7 +98,6 @@ class SessionPool:
             shared.users -= 1
             if shared.users == 0 and self._shared.get(key) is shared:
                 del self._shared[key]
-                # Shielded so a cancelled user still closes the pool it was the last to hold.
                 await asyncio.shield(shared.session.close())
 
 
@@ -144,6 +145,9 @@ class AsyncClient:
         :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds
             (a wait's remaining time).
         :raises SmartMCAConfigError: the proxy or CA rule cannot be met, or TLS failed.
+
+        The error is raised outside the ``except`` block, so the library's exception is neither its
+        cause nor its context.
         """
         protocol.log_request(request)
         seconds = self.settings.request_seconds(timeout)
@@ -151,14 +155,12 @@ class AsyncClient:
             return await self._exchange(request, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = failure(request, exc, self._route[0], seconds)  # opened by _exchange
-        # Raised outside the except block, so the library's exception is neither the cause nor
-        # the context of what callers see.
         raise error
 
     async def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        """The timeout is total: sending, waiting and reading the whole body."""
         route, ssl_option = self._route
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
-        # The timeout is total: sending, waiting and reading the whole body.
         arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)
         async with self._session.request(**arguments) as resp:
             limit = self.settings.max_response_bytes

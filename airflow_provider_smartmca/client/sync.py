@@ -27,24 +27,19 @@ from airflow_provider_smartmca.client.transport import (
     resolve_route,
 )
 
-# What requests, urllib3, http.client and sockets raise while sending or reading; see transport.failure.
-_TRANSPORT_ERRORS = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    OSError,
-)
+# What requests (its errors are OSErrors), urllib3, http.client and sockets raise; see transport.failure.
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 
 
 def _read_chunk(
     resp: requests.Response, request: protocol.PreparedRequest, seconds: float, deadline: float
 ) -> bytes:
-    """The next chunk of the body (empty at its end), read within the request's deadline."""
+    """The next chunk of the body (empty at its end), read within the request's deadline: ``read1``
+    returns whatever has arrived (a trickle cannot stretch one read), decoded, at most a chunk."""
     if (remaining := deadline - time.monotonic()) <= 0:
         raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
     if (sock := getattr(resp.raw.connection, "sock", None)) is not None:
         sock.settimeout(remaining)  # no single read outlives the request's deadline
-    # read1: whatever has arrived (a trickle cannot stretch one read); decoded, at most a chunk.
     return resp.raw.read1(READ_CHUNK, decode_content=True)
 
 
@@ -68,15 +63,16 @@ class SyncClient:
         """
         The one session of this client, created on first use.
 
+        The route is read once, not on every call: requests' per-request environment scan was ~15%
+        of a call's CPU. ``trust_env`` is off so that the route is the only source of proxy and CA
+        decisions (the triggerer's too), and no ``.netrc`` entry replaces the bearer key. urllib3
+        retries are off: every retry decision is ``protocol.retrying``'s.
+
         :raises SmartMCAConfigError: the proxy or CA rule cannot be met (see ``resolve_route``).
         """
         if self._session is None:
-            # Read once, not on every call: requests' per-request environment scan was ~15% of a
-            # call's CPU. trust_env is off so that the Route is the only source of proxy and CA
-            # decisions (the triggerer's too), and no .netrc entry replaces the bearer key.
             route = resolve_route(self.settings)
             session = requests.Session()
-            # urllib3 retries are off: every retry decision is protocol.retrying's.
             for prefix in ("https://", "http://"):
                 session.mount(prefix, HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
             session.trust_env = False
@@ -93,6 +89,9 @@ class SyncClient:
 
         :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
         :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds.
+
+        The error is raised outside the ``except`` block, so the library's exception (whose
+        ``.request`` holds the Authorization header) is neither its cause nor its context.
         """
         protocol.log_request(request)
         seconds = self.settings.request_seconds(timeout)
@@ -100,13 +99,11 @@ class SyncClient:
             return self._exchange(request, seconds)
         except _TRANSPORT_ERRORS as exc:
             error = failure(request, exc, self._route, seconds)
-        # Raised outside the except block, so the library's exception (whose .request holds the
-        # Authorization header) is neither the cause nor the context of what callers see.
         raise error
 
     def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        """The read timeout bounds the wait for the headers; ``_read_chunk`` bounds the rest."""
         deadline = time.monotonic() + seconds
-        # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
         timeout = (min(self.settings.connect_timeout, seconds), seconds)
         resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
         limit = self.settings.max_response_bytes

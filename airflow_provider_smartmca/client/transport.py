@@ -70,6 +70,11 @@ class Route:
 
 
 def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
+    """
+    Whether ``NO_PROXY`` covers the host: CIDR blocks for an IP host; names, ``.suffix``, ``*`` and
+    ``host:port`` as the standard library reads them (as requests does). ``urllib.request`` is
+    imported late: it is heavy, and DAG files import this module.
+    """
     no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
     if not no_proxy.strip():
         return False
@@ -79,8 +84,6 @@ def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
             with suppress(ValueError):
                 if address in ipaddress.ip_network(entry, strict=False):
                     return True
-    # Names, ".suffix", "*" and "host:port": the standard library's reading of NO_PROXY (as
-    # requests'). Imported here: urllib.request is heavy, and DAG files import this module.
     import urllib.request
 
     target = f"{hostname}:{port}" if port else hostname
@@ -89,6 +92,8 @@ def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
 
 
 def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
+    """The proxy URL for ``base_url``, or None; an error names the variable, never its value (it may
+    hold proxy credentials)."""
     parts = urlsplit(base_url)
     hostname = parts.hostname or ""
     for name in (f"{parts.scheme}_proxy", "all_proxy"):
@@ -101,7 +106,6 @@ def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
             value = "http://" + value  # as curl and requests read "proxy:3128"
         scheme = value.split("://", 1)[0].lower()
         if scheme not in ("http", "https") or not urlsplit(value).hostname:
-            # The value may hold proxy credentials: name the variable, not the value.
             raise SmartMCAConfigError(
                 f"the environment variable {variable} is not an http:// or https:// proxy URL "
                 f"(scheme {scheme!r}); this provider supports only HTTP proxies"
@@ -164,7 +168,8 @@ class CappedBody:
     ``with`` block: a 2xx announcing (``Content-Length``) or sending more is refused; an error
     status's body is cut at the cap. It keeps the headers lower-cased, hands over the
     :class:`~.protocol.RawResponse`, and calls ``close`` (the response's) unless the body was read
-    to its end: a connection with unread bytes cannot go back to the pool.
+    to its end (``complete``): a connection with unread bytes cannot go back to the pool.
+    ``declared`` is the ``Content-Length``, when present and readable (not chunked).
     """
 
     def __init__(
@@ -178,12 +183,10 @@ class CappedBody:
         self.request, self.status, self.limit, self.close = request, status, limit, close
         self.ok = 200 <= status < 300
         self.headers = {k.lower(): v for k, v in headers.items()}
-        # Content-Length, when present and readable (not chunked).
         length = self.headers.get("content-length", "").strip()
         self.declared = int(length) if length.isdigit() else None
         self.chunks: list[bytes] = []
         self.size = 0
-        #: Whether the body was read to its end.
         self.complete = False
         if self.ok and self.declared is not None and self.declared > limit:
             self.__exit__()
@@ -325,9 +328,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _not_sent(chain: list[BaseException]) -> str | None:
-    """Why nothing of the request can have left, or None when it may have."""
+    """Why nothing of the request can have left, or None when it may have. urllib3 says a CONNECT
+    answered non-2xx with a bare OSError ("Tunnel connection failed: 407 ...")."""
     kinds = frozenset().union(*map(_kinds, chain))
-    # urllib3 says a CONNECT answered non-2xx with a bare OSError ("Tunnel connection failed: 407 ...").
     tunnel_refused = any(str(e).startswith("Tunnel connection failed") for e in chain)
     if kinds & _WAS_UP or not (tunnel_refused or kinds & _NEVER_CONNECTED):
         return None
