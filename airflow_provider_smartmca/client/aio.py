@@ -48,18 +48,6 @@ def _ssl_context(ca_path: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_path)
 
 
-def _open_route(settings: ClientSettings) -> tuple[Route, ssl.SSLContext | bool]:
-    """The proxy/CA decision (shared with the worker) and the TLS option it means for aiohttp."""
-    route = resolve_route(settings)
-    if (ca_path := route.ca_path) is None:
-        return route, False
-    try:
-        return route, _ssl_context(ca_path)
-    except (ssl.SSLError, OSError, ValueError):
-        message = f"the CA bundle from {route.verify_source} ({ca_path!r}) cannot be loaded"
-    raise SmartMCAConfigError(message)
-
-
 class SessionPool:
     """
     The shared sessions of one event loop (a session belongs to the loop that made it), keyed
@@ -132,8 +120,16 @@ class AsyncClient:
 
     @functools.cached_property
     def _route(self) -> tuple[Route, ssl.SSLContext | bool]:
-        """The route and its TLS option, opened by the first request."""
-        return _open_route(self.settings)
+        """The proxy/CA decision (shared with the worker) and the TLS option it means for aiohttp,
+        opened by the first request."""
+        route = resolve_route(self.settings)
+        if (ca_path := route.ca_path) is None:
+            return route, False
+        try:
+            return route, _ssl_context(ca_path)
+        except (ssl.SSLError, OSError, ValueError):
+            message = f"the CA bundle from {route.verify_source} ({ca_path!r}) cannot be loaded"
+        raise SmartMCAConfigError(message)
 
     async def send(
         self, request: protocol.PreparedRequest, *, timeout: float | None = None

@@ -16,16 +16,8 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_smartmca.client import protocol
+from airflow_provider_smartmca.client import protocol, transport
 from airflow_provider_smartmca.client.settings import ClientSettings
-from airflow_provider_smartmca.client.transport import (
-    READ_CHUNK,
-    CappedBody,
-    Route,
-    deadline_detail,
-    failure,
-    resolve_route,
-)
 
 # What requests (its errors are OSErrors), urllib3, http.client and sockets raise; see transport.failure.
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
@@ -37,10 +29,10 @@ def _read_chunk(
     """The next chunk of the body (empty at its end), read within the request's deadline: ``read1``
     returns whatever has arrived (a trickle cannot stretch one read), decoded, at most a chunk."""
     if (remaining := deadline - time.monotonic()) <= 0:
-        raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
+        raise protocol.connection_error(request, transport.deadline_detail(seconds), request_sent=True)
     if (sock := getattr(resp.raw.connection, "sock", None)) is not None:
         sock.settimeout(remaining)  # no single read outlives the request's deadline
-    return resp.raw.read1(READ_CHUNK, decode_content=True)
+    return resp.raw.read1(transport.READ_CHUNK, decode_content=True)
 
 
 class SyncClient:
@@ -53,7 +45,7 @@ class SyncClient:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self._session: requests.Session | None = None
-        self._route = Route()
+        self._route = transport.Route()
 
     def __repr__(self) -> str:
         return f"SyncClient(base_url={self.settings.base_url!r})"
@@ -71,7 +63,7 @@ class SyncClient:
         :raises SmartMCAConfigError: the proxy or CA rule cannot be met (see ``resolve_route``).
         """
         if self._session is None:
-            route = resolve_route(self.settings)
+            route = transport.resolve_route(self.settings)
             session = requests.Session()
             for prefix in ("https://", "http://"):
                 session.mount(prefix, HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
@@ -98,7 +90,7 @@ class SyncClient:
         try:
             return self._exchange(request, seconds)
         except _TRANSPORT_ERRORS as exc:
-            error = failure(request, exc, self._route, seconds)
+            error = transport.failure(request, exc, self._route, seconds)
         raise error
 
     def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
@@ -107,7 +99,7 @@ class SyncClient:
         timeout = (min(self.settings.connect_timeout, seconds), seconds)
         resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
         limit = self.settings.max_response_bytes
-        with CappedBody(request, resp.status_code, resp.headers, limit, resp.close) as body:
+        with transport.CappedBody(request, resp.status_code, resp.headers, limit, resp.close) as body:
             while body.take(_read_chunk(resp, request, seconds, deadline)):
                 pass
         return body.response()

@@ -87,8 +87,7 @@ def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
     import urllib.request
 
     target = f"{hostname}:{port}" if port else hostname
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    return bool(bypass(target, {"no": no_proxy}))
+    return bool(urllib.request.proxy_bypass_environment(target, {"no": no_proxy}))  # type: ignore[attr-defined]
 
 
 def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
@@ -128,8 +127,7 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
     proxy = _proxy_for(settings.base_url, env)
     if not settings.base_url.startswith("https://"):
         return Route(proxy=proxy, verify=False, verify_source="plain http")
-    verify = settings.verify_ssl
-    if verify is False or isinstance(verify, str):
+    if (verify := settings.verify_ssl) is not True:
         if isinstance(verify, str) and not os.path.exists(verify):
             raise SmartMCAConfigError(
                 f"connection extra 'verify_ssl' names {verify!r}, which does not exist in this process"
@@ -148,18 +146,6 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
 
 
 # --- one rule for both transports: what a response may cost -------------------------------------
-
-
-def body_too_large(
-    request: protocol.PreparedRequest, status: int, limit: int, declared: int | None
-) -> SmartMCAInvalidResponseError:
-    """The error for a 2xx body over the cap (see ``ClientSettings``), naming endpoint and cap."""
-    size = f"of {declared} bytes" if declared is not None else "that went on"
-    return SmartMCAInvalidResponseError(
-        f"{request.label} returned HTTP {status} with a body {size}, over the cap of {limit} bytes; it "
-        "was not read further. If such an answer is real, raise the connection extra 'max_response_bytes'",
-        **request.context(status=status),
-    )
 
 
 class CappedBody:
@@ -190,7 +176,17 @@ class CappedBody:
         self.complete = False
         if self.ok and self.declared is not None and self.declared > limit:
             self.__exit__()
-            raise body_too_large(request, status, limit, self.declared)
+            raise self.too_large()
+
+    def too_large(self) -> SmartMCAInvalidResponseError:
+        """The error for a 2xx body over the cap, naming endpoint and cap."""
+        size = f"of {self.declared} bytes" if self.declared is not None else "that went on"
+        return SmartMCAInvalidResponseError(
+            f"{self.request.label} returned HTTP {self.status} with a body {size}, over the cap of "
+            f"{self.limit} bytes; it was not read further. If such an answer is real, raise the "
+            "connection extra 'max_response_bytes'",
+            **self.request.context(status=self.status),
+        )
 
     def __enter__(self) -> CappedBody:
         return self
@@ -208,7 +204,7 @@ class CappedBody:
         self.size += len(chunk)
         if self.size > self.limit:
             if self.ok:
-                raise body_too_large(self.request, self.status, self.limit, self.declared)
+                raise self.too_large()
             chunk = chunk[: len(chunk) - (self.size - self.limit)]
         self.chunks.append(chunk)
         return self.size <= self.limit
