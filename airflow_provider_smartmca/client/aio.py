@@ -159,8 +159,7 @@ class AsyncClient:
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
         arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)
         async with self._session.request(**arguments) as resp:
-            limit = self.settings.max_response_bytes
-            with CappedBody(request, resp.status, resp.headers, limit, resp.close) as body:
+            with CappedBody(request, resp.status, resp.headers, self.settings, resp.close) as body:
                 while body.take(await resp.content.readany()):
                     pass
             return body.response()

@@ -85,10 +85,8 @@ class PreparedRequest:
     def http_arguments(self) -> dict[str, Any]:
         """The arguments of ``request()`` that requests and aiohttp share; redirects are not followed
         (one could carry the key elsewhere)."""
-        arguments = dict(
-            method=self.endpoint.method, url=self.url, params=self.params or None, json=self.body
-        )
-        return dict(arguments, headers=self.headers, allow_redirects=False)
+        arguments = dict(method=self.endpoint.method, url=self.url, params=self.params or None)
+        return dict(arguments, json=self.body, headers=self.headers, allow_redirects=False)
 
     def context(self, **more: Any) -> dict[str, Any]:
         """The keyword arguments of an error about this request: operation, method, path and ``more``."""

@@ -98,8 +98,7 @@ class SyncClient:
         deadline = time.monotonic() + seconds
         timeout = (min(self.settings.connect_timeout, seconds), seconds)
         resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
-        limit = self.settings.max_response_bytes
-        with transport.CappedBody(request, resp.status_code, resp.headers, limit, resp.close) as body:
+        with transport.CappedBody(request, resp.status_code, resp.headers, self.settings, resp.close) as body:
             while body.take(_read_chunk(resp, request, seconds, deadline)):
                 pass
         return body.response()
@@ -123,13 +122,12 @@ class SyncClient:
         :param retry: False sends exactly once.
         :param timeout: a shorter total limit than the ``timeout`` setting, per attempt, seconds.
         """
-        settings = self.settings
-        request = protocol.build_request(settings, name, path_params=path_params, query=query, body=body)
+        request = protocol.build_request(self.settings, name, path_params=path_params, query=query, body=body)
 
         def attempt(seconds: float | None) -> Any:
-            return protocol.parse_response(request, self.send(request, timeout=seconds), settings)
+            return protocol.parse_response(request, self.send(request, timeout=seconds), self.settings)
 
-        return protocol.retrying(settings, request, attempt, retry=retry, timeout=timeout)
+        return protocol.retrying(self.settings, request, attempt, retry=retry, timeout=timeout)
 
     def close(self) -> None:
         """Close the pooled connections."""

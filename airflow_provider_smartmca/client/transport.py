@@ -163,10 +163,11 @@ class CappedBody:
         request: protocol.PreparedRequest,
         status: int,
         headers: Mapping[str, str],
-        limit: int,
+        settings: ClientSettings,
         close: Callable[[], Any],
     ):
-        self.request, self.status, self.limit, self.close = request, status, limit, close
+        self.request, self.status, self.close = request, status, close
+        self.limit = settings.max_response_bytes
         self.ok = 200 <= status < 300
         self.headers = {k.lower(): v for k, v in headers.items()}
         length = self.headers.get("content-length", "").strip()
@@ -174,7 +175,7 @@ class CappedBody:
         self.chunks: list[bytes] = []
         self.size = 0
         self.complete = False
-        if self.ok and self.declared is not None and self.declared > limit:
+        if self.ok and self.declared is not None and self.declared > self.limit:
             self.__exit__()
             raise self.too_large()
 
