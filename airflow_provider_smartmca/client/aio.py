@@ -67,12 +67,12 @@ class SessionPool:
         """
         Borrow the session for ``settings`` for the duration of the ``async with`` block.
 
-        :param settings: connection settings; users with equal base URL, key and TLS share one pool.
-        :param pool_limit: the connector's connection bound, applied when the session is created.
-
         ``trust_env`` is off: proxy and CAs come from the route, per request (the worker's rule),
         and no ``.netrc`` entry replaces the bearer key. The close is shielded so a cancelled user
         still closes the pool it was the last to hold.
+
+        :param settings: connection settings; users with equal base URL, key and TLS share one pool.
+        :param pool_limit: the connector's connection bound, applied when the session is created.
         """
         key = (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest(), settings.verify_ssl)
         shared = self._shared.get(key)
@@ -137,13 +137,13 @@ class AsyncClient:
         """
         Send once; return the raw response or raise ``SmartMCAConnectionError``.
 
+        The error is raised outside the ``except`` block, so the library's exception is neither its
+        cause nor its context.
+
         :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
         :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds
             (a wait's remaining time).
         :raises SmartMCAConfigError: the proxy or CA rule cannot be met, or TLS failed.
-
-        The error is raised outside the ``except`` block, so the library's exception is neither its
-        cause nor its context.
         """
         protocol.log_request(request)
         seconds = self.settings.request_seconds(timeout)

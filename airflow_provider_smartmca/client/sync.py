@@ -79,11 +79,11 @@ class SyncClient:
         """
         Send once; return the raw response or raise ``SmartMCAConnectionError``.
 
-        :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
-        :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds.
-
         The error is raised outside the ``except`` block, so the library's exception (whose
         ``.request`` holds the Authorization header) is neither its cause nor its context.
+
+        :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
+        :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds.
         """
         protocol.log_request(request)
         seconds = self.settings.request_seconds(timeout)
