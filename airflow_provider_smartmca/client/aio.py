@@ -42,22 +42,10 @@ class _Shared:
 
 @functools.lru_cache(maxsize=16)
 def _ssl_context(ca_path: str) -> ssl.SSLContext:
-    # Loading a CA bundle costs milliseconds: once per path and process, not per trigger.
+    """Loading a CA bundle costs milliseconds: once per path and process, not per trigger."""
     if os.path.isdir(ca_path):
         return ssl.create_default_context(capath=ca_path)
     return ssl.create_default_context(cafile=ca_path)
-
-
-def _open_route(settings: ClientSettings) -> tuple[Route, ssl.SSLContext | bool]:
-    """The proxy/CA decision (shared with the worker) and the TLS option it means for aiohttp."""
-    route = resolve_route(settings)
-    if (ca_path := route.ca_path) is None:
-        return route, False
-    try:
-        return route, _ssl_context(ca_path)
-    except (ssl.SSLError, OSError, ValueError):
-        message = f"the CA bundle from {route.verify_source} ({ca_path!r}) cannot be loaded"
-    raise SmartMCAConfigError(message)
 
 
 class SessionPool:
@@ -79,14 +67,16 @@ class SessionPool:
         """
         Borrow the session for ``settings`` for the duration of the ``async with`` block.
 
+        ``trust_env`` is off: proxy and CAs come from the route, per request (the worker's rule),
+        and no ``.netrc`` entry replaces the bearer key. The close is shielded so a cancelled user
+        still closes the pool it was the last to hold.
+
         :param settings: connection settings; users with equal base URL, key and TLS share one pool.
         :param pool_limit: the connector's connection bound, applied when the session is created.
         """
         key = (settings.base_url, hashlib.sha256(settings.api_key.encode()).hexdigest(), settings.verify_ssl)
         shared = self._shared.get(key)
         if shared is None or shared.session.closed:
-            # trust_env off: proxy and CAs come from the Route, per request (the worker's rule),
-            # and no .netrc entry replaces the bearer key.
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool_limit), trust_env=False)
             shared = self._shared[key] = _Shared(session)
         shared.users += 1
@@ -96,7 +86,6 @@ class SessionPool:
             shared.users -= 1
             if shared.users == 0 and self._shared.get(key) is shared:
                 del self._shared[key]
-                # Shielded so a cancelled user still closes the pool it was the last to hold.
                 await asyncio.shield(shared.session.close())
 
 
@@ -131,14 +120,25 @@ class AsyncClient:
 
     @functools.cached_property
     def _route(self) -> tuple[Route, ssl.SSLContext | bool]:
-        """The route and its TLS option, opened by the first request."""
-        return _open_route(self.settings)
+        """The proxy/CA decision (shared with the worker) and the TLS option it means for aiohttp,
+        opened by the first request."""
+        route = resolve_route(self.settings)
+        if (ca_path := route.ca_path) is None:
+            return route, False
+        try:
+            return route, _ssl_context(ca_path)
+        except (ssl.SSLError, OSError, ValueError):
+            message = f"the CA bundle from {route.verify_source} ({ca_path!r}) cannot be loaded"
+        raise SmartMCAConfigError(message)
 
     async def send(
         self, request: protocol.PreparedRequest, *, timeout: float | None = None
     ) -> protocol.RawResponse:
         """
         Send once; return the raw response or raise ``SmartMCAConnectionError``.
+
+        The error is raised outside the ``except`` block, so the library's exception is neither its
+        cause nor its context.
 
         :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
         :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds
@@ -151,18 +151,15 @@ class AsyncClient:
             return await self._exchange(request, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = failure(request, exc, self._route[0], seconds)  # opened by _exchange
-        # Raised outside the except block, so the library's exception is neither the cause nor
-        # the context of what callers see.
         raise error
 
     async def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        """The timeout is total: sending, waiting and reading the whole body."""
         route, ssl_option = self._route
         timeout = aiohttp.ClientTimeout(total=seconds, connect=min(self.settings.connect_timeout, seconds))
-        # The timeout is total: sending, waiting and reading the whole body.
         arguments = dict(request.http_arguments(), timeout=timeout, proxy=route.proxy, ssl=ssl_option)
         async with self._session.request(**arguments) as resp:
-            limit = self.settings.max_response_bytes
-            with CappedBody(request, resp.status, resp.headers, limit, resp.close) as body:
+            with CappedBody(request, resp.status, resp.headers, self.settings, resp.close) as body:
                 while body.take(await resp.content.readany()):
                     pass
             return body.response()

@@ -85,10 +85,8 @@ class PreparedRequest:
     def http_arguments(self) -> dict[str, Any]:
         """The arguments of ``request()`` that requests and aiohttp share; redirects are not followed
         (one could carry the key elsewhere)."""
-        arguments = dict(
-            method=self.endpoint.method, url=self.url, params=self.params or None, json=self.body
-        )
-        return dict(arguments, headers=self.headers, allow_redirects=False)
+        arguments = dict(method=self.endpoint.method, url=self.url, params=self.params or None)
+        return dict(arguments, json=self.body, headers=self.headers, allow_redirects=False)
 
     def context(self, **more: Any) -> dict[str, Any]:
         """The keyword arguments of an error about this request: operation, method, path and ``more``."""
@@ -111,18 +109,22 @@ REDACT_PART = 8
 
 
 def _key_windows(secret: str, size: int, step: int = 1) -> list[str]:
-    """The key's runs of ``size`` characters that start every ``step``, in the key and its URL form."""
-    # The percent-encoded form too: a server echoing the key into a URL (a redirect) encodes it.
+    """The key's runs of ``size`` characters that start every ``step``, in the key and its URL form
+    (percent-encoded, as a server echoing the key into a URL, a redirect, writes it)."""
     forms = {secret, quote(secret, safe="")}
     return sorted({form[i : i + size] for form in forms for i in range(0, len(form) - size + 1, step)})
 
 
 def _mask_pieces(text: str, pieces: list[str]) -> str:
-    """Replace each run of ``text`` covered by occurrences of ``pieces`` (overlapping too) with one mask."""
+    """
+    Replace each run of ``text`` covered by occurrences of ``pieces`` (overlapping too: a lookahead
+    matches at every start; all pieces are equally long) with one mask.
+
+    The mask is made of a character the key lacks, so no window across a mask spells a piece;
+    every window left between masks was searched and held none: the result holds no piece.
+    """
     if not any(piece in text for piece in pieces):
         return text
-    # The mask is made of a character the key lacks, so no window across a mask spells a piece;
-    # every window left between masks was searched and held none: the result holds no piece.
     key_chars = set("".join(pieces))
     mask = 3 * next(
         ch for ch in itertools.chain("*#", map(chr, itertools.count(0xE000))) if ch not in key_chars
@@ -130,7 +132,6 @@ def _mask_pieces(text: str, pieces: list[str]) -> str:
     n = len(pieces[0])
     out: list[str] = []
     copied_to, run_end = 0, -1
-    # A lookahead matches at every start, overlapping ones included; all pieces are n long.
     for match in re.finditer("(?=" + "|".join(map(re.escape, pieces)) + ")", text):
         if match.start() > run_end:  # a new run: keep the text before it
             out += [text[copied_to : match.start()], mask]
@@ -179,6 +180,11 @@ def load_json(body: bytes, secret: str | None) -> Any:
     does, from every string in it, object keys included: what a server echoes must reach no XCom,
     trigger event or message.
 
+    The usual case costs a few searches of the raw text. Every n-character piece of the key holds
+    one of its ``step``-character blocks that start at a multiple of ``step``; a text without any
+    block and without an escape that could spell one (``\\uXXXX``; any escape if the key has a
+    character JSON escapes) holds no piece, nor does any string parsed from it.
+
     :raises ValueError: the body is not UTF-8 JSON, or is nested too deeply to parse.
     """
     text = body.decode("utf-8-sig")
@@ -188,10 +194,6 @@ def load_json(body: bytes, secret: str | None) -> Any:
             return data
         n = min(REDACT_PART, len(secret))
         step = (n + 1) // 2
-        # The usual case costs a few searches of the raw text. Every n-character piece of the key
-        # holds one of its ``step``-character blocks that start at a multiple of ``step``; a text
-        # without any block and without an escape that could spell one (\uXXXX; any escape if
-        # the key has a character JSON escapes) holds no piece, nor does any string parsed from it.
         escapable = any(ch in '"\\/' or ch < " " for ch in secret)
         blocks = _key_windows(secret, step, step)
         if "\\u" not in text and not (escapable and "\\" in text) and not any(b in text for b in blocks):
@@ -227,6 +229,8 @@ def id_problem(value: Any) -> str | None:
     ``/ \\ .. ? # % ;``, and not ``.``, so that the server receives exactly this path segment and it
     can never reach another endpoint: URL normalisation (requests/urllib3 and aiohttp's yarl alike)
     removes a ``.`` segment, so ``get_execution(".")`` would read ``/workflows/executions/``, the list.
+    The NFKC form is checked too: a server or proxy that folds compatibility characters turns a
+    fullwidth full stop (U+FF0E) into a dot segment, a fullwidth solidus (U+FF0F) into a slash.
     """
     if not isinstance(value, str):
         return f"must be a string, got {type(value).__name__}"
@@ -236,8 +240,6 @@ def id_problem(value: Any) -> str | None:
         return "must not start or end with white space"
     if len(value) > MAX_ID_LENGTH:
         return f"is longer than {MAX_ID_LENGTH} characters"
-    # The NFKC form is checked too: a server or proxy that folds compatibility characters turns
-    # a fullwidth full stop (U+FF0E) into a dot segment, a fullwidth solidus (U+FF0F) into a slash.
     for form in dict.fromkeys((value, unicodedata.normalize("NFKC", value))):
         folded = "" if form == value else " (after Unicode compatibility folding)"
         if form == ".":
@@ -408,7 +410,8 @@ def error_for_status(request: PreparedRequest, raw: RawResponse, settings: Clien
 def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientSettings) -> Any:
     """
     Turn a response into the endpoint's typed object (:mod:`~airflow_provider_smartmca.client.contract`),
-    or raise the matching error.
+    or raise the matching error. An empty 2xx to a POST is left to the contract, which decides what
+    it means.
 
     :raises SmartMCAError: a subclass chosen by :func:`error_for_status`.
     :raises SmartMCAInvalidResponseError: a body that is not JSON (an HTML page, a truncated body):
@@ -421,17 +424,13 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     where = f"{request.label} returned HTTP {raw.status} with"
     ctx = request.context(status=raw.status)
     data: Any = None
-    # An empty 2xx to a POST is left to the contract, which decides what it means.
     if raw.body.strip() or endpoint.idempotent:
         if _looks_like_html(raw):
             raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
-        # The library's exception ends in the except block: an error raised while it is handled would
-        # keep it as __context__, and it holds the whole body (JSONDecodeError.doc,
-        # UnicodeDecodeError.object), which may echo the key.
-        try:
+        data = _UNREADABLE
+        # Suppressed, not handled: our error must not carry it (its .doc/.object may echo the key).
+        with suppress(ValueError):
             data = load_json(raw.body, settings.api_key)
-        except ValueError:
-            data = _UNREADABLE
         if data is _UNREADABLE:
             snippet = redact(raw.body, settings.api_key, limit=80)
             raise SmartMCAInvalidResponseError(
@@ -572,7 +571,6 @@ def retrying(
         seconds = timeout
         if deadline is not None:
             left = deadline.remaining()
-            # A retry with too little time left would only time out: the last failure says more.
             if left <= 0 or (last is not None and left < least):
                 raise last or connection_error(
                     request, "not sent: its time budget is spent", request_sent=False

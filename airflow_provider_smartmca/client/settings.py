@@ -100,7 +100,7 @@ class ClientSettings:
     unknown_extras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        # Settings built directly (tests, library users) get the same checks as a connection's.
+        """Settings built directly (tests, library users) get the same checks as a connection's."""
         for name in _SETTING_NUMBERS:
             check_number(name, getattr(self, name), source="setting")
         if self.api_key:
@@ -159,17 +159,13 @@ BOUNDS: dict[str, Bound] = {
     "clock_skew": Bound(False, 0.0, _DAY),
     "max_response_bytes": Bound(True, 1024, 1024**3),
     "poll_interval": Bound(False, 0.001, _DAY),
-    # A wait's timeout (operators, the sensor), seconds: a year at most.
-    "wait_timeout": Bound(False, 0.001, 366 * _DAY),
-    # Epoch seconds: from 1970 to 2100.
-    "deadline": Bound(False, 0.0, 4102444800.0),
+    "wait_timeout": Bound(False, 0.001, 366 * _DAY),  # a wait's (operators, the sensor): a year at most
+    "deadline": Bound(False, 0.0, 4102444800.0),  # epoch seconds: from 1970 to 2100
     "restart_lookback": Bound(False, 0.0, 30 * _DAY),
-    # hook.patiently: how long a read keeps trying through transient failures.
-    "patience": Bound(False, 0.001, 366 * _DAY),
+    "patience": Bound(False, 0.001, 366 * _DAY),  # hook.patiently: how long a read retries transient failures
     "page": Bound(True, 1, 1_000_000),
     "limit": Bound(True, 1, 100),
-    # What a caller has left for one request (a wait's remaining time): any positive time.
-    "request_timeout": Bound(False, 1e-6, math.inf),
+    "request_timeout": Bound(False, 1e-6, math.inf),  # a caller's time left for one request (a wait's)
 }
 
 
@@ -430,7 +426,8 @@ def settings_from_connection(
 
     An unknown extra key (a typo such as ``max_retry``) is not an error, so a connection shared
     with a newer provider version keeps working; it is logged as a warning naming the closest
-    valid key, and kept in :attr:`ClientSettings.unknown_extras` for ``test_connection``.
+    valid key, and kept in :attr:`ClientSettings.unknown_extras` for ``test_connection``. A key name
+    is user text: the API key itself pasted as a name is redacted before it can reach the log.
 
     :param host: the connection host (base URL, scheme optional, no credentials).
     :param port: the connection port, if any (hidden in the UI, honoured if set).
@@ -449,7 +446,6 @@ def settings_from_connection(
     insecure = _parse_bool("connection extra 'allow_insecure_http'", extra.get("allow_insecure_http", False))
     base_url = normalize_base_url(host, port, allow_insecure_http=insecure)
     overrides = {name: extra.get(name) for name in _EXTRA_SETTINGS if extra.get(name) not in (None, "")}
-    # A key name is user text: the key itself pasted as a name must not reach the log.
     unknown = tuple(sorted(_redact_name(str(k), key) for k in extra if k not in KNOWN_EXTRAS))
     settings = ClientSettings(base_url=base_url, api_key=key, unknown_extras=unknown)
     settings = settings.with_overrides(_source="connection extra", **overrides)

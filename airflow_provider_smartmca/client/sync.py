@@ -16,36 +16,23 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_smartmca.client import protocol
+from airflow_provider_smartmca.client import protocol, transport
 from airflow_provider_smartmca.client.settings import ClientSettings
-from airflow_provider_smartmca.client.transport import (
-    READ_CHUNK,
-    CappedBody,
-    Route,
-    deadline_detail,
-    failure,
-    resolve_route,
-)
 
-# What requests, urllib3, http.client and sockets raise while sending or reading; see transport.failure.
-_TRANSPORT_ERRORS = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    OSError,
-)
+# What requests (its errors are OSErrors), urllib3, http.client and sockets raise; see transport.failure.
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 
 
 def _read_chunk(
     resp: requests.Response, request: protocol.PreparedRequest, seconds: float, deadline: float
 ) -> bytes:
-    """The next chunk of the body (empty at its end), read within the request's deadline."""
+    """The next chunk of the body (empty at its end), read within the request's deadline: ``read1``
+    returns whatever has arrived (a trickle cannot stretch one read), decoded, at most a chunk."""
     if (remaining := deadline - time.monotonic()) <= 0:
-        raise protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
+        raise protocol.connection_error(request, transport.deadline_detail(seconds), request_sent=True)
     if (sock := getattr(resp.raw.connection, "sock", None)) is not None:
         sock.settimeout(remaining)  # no single read outlives the request's deadline
-    # read1: whatever has arrived (a trickle cannot stretch one read); decoded, at most a chunk.
-    return resp.raw.read1(READ_CHUNK, decode_content=True)
+    return resp.raw.read1(transport.READ_CHUNK, decode_content=True)
 
 
 class SyncClient:
@@ -58,7 +45,7 @@ class SyncClient:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self._session: requests.Session | None = None
-        self._route = Route()
+        self._route = transport.Route()
 
     def __repr__(self) -> str:
         return f"SyncClient(base_url={self.settings.base_url!r})"
@@ -68,15 +55,16 @@ class SyncClient:
         """
         The one session of this client, created on first use.
 
+        The route is read once, not on every call: requests' per-request environment scan was ~15%
+        of a call's CPU. ``trust_env`` is off so that the route is the only source of proxy and CA
+        decisions (the triggerer's too), and no ``.netrc`` entry replaces the bearer key. urllib3
+        retries are off: every retry decision is ``protocol.retrying``'s.
+
         :raises SmartMCAConfigError: the proxy or CA rule cannot be met (see ``resolve_route``).
         """
         if self._session is None:
-            # Read once, not on every call: requests' per-request environment scan was ~15% of a
-            # call's CPU. trust_env is off so that the Route is the only source of proxy and CA
-            # decisions (the triggerer's too), and no .netrc entry replaces the bearer key.
-            route = resolve_route(self.settings)
+            route = transport.resolve_route(self.settings)
             session = requests.Session()
-            # urllib3 retries are off: every retry decision is protocol.retrying's.
             for prefix in ("https://", "http://"):
                 session.mount(prefix, HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
             session.trust_env = False
@@ -91,6 +79,9 @@ class SyncClient:
         """
         Send once; return the raw response or raise ``SmartMCAConnectionError``.
 
+        The error is raised outside the ``except`` block, so the library's exception (whose
+        ``.request`` holds the Authorization header) is neither its cause nor its context.
+
         :param request: the request, from :func:`~airflow_provider_smartmca.client.protocol.build_request`.
         :param timeout: a shorter total limit than the ``timeout`` setting for this request, seconds.
         """
@@ -99,18 +90,15 @@ class SyncClient:
         try:
             return self._exchange(request, seconds)
         except _TRANSPORT_ERRORS as exc:
-            error = failure(request, exc, self._route, seconds)
-        # Raised outside the except block, so the library's exception (whose .request holds the
-        # Authorization header) is neither the cause nor the context of what callers see.
+            error = transport.failure(request, exc, self._route, seconds)
         raise error
 
     def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
+        """The read timeout bounds the wait for the headers; ``_read_chunk`` bounds the rest."""
         deadline = time.monotonic() + seconds
-        # The read timeout bounds the wait for the headers; _read_chunk bounds the rest.
         timeout = (min(self.settings.connect_timeout, seconds), seconds)
         resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
-        limit = self.settings.max_response_bytes
-        with CappedBody(request, resp.status_code, resp.headers, limit, resp.close) as body:
+        with transport.CappedBody(request, resp.status_code, resp.headers, self.settings, resp.close) as body:
             while body.take(_read_chunk(resp, request, seconds, deadline)):
                 pass
         return body.response()
@@ -134,13 +122,12 @@ class SyncClient:
         :param retry: False sends exactly once.
         :param timeout: a shorter total limit than the ``timeout`` setting, per attempt, seconds.
         """
-        settings = self.settings
-        request = protocol.build_request(settings, name, path_params=path_params, query=query, body=body)
+        request = protocol.build_request(self.settings, name, path_params=path_params, query=query, body=body)
 
         def attempt(seconds: float | None) -> Any:
-            return protocol.parse_response(request, self.send(request, timeout=seconds), settings)
+            return protocol.parse_response(request, self.send(request, timeout=seconds), self.settings)
 
-        return protocol.retrying(settings, request, attempt, retry=retry, timeout=timeout)
+        return protocol.retrying(self.settings, request, attempt, retry=retry, timeout=timeout)
 
     def close(self) -> None:
         """Close the pooled connections."""

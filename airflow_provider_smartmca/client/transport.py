@@ -70,6 +70,11 @@ class Route:
 
 
 def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
+    """
+    Whether ``NO_PROXY`` covers the host: CIDR blocks for an IP host; names, ``.suffix``, ``*`` and
+    ``host:port`` as the standard library reads them (as requests does). ``urllib.request`` is
+    imported late: it is heavy, and DAG files import this module.
+    """
     no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
     if not no_proxy.strip():
         return False
@@ -79,16 +84,15 @@ def _no_proxy(hostname: str, port: int | None, env: Mapping[str, str]) -> bool:
             with suppress(ValueError):
                 if address in ipaddress.ip_network(entry, strict=False):
                     return True
-    # Names, ".suffix", "*" and "host:port": the standard library's reading of NO_PROXY (as
-    # requests'). Imported here: urllib.request is heavy, and DAG files import this module.
     import urllib.request
 
     target = f"{hostname}:{port}" if port else hostname
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    return bool(bypass(target, {"no": no_proxy}))
+    return bool(urllib.request.proxy_bypass_environment(target, {"no": no_proxy}))  # type: ignore[attr-defined]
 
 
 def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
+    """The proxy URL for ``base_url``, or None; an error names the variable, never its value (it may
+    hold proxy credentials)."""
     parts = urlsplit(base_url)
     hostname = parts.hostname or ""
     for name in (f"{parts.scheme}_proxy", "all_proxy"):
@@ -101,7 +105,6 @@ def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
             value = "http://" + value  # as curl and requests read "proxy:3128"
         scheme = value.split("://", 1)[0].lower()
         if scheme not in ("http", "https") or not urlsplit(value).hostname:
-            # The value may hold proxy credentials: name the variable, not the value.
             raise SmartMCAConfigError(
                 f"the environment variable {variable} is not an http:// or https:// proxy URL "
                 f"(scheme {scheme!r}); this provider supports only HTTP proxies"
@@ -124,8 +127,7 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
     proxy = _proxy_for(settings.base_url, env)
     if not settings.base_url.startswith("https://"):
         return Route(proxy=proxy, verify=False, verify_source="plain http")
-    verify = settings.verify_ssl
-    if verify is False or isinstance(verify, str):
+    if (verify := settings.verify_ssl) is not True:
         if isinstance(verify, str) and not os.path.exists(verify):
             raise SmartMCAConfigError(
                 f"connection extra 'verify_ssl' names {verify!r}, which does not exist in this process"
@@ -146,25 +148,14 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
 # --- one rule for both transports: what a response may cost -------------------------------------
 
 
-def body_too_large(
-    request: protocol.PreparedRequest, status: int, limit: int, declared: int | None
-) -> SmartMCAInvalidResponseError:
-    """The error for a 2xx body over the cap (see ``ClientSettings``), naming endpoint and cap."""
-    size = f"of {declared} bytes" if declared is not None else "that went on"
-    return SmartMCAInvalidResponseError(
-        f"{request.label} returned HTTP {status} with a body {size}, over the cap of {limit} bytes; it "
-        "was not read further. If such an answer is real, raise the connection extra 'max_response_bytes'",
-        **request.context(status=status),
-    )
-
-
 class CappedBody:
     """
     A response read chunk by chunk within ``max_response_bytes`` (see ``ClientSettings``), in a
     ``with`` block: a 2xx announcing (``Content-Length``) or sending more is refused; an error
     status's body is cut at the cap. It keeps the headers lower-cased, hands over the
     :class:`~.protocol.RawResponse`, and calls ``close`` (the response's) unless the body was read
-    to its end: a connection with unread bytes cannot go back to the pool.
+    to its end (``complete``): a connection with unread bytes cannot go back to the pool.
+    ``declared`` is the ``Content-Length``, when present and readable (not chunked).
     """
 
     def __init__(
@@ -172,22 +163,31 @@ class CappedBody:
         request: protocol.PreparedRequest,
         status: int,
         headers: Mapping[str, str],
-        limit: int,
+        settings: ClientSettings,
         close: Callable[[], Any],
     ):
-        self.request, self.status, self.limit, self.close = request, status, limit, close
+        self.request, self.status, self.close = request, status, close
+        self.limit = settings.max_response_bytes
         self.ok = 200 <= status < 300
         self.headers = {k.lower(): v for k, v in headers.items()}
-        # Content-Length, when present and readable (not chunked).
         length = self.headers.get("content-length", "").strip()
         self.declared = int(length) if length.isdigit() else None
         self.chunks: list[bytes] = []
         self.size = 0
-        #: Whether the body was read to its end.
         self.complete = False
-        if self.ok and self.declared is not None and self.declared > limit:
+        if self.ok and self.declared is not None and self.declared > self.limit:
             self.__exit__()
-            raise body_too_large(request, status, limit, self.declared)
+            raise self.too_large()
+
+    def too_large(self) -> SmartMCAInvalidResponseError:
+        """The error for a 2xx body over the cap, naming endpoint and cap."""
+        size = f"of {self.declared} bytes" if self.declared is not None else "that went on"
+        return SmartMCAInvalidResponseError(
+            f"{self.request.label} returned HTTP {self.status} with a body {size}, over the cap of "
+            f"{self.limit} bytes; it was not read further. If such an answer is real, raise the "
+            "connection extra 'max_response_bytes'",
+            **self.request.context(status=self.status),
+        )
 
     def __enter__(self) -> CappedBody:
         return self
@@ -205,7 +205,7 @@ class CappedBody:
         self.size += len(chunk)
         if self.size > self.limit:
             if self.ok:
-                raise body_too_large(self.request, self.status, self.limit, self.declared)
+                raise self.too_large()
             chunk = chunk[: len(chunk) - (self.size - self.limit)]
         self.chunks.append(chunk)
         return self.size <= self.limit
@@ -325,9 +325,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _not_sent(chain: list[BaseException]) -> str | None:
-    """Why nothing of the request can have left, or None when it may have."""
+    """Why nothing of the request can have left, or None when it may have. urllib3 says a CONNECT
+    answered non-2xx with a bare OSError ("Tunnel connection failed: 407 ...")."""
     kinds = frozenset().union(*map(_kinds, chain))
-    # urllib3 says a CONNECT answered non-2xx with a bare OSError ("Tunnel connection failed: 407 ...").
     tunnel_refused = any(str(e).startswith("Tunnel connection failed") for e in chain)
     if kinds & _WAS_UP or not (tunnel_refused or kinds & _NEVER_CONNECTED):
         return None
