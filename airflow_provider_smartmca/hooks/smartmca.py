@@ -72,6 +72,31 @@ def check_body(operation: str, body: Any) -> dict[str, Any]:
     return dict(body)
 
 
+def _application_action(stub: Callable[..., None]) -> Callable[..., Accepted]:
+    """
+    The hook method of one application action, named and documented by ``stub``: its arguments
+    are checked before any request, and the POST is started once (:func:`start_once`).
+    """
+    name = stub.__name__
+
+    def action(
+        self: SmartMCAHook,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: OnIntent | None = None,
+    ) -> Accepted:
+        body = check_body(name, payload or {})
+        validate_id("application_id", application_id, name)
+        check_ids(name, workflow_type=workflow_type)
+        request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
+        return start_once(self, request, on_intent)
+
+    action.__name__, action.__qualname__, action.__doc__ = name, stub.__qualname__, stub.__doc__
+    return action
+
+
 class SmartMCAHook(BaseHook):
     """
     Calls the SmartMCA public API through one pooled HTTP session.
@@ -275,14 +300,8 @@ class SmartMCAHook(BaseHook):
 
     # --- applications ----------------------------------------------------------------------------
 
-    def change_application_status(
-        self,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted:
+    @_application_action
+    def change_application_status(self) -> None:
         """
         Change an application's status. Needs ``workflows:trigger``.
 
@@ -296,16 +315,9 @@ class SmartMCAHook(BaseHook):
         :param on_intent: see :meth:`trigger_workflow`.
         :return: the answer; ``execution_id`` is None when the action started nothing to wait for.
         """
-        return self._act("change_application_status", application_id, payload, workflow_type, on_intent)
 
-    def advance_application_stage(
-        self,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted:
+    @_application_action
+    def advance_application_stage(self) -> None:
         """
         Advance an application to its next stage. Needs ``workflows:trigger``.
 
@@ -314,16 +326,9 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._act("advance_application_stage", application_id, payload, workflow_type, on_intent)
 
-    def assign_underwriter(
-        self,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted:
+    @_application_action
+    def assign_underwriter(self) -> None:
         """
         Assign an underwriter to an application. Needs ``underwriting:trigger``.
 
@@ -332,22 +337,6 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._act("assign_underwriter", application_id, payload, workflow_type, on_intent)
-
-    def _act(
-        self,
-        name: str,
-        application_id: str,
-        payload: Mapping[str, Any] | None,
-        workflow_type: str | None,
-        on_intent: OnIntent | None,
-    ) -> Accepted:
-        """An application action, started once."""
-        body = check_body(name, payload or {})
-        validate_id("application_id", application_id, name)
-        check_ids(name, workflow_type=workflow_type)
-        request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
-        return start_once(self, request, on_intent)
 
     # --- finding executions ------------------------------------------------------------------
 
