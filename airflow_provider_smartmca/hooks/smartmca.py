@@ -194,8 +194,6 @@ class SmartMCAHook(BaseHook):
         self.__dict__.pop("client", None)
         self.__dict__.pop("settings", None)
 
-    # --- workflows -------------------------------------------------------------------------------
-
     def list_workflows(self, entity_type: str | None = None, category: str | None = None) -> WorkflowList:
         """
         List the active workflow definitions. Needs ``workflows:read``.
@@ -298,8 +296,6 @@ class SmartMCAHook(BaseHook):
         """
         return self.client.call("get_execution", path_params={"execution_id": execution_id})
 
-    # --- applications ----------------------------------------------------------------------------
-
     @_application_action
     def change_application_status(self) -> None:
         """
@@ -338,8 +334,6 @@ class SmartMCAHook(BaseHook):
         :param on_intent: see :meth:`trigger_workflow`.
         """
 
-    # --- finding executions ------------------------------------------------------------------
-
     def find_executions_since(
         self,
         since: datetime,
@@ -353,7 +347,8 @@ class SmartMCAHook(BaseHook):
 
         Pages are walked without trusting the server's order, and at most
         :data:`~airflow_provider_smartmca.hooks.start_once.MAX_PAGES` of them, within the
-        ``lookup`` time of :class:`~airflow_provider_smartmca.hooks.start_once.StartBudget`. An execution
+        ``lookup`` time of :class:`~airflow_provider_smartmca.hooks.start_once.StartBudget` (or an
+        enclosing deadline, when shorter), spent by the whole walk. An execution
         without ``startedAt`` (not started yet) counts as recent. ``since`` is compared with the
         server's timestamps: allow for clock skew.
 
@@ -367,12 +362,9 @@ class SmartMCAHook(BaseHook):
             raise SmartMCAValidationError("since", problem, operation="find_executions_since")
         given = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
         filters = {k: v for k, v in given.items() if v is not None}
-        # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
         with spending(Deadline.after(StartBudget.of(self.settings).lookup)):
             found, _, _ = walk(self, filters, since)
         return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
-
-    # --- riding out an API storm --------------------------------------------------------------
 
     def patiently(
         self, read: Callable[..., T], *args: Any, patience: float = DEFAULT_PATIENCE, **kwargs: Any
@@ -394,8 +386,6 @@ class SmartMCAHook(BaseHook):
         with spending(Deadline.after(seconds), patient=True):
             return read(*args, **kwargs)
 
-    # --- waiting ---------------------------------------------------------------------------------
-
     def wait_for_execution(
         self,
         execution_id: str,
@@ -410,7 +400,8 @@ class SmartMCAHook(BaseHook):
         Transient errors (network, 429, 5xx), once the per-call retries are spent, are logged and
         polled again: they never fail the wait. A contract error fails it after a few polls. A
         401 re-reads the connection once (a rotated key) before failing. Unknown statuses keep
-        waiting, with one warning each.
+        waiting, with one warning each. Each poll is one attempt bounded by the time left: this
+        loop is the retry policy (as in the trigger), so no poll outlives the deadline in a retry cycle.
 
         :param execution_id: the execution to wait for.
         :param poll_interval: seconds between polls.
@@ -429,8 +420,6 @@ class SmartMCAHook(BaseHook):
             wait = poll_interval
             remaining = None if deadline is None else max(0.001, deadline - time.time())
             try:
-                # One attempt per poll, bounded by the time left: this loop is the retry policy
-                # (as in the trigger), so a poll never outlives the deadline in a retry cycle.
                 execution = self.client.call("get_execution", path_params=ids, retry=False, timeout=remaining)
             except SmartMCAAuthError:
                 if reloaded:
@@ -452,8 +441,6 @@ class SmartMCAHook(BaseHook):
                     watch.timeout_message(), execution_id=execution_id, execution_status=watch.last_status
                 )
             time.sleep(min(wait, left))
-
-    # --- connection test -------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one cheap read-only call (``GET /workflows``), without retries."""

@@ -436,7 +436,6 @@ class TaskStartStore:
         )
 
     def save(self, record: TaskStartRecord) -> None:
-        """Keep ``record`` durably (a no-op without a store)."""
+        """Keep ``record`` durably, through JSON: the store takes JSON values only (a no-op without one)."""
         if self._store is not None:
-            # Through JSON: the store takes JSON values only (tuples become lists).
             self._store.set(self.KEY, json.loads(json.dumps(asdict(record))))
