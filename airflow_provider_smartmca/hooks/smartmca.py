@@ -360,8 +360,8 @@ class SmartMCAHook(BaseHook):
         if not isinstance(since, datetime) or since.tzinfo is None:
             problem = f"must be a timezone-aware datetime, got {since!r}"
             raise SmartMCAValidationError("since", problem, operation="find_executions_since")
-        given = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
-        filters = {k: v for k, v in given.items() if v is not None}
+        ids = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
+        filters = check_ids("find_executions_since", **ids)
         with spending(Deadline.after(StartBudget.of(self.settings).lookup)):
             found, _, _ = walk(self, filters, since)
         return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
