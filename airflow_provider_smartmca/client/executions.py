@@ -273,9 +273,7 @@ class ExecutionWatch:
         """The message of a wait that hit its deadline, naming the last status seen."""
         last = self._last_seen
         seen = (
-            ": it could not be read before the deadline"
-            if last is None
-            else f"; last status {last[0]!r} ({last[1]})"
+            f"; last status {last[0]!r} ({last[1]})" if last else ": it could not be read before the deadline"
         )
         return (
             f"Timed out waiting for SmartMCA execution {self.execution_id}{seen}. The provider does not "

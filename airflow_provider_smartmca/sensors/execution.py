@@ -103,11 +103,10 @@ class ExecutionSensor(BaseSensorOperator):
         Each poke may run in a new process (reschedule), so each check logs as a first sighting.
         """
         if self.execution_id in ("None", ""):
-            raise SmartMCAValidationError(
-                "execution_id",
-                f"rendered to {self.execution_id!r}: the template's upstream value (an XCom?) is missing",
-                operation=_OP,
+            problem = (
+                f"rendered to {self.execution_id!r}: the template's upstream value (an XCom?) is missing"
             )
+            raise SmartMCAValidationError("execution_id", problem, operation=_OP)
         execution = read_once(self.hook, self.log, self.execution_id, self.failure_statuses)
         if execution is not None:
             self._last_status = execution.status
