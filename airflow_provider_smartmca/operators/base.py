@@ -378,13 +378,14 @@ class SmartMCAExecutionOperator(BaseOperator):
     def _wait(self, execution_id: str) -> dict[str, Any]:
         """
         Wait on the worker or defer. Both waits take the same terms: seconds once rendered, and the
-        absolute end of the wait (epoch seconds), computed once, here on the worker.
+        absolute end of the wait (epoch seconds), computed once, here on the worker. Deferring, a
+        transient failure of the check before it defers anyway: the trigger rides out a storm
+        without holding a worker.
         """
         wait = dict(poll_interval=self.poll_interval, failure_statuses=self.failure_statuses)
         wait["deadline"] = None if self.timeout is None else time.time() + float(self.timeout)
         if not self.deferrable:
             return final_result(self.hook.wait_for_execution(execution_id, **wait), self.failure_statuses)
-        # The trigger rides out a storm without holding a worker: a transient failure defers anyway.
         seen = read_once(self.hook, self.log, execution_id, self.failure_statuses)
         wait.update(conn_id=self.smartmca_conn_id, execution_id=execution_id)
         workflow_type = getattr(self, "_workflow_type", None)
@@ -393,7 +394,10 @@ class SmartMCAExecutionOperator(BaseOperator):
     def execute_complete(
         self, context: Context, event: Any = None, execution_id: str | None = None
     ) -> dict[str, Any]:
-        """Resume after the trigger: validate the event, re-read the execution, same result as sync mode."""
+        """
+        Resume after the trigger: validate the event, re-read the execution (patiently: the result
+        of an ended execution must not be lost to a passing API storm), same result as sync mode.
+        """
         self._seen(event.get("execution") if isinstance(event, dict) else None)
         event = validate_event(event, expected_execution_id=execution_id)
         execution_id = self._execution_id = event["execution_id"]
@@ -405,7 +409,6 @@ class SmartMCAExecutionOperator(BaseOperator):
                 execution_id=execution_id,
             )
         if status in (EVENT_SUCCESS, EVENT_FAILURE):
-            # The result must not be lost to a passing API storm now that the execution ended.
             execution = self.hook.patiently(self.hook.get_execution, execution_id)
             verdict = classify_status(execution.status, self.failure_statuses)
             expected = Verdict.SUCCESS if status == EVENT_SUCCESS else Verdict.FAILURE
