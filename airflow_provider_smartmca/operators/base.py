@@ -330,12 +330,8 @@ class SmartMCAExecutionOperator(BaseOperator):
         if not store.durable:
             return self._previous_by_lookup(context)
         if record.intent is not None:
-            accepted = recover(
-                self.hook,
-                record.intent,
-                f"{self.operation}: an earlier try died while its request was in flight",
-            )
-            store.save(TaskStartRecord.answered(accepted))
+            cause = f"{self.operation}: an earlier try died while its request was in flight"
+            store.save(TaskStartRecord.answered(recover(self.hook, record.intent, cause)))
             record = store.load()
         if record.execution_id is None:
             return record.response
