@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 # Through common-compat: airflow.sdk has no BaseHook before Airflow 3.1.
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
@@ -72,7 +72,20 @@ def check_body(operation: str, body: Any) -> dict[str, Any]:
     return dict(body)
 
 
-def _application_action(stub: Callable[..., None]) -> Callable[..., Accepted]:
+class ApplicationAction(Protocol):
+    """The signature of :class:`SmartMCAHook`'s application actions, for type checkers."""
+
+    def __call__(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: OnIntent | None = None,
+    ) -> Accepted: ...
+
+
+def _application_action(stub: Callable[..., None]) -> ApplicationAction:
     """
     The hook method of one application action, named and documented by ``stub``: its arguments
     are checked before any request, and the POST is started once (:func:`start_once`).
@@ -94,7 +107,7 @@ def _application_action(stub: Callable[..., None]) -> Callable[..., Accepted]:
         return start_once(self, request, on_intent)
 
     action.__name__, action.__qualname__, action.__doc__ = name, stub.__qualname__, stub.__doc__
-    return action
+    return action  # type: ignore[return-value]  # bound as a method, it is an ApplicationAction
 
 
 class SmartMCAHook(BaseHook):
