@@ -125,11 +125,8 @@ def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -
     """
     if (verdict := classify_status(execution.status, failure_statuses)) is Verdict.SUCCESS:
         return execution.raw
-    message = (
-        failure_message(execution)
-        if verdict is Verdict.FAILURE
-        else f"SmartMCA execution {execution.execution_id} is not finished (status {execution.status!r})"
-    )
+    unfinished = f"SmartMCA execution {execution.execution_id} is not finished (status {execution.status!r})"
+    message = failure_message(execution) if verdict is Verdict.FAILURE else unfinished
     raise SmartMCAExecutionError(
         message, execution_id=execution.execution_id, execution_status=execution.status
     )

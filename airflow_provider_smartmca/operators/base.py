@@ -196,7 +196,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         if not isinstance(smartmca_conn_id, str) or not smartmca_conn_id.strip():
             raise SmartMCAValidationError("smartmca_conn_id", "must be a non-empty string", operation=op)
         check_choice("on_retry", on_retry, ON_RETRY_CHOICES, op)
-        failure_statuses = check_failure_statuses(failure_statuses, op)
+        self.failure_statuses = check_failure_statuses(failure_statuses, op)
         if unknown := sorted(set(hook_params or {}) - set(HOOK_PARAMS)):
             problem = f"unknown key(s) {unknown}; known: {', '.join(HOOK_PARAMS)}"
             raise SmartMCAValidationError("hook_params", problem, operation=op)
@@ -208,7 +208,6 @@ class SmartMCAExecutionOperator(BaseOperator):
         self.timeout: Any = timeout
         # Templated values are checked once rendered (check_rendered); static ones now, at parse time.
         self._check_times(rendered=False)
-        self.failure_statuses = tuple(failure_statuses)
         self.on_retry = on_retry
         self.hook_params = dict(hook_params or {})
         self._execution_id: str | None = None
