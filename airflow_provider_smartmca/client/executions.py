@@ -125,11 +125,8 @@ def final_result(execution: Execution, failure_statuses: Collection[str] = ()) -
     """
     if (verdict := classify_status(execution.status, failure_statuses)) is Verdict.SUCCESS:
         return execution.raw
-    message = (
-        failure_message(execution)
-        if verdict is Verdict.FAILURE
-        else f"SmartMCA execution {execution.execution_id} is not finished (status {execution.status!r})"
-    )
+    unfinished = f"SmartMCA execution {execution.execution_id} is not finished (status {execution.status!r})"
+    message = failure_message(execution) if verdict is Verdict.FAILURE else unfinished
     raise SmartMCAExecutionError(
         message, execution_id=execution.execution_id, execution_status=execution.status
     )
@@ -194,13 +191,13 @@ class ExecutionWatch:
     :param execution_id: the execution being watched.
     :param log: where progress goes (the hook's or the trigger's logger).
     :param failure_statuses: extra statuses that end the wait as a failure (e.g. ``paused``).
+    :ivar last: small summary of the last execution seen (kept small: see :meth:`seen`), or None.
     """
 
     def __init__(self, execution_id: str, log: Any, failure_statuses: Collection[str] = ()) -> None:
         self.execution_id = execution_id
         self.log = log
         self.failure_statuses = frozenset(failure_statuses)
-        #: Small summary of the last execution seen (kept small: see ``seen``), or None.
         self.last: dict[str, Any] | None = None
         self._last_seen: tuple[str, str] | None = None  # (status, progress line) of the last reading
         self._done: int | None = None  # nodes done, as the last reading with a node list said
@@ -215,6 +212,8 @@ class ExecutionWatch:
         on-call engineer follows. A reading that only moves the current node (a List Executions
         item has no node list, so its count is unknown) is logged at debug: with a thousand
         waits in a triggerer, a line per node per wait would be most of the log and of the CPU.
+        Only a summary is kept: a whole execution per wait, replaced every poll, would be promoted
+        to the oldest GC generation (costly with a thousand waits in a triggerer).
         """
         self._failures = 0
         status = execution.status
@@ -237,8 +236,6 @@ class ExecutionWatch:
         self._last_seen = (status, line)
         if done is not None:
             self._done = done
-        # Only a summary is kept: a whole execution per wait, replaced every poll, would be
-        # promoted to the oldest GC generation (costly with a thousand waits in a triggerer).
         self.last = summary(execution)
         (self.log.info if moved else self.log.debug)("SmartMCA %s", line)
         return verdict
@@ -273,9 +270,7 @@ class ExecutionWatch:
         """The message of a wait that hit its deadline, naming the last status seen."""
         last = self._last_seen
         seen = (
-            ": it could not be read before the deadline"
-            if last is None
-            else f"; last status {last[0]!r} ({last[1]})"
+            f"; last status {last[0]!r} ({last[1]})" if last else ": it could not be read before the deadline"
         )
         return (
             f"Timed out waiting for SmartMCA execution {self.execution_id}{seen}. The provider does not "

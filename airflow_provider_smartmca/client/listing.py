@@ -57,6 +57,11 @@ class ListingWalk:
         ``Date`` header (without that header, nothing is left out).
     :param sorts: whether the server is known to sort as asked (a prior proof); None: prove it
         when it would end the walk early.
+    :ivar pages: pages of the walk read so far (the sort probe not counted).
+    :ivar clock: the server's clock at the first page (its ``Date`` header), or None.
+    :ivar total: the last ``total`` read: a hint, never trusted to end the walk.
+    :ivar complete: whether the walk ended at its last page or its sorted end (False: the cap, or
+        not done).
     """
 
     def __init__(
@@ -69,13 +74,9 @@ class ListingWalk:
         sorts: bool | None = None,
     ) -> None:
         self.limit, self.max_pages, self.since, self.skew, self.sorts = limit, max_pages, since, skew, sorts
-        #: Pages of the walk read so far (the sort probe not counted).
         self.pages = 0
-        #: The server's clock at the first page (its ``Date`` header), or None.
         self.clock: datetime | None = None
-        #: The last ``total`` read: a hint, never trusted to end the walk.
         self.total: int | None = None
-        #: Whether the walk ended at its last page or its sorted end (False: the cap, or not done).
         self.complete = False
         self.done = max_pages < 1
         self._seen: set[str] = set()

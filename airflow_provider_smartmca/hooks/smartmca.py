@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 # Through common-compat: airflow.sdk has no BaseHook before Airflow 3.1.
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
@@ -70,6 +70,44 @@ def check_body(operation: str, body: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise SmartMCAValidationError("payload", f"is not valid JSON: {exc}", operation=operation) from None
     return dict(body)
+
+
+class ApplicationAction(Protocol):
+    """The signature of :class:`SmartMCAHook`'s application actions, for type checkers."""
+
+    def __call__(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: OnIntent | None = None,
+    ) -> Accepted: ...
+
+
+def _application_action(stub: Callable[..., None]) -> ApplicationAction:
+    """
+    The hook method of one application action, named and documented by ``stub``: its arguments
+    are checked before any request, and the POST is started once (:func:`start_once`).
+    """
+    name = stub.__name__
+
+    def action(
+        self: SmartMCAHook,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: OnIntent | None = None,
+    ) -> Accepted:
+        body = check_body(name, payload or {})
+        validate_id("application_id", application_id, name)
+        check_ids(name, workflow_type=workflow_type)
+        request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
+        return start_once(self, request, on_intent)
+
+    action.__name__, action.__qualname__, action.__doc__ = name, stub.__qualname__, stub.__doc__
+    return action  # type: ignore[return-value]  # bound as a method, it is an ApplicationAction
 
 
 class SmartMCAHook(BaseHook):
@@ -168,8 +206,6 @@ class SmartMCAHook(BaseHook):
         self.close()
         self.__dict__.pop("client", None)
         self.__dict__.pop("settings", None)
-
-    # --- workflows -------------------------------------------------------------------------------
 
     def list_workflows(self, entity_type: str | None = None, category: str | None = None) -> WorkflowList:
         """
@@ -273,16 +309,8 @@ class SmartMCAHook(BaseHook):
         """
         return self.client.call("get_execution", path_params={"execution_id": execution_id})
 
-    # --- applications ----------------------------------------------------------------------------
-
-    def change_application_status(
-        self,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted:
+    @_application_action
+    def change_application_status(self) -> None:
         """
         Change an application's status. Needs ``workflows:trigger``.
 
@@ -296,16 +324,9 @@ class SmartMCAHook(BaseHook):
         :param on_intent: see :meth:`trigger_workflow`.
         :return: the answer; ``execution_id`` is None when the action started nothing to wait for.
         """
-        return self._act("change_application_status", application_id, payload, workflow_type, on_intent)
 
-    def advance_application_stage(
-        self,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted:
+    @_application_action
+    def advance_application_stage(self) -> None:
         """
         Advance an application to its next stage. Needs ``workflows:trigger``.
 
@@ -314,16 +335,9 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._act("advance_application_stage", application_id, payload, workflow_type, on_intent)
 
-    def assign_underwriter(
-        self,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted:
+    @_application_action
+    def assign_underwriter(self) -> None:
         """
         Assign an underwriter to an application. Needs ``underwriting:trigger``.
 
@@ -332,24 +346,6 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
-        return self._act("assign_underwriter", application_id, payload, workflow_type, on_intent)
-
-    def _act(
-        self,
-        name: str,
-        application_id: str,
-        payload: Mapping[str, Any] | None,
-        workflow_type: str | None,
-        on_intent: OnIntent | None,
-    ) -> Accepted:
-        """An application action, started once."""
-        body = check_body(name, payload or {})
-        validate_id("application_id", application_id, name)
-        check_ids(name, workflow_type=workflow_type)
-        request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
-        return start_once(self, request, on_intent)
-
-    # --- finding executions ------------------------------------------------------------------
 
     def find_executions_since(
         self,
@@ -364,7 +360,8 @@ class SmartMCAHook(BaseHook):
 
         Pages are walked without trusting the server's order, and at most
         :data:`~airflow_provider_smartmca.hooks.start_once.MAX_PAGES` of them, within the
-        ``lookup`` time of :class:`~airflow_provider_smartmca.hooks.start_once.StartBudget`. An execution
+        ``lookup`` time of :class:`~airflow_provider_smartmca.hooks.start_once.StartBudget` (or an
+        enclosing deadline, when shorter), spent by the whole walk. An execution
         without ``startedAt`` (not started yet) counts as recent. ``since`` is compared with the
         server's timestamps: allow for clock skew.
 
@@ -376,14 +373,11 @@ class SmartMCAHook(BaseHook):
         if not isinstance(since, datetime) or since.tzinfo is None:
             problem = f"must be a timezone-aware datetime, got {since!r}"
             raise SmartMCAValidationError("since", problem, operation="find_executions_since")
-        given = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
-        filters = {k: v for k, v in given.items() if v is not None}
-        # The whole walk spends from one deadline, a start's lookup budget (or an enclosing one).
+        ids = {"workflow_type": workflow_type, "entity_type": entity_type, "entity_id": entity_id}
+        filters = check_ids("find_executions_since", **ids)
         with spending(Deadline.after(StartBudget.of(self.settings).lookup)):
             found, _, _ = walk(self, filters, since)
         return sorted(found, key=lambda e: (e.started_at is not None, e.started_at), reverse=True)
-
-    # --- riding out an API storm --------------------------------------------------------------
 
     def patiently(
         self, read: Callable[..., T], *args: Any, patience: float = DEFAULT_PATIENCE, **kwargs: Any
@@ -405,8 +399,6 @@ class SmartMCAHook(BaseHook):
         with spending(Deadline.after(seconds), patient=True):
             return read(*args, **kwargs)
 
-    # --- waiting ---------------------------------------------------------------------------------
-
     def wait_for_execution(
         self,
         execution_id: str,
@@ -421,7 +413,8 @@ class SmartMCAHook(BaseHook):
         Transient errors (network, 429, 5xx), once the per-call retries are spent, are logged and
         polled again: they never fail the wait. A contract error fails it after a few polls. A
         401 re-reads the connection once (a rotated key) before failing. Unknown statuses keep
-        waiting, with one warning each.
+        waiting, with one warning each. Each poll is one attempt bounded by the time left: this
+        loop is the retry policy (as in the trigger), so no poll outlives the deadline in a retry cycle.
 
         :param execution_id: the execution to wait for.
         :param poll_interval: seconds between polls.
@@ -440,8 +433,6 @@ class SmartMCAHook(BaseHook):
             wait = poll_interval
             remaining = None if deadline is None else max(0.001, deadline - time.time())
             try:
-                # One attempt per poll, bounded by the time left: this loop is the retry policy
-                # (as in the trigger), so a poll never outlives the deadline in a retry cycle.
                 execution = self.client.call("get_execution", path_params=ids, retry=False, timeout=remaining)
             except SmartMCAAuthError:
                 if reloaded:
@@ -463,8 +454,6 @@ class SmartMCAHook(BaseHook):
                     watch.timeout_message(), execution_id=execution_id, execution_status=watch.last_status
                 )
             time.sleep(min(wait, left))
-
-    # --- connection test -------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one cheap read-only call (``GET /workflows``), without retries."""

@@ -258,12 +258,9 @@ def walk(
     walk = ListingWalk(PAGE_SIZE, MAX_PAGES, since=since, skew=skew)
     found: list[Execution] = []
     while (fetch := walk.next()) is not None:
-        page = hook.patiently(
-            lambda f=fetch: hook.list_executions(
-                page=f.page, limit=PAGE_SIZE, sort_by="startedAt", sort_order=f.order, **filters
-            )
-        )
-        found += walk.feed(page)
+        query: dict[str, Any] = dict(filters, page=fetch.page, limit=PAGE_SIZE)
+        query.update(sort_by="startedAt", sort_order=fetch.order)
+        found += walk.feed(hook.patiently(hook.list_executions, **query))
     return found, walk.complete, walk.clock
 
 
@@ -430,13 +427,11 @@ class TaskStartStore:
         if data is None:
             return TaskStartRecord()
         fields = _stored(data, "start record", _RECORD_SHAPE)
-        intent = fields["intent"]
-        return TaskStartRecord(
-            **{**fields, "intent": None if intent is None else StartIntent.from_json(intent)}
-        )
+        if fields["intent"] is not None:
+            fields["intent"] = StartIntent.from_json(fields["intent"])
+        return TaskStartRecord(**fields)
 
     def save(self, record: TaskStartRecord) -> None:
-        """Keep ``record`` durably (a no-op without a store)."""
+        """Keep ``record`` durably, through JSON: the store takes JSON values only (a no-op without one)."""
         if self._store is not None:
-            # Through JSON: the store takes JSON values only (tuples become lists).
             self._store.set(self.KEY, json.loads(json.dumps(asdict(record))))

@@ -11,7 +11,7 @@ the same start-once rules on retry.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_smartmca.errors import SmartMCAValidationError
 from airflow_provider_smartmca.operators.base import SmartMCAExecutionOperator, check_static_id, is_templated
@@ -31,9 +31,12 @@ class _ApplicationActionOperator(SmartMCAExecutionOperator):
     :param lookup_workflow_type: the workflow the action starts, if known. It lets a lost answer
         be recovered (otherwise another client acting on the same application could not be told
         apart, and the task fails as ambiguous), and a retry find its execution before Airflow 3.3.
+
+    A subclass lists in :attr:`named` the body fields its own arguments fill (attribute: field).
     """
 
     template_fields: Sequence[str] = (*SmartMCAExecutionOperator.template_fields, "application_id", "payload")
+    named: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -53,17 +56,13 @@ class _ApplicationActionOperator(SmartMCAExecutionOperator):
         if payload is not None and not isinstance(payload, dict) and not is_templated(payload):
             raise SmartMCAValidationError("payload", "must be a dict", operation=self.operation)
 
-    def named_fields(self) -> dict[str, Any]:
-        """The body fields this operator names (None values are left out)."""
-        return {}
-
     def body(self) -> dict[str, Any]:
-        """The JSON body: ``payload`` with the named fields that were given merged over it."""
+        """The JSON body: ``payload`` with the named fields that were given (not None) merged over it."""
         if self.payload is not None and not isinstance(self.payload, dict):
             problem = f"must render to a dict, got {type(self.payload).__name__}"
             raise SmartMCAValidationError("payload", problem, operation=self.operation)
-        named = {k: v for k, v in self.named_fields().items() if v is not None}
-        return {**(self.payload or {}), **named}
+        named = {field: getattr(self, name) for name, field in self.named.items()}
+        return {**(self.payload or {}), **{k: v for k, v in named.items() if v is not None}}
 
     def start_execution(self, record: TaskStartRecord, on_intent: OnIntent) -> Accepted:
         send = getattr(self.hook, self.operation)  # the hook method of the same name
@@ -87,6 +86,7 @@ class ChangeApplicationStatusOperator(_ApplicationActionOperator):
 
     template_fields: Sequence[str] = (*_ApplicationActionOperator.template_fields, "status", "reason")
     operation = "change_application_status"
+    named = {"status": "status", "reason": "reason"}
 
     def __init__(self, *, status: str | None = None, reason: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -96,9 +96,6 @@ class ChangeApplicationStatusOperator(_ApplicationActionOperator):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 problem = f"must be a non-empty string or None, got {value!r}"
                 raise SmartMCAValidationError(name, problem, operation=self.operation)
-
-    def named_fields(self) -> dict[str, Any]:
-        return {"status": self.status, "reason": self.reason}
 
 
 class AdvanceApplicationStageOperator(_ApplicationActionOperator):
@@ -121,10 +118,8 @@ class AssignUnderwriterOperator(_ApplicationActionOperator):
 
     template_fields: Sequence[str] = (*_ApplicationActionOperator.template_fields, "underwriter_id")
     operation = "assign_underwriter"
+    named = {"underwriter_id": "underwriterId"}
 
     def __init__(self, *, underwriter_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.underwriter_id = underwriter_id
-
-    def named_fields(self) -> dict[str, Any]:
-        return {"underwriterId": self.underwriter_id}

@@ -166,13 +166,16 @@ class SmartMCAExecutionOperator(BaseOperator):
         (so it may start a second one: only for workflows that are safe to run twice).
     :param hook_params: hook settings for this task: ``timeout``, ``max_retries``,
         ``retry_min_wait``, ``retry_max_wait``, ``retry_after_cap`` (override the connection's).
+
+    A subclass sets :attr:`operation` (its name in error messages, and the hook method it calls)
+    and provides :meth:`start_execution`, and as needed :meth:`check_rendered`,
+    :meth:`before_start` and :meth:`lookup_filters`; the rest is shared.
     """
 
     template_fields: Sequence[str] = ("smartmca_conn_id", "poll_interval", "timeout")
     operator_extra_links = (SmartMCAExecutionLink(),)
     ui_color = "#e8f1fb"
 
-    #: Name used in error messages.
     operation: ClassVar[str] = "smartmca"
 
     def __init__(
@@ -193,7 +196,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         if not isinstance(smartmca_conn_id, str) or not smartmca_conn_id.strip():
             raise SmartMCAValidationError("smartmca_conn_id", "must be a non-empty string", operation=op)
         check_choice("on_retry", on_retry, ON_RETRY_CHOICES, op)
-        failure_statuses = check_failure_statuses(failure_statuses, op)
+        self.failure_statuses = check_failure_statuses(failure_statuses, op)
         if unknown := sorted(set(hook_params or {}) - set(HOOK_PARAMS)):
             problem = f"unknown key(s) {unknown}; known: {', '.join(HOOK_PARAMS)}"
             raise SmartMCAValidationError("hook_params", problem, operation=op)
@@ -205,12 +208,9 @@ class SmartMCAExecutionOperator(BaseOperator):
         self.timeout: Any = timeout
         # Templated values are checked once rendered (check_rendered); static ones now, at parse time.
         self._check_times(rendered=False)
-        self.failure_statuses = tuple(failure_statuses)
         self.on_retry = on_retry
         self.hook_params = dict(hook_params or {})
         self._execution_id: str | None = None
-
-    # --- what subclasses provide ------------------------------------------------------------
 
     def check_rendered(self) -> None:
         """Check the rendered (templated) arguments; raise :class:`SmartMCAValidationError`."""
@@ -241,32 +241,28 @@ class SmartMCAExecutionOperator(BaseOperator):
         """``list_executions`` filters that find this task's executions (used before Airflow 3.3)."""
         return None
 
-    # --- shared machinery -------------------------------------------------------------------
-
     @cached_property
     def hook(self) -> SmartMCAHook:
         """The hook, created once per task (and so one pooled HTTP session)."""
         return SmartMCAHook(self.smartmca_conn_id, **self.hook_params)
 
     def execute(self, context: Context) -> Any:
+        """
+        Start (or reattach) and wait. Every read before the POST, and the snapshot, spend from one
+        deadline; the wait has its own.
+        """
         try:
-            return self._seen(self._execute(context))
+            self.check_rendered()
+            with spending(Deadline.after(StartBudget.of(self.hook.settings).before_post)):
+                result, execution_id = self._start(context)
+            return self._seen(result if execution_id is None else self._wait(execution_id))
         except SmartMCAError as exc:
             if isinstance(exc, SmartMCAExecutionError):
                 self._seen({"executionId": exc.execution_id, "status": exc.execution_status})
-            # A task retry repeats the POST: asked as a non-idempotent request, the one predicate
-            # says NEVER for bad input, a missing scope, a bad key, an API that differs, and an
-            # ambiguous start, which must not be retried at all.
+            # A task retry repeats the POST: what must never be re-sent fails the task for good.
             if when_to_retry(exc, idempotent=False) is Retry.NEVER:
                 raise AirflowFailException(str(exc)) from exc
             raise
-
-    def _execute(self, context: Context) -> Any:
-        self.check_rendered()
-        # Every read before the POST, and the snapshot, spend from one deadline; the wait has its own.
-        with spending(Deadline.after(StartBudget.of(self.hook.settings).before_post)):
-            result, execution_id = self._start(context)
-        return result if execution_id is None else self._wait(execution_id)
 
     def _start(self, context: Context) -> tuple[Any, str | None]:
         """Reattach or start: ``(result, None)`` when done, ``(None, execution_id)`` to wait for it."""
@@ -291,7 +287,7 @@ class SmartMCAExecutionOperator(BaseOperator):
         self.before_start()
 
         def on_intent(intent: Any) -> None:
-            # A new POST supersedes the previous (failed) execution; None: it surely did nothing.
+            """A new POST supersedes the previous (failed) execution; None: it surely did nothing."""
             store.save(TaskStartRecord(intent=intent, workflow_id=record.workflow_id))
 
         accepted = self.start_execution(record, on_intent)
@@ -330,19 +326,16 @@ class SmartMCAExecutionOperator(BaseOperator):
         This task's previous execution, read fresh; the answer of an earlier action that started
         none; or None. A POST whose try died in flight is resolved by the start-once lookup.
         """
-        hook = self.hook
         if not store.durable:
             return self._previous_by_lookup(context)
         if record.intent is not None:
-            accepted = recover(
-                hook, record.intent, f"{self.operation}: an earlier try died while its request was in flight"
-            )
-            store.save(TaskStartRecord.answered(accepted))
+            cause = f"{self.operation}: an earlier try died while its request was in flight"
+            store.save(TaskStartRecord.answered(recover(self.hook, record.intent, cause)))
             record = store.load()
         if record.execution_id is None:
             return record.response
         try:
-            return hook.patiently(hook.get_execution, record.execution_id)
+            return self.hook.patiently(self.hook.get_execution, record.execution_id)
         except SmartMCANotFoundError:
             self.log.warning(
                 "Recorded execution %s no longer exists; starting a new one", record.execution_id
@@ -378,13 +371,16 @@ class SmartMCAExecutionOperator(BaseOperator):
         return self.hook.patiently(self.hook.get_execution, found[0].execution_id)
 
     def _wait(self, execution_id: str) -> dict[str, Any]:
-        # Both waits take the same terms: seconds once rendered, and the absolute end of the wait
-        # (epoch seconds), computed once, on the worker.
+        """
+        Wait on the worker or defer. Both waits take the same terms: seconds once rendered, and the
+        absolute end of the wait (epoch seconds), computed once, here on the worker. Deferring, a
+        transient failure of the check before it defers anyway: the trigger rides out a storm
+        without holding a worker.
+        """
         wait = dict(poll_interval=self.poll_interval, failure_statuses=self.failure_statuses)
         wait["deadline"] = None if self.timeout is None else time.time() + float(self.timeout)
         if not self.deferrable:
             return final_result(self.hook.wait_for_execution(execution_id, **wait), self.failure_statuses)
-        # The trigger rides out a storm without holding a worker: a transient failure defers anyway.
         seen = read_once(self.hook, self.log, execution_id, self.failure_statuses)
         wait.update(conn_id=self.smartmca_conn_id, execution_id=execution_id)
         workflow_type = getattr(self, "_workflow_type", None)
@@ -393,7 +389,10 @@ class SmartMCAExecutionOperator(BaseOperator):
     def execute_complete(
         self, context: Context, event: Any = None, execution_id: str | None = None
     ) -> dict[str, Any]:
-        """Resume after the trigger: validate the event, re-read the execution, same result as sync mode."""
+        """
+        Resume after the trigger: validate the event, re-read the execution (patiently: the result
+        of an ended execution must not be lost to a passing API storm), same result as sync mode.
+        """
         self._seen(event.get("execution") if isinstance(event, dict) else None)
         event = validate_event(event, expected_execution_id=execution_id)
         execution_id = self._execution_id = event["execution_id"]
@@ -405,7 +404,6 @@ class SmartMCAExecutionOperator(BaseOperator):
                 execution_id=execution_id,
             )
         if status in (EVENT_SUCCESS, EVENT_FAILURE):
-            # The result must not be lost to a passing API storm now that the execution ended.
             execution = self.hook.patiently(self.hook.get_execution, execution_id)
             verdict = classify_status(execution.status, self.failure_statuses)
             expected = Verdict.SUCCESS if status == EVENT_SUCCESS else Verdict.FAILURE
@@ -417,11 +415,8 @@ class SmartMCAExecutionOperator(BaseOperator):
                 execution_id=execution_id,
                 execution_status=execution.status,
             )
-        # The trigger rides out transient errors itself: what it reports (401/403/404, a contract
-        # that differs, an unusable connection) a task retry would only meet again.
+        # The trigger rides out transient errors itself: what it reports, a task retry would meet again.
         raise AirflowFailException(f"Waiting for SmartMCA execution {execution_id} failed: {message}")
-
-    # --- OpenLineage (called by the OpenLineage provider, when it is installed) ----------------
 
     def _seen(self, result: Any) -> Any:
         """Keep the execution JSON the task last saw, for the OpenLineage facet; return ``result``."""
@@ -430,9 +425,9 @@ class SmartMCAExecutionOperator(BaseOperator):
         return result
 
     def _lineage(self, *, failed: bool) -> Any:
+        """The OpenLineage facets: what the task saw wins; its own target (lookup filters) fills the gaps."""
         from airflow_provider_smartmca.operators.lineage import operator_lineage
 
-        # What the task saw wins; the task's own target (its lookup filters) fills the gaps.
         target = self.lookup_filters() or {}
         seen = {
             "workflowId": getattr(self, "_workflow_type", None) or target.get("workflow_type"),

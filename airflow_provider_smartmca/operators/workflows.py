@@ -52,8 +52,8 @@ class TriggerWorkflowOperator(SmartMCAExecutionOperator):
             check_static_id(field, getattr(self, field), self.operation)
 
     def check_rendered(self) -> None:
+        """The ids too, not only in the hook: :meth:`before_start` reads the workflow before the POST."""
         super().check_rendered()
-        # Checked here, not only by the hook: before_start reads the workflow before the POST.
         for field in _IDS:
             validate_id(field, getattr(self, field), self.operation)
 

@@ -98,14 +98,15 @@ class ExecutionSensor(BaseSensorOperator):
         return SmartMCAHook(self.smartmca_conn_id)
 
     def _read(self) -> Execution | None:
-        """The execution, read once (None after a transient failure); its last status is remembered."""
+        """
+        The execution, read once (None after a transient failure); its last status is remembered.
+        Each poke may run in a new process (reschedule), so each check logs as a first sighting.
+        """
         if self.execution_id in ("None", ""):
-            raise SmartMCAValidationError(
-                "execution_id",
-                f"rendered to {self.execution_id!r}: the template's upstream value (an XCom?) is missing",
-                operation=_OP,
+            problem = (
+                f"rendered to {self.execution_id!r}: the template's upstream value (an XCom?) is missing"
             )
-        # Each poke may run in a new process (reschedule), so each check logs as a first sighting.
+            raise SmartMCAValidationError("execution_id", problem, operation=_OP)
         execution = read_once(self.hook, self.log, self.execution_id, self.failure_statuses)
         if execution is not None:
             self._last_status = execution.status
@@ -128,8 +129,7 @@ class ExecutionSensor(BaseSensorOperator):
                     f"{exc} SmartMCA execution {self.execution_id}: last status {last!r}; "
                     "the provider does not cancel it."
                 ) from None
-        # Deadline computed here, on the worker, as an absolute epoch: it survives triggerer
-        # restarts, and matches poke mode where the timeout counts from the task's start.
+        # An absolute epoch from the worker: it survives triggerer restarts, and counts as in poke mode.
         deadline = time.time() + self.timeout
         terms = dict(conn_id=self.smartmca_conn_id, execution_id=self.execution_id, deadline=deadline)
         terms.update(poll_interval=self.poke_interval, failure_statuses=self.failure_statuses)
@@ -137,7 +137,11 @@ class ExecutionSensor(BaseSensorOperator):
         return defer_wait(self, self._read(), None, terms, timeout=timeout)
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
-        """Turn the trigger's event into the same outcome as poke mode (fail closed)."""
+        """
+        Turn the trigger's event into the same outcome as poke mode (fail closed). The event carries
+        only a small summary: a success is re-read, so the XCom is the same full execution as in
+        poke mode, and ``final_result`` checks it again.
+        """
         event = executions.validate_event(event, self.execution_id)
         status = event["status"]
         if status == executions.EVENT_TIMEOUT:
@@ -151,8 +155,6 @@ class ExecutionSensor(BaseSensorOperator):
                 execution_id=self.execution_id,
                 execution_status=(event.get("execution") or {}).get("status"),
             )
-        # The event carries only a small summary; re-read so the XCom is the same full
-        # execution as in poke mode. final_result re-checks it (fail closed).
         return executions.final_result(
             self.hook.patiently(self.hook.get_execution, self.execution_id), self.failure_statuses
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -45,6 +46,15 @@ def test_bad_path_ids_refused_before_any_request(hook, smartmca_emulator, bad, m
     with pytest.raises(SmartMCAValidationError) as err:
         getattr(hook, method)(bad, *args)
     assert err.value.field == field and field in str(err.value)
+    assert smartmca_emulator.requests == []
+
+
+@pytest.mark.parametrize("field", ["workflow_type", "entity_type", "entity_id"])
+def test_find_executions_since_names_itself_for_a_bad_filter(hook, smartmca_emulator, field):
+    since = datetime.now(UTC) - timedelta(hours=1)
+    with pytest.raises(SmartMCAValidationError) as err:
+        hook.find_executions_since(since, **{field: "a/b"})
+    assert err.value.field == field and err.value.operation == "find_executions_since"
     assert smartmca_emulator.requests == []
 
 
