@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 # Through common-compat: airflow.sdk has no BaseHook before Airflow 3.1.
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
@@ -70,44 +70,6 @@ def check_body(operation: str, body: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise SmartMCAValidationError("payload", f"is not valid JSON: {exc}", operation=operation) from None
     return dict(body)
-
-
-class ApplicationAction(Protocol):
-    """The signature of :class:`SmartMCAHook`'s application actions, for type checkers."""
-
-    def __call__(
-        self,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted: ...
-
-
-def _application_action(stub: Callable[..., None]) -> ApplicationAction:
-    """
-    The hook method of one application action, named and documented by ``stub``: its arguments
-    are checked before any request, and the POST is started once (:func:`start_once`).
-    """
-    name = stub.__name__
-
-    def action(
-        self: SmartMCAHook,
-        application_id: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        workflow_type: str | None = None,
-        on_intent: OnIntent | None = None,
-    ) -> Accepted:
-        body = check_body(name, payload or {})
-        validate_id("application_id", application_id, name)
-        check_ids(name, workflow_type=workflow_type)
-        request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
-        return start_once(self, request, on_intent)
-
-    action.__name__, action.__qualname__, action.__doc__ = name, stub.__qualname__, stub.__doc__
-    return action  # type: ignore[return-value]  # bound as a method, it is an ApplicationAction
 
 
 class SmartMCAHook(BaseHook):
@@ -309,8 +271,14 @@ class SmartMCAHook(BaseHook):
         """
         return self.client.call("get_execution", path_params={"execution_id": execution_id})
 
-    @_application_action
-    def change_application_status(self) -> None:
+    def change_application_status(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: OnIntent | None = None,
+    ) -> Accepted:
         """
         Change an application's status. Needs ``workflows:trigger``.
 
@@ -324,9 +292,16 @@ class SmartMCAHook(BaseHook):
         :param on_intent: see :meth:`trigger_workflow`.
         :return: the answer; ``execution_id`` is None when the action started nothing to wait for.
         """
+        return self._act("change_application_status", application_id, payload, workflow_type, on_intent)
 
-    @_application_action
-    def advance_application_stage(self) -> None:
+    def advance_application_stage(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: OnIntent | None = None,
+    ) -> Accepted:
         """
         Advance an application to its next stage. Needs ``workflows:trigger``.
 
@@ -335,9 +310,16 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
+        return self._act("advance_application_stage", application_id, payload, workflow_type, on_intent)
 
-    @_application_action
-    def assign_underwriter(self) -> None:
+    def assign_underwriter(
+        self,
+        application_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        workflow_type: str | None = None,
+        on_intent: OnIntent | None = None,
+    ) -> Accepted:
         """
         Assign an underwriter to an application. Needs ``underwriting:trigger``.
 
@@ -346,6 +328,22 @@ class SmartMCAHook(BaseHook):
         :param workflow_type: see :meth:`change_application_status`.
         :param on_intent: see :meth:`trigger_workflow`.
         """
+        return self._act("assign_underwriter", application_id, payload, workflow_type, on_intent)
+
+    def _act(
+        self,
+        name: str,
+        application_id: str,
+        payload: Mapping[str, Any] | None,
+        workflow_type: str | None,
+        on_intent: OnIntent | None,
+    ) -> Accepted:
+        """An application action: its arguments checked before any request, its POST started once."""
+        body = check_body(name, payload or {})
+        validate_id("application_id", application_id, name)
+        check_ids(name, workflow_type=workflow_type)
+        request = StartRequest(name, body, "application", application_id, workflow_type, application_id)
+        return start_once(self, request, on_intent)
 
     def find_executions_since(
         self,
