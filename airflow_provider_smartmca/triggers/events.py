@@ -385,8 +385,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         shared = current()
         store = _WatermarkStore(getattr(self, "asset_state_store", None), self.state_key, self.log)
         record, first_start = await store.load(self.poll_interval, self.restart_lookback)
-        # Only a durable store can tell a first start from a restart; in memory, every start
-        # looks back (unless there is nothing to look back over).
+        # Only a durable store tells a first start from a restart: in memory, every start looks back.
         first_start = (first_start and bool(store.targets)) or self.restart_lookback == 0
         saved, failures = record, 0
         while True:
@@ -423,12 +422,19 @@ class ExecutionEventTrigger(BaseEventTrigger):
         :param record: the watermark, or None before the first complete poll of this run.
         :param first_start: with no record: True skips what ended before now (no backfill),
             False looks back ``restart_lookback`` seconds.
+
+        At a first start there is no history: what is final now (and was not active a moment ago)
+        ended before the watcher started, and goes into ``fired`` so that no later window reports
+        it. Otherwise an item in a window that has not fired yet ended after the watermark (what
+        ended before is in ``already``: fired, or history at the first start), and an item final in
+        a window is settled without a GET; a tracked execution that left the active lists and was
+        not in a window is read by GET. The new record keeps what the next window can still show,
+        so that it is not fired again: by start time, and anything a window listed this time (an
+        item without ``startedAt`` is in every window).
         """
         active_now = await poll.active()
         now = await poll.clock(None if record is None else record.since)
         if record is None and first_start:
-            # No history. What is final now (and was not active a moment ago) ended before
-            # the watcher started: it goes into ``fired`` so that no later window reports it.
             final = await self._listed(poll, None if now is None else self._back(now, MARGIN))
             history = {k: v.started_at or now or _NEVER for k, v in final.items() if k not in active_now}
             return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
@@ -436,17 +442,12 @@ class ExecutionEventTrigger(BaseEventTrigger):
             lookback = timedelta(seconds=self.restart_lookback)
             record = WatermarkRecord(since=None if now is None else self._back(now, lookback))
         since = self._since(record.since, now)
-        # In a window and not fired yet: it ended after the watermark (what ended before is in
-        # ``already``: fired, or history at the first start). Final in a window: settled without a GET.
         listed = await self._listed(poll, None if since is None else self._back(since, MARGIN))
         listed = {k: v for k, v in listed.items() if self._matches(v)}  # else a server ignoring a filter
         already = dict(record.fired)
         fired = {k: v for k, v in listed.items() if k not in already}
-        # Tracked executions that left the active lists and were not in a window: GET each.
         gone = sorted(record.active - active_now - listed.keys())
         later = await self._read_gone(poll, gone, already, fired)
-        # Keep what the next window can still show, so that it is not fired again: by start time,
-        # and anything a window listed this time (an item without startedAt is in every window).
         now = now or since
         for execution_id, item in fired.items():
             already[execution_id] = item.started_at or now or _NEVER
