@@ -42,7 +42,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
@@ -179,9 +178,8 @@ class _WatermarkStore:
                 if attempt + 1 < LOAD_ATTEMPTS:
                     await asyncio.sleep(min(pause, 2.0**attempt))
         else:
-            self.log.error(
-                "SmartMCA watcher: its watermark is unreadable; looking back %g s instead", lookback
-            )
+            msg = "SmartMCA watcher: its watermark is unreadable; looking back %g s instead"
+            self.log.error(msg, lookback)
             return None, False
         values, records = [value for value in values if value is not None], []
         for value in values:
@@ -200,15 +198,16 @@ class _WatermarkStore:
                 self.log.warning(msg, exc)
 
 
+@dataclass(eq=False)
 class _Poll:
     """One poll: the active lists, the windows, the GETs (module docstring). Raises on any list failure."""
 
-    def __init__(self, trigger: ExecutionEventTrigger, client: AsyncClient, budget: RequestBudget) -> None:
-        self.trigger, self.client, self.budget = trigger, client, budget
-        self.settings: ClientSettings = budget.settings
-        self.now: datetime | None = None  # the server's Date at the first response
-        self.listed = False  # whether any list showed an item
-        self.query = partial(protocol.list_executions_query, trigger.workflow_type, trigger.entity_type)
+    trigger: ExecutionEventTrigger
+    client: AsyncClient
+    settings: ClientSettings  # the watcher's own: the budget is shared by every connection with its key
+    budget: RequestBudget
+    now: datetime | None = None  # the server's Date at the first response
+    listed: bool = False  # whether any list showed an item
 
     async def _send(self, name: str, **kwargs: Any) -> Any:
         request = protocol.build_request(self.settings, name, **kwargs)
@@ -216,12 +215,14 @@ class _Poll:
         return protocol.parse_response(request, raw, self.settings)
 
     async def _page(self, status: str, page: int, order: str = "desc") -> contract.ExecutionPage:
-        query = self.query(status=status, page=page, limit=PAGE_LIMIT, sort_order=order)
+        t = self.trigger
+        query = protocol.list_executions_query(
+            t.workflow_type, t.entity_type, status=status, page=page, limit=PAGE_LIMIT, sort_order=order
+        )
         result: contract.ExecutionPage = await self._send("list_executions", query=query)
         self.now = self.now or result.server_time
         self.listed = self.listed or bool(result.items)
         stamps = (s for i in result.items for s in (i.started_at, i.completed_at) if s and s > _NEVER)
-        t = self.trigger
         t._newest = max(filter(None, (t._newest, *stamps)), default=None)
         return result
 
@@ -297,9 +298,8 @@ class _Poll:
         except errors.SmartMCAAuthError:
             raise
         except errors.SmartMCAError as exc:
-            self.trigger.log.warning(
-                "SmartMCA watcher: reading %s failed (%s); trying next poll", execution_id, exc
-            )
+            msg = "SmartMCA watcher: reading %s failed (%s); trying next poll"
+            self.trigger.log.warning(msg, execution_id, exc)
             return None
         return result
 
@@ -395,7 +395,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
             try:
                 settings = await shared.settings(self.conn_id)
                 async with shared.session(settings) as client:
-                    poll = _Poll(self, client, shared.budget(settings))
+                    poll = _Poll(self, client, settings, shared.budget(settings))
                     fired, record = await self._poll(poll, record, first_start)
                 self._polled_at, failures = time.monotonic(), 0
             except (errors.SmartMCAError, AirflowException) as exc:
@@ -407,9 +407,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
             else:
                 incr("watcher.events", len(fired))
                 for e in fired:
-                    self.log.info(
-                        "SmartMCA execution %s %s: event for the watched asset", e.execution_id, e.status
-                    )
+                    msg = "SmartMCA execution %s %s: event for the watched asset"
+                    self.log.info(msg, e.execution_id, e.status)
                     yield TriggerEvent(self.payload(e))
             await asyncio.sleep(common.jittered(self.poll_interval))
 
@@ -475,11 +474,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
             return since
         elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
         step, since = (since - now).total_seconds(), self._back(now, timedelta(seconds=elapsed))
-        self.log.warning(
-            "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
-            step,
-            since.isoformat(),
-        )
+        msg = "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s"
+        self.log.warning(msg, step, since.isoformat())
         return since
 
     async def _read_gone(

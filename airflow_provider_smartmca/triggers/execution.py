@@ -294,11 +294,8 @@ class ExecutionTrigger(BaseTrigger):
                         execution = await reader.read(after)
                     except PollerUnavailable as exc:
                         incr("poller.fallbacks")
-                        self.log.warning(
-                            "Waiting for SmartMCA execution %s with its own GETs from now on: %s",
-                            self.execution_id,
-                            exc,
-                        )
+                        msg = "Waiting for SmartMCA execution %s with its own GETs from now on: %s"
+                        self.log.warning(msg, self.execution_id, exc)
                         await reader.leave()
                         reader = own
                         continue

@@ -384,12 +384,8 @@ class ExecutionPoller:
         if task.cancelled() or (task.exception() is None and not self.waits):
             return
         self.failure = exc = task.exception() or RuntimeError("the shared poller stopped with waits left")
-        log.error(
-            "The SmartMCA shared poller for %s failed; its %d wait(s) poll alone from now on",
-            self.settings.base_url,
-            self.waits,
-            exc_info=exc,
-        )
+        msg = "The SmartMCA shared poller for %s failed; its %d wait(s) poll alone from now on"
+        log.error(msg, self.settings.base_url, self.waits, exc_info=exc)
         self._unregister()  # new waits get a new poller
         for ticket in self._pending():
             self._check(ticket)
@@ -454,11 +450,8 @@ class ExecutionPoller:
                     if self.lists_unusable is None:  # refused or drifted: GETs from now on
                         self.lists_unusable = str(exc)
                         incr("poller.lists_unusable")
-                        log.warning(
-                            "SmartMCA List Executions cannot serve the waits (%s); each wait is read with "
-                            "its own GET from now on",
-                            exc,
-                        )
+                        msg = "SmartMCA List Executions cannot serve the waits (%s); each wait is read with its own GET from now on"
+                        log.warning(msg, exc)
                     return unseen
                 for item in walk.feed(result):
                     if item.execution_id in unseen and item.status in ACTIVE_STATUSES:
