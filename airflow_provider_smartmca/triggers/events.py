@@ -493,8 +493,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
             elif reading.status in self.statuses:
                 if execution_id not in already and self._matches(reading):
                     fired[execution_id] = reading
-            elif reading.status not in (*WATCHABLE_STATUSES, GONE):
-                # A status the contract does not know: it may still end. Keep asking.
+            elif reading.status not in (*WATCHABLE_STATUSES, GONE):  # unknown: it may still end
                 msg = "SmartMCA execution %s has unknown status %r; still tracked"
                 self.log.warning(msg, execution_id, reading.status)
                 later.add(execution_id)

@@ -162,11 +162,9 @@ class ExecutionTrigger(BaseTrigger):
     baseline, and a way out should a server's List Executions misbehave).
     """
 
-    #: Version of the serialized kwargs; kwargs of another version are refused loudly.
-    KWARGS_VERSION = 1
+    KWARGS_VERSION = 1  #: Version of the serialized kwargs; kwargs of another version are refused loudly.
 
-    #: Serve waits that know their workflow type with the shared poller (the default).
-    coalesce: bool = True
+    coalesce: bool = True  #: Serve waits that know their workflow type with the shared poller.
 
     def __init__(
         self,
@@ -233,8 +231,7 @@ class ExecutionTrigger(BaseTrigger):
         for attempt in (1, 2):
             try:
                 settings = await shared.settings(self.conn_id)
-            except AirflowException as exc:
-                # Missing or unusable connection: final, an event (anything else is a bug: it propagates).
+            except AirflowException as exc:  # a missing or unusable connection: final (others are bugs)
                 yield self._event(
                     executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
                 )
@@ -304,8 +301,7 @@ class ExecutionTrigger(BaseTrigger):
                     except SmartMCAError as exc:
                         try:
                             after = watch.failed(exc, settings, self.poll_interval)
-                        except SmartMCAError:
-                            # 403/404, bad request, TLS/config errors, a contract that differs: final.
+                        except SmartMCAError:  # 403/404, bad request, TLS/config, contract drift: final
                             return self._event(executions.EVENT_ERROR, str(exc), watch.last)
                         continue
                     if execution is None:  # the deadline passed while the poller had no reading

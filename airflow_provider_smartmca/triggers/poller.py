@@ -143,14 +143,12 @@ class Ticket:
 
     async def read(self, after: float | None) -> Execution | None:
         """
-        The next reading of the execution.
+        The next reading of the execution. A first reading joins the group's next round when that
+        comes within the interval, else (like a lone wait's first poll) a random point of the first
+        interval, so a thousand waits deferred together do not start at one instant in every triggerer.
 
         :param after: seconds after the previous reading's round (None for the first reading:
             the group's next round).
-        A first reading joins the group's next round when that comes within the interval, else (like a
-        lone wait's first poll) a random point of the first interval, so a thousand waits deferred
-        together do not start at one instant in every triggerer.
-
         :return: the execution as listed or read, or None when the wait's deadline passed.
         :raises SmartMCAError: the GET of this execution, or the list that should show it, failed.
         :raises PollerUnavailable: the poller failed or stalled; poll alone.
@@ -268,7 +266,7 @@ class _Group:
             if (future := ticket.future) is None or future.done():
                 continue
             self.served[f"waits_served.{how}"] += 1
-            if seen is not None and seen == ticket.last:
+            if seen is not None and seen == ticket.last:  # nothing new: not woken (see the docstring)
                 ticket.due = self.start + ticket.interval
                 continue
             ticket.last = seen
