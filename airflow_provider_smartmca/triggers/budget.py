@@ -93,10 +93,8 @@ class RequestBudget:
         if until <= self._paused_until:
             return
         if self.pause_left() == 0:
-            log.warning(
-                "SmartMCA answered 429 (rate limited): pausing every request with this key for %.1f s",
-                seconds,
-            )
+            msg = "SmartMCA answered 429 (rate limited): pausing every request with this key for %.1f s"
+            log.warning(msg, seconds)
         self._paused_until = until
 
     async def send(

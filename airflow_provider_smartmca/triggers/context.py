@@ -102,8 +102,7 @@ class TriggererContext:
         if (lookup := self.lookups.get(conn_id)) is None:
             lookup = self.lookups[conn_id] = asyncio.get_running_loop().create_task(_resolve(conn_id))
             lookup.add_done_callback(lambda done: self.lookups.pop(conn_id, None))
-        # Shielded: a cancelled trigger must not cancel the lookup other triggers wait for.
-        return await asyncio.shield(lookup)
+        return await asyncio.shield(lookup)  # a cancelled trigger must not cancel the others' lookup
 
     def session(self, settings: ClientSettings) -> AbstractAsyncContextManager[AsyncClient]:
         """Borrow the shared session of ``settings`` (at most :data:`POOL_LIMIT` connections) for an ``async with`` block."""

@@ -42,7 +42,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
@@ -179,9 +178,8 @@ class _WatermarkStore:
                 if attempt + 1 < LOAD_ATTEMPTS:
                     await asyncio.sleep(min(pause, 2.0**attempt))
         else:
-            self.log.error(
-                "SmartMCA watcher: its watermark is unreadable; looking back %g s instead", lookback
-            )
+            msg = "SmartMCA watcher: its watermark is unreadable; looking back %g s instead"
+            self.log.error(msg, lookback)
             return None, False
         values, records = [value for value in values if value is not None], []
         for value in values:
@@ -200,15 +198,16 @@ class _WatermarkStore:
                 self.log.warning(msg, exc)
 
 
+@dataclass(eq=False)
 class _Poll:
     """One poll: the active lists, the windows, the GETs (module docstring). Raises on any list failure."""
 
-    def __init__(self, trigger: ExecutionEventTrigger, client: AsyncClient, budget: RequestBudget) -> None:
-        self.trigger, self.client, self.budget = trigger, client, budget
-        self.settings: ClientSettings = budget.settings
-        self.now: datetime | None = None  # the server's Date at the first response
-        self.listed = False  # whether any list showed an item
-        self.query = partial(protocol.list_executions_query, trigger.workflow_type, trigger.entity_type)
+    trigger: ExecutionEventTrigger
+    client: AsyncClient
+    settings: ClientSettings  # the watcher's own: the budget is shared by every connection with its key
+    budget: RequestBudget
+    now: datetime | None = None  # the server's Date at the first response
+    listed: bool = False  # whether any list showed an item
 
     async def _send(self, name: str, **kwargs: Any) -> Any:
         request = protocol.build_request(self.settings, name, **kwargs)
@@ -216,12 +215,14 @@ class _Poll:
         return protocol.parse_response(request, raw, self.settings)
 
     async def _page(self, status: str, page: int, order: str = "desc") -> contract.ExecutionPage:
-        query = self.query(status=status, page=page, limit=PAGE_LIMIT, sort_order=order)
+        t = self.trigger
+        query = protocol.list_executions_query(
+            t.workflow_type, t.entity_type, status=status, page=page, limit=PAGE_LIMIT, sort_order=order
+        )
         result: contract.ExecutionPage = await self._send("list_executions", query=query)
         self.now = self.now or result.server_time
         self.listed = self.listed or bool(result.items)
         stamps = (s for i in result.items for s in (i.started_at, i.completed_at) if s and s > _NEVER)
-        t = self.trigger
         t._newest = max(filter(None, (t._newest, *stamps)), default=None)
         return result
 
@@ -297,9 +298,8 @@ class _Poll:
         except errors.SmartMCAAuthError:
             raise
         except errors.SmartMCAError as exc:
-            self.trigger.log.warning(
-                "SmartMCA watcher: reading %s failed (%s); trying next poll", execution_id, exc
-            )
+            msg = "SmartMCA watcher: reading %s failed (%s); trying next poll"
+            self.trigger.log.warning(msg, execution_id, exc)
             return None
         return result
 
@@ -385,8 +385,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
         shared = current()
         store = _WatermarkStore(getattr(self, "asset_state_store", None), self.state_key, self.log)
         record, first_start = await store.load(self.poll_interval, self.restart_lookback)
-        # Only a durable store can tell a first start from a restart; in memory, every start
-        # looks back (unless there is nothing to look back over).
+        # Only a durable store tells a first start from a restart: in memory, every start looks back.
         first_start = (first_start and bool(store.targets)) or self.restart_lookback == 0
         saved, failures = record, 0
         while True:
@@ -396,7 +395,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
             try:
                 settings = await shared.settings(self.conn_id)
                 async with shared.session(settings) as client:
-                    poll = _Poll(self, client, shared.budget(settings))
+                    poll = _Poll(self, client, settings, shared.budget(settings))
                     fired, record = await self._poll(poll, record, first_start)
                 self._polled_at, failures = time.monotonic(), 0
             except (errors.SmartMCAError, AirflowException) as exc:
@@ -408,9 +407,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
             else:
                 incr("watcher.events", len(fired))
                 for e in fired:
-                    self.log.info(
-                        "SmartMCA execution %s %s: event for the watched asset", e.execution_id, e.status
-                    )
+                    msg = "SmartMCA execution %s %s: event for the watched asset"
+                    self.log.info(msg, e.execution_id, e.status)
                     yield TriggerEvent(self.payload(e))
             await asyncio.sleep(common.jittered(self.poll_interval))
 
@@ -423,12 +421,19 @@ class ExecutionEventTrigger(BaseEventTrigger):
         :param record: the watermark, or None before the first complete poll of this run.
         :param first_start: with no record: True skips what ended before now (no backfill),
             False looks back ``restart_lookback`` seconds.
+
+        At a first start there is no history: what is final now (and was not active a moment ago)
+        ended before the watcher started, and goes into ``fired`` so that no later window reports
+        it. Otherwise an item in a window that has not fired yet ended after the watermark (what
+        ended before is in ``already``: fired, or history at the first start), and an item final in
+        a window is settled without a GET; a tracked execution that left the active lists and was
+        not in a window is read by GET. The new record keeps what the next window can still show,
+        so that it is not fired again: by start time, and anything a window listed this time (an
+        item without ``startedAt`` is in every window).
         """
         active_now = await poll.active()
         now = await poll.clock(None if record is None else record.since)
         if record is None and first_start:
-            # No history. What is final now (and was not active a moment ago) ended before
-            # the watcher started: it goes into ``fired`` so that no later window reports it.
             final = await self._listed(poll, None if now is None else self._back(now, MARGIN))
             history = {k: v.started_at or now or _NEVER for k, v in final.items() if k not in active_now}
             return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
@@ -436,17 +441,12 @@ class ExecutionEventTrigger(BaseEventTrigger):
             lookback = timedelta(seconds=self.restart_lookback)
             record = WatermarkRecord(since=None if now is None else self._back(now, lookback))
         since = self._since(record.since, now)
-        # In a window and not fired yet: it ended after the watermark (what ended before is in
-        # ``already``: fired, or history at the first start). Final in a window: settled without a GET.
         listed = await self._listed(poll, None if since is None else self._back(since, MARGIN))
         listed = {k: v for k, v in listed.items() if self._matches(v)}  # else a server ignoring a filter
         already = dict(record.fired)
         fired = {k: v for k, v in listed.items() if k not in already}
-        # Tracked executions that left the active lists and were not in a window: GET each.
         gone = sorted(record.active - active_now - listed.keys())
         later = await self._read_gone(poll, gone, already, fired)
-        # Keep what the next window can still show, so that it is not fired again: by start time,
-        # and anything a window listed this time (an item without startedAt is in every window).
         now = now or since
         for execution_id, item in fired.items():
             already[execution_id] = item.started_at or now or _NEVER
@@ -474,11 +474,8 @@ class ExecutionEventTrigger(BaseEventTrigger):
             return since
         elapsed = time.monotonic() - self._polled_at if self._polled_at else self.poll_interval
         step, since = (since - now).total_seconds(), self._back(now, timedelta(seconds=elapsed))
-        self.log.warning(
-            "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s",
-            step,
-            since.isoformat(),
-        )
+        msg = "SmartMCA's clock stepped back %.0f s since the last poll; reading from %s"
+        self.log.warning(msg, step, since.isoformat())
         return since
 
     async def _read_gone(
@@ -496,8 +493,7 @@ class ExecutionEventTrigger(BaseEventTrigger):
             elif reading.status in self.statuses:
                 if execution_id not in already and self._matches(reading):
                     fired[execution_id] = reading
-            elif reading.status not in (*WATCHABLE_STATUSES, GONE):
-                # A status the contract does not know: it may still end. Keep asking.
+            elif reading.status not in (*WATCHABLE_STATUSES, GONE):  # unknown: it may still end
                 msg = "SmartMCA execution %s has unknown status %r; still tracked"
                 self.log.warning(msg, execution_id, reading.status)
                 later.add(execution_id)

@@ -112,15 +112,16 @@ class _OwnGet:
         )
 
     async def read(self, after: float | None) -> Execution:
-        """Sleep ``after`` seconds (jittered) or, first, a random part of an interval; then GET once."""
-        # The first poll at a random point of the first interval: the sensor has just checked once
-        # on the worker, and tasks deferred together must not poll together.
+        """
+        Sleep ``after`` seconds (jittered) or, first, a random part of an interval (the sensor has
+        just checked once on the worker, and tasks deferred together must not poll together); then
+        GET once. One attempt per reading (no tenacity): the trigger's loop is the retry policy, so
+        a poll never blocks for a whole retry cycle and the deadline stays honoured.
+        """
         interval, deadline = self.trigger.poll_interval, self.trigger.deadline
         wait = random.uniform(0, interval) if after is None else jittered(after)
         await asyncio.sleep(wait if deadline is None else min(wait, max(0.0, deadline - time.time())))
         left = None if deadline is None else max(0.001, deadline - time.time())
-        # One attempt per reading (no tenacity): the trigger's loop is the retry policy, so a
-        # poll never blocks for a whole retry cycle and the deadline stays honoured.
         raw = await self.budget.send(self.client, self.request, timeout=left)
         return protocol.parse_response(self.request, raw, self.settings)  # type: ignore[no-any-return]
 
@@ -151,17 +152,19 @@ class ExecutionTrigger(BaseTrigger):
         Waits that share one are polled together with List Executions; a wait without one polls
         alone. Optional, so kwargs stored before it existed stay valid.
     :param version: the kwargs' version (:attr:`KWARGS_VERSION`); set by ``serialize``.
+    :raises SmartMCAValidationError: a bad argument, at construction on the worker, so it fails
+        the task with a clear message instead of failing later inside the shared triggerer.
+
+    ``workflow_type`` came without a :attr:`KWARGS_VERSION` bump: it is optional, and its absence
+    means "unknown", so every version-1 kwargs dict, with or without it, is read the same way.
+
+    :attr:`coalesce` False makes every wait poll alone with its own GETs (the benchmark's
+    baseline, and a way out should a server's List Executions misbehave).
     """
 
-    #: Version of the serialized kwargs; kwargs of another version are refused loudly.
-    #: ``workflow_type`` came later without a bump: it is optional, and its absence means
-    #: "unknown", so every version-1 kwargs dict, with or without it, is read the same way.
-    KWARGS_VERSION = 1
+    KWARGS_VERSION = 1  #: Version of the serialized kwargs; kwargs of another version are refused loudly.
 
-    #: Serve waits that know their workflow type with the shared poller (the default). False:
-    #: every wait polls alone with its own GETs (the benchmark's baseline, and a way out should
-    #: a server's List Executions misbehave).
-    coalesce: bool = True
+    coalesce: bool = True  #: Serve waits that know their workflow type with the shared poller.
 
     def __init__(
         self,
@@ -174,8 +177,6 @@ class ExecutionTrigger(BaseTrigger):
         version: int = KWARGS_VERSION,
     ) -> None:
         super().__init__()
-        # Validated here, at construction on the worker, so a bad argument fails the task with
-        # a clear message instead of failing later inside the shared triggerer.
         self.conn_id = check_trigger_kwargs(_OP, version, self.KWARGS_VERSION, conn_id)
         self.execution_id = protocol.validate_id("execution_id", execution_id, _OP)
         self.poll_interval = check_number("poll_interval", poll_interval, operation=_OP)
@@ -213,10 +214,13 @@ class ExecutionTrigger(BaseTrigger):
         return self._event(executions.EVENT_TIMEOUT, watch.timeout_message(), watch.last)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until a final event; one event is yielded, then the generator ends."""
-        # A rebuilt trigger whose deadline already passed (the triggerer was down, or the task
-        # was deferred with no time left) times out at once, before resolving the connection or
-        # sending any request: the deadline is the user's, not the triggerer's.
+        """
+        Poll until a final event; one event is yielded, then the generator ends.
+
+        A rebuilt trigger whose deadline already passed (the triggerer was down, or the task was
+        deferred with no time left) times out at once, before resolving the connection or sending
+        any request: the deadline is the user's, not the triggerer's.
+        """
         watch = ExecutionWatch(self.execution_id, self.log, self.failure_statuses)
         if self.deadline is not None and time.time() >= self.deadline:
             yield self._timeout_event(watch)
@@ -227,9 +231,7 @@ class ExecutionTrigger(BaseTrigger):
         for attempt in (1, 2):
             try:
                 settings = await shared.settings(self.conn_id)
-            except AirflowException as exc:
-                # A missing connection (AirflowNotFoundException) or an unusable one (SmartMCAConfigError):
-                # final, so report it as an event. Anything else is a bug and propagates with its traceback.
+            except AirflowException as exc:  # a missing or unusable connection: final (others are bugs)
                 yield self._event(
                     executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
                 )
@@ -260,14 +262,19 @@ class ExecutionTrigger(BaseTrigger):
 
         The reader is the shared poller's ticket when it can serve this wait, else (or once the
         poller fails) the wait's own GET; each reading is judged by ``watch`` alike.
+
+        ``async with`` returns the session to the shared pool on every exit: event, error, or
+        CancelledError (triggerer shutdown, trigger moved); its last user closes it. CancelledError
+        is never caught here, so it propagates untouched, and nothing is sent to SmartMCA on the
+        way out: the execution is left alone.
+
+        Each reading is dropped before waiting for the next: kept alive for a whole interval it
+        would be promoted to the oldest GC generation, and every full collection walks Airflow's
+        ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
         """
         from airflow_provider_smartmca.triggers.budget import incr
         from airflow_provider_smartmca.triggers.poller import PollerUnavailable
 
-        # ``async with`` returns the session to the shared pool on every exit: event, error,
-        # or CancelledError (triggerer shutdown, trigger moved). The session is closed by its
-        # last user. CancelledError is never caught here, so it propagates untouched, and
-        # nothing is sent to SmartMCA on the way out: the execution is left alone.
         async with shared.session(settings) as client:
             # Held for the whole wait: the key's budget lives while any of its waits does.
             reader: _OwnGet | Ticket = (own := _OwnGet(self, client, settings, shared.budget(settings)))
@@ -284,11 +291,8 @@ class ExecutionTrigger(BaseTrigger):
                         execution = await reader.read(after)
                     except PollerUnavailable as exc:
                         incr("poller.fallbacks")
-                        self.log.warning(
-                            "Waiting for SmartMCA execution %s with its own GETs from now on: %s",
-                            self.execution_id,
-                            exc,
-                        )
+                        msg = "Waiting for SmartMCA execution %s with its own GETs from now on: %s"
+                        self.log.warning(msg, self.execution_id, exc)
                         await reader.leave()
                         reader = own
                         continue
@@ -297,8 +301,7 @@ class ExecutionTrigger(BaseTrigger):
                     except SmartMCAError as exc:
                         try:
                             after = watch.failed(exc, settings, self.poll_interval)
-                        except SmartMCAError:
-                            # 403/404, bad request, TLS/config errors, a contract that differs: final.
+                        except SmartMCAError:  # 403/404, bad request, TLS/config, contract drift: final
                             return self._event(executions.EVENT_ERROR, str(exc), watch.last)
                         continue
                     if execution is None:  # the deadline passed while the poller had no reading
@@ -306,9 +309,6 @@ class ExecutionTrigger(BaseTrigger):
                     if (ended := self._ended(watch, execution)) is not None:
                         return ended
                     after = self.poll_interval
-                    # Drop this reading before waiting. Kept alive for a whole interval it would be
-                    # promoted to the oldest GC generation, and every full collection walks Airflow's
-                    # ~1M long-lived objects (~0.1 s of CPU each, stalling every trigger).
-                    del execution
+                    del execution  # before waiting: GC (see the docstring)
             finally:
                 await reader.leave()

@@ -143,7 +143,9 @@ class Ticket:
 
     async def read(self, after: float | None) -> Execution | None:
         """
-        The next reading of the execution.
+        The next reading of the execution. A first reading joins the group's next round when that
+        comes within the interval, else (like a lone wait's first poll) a random point of the first
+        interval, so a thousand waits deferred together do not start at one instant in every triggerer.
 
         :param after: seconds after the previous reading's round (None for the first reading:
             the group's next round).
@@ -158,8 +160,6 @@ class Ticket:
         elif (planned := self.group.next_round) is not None and now <= planned <= now + self.interval:
             self.due = planned  # the group's next round
         else:
-            # Like a lone wait's first poll: somewhere in the first interval, so a thousand
-            # waits deferred together do not start at one instant in every triggerer.
             self.due = self.group.next_round = now + random.uniform(0, self.interval)
         self.future = future = loop.create_future()
         poller._check(self)  # fails at once if the poller has failed; else sets the wait's timer
@@ -177,7 +177,12 @@ class Ticket:
         return reading  # type: ignore[no-any-return]
 
     async def leave(self) -> None:
-        """Stop being served; the last wait to leave stops the poller and releases its session."""
+        """
+        Stop being served; the last wait to leave stops the poller and waits for it to release the
+        HTTP session, so nothing is left open behind the waits. ``asyncio.wait`` neither raises the
+        poller's end (its own failure was logged by ``_ended``) nor cancels it when this wait itself
+        is cancelled.
+        """
         poller, group = self.poller, self.group
         if self not in (same := group.tickets.get(self.execution_id, [])):
             return
@@ -193,9 +198,6 @@ class Ticket:
             return
         poller._unregister()
         poller._task.cancel()
-        # The last one waits for the poller to release the HTTP session, so nothing is left
-        # open behind the waits. ``wait`` neither raises the poller's end (its own failure was
-        # logged by _ended) nor cancels it when this wait itself is cancelled.
         await asyncio.wait([poller._task])
 
 
@@ -203,22 +205,24 @@ class _Group:
     """
     The waits of one poller that share a workflow type, what their rounds learned, and the round
     being served (a group has one round at a time).
+
+    ``listed`` keeps each execution's last listed (status, progress), and for how many list rounds
+    in a row. :meth:`begin` sets the round's: its due waits by execution id (``wanted``), its start
+    (loop time), the executions read by GET whatever the lists say (``confirm``: listed the same
+    for :data:`CONFIRM_ROUNDS` list rounds in a row), whether it pages through the lists
+    (``listing``), and its metrics, ``smartmca.poller.<name>`` (``served``).
     """
 
     def __init__(self, workflow_type: str) -> None:
         self.workflow_type = workflow_type
         self.tickets: dict[str, list[Ticket]] = {}  # execution id -> its waits
         self.last_status: dict[str, str] = {}  # execution id -> status of its last reading
-        # execution id -> its last listed (status, progress), and for how many list rounds in a row
         self.listed: dict[str, tuple[tuple[str, str], int]] = {}
         self.gets: dict[str, protocol.PreparedRequest] = {}  # execution id -> its GET, built once
         self.pages: dict[str, int] = {}  # status -> pages of its list last time
         self.misses = 0  # last list round: awaited executions absent from the lists yet active
         self.get_rounds = 0  # GET rounds since the lists were last looked at
         self.next_round: float | None = None  # loop time of the group's next round, if planned
-        # begin() sets the round's: its due waits by execution id (wanted), its start (loop time),
-        # the executions read by GET whatever the lists say (confirm), whether it pages through
-        # the lists (listing), and its metrics (served).
 
     def begin(self, wanted: dict[str, list[Ticket]], start: float, lists_usable: bool) -> None:
         """
@@ -227,9 +231,7 @@ class _Group:
         """
         self.wanted, self.start = wanted, start
         self.next_round = start + min(t.interval for tickets in wanted.values() for t in tickets)
-        # Listed the same for CONFIRM_ROUNDS list rounds in a row: read by their own GETs.
         self.confirm = {i for i in wanted if self.listed.get(i, ((), 0))[1] >= CONFIRM_ROUNDS}
-        # The round's metrics: ``smartmca.poller.<name>``.
         self.served = dict.fromkeys(("waits_served.list", "waits_served.get", "misses"), 0)
         self.served["confirmations"] = len(self.confirm)
         if self.get_rounds >= REPROBE_ROUNDS:
@@ -246,7 +248,9 @@ class _Group:
         read early in a round of many, does not wait for the rest of the round.
 
         An error changes no count: a list that fails now and then cannot reset what it held, and
-        a confirming GET that fails is sent again the next round.
+        a confirming GET that fails is sent again the next round. A reading identical to the one a
+        wait last judged "keep waiting" is not handed over: it would only ask again, one interval
+        after this round, so its task is not woken for nothing.
         """
         seen = None
         if isinstance(reading, Execution):
@@ -262,18 +266,18 @@ class _Group:
             if (future := ticket.future) is None or future.done():
                 continue
             self.served[f"waits_served.{how}"] += 1
-            if seen is not None and seen == ticket.last:
-                # What the wait last read and judged "keep waiting": it would only ask again,
-                # one interval after this round. Its task is not woken for nothing.
+            if seen is not None and seen == ticket.last:  # nothing new: not woken (see the docstring)
                 ticket.due = self.start + ticket.interval
                 continue
             ticket.last = seen
             future.set_result(reading)
 
     def statuses(self, ids: Iterable[str]) -> tuple[str, ...]:
-        """The lists that can show ``ids``; ``pending`` first: an execution moving on shows up in the next."""
-        # An execution never goes back to pending: when every awaited one was last seen running,
-        # the pending list cannot show any of them.
+        """
+        The lists that can show ``ids``; ``pending`` first: an execution moving on shows up in the
+        next. An execution never goes back to pending: when every awaited one was last seen
+        running, the pending list cannot show any of them.
+        """
         running = all(self.last_status.get(i) == "running" for i in ids)
         return ("running",) if running else ("pending", "running")
 
@@ -304,11 +308,9 @@ class ExecutionPoller:
         self._session, self._registry = context.session, context.pollers
         self.loop = asyncio.get_running_loop()
         self.failure: BaseException | None = None
-        #: Why lists are not used any more (a refused or drifted list), or None.
-        self.lists_unusable: str | None = None
+        self.lists_unusable: str | None = None  #: Why lists are unused (refused, drifted), or None.
         self._groups: dict[str, _Group] = {}
-        #: How many waits are registered.
-        self.waits = 0
+        self.waits = 0  #: How many waits are registered.
         self._wake = asyncio.Event()
         self._next_wake = math.inf
         self._progress = self.loop.time()
@@ -317,8 +319,6 @@ class ExecutionPoller:
 
     def __repr__(self) -> str:
         return f"ExecutionPoller(base_url={self.settings.base_url!r}, waits={self.waits})"
-
-    # --- waits ---------------------------------------------------------------------------------
 
     def join(self, execution_id: str, workflow_type: str, interval: float, deadline: float | None) -> Ticket:
         """
@@ -356,8 +356,6 @@ class ExecutionPoller:
             when = min(max(ticket.due, now) + grace, now + left)
             ticket.timer = self.loop.call_at(when, self._check, ticket)
 
-    # --- the loop ------------------------------------------------------------------------------
-
     def _pending(self) -> list[Ticket]:
         """The waits asking for a reading."""
         tickets = (t for group in self._groups.values() for same in group.tickets.values() for t in same)
@@ -384,12 +382,8 @@ class ExecutionPoller:
         if task.cancelled() or (task.exception() is None and not self.waits):
             return
         self.failure = exc = task.exception() or RuntimeError("the shared poller stopped with waits left")
-        log.error(
-            "The SmartMCA shared poller for %s failed; its %d wait(s) poll alone from now on",
-            self.settings.base_url,
-            self.waits,
-            exc_info=exc,
-        )
+        msg = "The SmartMCA shared poller for %s failed; its %d wait(s) poll alone from now on"
+        log.error(msg, self.settings.base_url, self.waits, exc_info=exc)
         self._unregister()  # new waits get a new poller
         for ticket in self._pending():
             self._check(ticket)
@@ -427,14 +421,16 @@ class ExecutionPoller:
         return protocol.parse_response(request, raw, self.settings)
 
     async def _list(self, client: AsyncClient, group: _Group, unseen: set[str]) -> set[str]:
-        """Page through the active lists, handing over what they show as active; return the rest."""
+        """
+        Page through the active lists, handing over what they show as active; return the rest.
+        The choice of lists over GETs is made again before every page (the first as ``begin``
+        made it): paging goes on only while it stays cheaper.
+        """
         statuses = group.statuses(unseen)
         timeout = _time_left(t for tickets in group.wanted.values() for t in tickets)
         for index, status in enumerate(statuses):
             walk = ListingWalk(PAGE_LIMIT, MAX_PAGES)
             while unseen and (fetch := walk.next()) is not None:
-                # Choose again before every page (the first, as begin() chose): paging on only if it
-                # stays cheaper than GETs.
                 if not group.cheaper(unseen, statuses, index, fetch.page):
                     return unseen
                 query = protocol.list_executions_query(
@@ -452,18 +448,14 @@ class ExecutionPoller:
                     if self.lists_unusable is None:  # refused or drifted: GETs from now on
                         self.lists_unusable = str(exc)
                         incr("poller.lists_unusable")
-                        log.warning(
-                            "SmartMCA List Executions cannot serve the waits (%s); each wait is read with "
-                            "its own GET from now on",
-                            exc,
-                        )
+                        msg = "SmartMCA List Executions cannot serve the waits (%s); each wait is read with its own GET from now on"
+                        log.warning(msg, exc)
                     return unseen
                 for item in walk.feed(result):
                     if item.execution_id in unseen and item.status in ACTIVE_STATUSES:
                         unseen.discard(item.execution_id)
                         group.deliver(item.execution_id, item, "list")
-                # total only estimates the pages (a server may count only the page): a full
-                # page always has a next one, a short page is the last.
+                # total only estimates pages: a full page always has a next, a short one is the last.
                 group.pages[status] = max(1, min(walk.pages_expected, MAX_PAGES))
                 del result
         return unseen

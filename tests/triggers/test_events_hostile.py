@@ -657,3 +657,33 @@ def test_a_misshapen_stored_watermark_is_set_aside_and_loses_nothing(
     read = [r.path.rsplit("/", 1)[1] for r in emu.requests[before:] if r.route == "get_execution"]
     assert all(len(i) > 2 for i in read), f"a string read as a list of ids: {read}"
     assert stored(store).active.isdisjoint({"e", "x", "c", "_", "z", "1", "2"})
+
+
+def test_a_watcher_sends_to_its_own_connection_when_another_connection_shares_its_key(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Budgets are shared by key; the base URL, timeout and caps are each connection's own."""
+    from airflow_provider_smartmca.triggers.context import current
+
+    with Emulator(CONFIG) as other:
+        monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_OTHER", conn_json(other, KEY, timeout=10))
+        trigger = watcher(MemoryAssetStateStore(), conn_id="smartmca_other", workflow_type="wf_quick")
+
+        async def main() -> None:
+            shared = current()
+            # Another user of the same key (a wait on smartmca_default) holds the key's budget.
+            held = shared.budget(await shared.settings("smartmca_default"))
+            agen = trigger.run()
+            task = asyncio.create_task(anext(agen))
+            await asyncio.sleep(1.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await agen.aclose()
+            assert held.settings.base_url == emu.base_url
+            if other.base_url == emu.base_url:
+                raise RuntimeError("the two emulators must differ")
+
+        asyncio.run(main())
+        assert [r for r in other.requests if r.route == "list_executions"]
+        assert not [r for r in emu.requests if r.route in ("list_executions", "get_execution")]
