@@ -75,8 +75,10 @@ class Answer:
     One GET's answer.
 
     :param data: the decoded JSON (key redacted), when a 2xx JSON body came back.
-    :param failure: why there is no usable answer (an HTTP error, no connection, not JSON).
-    :param broken: the provider's parser refused the JSON (the contract differs).
+    :param failure: why there is no usable answer (an HTTP error, no connection, not JSON), without
+        server text.
+    :param status: the HTTP status of that failure, when the server answered.
+    :param broken: why the provider's parser refused the JSON (the contract differs).
     :param parsed: what the provider's parser made of it, when it accepted it.
     :param server: the server's clock from the ``Date`` header, or None.
     :param offset: the server's clock less this one, in seconds, when the ``Date`` header is readable.
@@ -84,8 +86,9 @@ class Answer:
 
     endpoint: str
     data: Any = None
-    failure: SmartMCAError | None = None
-    broken: SmartMCAContractError | None = None
+    failure: str | None = None
+    status: int | None = None
+    broken: str | None = None
     parsed: Any = None
     server: datetime | None = None
     offset: float | None = None
@@ -100,24 +103,23 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
     """Send one GET with the client's retry policy; never raises a SmartMCA error."""
     settings = client.settings
 
-    def attempt(seconds: float | None) -> tuple[protocol.RawResponse, Any, SmartMCAContractError | None]:
+    def attempt(seconds: float | None) -> tuple[protocol.RawResponse, Any, str | None]:
         raw = client.send(prepared, timeout=seconds)
         try:
             return raw, protocol.parse_response(prepared, raw, settings), None  # exactly as a task reads it
         except SmartMCAContractError as exc:
-            return raw, None, exc  # not retried here: the field rows say what differs
+            return raw, None, _contract_text(exc)  # not retried here: the field rows say what differs
 
     try:
         prepared = protocol.build_request(settings, name, **request)
         started = time.time()
         raw, parsed, broken = protocol.retrying(settings, prepared, attempt)
     except SmartMCAError as exc:
-        return Answer(name, failure=exc)
-    data, server = protocol.load_json(raw.body, settings.api_key), contract.server_time(raw.headers)
-    # Date has whole seconds (rounded down): its middle is half a second later; the local clock's
-    # is halfway through the exchange.
+        return Answer(name, failure=_failure_text(exc), status=exc.status)
+    data, server = protocol.load_json(raw.body, settings.api_key), contract.http_date(raw.headers.get("date"))
+    # Date is rounded down to the second (its middle is 0.5 s on); the local clock's is mid-exchange.
     offset = None if server is None else server.timestamp() + 0.5 - (started + time.time()) / 2
-    return Answer(name, data, None, broken, parsed, server, offset)
+    return Answer(name, data, broken=broken, parsed=parsed, server=server, offset=offset)
 
 
 def _failure_text(exc: SmartMCAError) -> str:
@@ -165,18 +167,18 @@ def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
     row = partial(Row, f"{name} ({endpoint.method} {endpoint.path}) answers, and the provider reads it")
     if answer is None:
         return row(UNCHECKED, why_not)
-    if answer.failure is not None:
-        return row(DIFFERS, _failure_text(answer.failure))
-    if answer.broken is not None:
-        return row(DIFFERS, _contract_text(answer.broken))
+    if problem := answer.failure or answer.broken:
+        return row(DIFFERS, problem)
     return row(HOLDS, "a 2xx JSON answer the provider's parser accepts")
 
 
 def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
     """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
-    specs = contract.SHAPES[shape]
-    labels = [f"{label}: items are JSON objects" if label.endswith("]") else f"{label}: a JSON object"]
-    labels += [_field_label(label, spec) for spec in specs]
+    specs, items = contract.SHAPES[shape], label.endswith("]")
+    labels = [f"{label}: items are JSON objects" if items else f"{label}: a JSON object"]
+    for spec in specs:
+        need = "required" if spec.required else "optional"
+        labels.append(f"{label}{'.' if items else ' '}{spec.name}: {spec.kind}, {need} ({spec.source})")
     if not objects:
         return [Row(text, UNCHECKED, why_none) for text in labels]
     endpoint = label.split()[0]
@@ -200,15 +202,10 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
     return rows
 
 
-def _field_label(label: str, spec: contract.Field) -> str:
-    sep, need = ("." if label.endswith("]") else " "), ("required" if spec.required else "optional")
-    return f"{label}{sep}{spec.name}: {spec.kind}, {need} ({spec.source})"
-
-
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
     row = partial(Row, "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)")
     if asc.failure is not None:
-        return row(DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
+        return row(DIFFERS, f"sort_order=asc: {asc.failure}")
     if not all(isinstance(a.parsed, ExecutionPage) for a in (desc, asc)):
         return row(UNCHECKED, "a page the provider cannot read (see its rows)")
     newest = [e.started_at for e in desc.parsed.items if e.started_at is not None]
@@ -228,9 +225,9 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     if not isinstance(desc.data, dict) or not isinstance(desc.data.get("data"), list):
         why = "List Executions gave no list of items (see its rows)"
         return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
-    n, total, row = len(desc.items()), _total(desc), partial(Row, a_total)
+    n, total, row = len(desc.items()), desc.data.get("total"), partial(Row, a_total)
     more = len(page2.items()) if page2 is not None and page2.failure is None else 0
-    if total is None:
+    if isinstance(total, bool) or not isinstance(total, int):
         total_row = row(UNCHECKED, "no integer total (see its row): the walk stops at a short page")
     elif total < n + more:  # walks read on to a short page; only the poller's estimate is low
         what = "counts only page 1" if total <= n else "is below pages 1 and 2"
@@ -248,7 +245,7 @@ def _page2_row(row: Callable[[str, str], Row], desc: Answer, page2: Answer | Non
         why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
         return row(UNCHECKED, f"page 1 {why}: no second page probed")
     if page2.failure is not None:
-        return row(DIFFERS, _failure_text(page2.failure))
+        return row(DIFFERS, page2.failure)
     first, second = _ids(desc), _ids(page2)
     if not first or not second:
         return row(UNCHECKED, "no executionId to compare the pages by")
@@ -358,11 +355,10 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
 
 
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
-    statuses = {a.failure.status for a in answers if a.failure is not None}
-    denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
+    denied = sorted(a.endpoint for a in answers if a.status == 403)
     reached = sum(a.failure is None for a in answers)
     row = partial(Row, f"the key holds {SCOPE_READ} (every GET endpoint)")
-    if 401 in statuses:
+    if any(a.status == 401 for a in answers):
         read = row(DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")
     elif denied:
         read = row(DIFFERS, f"HTTP 403 from {', '.join(denied)}")
@@ -395,11 +391,10 @@ _UNCHECKABLE = {
 
 
 def _post_rows() -> list[Row]:
+    """The POST answers' fields (no object row: no body is read) and :data:`_UNCHECKABLE`."""
     shapes = (("trigger_workflow 202", "trigger response"), ("application action 2xx", "action response"))
-    fields = {
-        _field_label(label, spec): _NO_POST for label, shape in shapes for spec in contract.SHAPES[shape]
-    }
-    return [Row(assumption, UNCHECKED, why) for assumption, why in (fields | _UNCHECKABLE).items()]
+    fields = [row for label, shape in shapes for row in _field_rows(label, shape, [], _NO_POST)[1:]]
+    return fields + [Row(assumption, UNCHECKED, why) for assumption, why in _UNCHECKABLE.items()]
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -475,12 +470,6 @@ def _indexed(items: list[Any], prefix: str = "data") -> list[tuple[str, Any]]:
 def _ids(answer: Answer) -> set[Any]:
     """The ``executionId`` of each listed item."""
     return {i.get("executionId") for i in answer.items() if isinstance(i, dict)} - {None}
-
-
-def _total(answer: Answer) -> int | None:
-    """The list envelope's ``total`` when it is an integer."""
-    total = answer.data.get("total") if isinstance(answer.data, dict) else None
-    return None if isinstance(total, bool) or not isinstance(total, int) else total
 
 
 def _body(answer: Answer | None) -> list[tuple[str, Any]]:

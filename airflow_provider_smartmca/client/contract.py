@@ -58,11 +58,11 @@ def _shape(source: str, spec: str) -> tuple[Field, ...]:
 
 
 #: Every field read, per response shape. ``docs/api-contract.md`` and ``smartmca-check`` follow it.
+#: The reference shows List Workflows' envelope ``{"data": [...], "total": n}`` and no List Executions
+#: response: the same envelope is assumed.
 SHAPES: dict[str, tuple[Field, ...]] = {
     "workflow": _shape(REFERENCE, "id: string!, entityType: string!, name: string"),
-    # List Workflows: the reference shows {"data": [...], "total": n}
     "list envelope": _shape(REFERENCE, "data: list!, total: integer"),
-    # List Executions: the reference shows no response; the same is assumed
     "execution list envelope": _shape(ASSUMED, "data: list!, total: integer"),
     "trigger response": _shape(REFERENCE, "executionId: string!, workflowId: string, status: string"),
     "action response": _shape(ASSUMED, "executionId: string, workflowId: string"),
@@ -104,11 +104,6 @@ def http_date(value: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def server_time(headers: Mapping[str, str]) -> datetime | None:
-    """The server's clock from the response's ``Date`` header, or None when absent or bad."""
-    return http_date(headers.get("date"))
-
-
 class _Reader:
     """Reads one JSON object against a shape, failing with the endpoint, the field path and the keys seen."""
 
@@ -136,6 +131,10 @@ class _Reader:
         )
 
     def get(self, name: str) -> Any:
+        """
+        The field ``name``, checked against its kind (a timestamp is parsed). The contract error is
+        raised outside the ``except``, so the ValueError (quoting the value) is never its context.
+        """
         spec = self.fields[name]
         if (value := self.data.get(name)) is None:
             if spec.required:
@@ -146,7 +145,6 @@ class _Reader:
             got = "one out of range" if spec.kind == INTEGER and _is_int(value) else _kind_of(value)
             raise self.fail(name, f"{rule}, got {got}")
         if spec.kind == TIMESTAMP:
-            # Raised after the block, so that the ValueError (quoting the value) is not its context.
             with suppress(ValueError):
                 return parse_timestamp(value)
             raise self.fail(name, "is not an ISO 8601 timestamp")
@@ -161,10 +159,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-#: What each kind of field accepts, and the rule a wrong value breaks.
+#: What each kind of field accepts, and the rule a wrong value breaks. An integer is bounded: a count
+#: no float can hold (valid JSON) must not overflow what divides it.
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     STRING: (lambda v: isinstance(v, str) and v != "", "must be a non-empty string"),
-    # Bounded: a count no float can hold (valid JSON) must not overflow what divides it.
     INTEGER: (lambda v: _is_int(v) and 0 <= v <= MAX_INTEGER, "must be an integer from 0 to 2**53"),
     TIMESTAMP: (lambda v: isinstance(v, str), "must be an ISO 8601 timestamp string"),
     LIST: (lambda v: isinstance(v, list), "must be a list"),
@@ -341,7 +339,7 @@ def _envelope(
 def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -> ExecutionPage:
     """Parse a List Executions page; the server's clock comes from the ``Date`` header."""
     items, total = _envelope(endpoint, data, "execution list envelope", parse_execution)
-    return ExecutionPage(items, total, server_time(headers))
+    return ExecutionPage(items, total, http_date(headers.get("date")))
 
 
 def parse_workflow(
