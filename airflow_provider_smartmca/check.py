@@ -135,9 +135,14 @@ def _contract_text(exc: SmartMCAContractError) -> str:
     return str(exc).removeprefix(f"{exc.endpoint}: ")
 
 
-def _some(errors: list[SmartMCAContractError], of: int) -> str:
-    """How many of ``of`` broke the contract, and how the first did ("" when none did)."""
-    return f"{len(errors)} of {of}: {_contract_text(errors[0])}" if errors else ""
+def _tally(text: str, errors: list[SmartMCAContractError], of: int, held: str, why_not: str) -> Row:
+    """
+    Differs when any of ``of`` broke the contract (how many, how the first did); else holds when
+    ``held`` says what was seen; else cannot be checked, ``why_not``.
+    """
+    if errors:
+        return Row(text, DIFFERS, f"{len(errors)} of {of}: {_contract_text(errors[0])}")
+    return Row(text, HOLDS, held) if held else Row(text, UNCHECKED, why_not)
 
 
 def _read_all(values: list[Any], read: Callable[..., Any], *args: Any) -> tuple[list[Any], list[Any]]:
@@ -183,18 +188,13 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
         return [Row(text, UNCHECKED, why_none) for text in labels]
     endpoint = label.split()[0]
     readers, errors = _read_all(objects, lambda o: contract._Reader(endpoint, shape, o[1], o[0]))
-    verdict, seen = (DIFFERS, _some(errors, len(objects))) if errors else (HOLDS, f"{len(objects)} seen")
-    rows = [Row(labels[0], verdict, seen)]
+    rows = [_tally(labels[0], errors, len(objects), f"{len(objects)} seen", "")]
+    why = "absent or null in every object seen (optional)" if readers else "no object to read"
     for text, spec in zip(labels[1:], specs, strict=True):
         values, errors = _read_all(readers, contract._Reader.get, spec.name)
         present = sum(value is not None for value in values)
-        if errors:
-            rows.append(Row(text, DIFFERS, _some(errors, len(readers))))
-        elif present:
-            rows.append(Row(text, HOLDS, f"{present} of {len(readers)} have it"))
-        else:
-            why = "absent or null in every object seen (optional)" if readers else "no object to read"
-            rows.append(Row(text, UNCHECKED, why))
+        held = f"{present} of {len(readers)} have it" if present else ""
+        rows.append(_tally(text, errors, len(readers), held, why))
     extra = sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs})
     if extra:
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
@@ -414,18 +414,20 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     def executions(**query: Any) -> Answer:
         return probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, **query))
 
-    def detail(name: str, key: str, value: str | None) -> Answer | None:
-        return probe(client, name, path_params={key: value}) if value else None
+    def detail(name: str, key: str, items: list[Any], field: str) -> Answer | None:
+        """``name`` for the first item's ``field`` that can go into a URL path, when one can."""
+        ids = [i[field] for i in items if isinstance(i, dict) and isinstance(i.get(field), str) and i[field]]
+        return probe(client, name, path_params={key: ids[0]}) if ids else None
 
     workflows = probe(client, "list_workflows")
-    workflow = detail("get_workflow", "workflow_id", _first(workflows.items(), "id"))
+    workflow = detail("get_workflow", "workflow_id", workflows.items(), "id")
     desc, asc = executions(sort_order="desc"), executions(sort_order="asc")
     walk = ListingWalk(limit, 2)  # a full page 1 has a page 2, whatever total says
     if isinstance(desc.parsed, ExecutionPage):
         walk.feed(desc.parsed)
     fetch = walk.next() if walk.pages else None
     page2 = executions(page=fetch.page, sort_order=fetch.order) if fetch is not None else None
-    execution = detail("get_execution", "execution_id", _first(desc.items(), "executionId"))
+    execution = detail("get_execution", "execution_id", desc.items(), "executionId")
     final = executions(status="completed")
     answers = [a for a in (workflows, workflow, desc, asc, page2, execution, final) if a is not None]
 
@@ -474,12 +476,6 @@ def _ids(answer: Answer) -> set[Any]:
 
 def _body(answer: Answer | None) -> list[tuple[str, Any]]:
     return [("", answer.data)] if answer is not None and answer.failure is None else []
-
-
-def _first(items: list[Any], key: str) -> str | None:
-    """The first item's ``key`` that can go into a URL path, to probe the detail endpoint with."""
-    usable = (i[key] for i in items if isinstance(i, dict) and isinstance(i.get(key), str) and i[key])
-    return next(usable, None)
 
 
 # --- the command --------------------------------------------------------------------------------

@@ -108,27 +108,16 @@ class _Reader:
     """Reads one JSON object against a shape, failing with the endpoint, the field path and the keys seen."""
 
     def __init__(self, endpoint: str, shape: str, data: Any, where: str = "") -> None:
-        self.endpoint, self.where = endpoint, where
+        self.endpoint, self.where, self.data, self.fields = endpoint, where, data, _FIELDS[shape]
         if not isinstance(data, dict):
-            raise SmartMCAContractError(
-                f"{endpoint}: expected a JSON object{' at ' + where if where else ''} ({shape}), "
-                f"got {_kind_of(data)}",
-                endpoint=endpoint,
-                field=where or "(body)",
-                present_keys=(),
-            )
-        self.data = data
-        self.fields = _FIELDS[shape]
+            text = f"expected a JSON object{' at ' + where if where else ''} ({shape}), got {_kind_of(data)}"
+            raise _error(endpoint, where or "(body)", text)
 
     def fail(self, name: str, problem: str) -> SmartMCAContractError:
         path = f"{self.where}.{name}" if self.where else name
-        keys = sorted(str(k)[:60] for k in self.data)[:30]
-        return SmartMCAContractError(
-            f"{self.endpoint}: response field {path!r} {problem}; keys present: {', '.join(keys) or '(none)'}",
-            endpoint=self.endpoint,
-            field=path,
-            present_keys=tuple(keys),
-        )
+        keys = tuple(sorted(str(k)[:60] for k in self.data)[:30])
+        listed = ", ".join(keys) or "(none)"
+        return _error(self.endpoint, path, f"response field {path!r} {problem}; keys present: {listed}", keys)
 
     def get(self, name: str) -> Any:
         """
@@ -153,6 +142,11 @@ class _Reader:
     def read_all(self) -> dict[str, Any]:
         """Every field of the shape, in its order, keyed by its attribute (``entityType``: ``entity_type``)."""
         return {ATTRIBUTES[name]: self.get(name) for name in self.fields}
+
+
+def _error(endpoint: str, path: str, text: str, keys: tuple[str, ...] = ()) -> SmartMCAContractError:
+    """The contract error at ``path``; ``keys`` are the keys present, never their values."""
+    return SmartMCAContractError(f"{endpoint}: {text}", endpoint=endpoint, field=path, present_keys=keys)
 
 
 def _is_int(value: Any) -> bool:
@@ -304,12 +298,10 @@ class Accepted:
 
 
 def _node_error(error: Any) -> str:
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-        if code and message:
-            return f"{code}: {message}"
-        return str(message or code or "")
-    return str(error or "")
+    if not isinstance(error, dict):
+        return str(error or "")
+    code, message = error.get("code"), error.get("message")
+    return f"{code}: {message}" if code and message else str(message or code or "")
 
 
 def _node(endpoint: str, data: Any, where: str) -> Node:
