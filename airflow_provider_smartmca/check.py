@@ -490,13 +490,15 @@ def render_table(rows: list[Row], target: str) -> str:
     return "\n".join(lines)
 
 
-#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first.
+#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first; the
+#: last matches any row.
 _CAUSES = {
     r"^HTTP 401": "the API key is refused (HTTP 401): check the key (the connection's password) and that it is not revoked.",
     r"^HTTP 403": f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}.",
     r"which the connection does not declare": f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
     r"the server did not receive it|the server may have received it": "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the base URL and the network.",
     r"^HTTP 5": "the API answers server errors (HTTP 5xx), even after retries: try again later.",
+    r"": "the API answers differently from what the provider assumes. Each 'differs' row names the endpoint and the field; tasks fail on them (SmartMCAContractError) until they agree.",
 }
 
 
@@ -507,13 +509,8 @@ def summary(rows: list[Row]) -> str:
     if not count[DIFFERS]:
         return f"{head}: every assumption a read-only probe can check holds."
     seen = [r.seen for r in rows if r.verdict == DIFFERS]
-    for pattern, cause in _CAUSES.items():
-        if any(re.search(pattern, text) for text in seen):
-            return f"{head}: {cause}"
-    return (
-        f"{head}: the API answers differently from what the provider assumes. Each 'differs' row "
-        "names the endpoint and the field; tasks fail on them (SmartMCAContractError) until they agree."
-    )
+    cause = next(c for pattern, c in _CAUSES.items() if any(re.search(pattern, text) for text in seen))
+    return f"{head}: {cause}"
 
 
 def _parser() -> argparse.ArgumentParser:

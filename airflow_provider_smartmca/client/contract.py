@@ -296,6 +296,9 @@ class Accepted:
 
 # --- parsers ------------------------------------------------------------------------------------
 
+#: A parser's response headers (every parser takes them; most ignore them).
+_Headers = Mapping[str, str] | None
+
 
 def _node_error(error: Any) -> str:
     if not isinstance(error, dict):
@@ -309,9 +312,7 @@ def _node(endpoint: str, data: Any, where: str) -> Node:
     return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), _node_error(r.get("error")))
 
 
-def parse_execution(
-    endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
-) -> Execution:
+def parse_execution(endpoint: str, data: Any, headers: _Headers = None, *, where: str = "") -> Execution:
     """Parse an execution object (Get Execution's body, or a List Executions item at ``where``)."""
     fields = _Reader(endpoint, "execution", data, where).read_all()
     at = f"{where}.nodes" if where else "nodes"
@@ -334,14 +335,12 @@ def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -
     return ExecutionPage(items, total, http_date(headers.get("date")))
 
 
-def parse_workflow(
-    endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
-) -> Workflow:
+def parse_workflow(endpoint: str, data: Any, headers: _Headers = None, *, where: str = "") -> Workflow:
     """Parse a workflow definition."""
     return Workflow(**_Reader(endpoint, "workflow", data, where).read_all(), raw=data)
 
 
-def parse_workflow_list(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> WorkflowList:
+def parse_workflow_list(endpoint: str, data: Any, headers: _Headers = None) -> WorkflowList:
     """Parse List Workflows."""
     return WorkflowList(*_envelope(endpoint, data, "list envelope", parse_workflow))
 
@@ -351,12 +350,12 @@ def _accepted(endpoint: str, shape: str, data: Any) -> Accepted:
     return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
 
 
-def parse_trigger_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
+def parse_trigger_response(endpoint: str, data: Any, headers: _Headers = None) -> Accepted:
     """Parse the trigger's 202 (reference). Without ``executionId`` it breaks the contract."""
     return _accepted(endpoint, "trigger response", data)
 
 
-def parse_action_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
+def parse_action_response(endpoint: str, data: Any, headers: _Headers = None) -> Accepted:
     """
     Parse an application action's 2xx (assumed). An empty body, or one without ``executionId``,
     means the action was done and started nothing to wait for.
