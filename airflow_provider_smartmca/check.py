@@ -178,23 +178,22 @@ def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
 
 
 def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
-    """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
-    specs, items = contract.SHAPES[shape], label.endswith("]")
-    labels = [f"{label}: items are JSON objects" if items else f"{label}: a JSON object"]
-    for spec in specs:
-        need = "required" if spec.required else "optional"
-        labels.append(f"{label}{'.' if items else ' '}{spec.name}: {spec.kind}, {need} ({spec.source})")
-    if not objects:
-        return [Row(text, UNCHECKED, why_none) for text in labels]
-    endpoint = label.split()[0]
+    """
+    Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader;
+    with no objects, every row cannot be checked (``why_none``).
+    """
+    specs, endpoint, items = contract.SHAPES[shape], label.split()[0], label.endswith("]")
     readers, errors = _read_all(objects, lambda o: contract._Reader(endpoint, shape, o[1], o[0]))
-    rows = [_tally(labels[0], errors, len(objects), f"{len(objects)} seen", "")]
+    head = f"{label}: items are JSON objects" if items else f"{label}: a JSON object"
+    rows = [_tally(head, errors, len(objects), f"{len(objects)} seen" if objects else "", why_none)]
     why = "absent or null in every object seen (optional)" if readers else "no object to read"
-    for text, spec in zip(labels[1:], specs, strict=True):
+    for spec in specs:
         values, errors = _read_all(readers, contract._Reader.get, spec.name)
         present = sum(value is not None for value in values)
         held = f"{present} of {len(readers)} have it" if present else ""
-        rows.append(_tally(text, errors, len(readers), held, why))
+        need = "required" if spec.required else "optional"
+        text = f"{label}{'.' if items else ' '}{spec.name}: {spec.kind}, {need} ({spec.source})"
+        rows.append(_tally(text, errors, len(readers), held, why if objects else why_none))
     extra = sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs})
     if extra:
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
