@@ -156,14 +156,6 @@ def _read_all(values: list[Any], read: Callable[..., Any], *args: Any) -> tuple[
     return got, errors
 
 
-def _when(value: Any) -> datetime | None:
-    """``value`` read as an ISO 8601 timestamp, or None."""
-    try:
-        return contract.parse_timestamp(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 # --- rows ---------------------------------------------------------------------------------------
 
 
@@ -260,7 +252,7 @@ def _timestamp_row(executions: list[Any]) -> Row:
     for name, value in stamps:
         if not isinstance(value, str):
             return row(DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string")
-        if _when(value) is None:
+        if contract._timestamp(value) is None:
             return row(DIFFERS, f"{name} is a string that is not ISO 8601")
     formats = sorted({re.sub(r"[0-9]", "d", value) for _, value in stamps})  # the format, never the value
     if not formats:
@@ -300,7 +292,7 @@ def _watcher_rows(final: Answer) -> list[Row]:
     listed = f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)"
     rows = [filtered(DIFFERS, listed) if others else filtered(HOLDS, f"{len(items)} item(s), all completed")]
     server = final.server
-    ends = [_when(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
+    ends = [contract._timestamp(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
     late = sum(server is not None and t is not None and t.timestamp() > server.timestamp() + 1 for t in ends)
     if None in ends:
         unread = f"{ends.count(None)} without a readable completedAt: startedAt decides instead"

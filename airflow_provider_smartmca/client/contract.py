@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -95,6 +94,14 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """``value`` read by :func:`parse_timestamp`, or None when it is no ISO 8601 string."""
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def http_date(value: str | None) -> datetime | None:
     """An HTTP date (RFC 9110) as an aware datetime (naive means UTC), or None when absent or bad."""
     try:
@@ -122,7 +129,7 @@ class _Reader:
     def get(self, name: str) -> Any:
         """
         The field ``name``, checked against its kind (a timestamp is parsed). The contract error is
-        raised outside the ``except``, so the ValueError (quoting the value) is never its context.
+        raised outside any ``except``, so no ValueError (quoting the value) is its context.
         """
         spec = self.fields[name]
         if (value := self.data.get(name)) is None:
@@ -133,9 +140,7 @@ class _Reader:
         if not accepts(value):
             got = "one out of range" if spec.kind == INTEGER and _is_int(value) else _kind_of(value)
             raise self.fail(name, f"{rule}, got {got}")
-        if spec.kind == TIMESTAMP:
-            with suppress(ValueError):
-                return parse_timestamp(value)
+        if spec.kind == TIMESTAMP and (value := _timestamp(value)) is None:
             raise self.fail(name, "is not an ISO 8601 timestamp")
         return value
 
