@@ -138,7 +138,7 @@ class _Reader:
             return None
         accepts, rule = _KINDS[spec.kind]
         if not accepts(value):
-            got = "one out of range" if spec.kind == INTEGER and _is_int(value) else _kind_of(value)
+            got = "one out of range" if spec.kind == INTEGER and type(value) is int else _kind_of(value)
             raise self.fail(name, f"{rule}, got {got}")
         if spec.kind == TIMESTAMP and (value := _timestamp(value)) is None:
             raise self.fail(name, "is not an ISO 8601 timestamp")
@@ -154,15 +154,11 @@ def _error(endpoint: str, path: str, text: str, keys: tuple[str, ...] = ()) -> S
     return SmartMCAContractError(f"{endpoint}: {text}", endpoint=endpoint, field=path, present_keys=keys)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-#: What each kind of field accepts, and the rule a wrong value breaks. An integer is bounded: a count
-#: no float can hold (valid JSON) must not overflow what divides it.
+#: What each kind of field accepts, and the rule a wrong value breaks. An integer is an int, not a bool
+#: (``type(v) is int``), and bounded: a count no float can hold (valid JSON) must not overflow what divides it.
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     STRING: (lambda v: isinstance(v, str) and v != "", "must be a non-empty string"),
-    INTEGER: (lambda v: _is_int(v) and 0 <= v <= MAX_INTEGER, "must be an integer from 0 to 2**53"),
+    INTEGER: (lambda v: type(v) is int and 0 <= v <= MAX_INTEGER, "must be an integer from 0 to 2**53"),
     TIMESTAMP: (lambda v: isinstance(v, str), "must be an ISO 8601 timestamp string"),
     LIST: (lambda v: isinstance(v, list), "must be a list"),
     OBJECT: (lambda v: isinstance(v, dict), "must be an object"),
