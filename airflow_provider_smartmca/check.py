@@ -100,7 +100,10 @@ class Answer:
 
 
 def probe(client: SyncClient, name: str, **request: Any) -> Answer:
-    """Send one GET with the client's retry policy; never raises a SmartMCA error."""
+    """
+    Send one GET with the client's retry policy; never raises a SmartMCA error. The clock offset
+    compares the middle of the ``Date`` second (it is rounded down) with the middle of the exchange.
+    """
     settings = client.settings
 
     def attempt(seconds: float | None) -> tuple[protocol.RawResponse, Any, str | None]:
@@ -117,7 +120,6 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
     except SmartMCAError as exc:
         return Answer(name, failure=_failure_text(exc), status=exc.status)
     data, server = protocol.load_json(raw.body, settings.api_key), contract.http_date(raw.headers.get("date"))
-    # Date is rounded down to the second (its middle is 0.5 s on); the local clock's is mid-exchange.
     offset = None if server is None else server.timestamp() + 0.5 - (started + time.time()) / 2
     return Answer(name, data, broken=broken, parsed=parsed, server=server, offset=offset)
 

@@ -26,8 +26,7 @@ from airflow_provider_smartmca.errors import SmartMCAContractError
 
 #: The largest integer field a response may hold (what a JSON number exactly holds everywhere).
 MAX_INTEGER = 2**53
-REFERENCE = "reference"
-ASSUMED = "assumed"
+REFERENCE, ASSUMED = "reference", "assumed"
 
 STRING, INTEGER, TIMESTAMP = "string", "integer", "timestamp"
 LIST, OBJECT, NODE_ERROR = "list", "object", "node error"
@@ -301,16 +300,13 @@ class Accepted:
 _Headers = Mapping[str, str] | None
 
 
-def _node_error(error: Any) -> str:
-    if not isinstance(error, dict):
-        return str(error or "")
-    code, message = error.get("code"), error.get("message")
-    return f"{code}: {message}" if code and message else str(message or code or "")
-
-
 def _node(endpoint: str, data: Any, where: str) -> Node:
+    """A node at ``where``; an error object reads as ``code: message`` (or whichever it has)."""
     r = _Reader(endpoint, "node", data, where)
-    return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), _node_error(r.get("error")))
+    if isinstance(error := r.get("error"), dict):
+        code, message = error.get("code"), error.get("message")
+        error = f"{code}: {message}" if code and message else message or code
+    return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), str(error or ""))
 
 
 def parse_execution(endpoint: str, data: Any, headers: _Headers = None, *, where: str = "") -> Execution:
