@@ -188,8 +188,7 @@ def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none
         need = "required" if spec.required else "optional"
         text = f"{label}{'.' if items else ' '}{spec.name}: {spec.kind}, {need} ({spec.source})"
         rows.append(_tally(text, errors, len(readers), held, why if objects else why_none))
-    extra = sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs})
-    if extra:
+    if extra := sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs}):
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
         rows.append(Row(f"{label}: other keys are ignored", HOLDS, f"also present: {shown}"))
     return rows
@@ -266,11 +265,10 @@ def _status_row(executions: list[Any]) -> Row:
     known = contract.EXECUTION_STATUSES
     row = partial(Row, f"execution status is one of {', '.join(known)} (reference: status filter)")
     seen = {ex["status"] for ex in executions if isinstance(ex, dict) and isinstance(ex.get("status"), str)}
-    unknown = sorted(seen - set(known))
     if not seen:
         why = "no string status to read (see the status rows)" if executions else "no execution listed"
         return row(UNCHECKED, why)
-    if unknown:
+    if unknown := sorted(seen - set(known)):
         names = ", ".join(repr(s[:30]) for s in unknown[:5])
         fix = "a wait on it lasts until its timeout; list it in failure_statuses to fail fast"
         return row(DIFFERS, f"unknown status {names}: {fix}")
@@ -308,8 +306,7 @@ def _watcher_rows(final: Answer) -> list[Row]:
 
 def _clock_row(answers: list[Answer], skew: float) -> Row:
     assumption = f"the server clock (Date header) is within clock_skew={skew:g} s of this one (assumed)"
-    offset = next((a.offset for a in answers if a.offset is not None), None)
-    if offset is None:
+    if (offset := next((a.offset for a in answers if a.offset is not None), None)) is None:
         return Row(assumption, UNCHECKED, "no readable Date header")
     text = f"server clock {offset:+.1f} s from this one"
     if abs(offset) <= skew + 1:
@@ -348,14 +345,12 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
 
 
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
-    denied = sorted(a.endpoint for a in answers if a.status == 403)
-    reached = sum(a.failure is None for a in answers)
     row = partial(Row, f"the key holds {SCOPE_READ} (every GET endpoint)")
     if any(a.status == 401 for a in answers):
         read = row(DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")
-    elif denied:
+    elif denied := sorted(a.endpoint for a in answers if a.status == 403):
         read = row(DIFFERS, f"HTTP 403 from {', '.join(denied)}")
-    elif reached:
+    elif reached := sum(a.failure is None for a in answers):
         read = row(HOLDS, f"{reached} GET(s) answered 2xx")
     else:
         read = row(UNCHECKED, "no GET was answered")
@@ -479,8 +474,7 @@ def render_table(rows: list[Row], target: str) -> str:
     width = min(max(len(r.assumption) for r in rows), 100)
     lines = [f"smartmca-check: {target}", "", f"{'VERDICT':<17}  {'ASSUMPTION':<{width}}  SEEN"]
     lines += [f"{r.verdict:<17}  {r.assumption:<{width}}  {r.seen}".rstrip() for r in rows]
-    lines += ["", summary(rows)]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", summary(rows)])
 
 
 #: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first; the
