@@ -291,16 +291,14 @@ def _watcher_rows(final: Answer) -> list[Row]:
     others = sorted({str(ex.get("status"))[:30] for ex in items} - {"completed"})
     listed = f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)"
     rows = [filtered(DIFFERS, listed) if others else filtered(HOLDS, f"{len(items)} item(s), all completed")]
-    server = final.server
     ends = [contract._timestamp(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
-    late = sum(server is not None and t is not None and t.timestamp() > server.timestamp() + 1 for t in ends)
     if None in ends:
         unread = f"{ends.count(None)} without a readable completedAt: startedAt decides instead"
         return [*rows, stamped(DIFFERS, unread)]
-    if late:
-        return [*rows, stamped(DIFFERS, f"{late} completedAt after the Date header: clocks differ")]
-    if server is None:
+    if final.server is None:
         return [*rows, stamped(UNCHECKED, "no readable Date header")]
+    if late := sum(t is not None and t.timestamp() > final.server.timestamp() + 1 for t in ends):
+        return [*rows, stamped(DIFFERS, f"{late} completedAt after the Date header: clocks differ")]
     return [*rows, stamped(HOLDS, "every completedAt readable and not after Date")]
 
 
@@ -333,8 +331,7 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
             leads.append(answer.server.timestamp() + 1 - max(stamps).timestamp())
     if not leads:
         return row(UNCHECKED, "no Date header next to a readable timestamp")
-    lead = min(leads)
-    if lead <= skew:
+    if (lead := min(leads)) <= skew:
         return row(HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
     return row(
         DIFFERS,
@@ -526,12 +523,11 @@ def _client(args: argparse.Namespace) -> tuple[SyncClient, str]:
         if not key:
             raise ValueError(f"environment variable {args.key_env} is not set (it must hold the API key)")
         settings = settings_from_connection(host=args.base_url, port=None, password=key, extra=None)
-        target = settings.base_url
     else:
         from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
         settings = SmartMCAHook(args.conn_id).settings  # resolved as a task would, AIRFLOW_CONN_* included
-        target = f"{settings.base_url} (connection {args.conn_id})"
+    target = settings.base_url if args.base_url else f"{settings.base_url} (connection {args.conn_id})"
     return SyncClient(settings.with_overrides(max_retries=min(settings.max_retries, MAX_RETRIES))), target
 
 
