@@ -119,7 +119,7 @@ def probe(client: SyncClient, name: str, **request: Any) -> Answer:
         raw, parsed, broken = protocol.retrying(settings, prepared, attempt)
     except SmartMCAError as exc:
         return Answer(name, failure=_failure_text(exc), status=exc.status)
-    data, server = protocol.load_json(raw.body, settings.api_key), contract.http_date(raw.headers.get("date"))
+    data, server = protocol.load_json(raw.body, settings.api_key), contract.server_time(raw.headers)
     offset = None if server is None else server.timestamp() + 0.5 - (started + time.time()) / 2
     return Answer(name, data, broken=broken, parsed=parsed, server=server, offset=offset)
 
@@ -493,8 +493,7 @@ def summary(rows: list[Row]) -> str:
     if not count[DIFFERS]:
         return f"{head}: every assumption a read-only probe can check holds."
     seen = [r.seen for r in rows if r.verdict == DIFFERS]
-    cause = next(c for pattern, c in _CAUSES.items() if any(re.search(pattern, text) for text in seen))
-    return f"{head}: {cause}"
+    return f"{head}: " + next(c for pattern, c in _CAUSES.items() if any(re.search(pattern, t) for t in seen))
 
 
 def _parser() -> argparse.ArgumentParser:

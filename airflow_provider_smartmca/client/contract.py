@@ -110,6 +110,11 @@ def http_date(value: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def server_time(headers: Mapping[str, str]) -> datetime | None:
+    """The server's clock from the response's ``Date`` header, or None when absent or bad."""
+    return http_date(headers.get("date"))
+
+
 class _Reader:
     """Reads one JSON object against a shape, failing with the endpoint, the field path and the keys seen."""
 
@@ -153,8 +158,8 @@ def _error(endpoint: str, path: str, text: str, keys: tuple[str, ...] = ()) -> S
     return SmartMCAContractError(f"{endpoint}: {text}", endpoint=endpoint, field=path, present_keys=keys)
 
 
-#: What each kind of field accepts, and the rule a wrong value breaks. An integer is an int, not a bool
-#: (``type(v) is int``), and bounded: a count no float can hold (valid JSON) must not overflow what divides it.
+#: What each kind of field accepts, and the rule a wrong value breaks. An integer is an int, not a
+#: bool, and bounded: a count no float can hold (valid JSON) must not overflow what divides it.
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     STRING: (lambda v: isinstance(v, str) and v != "", "must be a non-empty string"),
     INTEGER: (lambda v: type(v) is int and 0 <= v <= MAX_INTEGER, "must be an integer from 0 to 2**53"),
@@ -329,7 +334,7 @@ def _envelope(
 def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -> ExecutionPage:
     """Parse a List Executions page; the server's clock comes from the ``Date`` header."""
     items, total = _envelope(endpoint, data, "execution list envelope", parse_execution)
-    return ExecutionPage(items, total, http_date(headers.get("date")))
+    return ExecutionPage(items, total, server_time(headers))
 
 
 def parse_workflow(endpoint: str, data: Any, headers: _Headers = None, *, where: str = "") -> Workflow:
