@@ -75,8 +75,10 @@ class Answer:
     One GET's answer.
 
     :param data: the decoded JSON (key redacted), when a 2xx JSON body came back.
-    :param failure: why there is no usable answer (an HTTP error, no connection, not JSON).
-    :param broken: the provider's parser refused the JSON (the contract differs).
+    :param failure: why there is no usable answer (an HTTP error, no connection, not JSON), without
+        server text.
+    :param status: the HTTP status of that failure, when the server answered.
+    :param broken: why the provider's parser refused the JSON (the contract differs).
     :param parsed: what the provider's parser made of it, when it accepted it.
     :param server: the server's clock from the ``Date`` header, or None.
     :param offset: the server's clock less this one, in seconds, when the ``Date`` header is readable.
@@ -84,8 +86,9 @@ class Answer:
 
     endpoint: str
     data: Any = None
-    failure: SmartMCAError | None = None
-    broken: SmartMCAContractError | None = None
+    failure: str | None = None
+    status: int | None = None
+    broken: str | None = None
     parsed: Any = None
     server: datetime | None = None
     offset: float | None = None
@@ -97,27 +100,28 @@ class Answer:
 
 
 def probe(client: SyncClient, name: str, **request: Any) -> Answer:
-    """Send one GET with the client's retry policy; never raises a SmartMCA error."""
+    """
+    Send one GET with the client's retry policy; never raises a SmartMCA error. The clock offset
+    compares the middle of the ``Date`` second (it is rounded down) with the middle of the exchange.
+    """
     settings = client.settings
 
-    def attempt(seconds: float | None) -> tuple[protocol.RawResponse, Any, SmartMCAContractError | None]:
+    def attempt(seconds: float | None) -> tuple[protocol.RawResponse, Any, str | None]:
         raw = client.send(prepared, timeout=seconds)
         try:
             return raw, protocol.parse_response(prepared, raw, settings), None  # exactly as a task reads it
         except SmartMCAContractError as exc:
-            return raw, None, exc  # not retried here: the field rows say what differs
+            return raw, None, _contract_text(exc)  # not retried here: the field rows say what differs
 
     try:
         prepared = protocol.build_request(settings, name, **request)
         started = time.time()
         raw, parsed, broken = protocol.retrying(settings, prepared, attempt)
     except SmartMCAError as exc:
-        return Answer(name, failure=exc)
+        return Answer(name, failure=_failure_text(exc), status=exc.status)
     data, server = protocol.load_json(raw.body, settings.api_key), contract.server_time(raw.headers)
-    # Date has whole seconds (rounded down): its middle is half a second later; the local clock's
-    # is halfway through the exchange.
     offset = None if server is None else server.timestamp() + 0.5 - (started + time.time()) / 2
-    return Answer(name, data, None, broken, parsed, server, offset)
+    return Answer(name, data, broken=broken, parsed=parsed, server=server, offset=offset)
 
 
 def _failure_text(exc: SmartMCAError) -> str:
@@ -133,9 +137,14 @@ def _contract_text(exc: SmartMCAContractError) -> str:
     return str(exc).removeprefix(f"{exc.endpoint}: ")
 
 
-def _some(errors: list[SmartMCAContractError], of: int) -> str:
-    """How many of ``of`` broke the contract, and how the first did ("" when none did)."""
-    return f"{len(errors)} of {of}: {_contract_text(errors[0])}" if errors else ""
+def _tally(text: str, errors: list[SmartMCAContractError], of: int, held: str, why_not: str) -> Row:
+    """
+    Differs when any of ``of`` broke the contract (how many, how the first did); else holds when
+    ``held`` says what was seen; else cannot be checked, ``why_not``.
+    """
+    if errors:
+        return Row(text, DIFFERS, f"{len(errors)} of {of}: {_contract_text(errors[0])}")
+    return Row(text, HOLDS, held) if held else Row(text, UNCHECKED, why_not)
 
 
 def _read_all(values: list[Any], read: Callable[..., Any], *args: Any) -> tuple[list[Any], list[Any]]:
@@ -149,14 +158,6 @@ def _read_all(values: list[Any], read: Callable[..., Any], *args: Any) -> tuple[
     return got, errors
 
 
-def _when(value: Any) -> datetime | None:
-    """``value`` read as an ISO 8601 timestamp, or None."""
-    try:
-        return contract.parse_timestamp(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 # --- rows ---------------------------------------------------------------------------------------
 
 
@@ -165,50 +166,38 @@ def _endpoint_row(answer: Answer | None, name: str, why_not: str) -> Row:
     row = partial(Row, f"{name} ({endpoint.method} {endpoint.path}) answers, and the provider reads it")
     if answer is None:
         return row(UNCHECKED, why_not)
-    if answer.failure is not None:
-        return row(DIFFERS, _failure_text(answer.failure))
-    if answer.broken is not None:
-        return row(DIFFERS, _contract_text(answer.broken))
+    if problem := answer.failure or answer.broken:
+        return row(DIFFERS, problem)
     return row(HOLDS, "a 2xx JSON answer the provider's parser accepts")
 
 
 def _field_rows(label: str, shape: str, objects: list[tuple[str, Any]], why_none: str) -> list[Row]:
-    """Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader."""
-    specs = contract.SHAPES[shape]
-    labels = [f"{label}: items are JSON objects" if label.endswith("]") else f"{label}: a JSON object"]
-    labels += [_field_label(label, spec) for spec in specs]
-    if not objects:
-        return [Row(text, UNCHECKED, why_none) for text in labels]
-    endpoint = label.split()[0]
+    """
+    Every field of ``shape`` over ``objects`` (path, JSON value), read with the provider's reader;
+    with no objects, every row cannot be checked (``why_none``).
+    """
+    specs, endpoint, items = contract.SHAPES[shape], label.split()[0], label.endswith("]")
     readers, errors = _read_all(objects, lambda o: contract._Reader(endpoint, shape, o[1], o[0]))
-    verdict, seen = (DIFFERS, _some(errors, len(objects))) if errors else (HOLDS, f"{len(objects)} seen")
-    rows = [Row(labels[0], verdict, seen)]
-    for text, spec in zip(labels[1:], specs, strict=True):
+    head = f"{label}: items are JSON objects" if items else f"{label}: a JSON object"
+    rows = [_tally(head, errors, len(objects), f"{len(objects)} seen" if objects else "", why_none)]
+    why = "absent or null in every object seen (optional)" if readers else "no object to read"
+    for spec in specs:
         values, errors = _read_all(readers, contract._Reader.get, spec.name)
         present = sum(value is not None for value in values)
-        if errors:
-            rows.append(Row(text, DIFFERS, _some(errors, len(readers))))
-        elif present:
-            rows.append(Row(text, HOLDS, f"{present} of {len(readers)} have it"))
-        else:
-            why = "absent or null in every object seen (optional)" if readers else "no object to read"
-            rows.append(Row(text, UNCHECKED, why))
-    extra = sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs})
-    if extra:
+        held = f"{present} of {len(readers)} have it" if present else ""
+        need = "required" if spec.required else "optional"
+        text = f"{label}{'.' if items else ' '}{spec.name}: {spec.kind}, {need} ({spec.source})"
+        rows.append(_tally(text, errors, len(readers), held, why if objects else why_none))
+    if extra := sorted({str(k)[:40] for r in readers for k in r.data} - {spec.name for spec in specs}):
         shown = ", ".join(extra[:15]) + (f" and {len(extra) - 15} more" if len(extra) > 15 else "")
         rows.append(Row(f"{label}: other keys are ignored", HOLDS, f"also present: {shown}"))
     return rows
 
 
-def _field_label(label: str, spec: contract.Field) -> str:
-    sep, need = ("." if label.endswith("]") else " "), ("required" if spec.required else "optional")
-    return f"{label}{sep}{spec.name}: {spec.kind}, {need} ({spec.source})"
-
-
 def _sorted_row(desc: Answer, asc: Answer) -> Row:
     row = partial(Row, "list_executions honours sort_by=startedAt, sort_order=asc|desc (assumed)")
     if asc.failure is not None:
-        return row(DIFFERS, f"sort_order=asc: {_failure_text(asc.failure)}")
+        return row(DIFFERS, f"sort_order=asc: {asc.failure}")
     if not all(isinstance(a.parsed, ExecutionPage) for a in (desc, asc)):
         return row(UNCHECKED, "a page the provider cannot read (see its rows)")
     newest = [e.started_at for e in desc.parsed.items if e.started_at is not None]
@@ -228,9 +217,9 @@ def _pagination_rows(desc: Answer, page2: Answer | None, limit: int) -> list[Row
     if not isinstance(desc.data, dict) or not isinstance(desc.data.get("data"), list):
         why = "List Executions gave no list of items (see its rows)"
         return [Row(a, UNCHECKED, why) for a in (a_page, a_total, a_page2)]
-    n, total, row = len(desc.items()), _total(desc), partial(Row, a_total)
+    n, total, row = len(desc.items()), desc.data.get("total"), partial(Row, a_total)
     more = len(page2.items()) if page2 is not None and page2.failure is None else 0
-    if total is None:
+    if isinstance(total, bool) or not isinstance(total, int):
         total_row = row(UNCHECKED, "no integer total (see its row): the walk stops at a short page")
     elif total < n + more:  # walks read on to a short page; only the poller's estimate is low
         what = "counts only page 1" if total <= n else "is below pages 1 and 2"
@@ -248,7 +237,7 @@ def _page2_row(row: Callable[[str, str], Row], desc: Answer, page2: Answer | Non
         why = "is unreadable (see its rows)" if desc.parsed is None else f"is short ({n} of {limit})"
         return row(UNCHECKED, f"page 1 {why}: no second page probed")
     if page2.failure is not None:
-        return row(DIFFERS, _failure_text(page2.failure))
+        return row(DIFFERS, page2.failure)
     first, second = _ids(desc), _ids(page2)
     if not first or not second:
         return row(UNCHECKED, "no executionId to compare the pages by")
@@ -264,7 +253,7 @@ def _timestamp_row(executions: list[Any]) -> Row:
     for name, value in stamps:
         if not isinstance(value, str):
             return row(DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string")
-        if _when(value) is None:
+        if contract._timestamp(value) is None:
             return row(DIFFERS, f"{name} is a string that is not ISO 8601")
     formats = sorted({re.sub(r"[0-9]", "d", value) for _, value in stamps})  # the format, never the value
     if not formats:
@@ -276,11 +265,10 @@ def _status_row(executions: list[Any]) -> Row:
     known = contract.EXECUTION_STATUSES
     row = partial(Row, f"execution status is one of {', '.join(known)} (reference: status filter)")
     seen = {ex["status"] for ex in executions if isinstance(ex, dict) and isinstance(ex.get("status"), str)}
-    unknown = sorted(seen - set(known))
     if not seen:
         why = "no string status to read (see the status rows)" if executions else "no execution listed"
         return row(UNCHECKED, why)
-    if unknown:
+    if unknown := sorted(seen - set(known)):
         names = ", ".join(repr(s[:30]) for s in unknown[:5])
         fix = "a wait on it lasts until its timeout; list it in failure_statuses to fail fast"
         return row(DIFFERS, f"unknown status {names}: {fix}")
@@ -303,23 +291,20 @@ def _watcher_rows(final: Answer) -> list[Row]:
     others = sorted({str(ex.get("status"))[:30] for ex in items} - {"completed"})
     listed = f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)"
     rows = [filtered(DIFFERS, listed) if others else filtered(HOLDS, f"{len(items)} item(s), all completed")]
-    server = final.server
-    ends = [_when(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
-    late = sum(server is not None and t is not None and t.timestamp() > server.timestamp() + 1 for t in ends)
+    ends = [contract._timestamp(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
     if None in ends:
         unread = f"{ends.count(None)} without a readable completedAt: startedAt decides instead"
         return [*rows, stamped(DIFFERS, unread)]
-    if late:
-        return [*rows, stamped(DIFFERS, f"{late} completedAt after the Date header: clocks differ")]
-    if server is None:
+    if final.server is None:
         return [*rows, stamped(UNCHECKED, "no readable Date header")]
+    if late := sum(t is not None and t.timestamp() > final.server.timestamp() + 1 for t in ends):
+        return [*rows, stamped(DIFFERS, f"{late} completedAt after the Date header: clocks differ")]
     return [*rows, stamped(HOLDS, "every completedAt readable and not after Date")]
 
 
 def _clock_row(answers: list[Answer], skew: float) -> Row:
     assumption = f"the server clock (Date header) is within clock_skew={skew:g} s of this one (assumed)"
-    offset = next((a.offset for a in answers if a.offset is not None), None)
-    if offset is None:
+    if (offset := next((a.offset for a in answers if a.offset is not None), None)) is None:
         return Row(assumption, UNCHECKED, "no readable Date header")
     text = f"server clock {offset:+.1f} s from this one"
     if abs(offset) <= skew + 1:
@@ -346,8 +331,7 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
             leads.append(answer.server.timestamp() + 1 - max(stamps).timestamp())
     if not leads:
         return row(UNCHECKED, "no Date header next to a readable timestamp")
-    lead = min(leads)
-    if lead <= skew:
+    if (lead := min(leads)) <= skew:
         return row(HOLDS, f"Date at most {max(lead, 0):.0f} s after the newest timestamp")
     return row(
         DIFFERS,
@@ -358,15 +342,12 @@ def _date_lead_row(answers: list[Answer], skew: float) -> Row:
 
 
 def _scope_rows(answers: list[Answer], declared: frozenset[str] | None) -> list[Row]:
-    statuses = {a.failure.status for a in answers if a.failure is not None}
-    denied = sorted(a.endpoint for a in answers if a.failure is not None and a.failure.status == 403)
-    reached = sum(a.failure is None for a in answers)
     row = partial(Row, f"the key holds {SCOPE_READ} (every GET endpoint)")
-    if 401 in statuses:
+    if any(a.status == 401 for a in answers):
         read = row(DIFFERS, "HTTP 401: the key is refused (wrong, revoked or missing)")
-    elif denied:
+    elif denied := sorted(a.endpoint for a in answers if a.status == 403):
         read = row(DIFFERS, f"HTTP 403 from {', '.join(denied)}")
-    elif reached:
+    elif reached := sum(a.failure is None for a in answers):
         read = row(HOLDS, f"{reached} GET(s) answered 2xx")
     else:
         read = row(UNCHECKED, "no GET was answered")
@@ -395,11 +376,10 @@ _UNCHECKABLE = {
 
 
 def _post_rows() -> list[Row]:
+    """The POST answers' fields (no object row: no body is read) and :data:`_UNCHECKABLE`."""
     shapes = (("trigger_workflow 202", "trigger response"), ("application action 2xx", "action response"))
-    fields = {
-        _field_label(label, spec): _NO_POST for label, shape in shapes for spec in contract.SHAPES[shape]
-    }
-    return [Row(assumption, UNCHECKED, why) for assumption, why in (fields | _UNCHECKABLE).items()]
+    fields = [row for label, shape in shapes for row in _field_rows(label, shape, [], _NO_POST)[1:]]
+    return fields + [Row(assumption, UNCHECKED, why) for assumption, why in _UNCHECKABLE.items()]
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -419,18 +399,20 @@ def run_checks(client: SyncClient, limit: int = DEFAULT_LIMIT) -> list[Row]:
     def executions(**query: Any) -> Answer:
         return probe(client, "list_executions", query=protocol.list_executions_query(limit=limit, **query))
 
-    def detail(name: str, key: str, value: str | None) -> Answer | None:
-        return probe(client, name, path_params={key: value}) if value else None
+    def detail(name: str, key: str, items: list[Any], field: str) -> Answer | None:
+        """``name`` for the first item's ``field`` that can go into a URL path, when one can."""
+        ids = [i[field] for i in items if isinstance(i, dict) and isinstance(i.get(field), str) and i[field]]
+        return probe(client, name, path_params={key: ids[0]}) if ids else None
 
     workflows = probe(client, "list_workflows")
-    workflow = detail("get_workflow", "workflow_id", _first(workflows.items(), "id"))
+    workflow = detail("get_workflow", "workflow_id", workflows.items(), "id")
     desc, asc = executions(sort_order="desc"), executions(sort_order="asc")
     walk = ListingWalk(limit, 2)  # a full page 1 has a page 2, whatever total says
     if isinstance(desc.parsed, ExecutionPage):
         walk.feed(desc.parsed)
     fetch = walk.next() if walk.pages else None
     page2 = executions(page=fetch.page, sort_order=fetch.order) if fetch is not None else None
-    execution = detail("get_execution", "execution_id", _first(desc.items(), "executionId"))
+    execution = detail("get_execution", "execution_id", desc.items(), "executionId")
     final = executions(status="completed")
     answers = [a for a in (workflows, workflow, desc, asc, page2, execution, final) if a is not None]
 
@@ -477,20 +459,8 @@ def _ids(answer: Answer) -> set[Any]:
     return {i.get("executionId") for i in answer.items() if isinstance(i, dict)} - {None}
 
 
-def _total(answer: Answer) -> int | None:
-    """The list envelope's ``total`` when it is an integer."""
-    total = answer.data.get("total") if isinstance(answer.data, dict) else None
-    return None if isinstance(total, bool) or not isinstance(total, int) else total
-
-
 def _body(answer: Answer | None) -> list[tuple[str, Any]]:
     return [("", answer.data)] if answer is not None and answer.failure is None else []
-
-
-def _first(items: list[Any], key: str) -> str | None:
-    """The first item's ``key`` that can go into a URL path, to probe the detail endpoint with."""
-    usable = (i[key] for i in items if isinstance(i, dict) and isinstance(i.get(key), str) and i[key])
-    return next(usable, None)
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -501,17 +471,18 @@ def render_table(rows: list[Row], target: str) -> str:
     width = min(max(len(r.assumption) for r in rows), 100)
     lines = [f"smartmca-check: {target}", "", f"{'VERDICT':<17}  {'ASSUMPTION':<{width}}  SEEN"]
     lines += [f"{r.verdict:<17}  {r.assumption:<{width}}  {r.seen}".rstrip() for r in rows]
-    lines += ["", summary(rows)]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", summary(rows)])
 
 
-#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first.
+#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first; the
+#: last matches any row.
 _CAUSES = {
     r"^HTTP 401": "the API key is refused (HTTP 401): check the key (the connection's password) and that it is not revoked.",
     r"^HTTP 403": f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}.",
     r"which the connection does not declare": f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
     r"the server did not receive it|the server may have received it": "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the base URL and the network.",
     r"^HTTP 5": "the API answers server errors (HTTP 5xx), even after retries: try again later.",
+    r"": "the API answers differently from what the provider assumes. Each 'differs' row names the endpoint and the field; tasks fail on them (SmartMCAContractError) until they agree.",
 }
 
 
@@ -522,13 +493,7 @@ def summary(rows: list[Row]) -> str:
     if not count[DIFFERS]:
         return f"{head}: every assumption a read-only probe can check holds."
     seen = [r.seen for r in rows if r.verdict == DIFFERS]
-    for pattern, cause in _CAUSES.items():
-        if any(re.search(pattern, text) for text in seen):
-            return f"{head}: {cause}"
-    return (
-        f"{head}: the API answers differently from what the provider assumes. Each 'differs' row "
-        "names the endpoint and the field; tasks fail on them (SmartMCAContractError) until they agree."
-    )
+    return f"{head}: " + next(c for pattern, c in _CAUSES.items() if any(re.search(pattern, t) for t in seen))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -557,12 +522,11 @@ def _client(args: argparse.Namespace) -> tuple[SyncClient, str]:
         if not key:
             raise ValueError(f"environment variable {args.key_env} is not set (it must hold the API key)")
         settings = settings_from_connection(host=args.base_url, port=None, password=key, extra=None)
-        target = settings.base_url
     else:
         from airflow_provider_smartmca.hooks.smartmca import SmartMCAHook
 
         settings = SmartMCAHook(args.conn_id).settings  # resolved as a task would, AIRFLOW_CONN_* included
-        target = f"{settings.base_url} (connection {args.conn_id})"
+    target = settings.base_url if args.base_url else f"{settings.base_url} (connection {args.conn_id})"
     return SyncClient(settings.with_overrides(max_retries=min(settings.max_retries, MAX_RETRIES))), target
 
 

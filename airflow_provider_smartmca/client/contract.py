@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,8 +26,7 @@ from airflow_provider_smartmca.errors import SmartMCAContractError
 
 #: The largest integer field a response may hold (what a JSON number exactly holds everywhere).
 MAX_INTEGER = 2**53
-REFERENCE = "reference"
-ASSUMED = "assumed"
+REFERENCE, ASSUMED = "reference", "assumed"
 
 STRING, INTEGER, TIMESTAMP = "string", "integer", "timestamp"
 LIST, OBJECT, NODE_ERROR = "list", "object", "node error"
@@ -58,11 +56,11 @@ def _shape(source: str, spec: str) -> tuple[Field, ...]:
 
 
 #: Every field read, per response shape. ``docs/api-contract.md`` and ``smartmca-check`` follow it.
+#: The reference shows List Workflows' envelope ``{"data": [...], "total": n}`` and no List Executions
+#: response: the same envelope is assumed.
 SHAPES: dict[str, tuple[Field, ...]] = {
     "workflow": _shape(REFERENCE, "id: string!, entityType: string!, name: string"),
-    # List Workflows: the reference shows {"data": [...], "total": n}
     "list envelope": _shape(REFERENCE, "data: list!, total: integer"),
-    # List Executions: the reference shows no response; the same is assumed
     "execution list envelope": _shape(ASSUMED, "data: list!, total: integer"),
     "trigger response": _shape(REFERENCE, "executionId: string!, workflowId: string, status: string"),
     "action response": _shape(ASSUMED, "executionId: string, workflowId: string"),
@@ -95,6 +93,14 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """``value`` read by :func:`parse_timestamp`, or None when it is no ISO 8601 string."""
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def http_date(value: str | None) -> datetime | None:
     """An HTTP date (RFC 9110) as an aware datetime (naive means UTC), or None when absent or bad."""
     try:
@@ -113,29 +119,22 @@ class _Reader:
     """Reads one JSON object against a shape, failing with the endpoint, the field path and the keys seen."""
 
     def __init__(self, endpoint: str, shape: str, data: Any, where: str = "") -> None:
-        self.endpoint, self.where = endpoint, where
+        self.endpoint, self.where, self.data, self.fields = endpoint, where, data, _FIELDS[shape]
         if not isinstance(data, dict):
-            raise SmartMCAContractError(
-                f"{endpoint}: expected a JSON object{' at ' + where if where else ''} ({shape}), "
-                f"got {_kind_of(data)}",
-                endpoint=endpoint,
-                field=where or "(body)",
-                present_keys=(),
-            )
-        self.data = data
-        self.fields = _FIELDS[shape]
+            text = f"expected a JSON object{' at ' + where if where else ''} ({shape}), got {_kind_of(data)}"
+            raise _error(endpoint, where or "(body)", text)
 
     def fail(self, name: str, problem: str) -> SmartMCAContractError:
         path = f"{self.where}.{name}" if self.where else name
-        keys = sorted(str(k)[:60] for k in self.data)[:30]
-        return SmartMCAContractError(
-            f"{self.endpoint}: response field {path!r} {problem}; keys present: {', '.join(keys) or '(none)'}",
-            endpoint=self.endpoint,
-            field=path,
-            present_keys=tuple(keys),
-        )
+        keys = tuple(sorted(str(k)[:60] for k in self.data)[:30])
+        listed = ", ".join(keys) or "(none)"
+        return _error(self.endpoint, path, f"response field {path!r} {problem}; keys present: {listed}", keys)
 
     def get(self, name: str) -> Any:
+        """
+        The field ``name``, checked against its kind (a timestamp is parsed). The contract error is
+        raised outside any ``except``, so no ValueError (quoting the value) is its context.
+        """
         spec = self.fields[name]
         if (value := self.data.get(name)) is None:
             if spec.required:
@@ -143,12 +142,9 @@ class _Reader:
             return None
         accepts, rule = _KINDS[spec.kind]
         if not accepts(value):
-            got = "one out of range" if spec.kind == INTEGER and _is_int(value) else _kind_of(value)
+            got = "one out of range" if spec.kind == INTEGER and type(value) is int else _kind_of(value)
             raise self.fail(name, f"{rule}, got {got}")
-        if spec.kind == TIMESTAMP:
-            # Raised after the block, so that the ValueError (quoting the value) is not its context.
-            with suppress(ValueError):
-                return parse_timestamp(value)
+        if spec.kind == TIMESTAMP and (value := _timestamp(value)) is None:
             raise self.fail(name, "is not an ISO 8601 timestamp")
         return value
 
@@ -157,15 +153,16 @@ class _Reader:
         return {ATTRIBUTES[name]: self.get(name) for name in self.fields}
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _error(endpoint: str, path: str, text: str, keys: tuple[str, ...] = ()) -> SmartMCAContractError:
+    """The contract error at ``path``; ``keys`` are the keys present, never their values."""
+    return SmartMCAContractError(f"{endpoint}: {text}", endpoint=endpoint, field=path, present_keys=keys)
 
 
-#: What each kind of field accepts, and the rule a wrong value breaks.
+#: What each kind of field accepts, and the rule a wrong value breaks. An integer is an int, not a
+#: bool, and bounded: a count no float can hold (valid JSON) must not overflow what divides it.
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     STRING: (lambda v: isinstance(v, str) and v != "", "must be a non-empty string"),
-    # Bounded: a count no float can hold (valid JSON) must not overflow what divides it.
-    INTEGER: (lambda v: _is_int(v) and 0 <= v <= MAX_INTEGER, "must be an integer from 0 to 2**53"),
+    INTEGER: (lambda v: type(v) is int and 0 <= v <= MAX_INTEGER, "must be an integer from 0 to 2**53"),
     TIMESTAMP: (lambda v: isinstance(v, str), "must be an ISO 8601 timestamp string"),
     LIST: (lambda v: isinstance(v, list), "must be a list"),
     OBJECT: (lambda v: isinstance(v, dict), "must be an object"),
@@ -304,24 +301,20 @@ class Accepted:
 
 # --- parsers ------------------------------------------------------------------------------------
 
-
-def _node_error(error: Any) -> str:
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-        if code and message:
-            return f"{code}: {message}"
-        return str(message or code or "")
-    return str(error or "")
+#: A parser's response headers (every parser takes them; most ignore them).
+_Headers = Mapping[str, str] | None
 
 
 def _node(endpoint: str, data: Any, where: str) -> Node:
+    """A node at ``where``; an error object reads as ``code: message`` (or whichever it has)."""
     r = _Reader(endpoint, "node", data, where)
-    return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), _node_error(r.get("error")))
+    if isinstance(error := r.get("error"), dict):
+        code, message = error.get("code"), error.get("message")
+        error = f"{code}: {message}" if code and message else message or code
+    return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), str(error or ""))
 
 
-def parse_execution(
-    endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
-) -> Execution:
+def parse_execution(endpoint: str, data: Any, headers: _Headers = None, *, where: str = "") -> Execution:
     """Parse an execution object (Get Execution's body, or a List Executions item at ``where``)."""
     fields = _Reader(endpoint, "execution", data, where).read_all()
     at = f"{where}.nodes" if where else "nodes"
@@ -344,14 +337,12 @@ def parse_execution_page(endpoint: str, data: Any, headers: Mapping[str, str]) -
     return ExecutionPage(items, total, server_time(headers))
 
 
-def parse_workflow(
-    endpoint: str, data: Any, headers: Mapping[str, str] | None = None, *, where: str = ""
-) -> Workflow:
+def parse_workflow(endpoint: str, data: Any, headers: _Headers = None, *, where: str = "") -> Workflow:
     """Parse a workflow definition."""
     return Workflow(**_Reader(endpoint, "workflow", data, where).read_all(), raw=data)
 
 
-def parse_workflow_list(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> WorkflowList:
+def parse_workflow_list(endpoint: str, data: Any, headers: _Headers = None) -> WorkflowList:
     """Parse List Workflows."""
     return WorkflowList(*_envelope(endpoint, data, "list envelope", parse_workflow))
 
@@ -361,12 +352,12 @@ def _accepted(endpoint: str, shape: str, data: Any) -> Accepted:
     return Accepted(execution_id=r.get("executionId"), workflow_id=r.get("workflowId"), raw=data)
 
 
-def parse_trigger_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
+def parse_trigger_response(endpoint: str, data: Any, headers: _Headers = None) -> Accepted:
     """Parse the trigger's 202 (reference). Without ``executionId`` it breaks the contract."""
     return _accepted(endpoint, "trigger response", data)
 
 
-def parse_action_response(endpoint: str, data: Any, headers: Mapping[str, str] | None = None) -> Accepted:
+def parse_action_response(endpoint: str, data: Any, headers: _Headers = None) -> Accepted:
     """
     Parse an application action's 2xx (assumed). An empty body, or one without ``executionId``,
     means the action was done and started nothing to wait for.
