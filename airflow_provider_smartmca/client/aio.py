@@ -150,7 +150,9 @@ class AsyncClient:
         try:
             return await self._exchange(request, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = failure(request, exc, self._route[0], seconds)  # opened by _exchange
+            error = failure(
+                request, exc, self._route[0], seconds, self.settings.timeout
+            )  # opened by _exchange
         raise error
 
     async def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:

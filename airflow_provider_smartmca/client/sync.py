@@ -24,12 +24,18 @@ _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OS
 
 
 def _read_chunk(
-    resp: requests.Response, request: protocol.PreparedRequest, seconds: float, deadline: float
+    resp: requests.Response,
+    request: protocol.PreparedRequest,
+    seconds: float,
+    deadline: float,
+    setting: float,
 ) -> bytes:
     """The next chunk of the body (empty at its end), read within the request's deadline: ``read1``
     returns whatever has arrived (a trickle cannot stretch one read), decoded, at most a chunk."""
     if (remaining := deadline - time.monotonic()) <= 0:
-        raise protocol.connection_error(request, transport.deadline_detail(seconds), request_sent=True)
+        raise protocol.connection_error(
+            request, transport.deadline_detail(seconds, setting), request_sent=True
+        )
     if (sock := getattr(resp.raw.connection, "sock", None)) is not None:
         sock.settimeout(remaining)  # no single read outlives the request's deadline
     return resp.raw.read1(transport.READ_CHUNK, decode_content=True)
@@ -90,7 +96,7 @@ class SyncClient:
         try:
             return self._exchange(request, seconds)
         except _TRANSPORT_ERRORS as exc:
-            error = transport.failure(request, exc, self._route, seconds)
+            error = transport.failure(request, exc, self._route, seconds, self.settings.timeout)
         raise error
 
     def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
@@ -99,7 +105,7 @@ class SyncClient:
         timeout = (min(self.settings.connect_timeout, seconds), seconds)
         resp = self.session.request(**request.http_arguments(), timeout=timeout, stream=True)
         with transport.CappedBody(request, resp.status_code, resp.headers, self.settings, resp.close) as body:
-            while body.take(_read_chunk(resp, request, seconds, deadline)):
+            while body.take(_read_chunk(resp, request, seconds, deadline, self.settings.timeout)):
                 pass
         return body.response()
 

@@ -215,8 +215,13 @@ class CappedBody:
         return protocol.RawResponse(self.status, self.headers, b"".join(self.chunks))
 
 
-def deadline_detail(seconds: float) -> str:
-    """What a transport says when a request ran out of time."""
+def deadline_detail(seconds: float, setting: float) -> str:
+    """
+    What a transport says when a request ran out of its ``seconds``: the 'timeout' ``setting``,
+    or less, when that was all the caller's deadline had left.
+    """
+    if seconds < setting:
+        return f"no complete response within {seconds:.3g} s, all its caller's deadline had left"
     return f"no complete response within {seconds:g} s (the 'timeout' setting: total per request)"
 
 
@@ -348,7 +353,7 @@ def _tls_reason(chain: list[BaseException]) -> str:
 
 
 def failure(
-    request: protocol.PreparedRequest, exc: BaseException, route: Route, seconds: float
+    request: protocol.PreparedRequest, exc: BaseException, route: Route, seconds: float, setting: float
 ) -> SmartMCAError:
     """
     The SmartMCA error for a transport library's exception; it never quotes the exception (it may
@@ -357,7 +362,8 @@ def failure(
     :param request: the request that failed.
     :param exc: what requests, urllib3, aiohttp, http.client or a socket raised.
     :param route: the route used (where the trusted CAs came from, for a TLS failure).
-    :param seconds: the request's deadline, for a timeout's message.
+    :param seconds: the request's time, for a timeout's message.
+    :param setting: the 'timeout' setting: ``seconds`` below it were cut by a caller's deadline.
     """
     kinds, chain = _kinds(exc), _chain(exc)
     if kinds & _TLS:
@@ -369,7 +375,7 @@ def failure(
     if (reason := _not_sent(chain)) is not None:
         return protocol.connection_error(request, reason, request_sent=False)
     if kinds & _TIMEOUT:
-        return protocol.connection_error(request, deadline_detail(seconds), request_sent=True)
+        return protocol.connection_error(request, deadline_detail(seconds, setting), request_sent=True)
     if kinds & _CUT_SHORT:
         return protocol.connection_error(request, "response cut short", request_sent=True)
     return protocol.connection_error(request, f"connection dropped ({type(exc).__name__})", request_sent=True)

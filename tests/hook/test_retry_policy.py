@@ -96,3 +96,20 @@ def test_patience_must_be_a_positive_finite_number(hook, smartmca_emulator, pati
     with pytest.raises(SmartMCAValidationError, match="patience"):
         hook.patiently(hook.get_workflow, "wf_deal_onboarding", patience=patience)
     assert smartmca_emulator.count(route="get_workflow") == 0
+
+
+def test_a_request_the_deadline_cuts_short_names_the_deadline_not_the_timeout_setting(
+    hook, smartmca_emulator
+):
+    """The 'timeout' setting (30 s) is not what ended a request the caller's 0.3 s deadline cut."""
+    smartmca_emulator.add_fault("latency", route="get_workflow", latency=3, count=None)
+    with spending(Deadline.after(0.3)), pytest.raises(SmartMCAConnectionError) as err:
+        hook.get_workflow("wf_deal_onboarding")
+    assert "deadline" in str(err.value) and "'timeout' setting" not in str(err.value)
+
+
+def test_a_request_the_timeout_setting_ends_names_the_setting(make_hook, smartmca_emulator):
+    hook = make_hook(extra={"timeout": 0.2, "max_retries": 0})
+    smartmca_emulator.add_fault("latency", route="get_workflow", latency=3, count=None)
+    with pytest.raises(SmartMCAConnectionError, match="'timeout' setting"):
+        hook.get_workflow("wf_deal_onboarding")
