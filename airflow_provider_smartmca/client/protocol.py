@@ -420,23 +420,25 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
     """
     if not 200 <= raw.status < 300:
         raise error_for_status(request, raw, settings)
-    endpoint = request.endpoint
-    where = f"{request.label} returned HTTP {raw.status} with"
-    ctx = request.context(status=raw.status)
-    data: Any = None
+    endpoint, data = request.endpoint, None
     if raw.body.strip() or endpoint.idempotent:
         if _looks_like_html(raw):
-            raise SmartMCAInvalidResponseError(f"{where} an HTML page instead of JSON", **ctx)
+            raise _unreadable(request, raw, "an HTML page instead of JSON")
         data = _UNREADABLE
         # Suppressed, not handled: our error must not carry it (its .doc/.object may echo the key).
         with suppress(ValueError):
             data = load_json(raw.body, settings.api_key)
         if data is _UNREADABLE:
             snippet = redact(raw.body, settings.api_key, limit=80)
-            raise SmartMCAInvalidResponseError(
-                f"{where} a body that is not valid JSON (truncated?): {snippet!r}", **ctx
-            )
+            raise _unreadable(request, raw, f"a body that is not valid JSON (truncated?): {snippet!r}")
     return endpoint.parse(endpoint.name, data, raw.headers)
+
+
+def _unreadable(request: PreparedRequest, raw: RawResponse, what: str) -> SmartMCAInvalidResponseError:
+    """The error for a 2xx body that is not JSON; built only then (a poll's success path stays lean)."""
+    return SmartMCAInvalidResponseError(
+        f"{request.label} returned HTTP {raw.status} with {what}", **request.context(status=raw.status)
+    )
 
 
 # --- retries: the one policy -------------------------------------------------------------------
