@@ -127,7 +127,8 @@ def resolve_route(settings: ClientSettings, environ: Mapping[str, str] | None = 
     proxy = _proxy_for(settings.base_url, env)
     if not settings.base_url.startswith("https://"):
         return Route(proxy=proxy, verify=False, verify_source="plain http")
-    if (verify := settings.verify_ssl) is not True:
+    verify = settings.verify_ssl
+    if verify is False or isinstance(verify, str):  # anything else verifies (fail closed)
         if isinstance(verify, str) and not os.path.exists(verify):
             raise SmartMCAConfigError(
                 f"connection extra 'verify_ssl' names {verify!r}, which does not exist in this process"

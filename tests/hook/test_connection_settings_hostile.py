@@ -306,3 +306,12 @@ def test_an_at_sign_in_the_path_is_not_credentials():
 def test_extra_that_is_not_an_object_is_refused():
     with pytest.raises(SmartMCAConfigError, match="JSON object"):
         settings_from_connection(host=None, port=None, password="smca_live_k3y", extra="[1, 2]")
+
+
+@pytest.mark.parametrize("odd", [None, 0])
+def test_a_verify_ssl_that_is_not_false_nor_a_path_still_verifies(odd):
+    """Settings built in code skip the connection's parsing: an odd verify_ssl fails closed."""
+    from airflow_provider_smartmca.client.transport import resolve_route
+
+    route = resolve_route(ClientSettings(base_url="https://api.example.com", verify_ssl=odd), environ={})
+    assert route.verify is True or (isinstance(route.verify, str) and route.verify)
