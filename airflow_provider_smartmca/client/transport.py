@@ -222,7 +222,7 @@ def deadline_detail(seconds: float, setting: float) -> str:
     or less, when that was all the caller's deadline had left.
     """
     if seconds < setting:
-        return f"no complete response within {seconds:.3g} s, all its caller's deadline had left"
+        return f"no complete response within {seconds:.3g} s: all the time its caller's deadline left"
     return f"no complete response within {seconds:g} s (the 'timeout' setting: total per request)"
 
 

@@ -105,11 +105,14 @@ class RequestBudget:
 
         :param client: the transport.
         :param request: the request to send.
-        :param timeout: the caller's time limit in seconds, pause and queue included, or None.
+        :param timeout: the caller's time limit in seconds, pause and queue included, or None. A
+            request that waited for neither gets it whole, so the transport can tell the 'timeout'
+            setting from a caller's shorter limit.
         :raises SmartMCARateLimitError: the key is paused beyond ``timeout``: nothing was sent.
         :raises SmartMCAConnectionError: the transport failed, or no slot freed up within ``timeout``.
         """
-        end = math.inf if timeout is None else time.monotonic() + timeout
+        start = time.monotonic()
+        end = math.inf if timeout is None else start + timeout
         while True:
             while (wait := self.pause_left()) > 0:
                 if time.monotonic() + wait >= end:
@@ -134,7 +137,9 @@ class RequestBudget:
             self._slots.release()  # a 429 arrived while this request queued: wait it out too
         try:
             incr(f"requests.{request.endpoint.name}")
-            left = None if timeout is None else max(0.001, end - time.monotonic())
+            left = timeout  # whole, unless a pause or a queue spent some of it (over a millisecond)
+            if timeout is not None and (now := time.monotonic()) - start > 0.001:
+                left = max(0.001, end - now)
             raw = await client.send(request, timeout=left)
         finally:
             self._slots.release()

@@ -687,3 +687,15 @@ def test_a_watcher_sends_to_its_own_connection_when_another_connection_shares_it
         asyncio.run(main())
         assert [r for r in other.requests if r.route == "list_executions"]
         assert not [r for r in emu.requests if r.route in ("list_executions", "get_execution")]
+
+
+def test_a_watcher_request_that_outlasts_the_timeout_setting_names_that_setting(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The watcher has no deadline: its slow request ran out of the 'timeout' setting, and says so."""
+    monkeypatch.setenv("AIRFLOW_CONN_SMARTMCA_DEFAULT", conn_json(emu, KEY, timeout=0.3))
+    emu.add_fault("latency", route="list_executions", latency=2, count=None)
+    run_watcher(watcher(MemoryAssetStateStore(), workflow_type="wf_quick"), 1.5)
+    out, err = capfd.readouterr()  # the trigger logs through structlog, to the console
+    failed = [line for line in (out + err).splitlines() if "poll failed" in line]
+    assert failed and all("the 'timeout' setting" in m and "deadline" not in m for m in failed), failed
