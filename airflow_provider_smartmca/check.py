@@ -253,7 +253,7 @@ def _timestamp_row(executions: list[Any]) -> Row:
     for name, value in stamps:
         if not isinstance(value, str):
             return row(DIFFERS, f"{name} is {contract._kind_of(value)}, not an ISO 8601 string")
-        if contract._timestamp(value) is None:
+        if contract.timestamp_or_none(value) is None:
             return row(DIFFERS, f"{name} is a string that is not ISO 8601")
     formats = sorted({re.sub(r"[0-9]", "d", value) for _, value in stamps})  # the format, never the value
     if not formats:
@@ -291,7 +291,9 @@ def _watcher_rows(final: Answer) -> list[Row]:
     others = sorted({str(ex.get("status"))[:30] for ex in items} - {"completed"})
     listed = f"other statuses listed: {', '.join(others)} (the watcher drops them; more pages)"
     rows = [filtered(DIFFERS, listed) if others else filtered(HOLDS, f"{len(items)} item(s), all completed")]
-    ends = [contract._timestamp(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"]
+    ends = [
+        contract.timestamp_or_none(ex.get("completedAt")) for ex in items if ex.get("status") == "completed"
+    ]
     if None in ends:
         unread = f"{ends.count(None)} without a readable completedAt: startedAt decides instead"
         return [*rows, stamped(DIFFERS, unread)]
@@ -474,16 +476,19 @@ def render_table(rows: list[Row], target: str) -> str:
     return "\n".join([*lines, "", summary(rows)])
 
 
-#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first; the
-#: last matches any row.
+#: The cause of differing rows, by a pattern their SEEN matches (re.search), first match first.
 _CAUSES = {
     r"^HTTP 401": "the API key is refused (HTTP 401): check the key (the connection's password) and that it is not revoked.",
     r"^HTTP 403": f"the API key lacks a scope (HTTP 403): every GET needs {SCOPE_READ}.",
     r"which the connection does not declare": f"the connection does not declare {SCOPE_READ} in its extra 'scopes': add it (the key needs it too).",
     r"the server did not receive it|the server may have received it": "the host cannot be reached or did not answer (refused, timed out, DNS, proxy): check the base URL and the network.",
     r"^HTTP 5": "the API answers server errors (HTTP 5xx), even after retries: try again later.",
-    r"": "the API answers differently from what the provider assumes. Each 'differs' row names the endpoint and the field; tasks fail on them (SmartMCAContractError) until they agree.",
 }
+#: The cause when no pattern of :data:`_CAUSES` matches.
+_CONTRACT_CAUSE = (
+    "the API answers differently from what the provider assumes. Each 'differs' row names the "
+    "endpoint and the field; tasks fail on them (SmartMCAContractError) until they agree."
+)
 
 
 def summary(rows: list[Row]) -> str:
@@ -493,7 +498,10 @@ def summary(rows: list[Row]) -> str:
     if not count[DIFFERS]:
         return f"{head}: every assumption a read-only probe can check holds."
     seen = [r.seen for r in rows if r.verdict == DIFFERS]
-    return f"{head}: " + next(c for pattern, c in _CAUSES.items() if any(re.search(pattern, t) for t in seen))
+    for pattern, cause in _CAUSES.items():
+        if any(re.search(pattern, text) for text in seen):
+            return f"{head}: {cause}"
+    return f"{head}: {_CONTRACT_CAUSE}"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,10 +10,10 @@ discovery in every component.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 
 def get_provider_info() -> dict[str, Any]:
     """Return the provider's metadata (``package-name`` must equal the distribution name)."""
-    return json.loads(Path(__file__).with_name("provider_info.json").read_text(encoding="utf-8"))
+    return json.loads(files(__package__).joinpath("provider_info.json").read_text(encoding="utf-8"))

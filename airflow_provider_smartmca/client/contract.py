@@ -93,7 +93,7 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _timestamp(value: Any) -> datetime | None:
+def timestamp_or_none(value: Any) -> datetime | None:
     """``value`` read by :func:`parse_timestamp`, or None when it is no ISO 8601 string."""
     try:
         return parse_timestamp(value) if isinstance(value, str) else None
@@ -144,9 +144,11 @@ class _Reader:
         if not accepts(value):
             got = "one out of range" if spec.kind == INTEGER and type(value) is int else _kind_of(value)
             raise self.fail(name, f"{rule}, got {got}")
-        if spec.kind == TIMESTAMP and (value := _timestamp(value)) is None:
+        if spec.kind != TIMESTAMP:
+            return value
+        if (parsed := timestamp_or_none(value)) is None:
             raise self.fail(name, "is not an ISO 8601 timestamp")
-        return value
+        return parsed
 
     def read_all(self) -> dict[str, Any]:
         """Every field of the shape, in its order, keyed by its attribute (``entityType``: ``entity_type``)."""
@@ -310,8 +312,10 @@ def _node(endpoint: str, data: Any, where: str) -> Node:
     r = _Reader(endpoint, "node", data, where)
     if isinstance(error := r.get("error"), dict):
         code, message = error.get("code"), error.get("message")
-        error = f"{code}: {message}" if code and message else message or code
-    return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), str(error or ""))
+        text = f"{code}: {message}" if code and message else message or code
+    else:
+        text = error
+    return Node(str(r.get("name") or r.get("id") or "?"), r.get("status"), str(text or ""))
 
 
 def parse_execution(endpoint: str, data: Any, headers: _Headers = None, *, where: str = "") -> Execution:

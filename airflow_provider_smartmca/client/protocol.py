@@ -425,7 +425,8 @@ def parse_response(request: PreparedRequest, raw: RawResponse, settings: ClientS
         if _looks_like_html(raw):
             raise _unreadable(request, raw, "an HTML page instead of JSON")
         data = _UNREADABLE
-        # Suppressed, not handled: our error must not carry it (its .doc/.object may echo the key).
+        # Suppressed, not handled: raised in an except, our error would keep the ValueError as its
+        # __context__, whose .doc/.object hold the whole body (it may echo the key).
         with suppress(ValueError):
             data = load_json(raw.body, settings.api_key)
         if data is _UNREADABLE:

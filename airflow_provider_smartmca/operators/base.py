@@ -373,9 +373,9 @@ class SmartMCAExecutionOperator(BaseOperator):
     def _wait(self, execution_id: str) -> dict[str, Any]:
         """
         Wait on the worker or defer. Both waits take the same terms: seconds once rendered, and the
-        absolute end of the wait (epoch seconds), computed once, here on the worker. Deferring, a
-        transient failure of the check before it defers anyway: the trigger rides out a storm
-        without holding a worker.
+        absolute end of the wait (epoch seconds), computed once, here on the worker. When deferrable,
+        a transient failure of the read before deferring still defers: the trigger rides out the
+        storm without holding a worker.
         """
         wait = dict(poll_interval=self.poll_interval, failure_statuses=self.failure_statuses)
         wait["deadline"] = None if self.timeout is None else time.time() + float(self.timeout)

@@ -129,7 +129,8 @@ class ExecutionSensor(BaseSensorOperator):
                     f"{exc} SmartMCA execution {self.execution_id}: last status {last!r}; "
                     "the provider does not cancel it."
                 ) from None
-        # An absolute epoch from the worker: it survives triggerer restarts, and counts as in poke mode.
+        # An absolute epoch from the worker: it survives triggerer restarts and, as in poke mode,
+        # counts from the task's start.
         deadline = time.time() + self.timeout
         terms = dict(conn_id=self.smartmca_conn_id, execution_id=self.execution_id, deadline=deadline)
         terms.update(poll_interval=self.poke_interval, failure_statuses=self.failure_statuses)

@@ -418,22 +418,22 @@ class ExecutionEventTrigger(BaseEventTrigger):
         """
         One poll from ``record``; returns the executions to fire and the new record.
 
+        1. A first start has no history: what is final now (and was not active a moment ago) ended
+           before the watcher started; it is recorded as fired, so that no later window reports it.
+        2. A window's item that has not fired (``already``: fired, or history) ended after the
+           watermark: final in a window, it is settled without a GET.
+        3. A tracked execution that left the active lists and is in no window is read by GET.
+        4. The new record keeps what the next window can still show, so that it is not fired again:
+           by start time, and anything a window listed this time (an item without ``startedAt`` is
+           in every window).
+
         :param record: the watermark, or None before the first complete poll of this run.
         :param first_start: with no record: True skips what ended before now (no backfill),
             False looks back ``restart_lookback`` seconds.
-
-        At a first start there is no history: what is final now (and was not active a moment ago)
-        ended before the watcher started, and goes into ``fired`` so that no later window reports
-        it. Otherwise an item in a window that has not fired yet ended after the watermark (what
-        ended before is in ``already``: fired, or history at the first start), and an item final in
-        a window is settled without a GET; a tracked execution that left the active lists and was
-        not in a window is read by GET. The new record keeps what the next window can still show,
-        so that it is not fired again: by start time, and anything a window listed this time (an
-        item without ``startedAt`` is in every window).
         """
         active_now = await poll.active()
         now = await poll.clock(None if record is None else record.since)
-        if record is None and first_start:
+        if record is None and first_start:  # 1.
             final = await self._listed(poll, None if now is None else self._back(now, MARGIN))
             history = {k: v.started_at or now or _NEVER for k, v in final.items() if k not in active_now}
             return [], WatermarkRecord(since=now, active=frozenset(active_now), fired=history)
@@ -441,13 +441,13 @@ class ExecutionEventTrigger(BaseEventTrigger):
             lookback = timedelta(seconds=self.restart_lookback)
             record = WatermarkRecord(since=None if now is None else self._back(now, lookback))
         since = self._since(record.since, now)
-        listed = await self._listed(poll, None if since is None else self._back(since, MARGIN))
+        listed = await self._listed(poll, None if since is None else self._back(since, MARGIN))  # 2.
         listed = {k: v for k, v in listed.items() if self._matches(v)}  # else a server ignoring a filter
         already = dict(record.fired)
         fired = {k: v for k, v in listed.items() if k not in already}
-        gone = sorted(record.active - active_now - listed.keys())
+        gone = sorted(record.active - active_now - listed.keys())  # 3.
         later = await self._read_gone(poll, gone, already, fired)
-        now = now or since
+        now = now or since  # 4.
         for execution_id, item in fired.items():
             already[execution_id] = item.started_at or now or _NEVER
         if now is not None:

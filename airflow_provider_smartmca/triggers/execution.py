@@ -155,8 +155,7 @@ class ExecutionTrigger(BaseTrigger):
     :raises SmartMCAValidationError: a bad argument, at construction on the worker, so it fails
         the task with a clear message instead of failing later inside the shared triggerer.
 
-    ``workflow_type`` came without a :attr:`KWARGS_VERSION` bump: it is optional, and its absence
-    means "unknown", so every version-1 kwargs dict, with or without it, is read the same way.
+    A version-1 kwargs dict without ``workflow_type`` is read with the workflow type unknown.
 
     :attr:`coalesce` False makes every wait poll alone with its own GETs (the benchmark's
     baseline, and a way out should a server's List Executions misbehave).
@@ -231,7 +230,9 @@ class ExecutionTrigger(BaseTrigger):
         for attempt in (1, 2):
             try:
                 settings = await shared.settings(self.conn_id)
-            except AirflowException as exc:  # a missing or unusable connection: final (others are bugs)
+            # A missing connection (AirflowNotFoundException) or an unusable one (SmartMCAConfigError,
+            # an AirflowException too) is final; anything else is a bug and keeps its traceback.
+            except AirflowException as exc:
                 yield self._event(
                     executions.EVENT_ERROR, f"SmartMCA connection {self.conn_id!r} is unusable: {exc}"
                 )

@@ -448,8 +448,11 @@ class ExecutionPoller:
                     if self.lists_unusable is None:  # refused or drifted: GETs from now on
                         self.lists_unusable = str(exc)
                         incr("poller.lists_unusable")
-                        msg = "SmartMCA List Executions cannot serve the waits (%s); each wait is read with its own GET from now on"
-                        log.warning(msg, exc)
+                        log.warning(
+                            "SmartMCA List Executions cannot serve the waits (%s); each wait is read "
+                            "with its own GET from now on",
+                            exc,
+                        )
                     return unseen
                 for item in walk.feed(result):
                     if item.execution_id in unseen and item.status in ACTIVE_STATUSES:
