@@ -150,9 +150,8 @@ class AsyncClient:
         try:
             return await self._exchange(request, seconds)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = failure(
-                request, exc, self._route[0], seconds, self.settings.timeout
-            )  # opened by _exchange
+            route = self._route[0]  # opened by _exchange, before anything could fail
+            error = failure(request, exc, route, seconds, self.settings.timeout)
         raise error
 
     async def _exchange(self, request: protocol.PreparedRequest, seconds: float) -> protocol.RawResponse:
